@@ -1,0 +1,128 @@
+//! `controlcenter eval FILE`: plain Jsonnet with the library on the import
+//! path, for debugging templates and checking engine compatibility. Accepts
+//! the usual jsonnet flags and prints the JSON result.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{print_stdout, Cli, EXIT_INVALID, EXIT_USAGE};
+use crate::diagnostics::Sources;
+use crate::evaluate::imports::Root;
+use crate::evaluate::{diagnose, engine, ArgValue, EvalJob, LIB_LABEL};
+use crate::load::repo::{RepoFiles, WorkTree};
+
+/// Arguments of `eval`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  controlcenter eval -J vendor --tla-code-file state=state.json lib-jsonnet/main.jsonnet\n  controlcenter eval --ext-str env=dev --tla-code replicas=3 my.jsonnet")]
+pub struct EvalArgs {
+    /// The Jsonnet file.
+    pub file: PathBuf,
+    /// Add a library search directory (imports may read it).
+    #[arg(short = 'J', long = "jpath", value_name = "DIR")]
+    pub jpath: Vec<PathBuf>,
+    /// External variable as a string: NAME=VALUE (or NAME to read $NAME).
+    #[arg(short = 'V', long, value_name = "NAME[=VALUE]", value_parser = parse_var)]
+    pub ext_str: Vec<(String, String)>,
+    /// External variable as code: NAME=CODE (or NAME to read $NAME).
+    #[arg(long, value_name = "NAME[=CODE]", value_parser = parse_var)]
+    pub ext_code: Vec<(String, String)>,
+    /// Top-level argument as a string: NAME=VALUE (or NAME to read $NAME).
+    #[arg(short = 'A', long, value_name = "NAME[=VALUE]", value_parser = parse_var)]
+    pub tla_str: Vec<(String, String)>,
+    /// Top-level argument as code: NAME=CODE (or NAME to read $NAME).
+    #[arg(long, value_name = "NAME[=CODE]", value_parser = parse_var)]
+    pub tla_code: Vec<(String, String)>,
+    /// Top-level argument as code read from a file: NAME=PATH.
+    #[arg(long, value_name = "NAME=PATH", value_parser = parse_file_var)]
+    pub tla_code_file: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+        None => std::env::var(s)
+            .map(|v| (s.to_owned(), v))
+            .map_err(|_| format!("no `=` and no environment variable ${s}")),
+    }
+}
+
+fn parse_file_var(s: &str) -> Result<(String, String), String> {
+    let (k, path) = s.split_once('=').ok_or("expected NAME=PATH")?;
+    std::fs::read_to_string(path)
+        .map(|code| (k.to_owned(), code))
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
+    let file = match args.file.canonicalize() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.file.display());
+            return EXIT_USAGE;
+        }
+    };
+    // The file's tree: the repository when the file is inside it, else its directory.
+    let repo_root = cli.repo.canonicalize().ok().filter(|r| file.starts_with(r));
+    let root_dir = repo_root.unwrap_or_else(|| file.parent().map(PathBuf::from).unwrap_or_default());
+    let rel = file
+        .strip_prefix(&root_dir)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    let mut roots = Vec::new();
+    let mut dirs = vec![root_dir.clone()];
+    dirs.extend(args.jpath.iter().cloned());
+    for (i, dir) in dirs.iter().enumerate() {
+        match WorkTree::open(dir) {
+            Ok(w) => roots.push(Root {
+                label: if i == 0 { String::new() } else { format!("{}/", dir.display()) },
+                files: Arc::new(w) as Arc<dyn RepoFiles>,
+            }),
+            Err(e) => {
+                eprintln!("error: -J {}: {e}", dir.display());
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let lib = match cli.library() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    roots.push(Root {
+        label: LIB_LABEL.to_owned(),
+        files: lib,
+    });
+    let jpaths = (1..roots.len()).map(|i| (i, String::new())).collect();
+    let args_of = |strs: &[(String, String)], codes: &[(String, String)]| {
+        strs.iter()
+            .map(|(k, v)| (k.clone(), ArgValue::Str(v.clone())))
+            .chain(codes.iter().map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))))
+            .collect::<Vec<_>>()
+    };
+    let mut tla = args_of(&args.tla_str, &args.tla_code);
+    tla.extend(args.tla_code_file.iter().map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))));
+    let limits = cli.limits();
+    let job = EvalJob {
+        roots,
+        jpaths,
+        entry: (0, rel),
+        tla,
+        ext: args_of(&args.ext_str, &args.ext_code),
+        max_stack: limits.max_stack,
+        timeout: limits.timeout,
+        indent: 3,
+    };
+    match engine::evaluate(job) {
+        Ok(json) => print_stdout(&(json + "\n")),
+        Err(f) => {
+            let mut sources = Sources::default();
+            let d = diagnose(f, &mut sources);
+            cli.report(&sources, vec![d]);
+            EXIT_INVALID
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The command line: clap definitions and dispatch. Each command lives in
+//! its own file and only turns arguments into one library call and its
+//! result into output and an exit code.
+
+mod eval;
+mod render;
+mod state;
+mod validate;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::diagnostics::render::{render_all, ErrorFormat};
+use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
+use crate::evaluate::library::EmbeddedLibrary;
+use crate::evaluate::Limits;
+use crate::load::repo::{RepoFiles, WorkTree};
+use crate::{Failure, Project};
+
+/// Everything went well.
+pub const EXIT_OK: i32 = 0;
+/// The inputs are invalid (diagnostics were printed).
+pub const EXIT_INVALID: i32 = 1;
+/// Usage error or internal failure.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Compile a GitOps control-center repository into Kubernetes manifests.
+#[derive(Parser, Debug)]
+#[command(name = "controlcenter", version, about, long_about = None)]
+#[command(after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter validate --repo path/to/repo\n  controlcenter state --env prod | jq .services")]
+pub struct Cli {
+    /// The control-center repository.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Use this lib-jsonnet directory instead of the built-in library.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub lib: Option<PathBuf>,
+    /// How to print problems.
+    #[arg(long, global = true, value_enum, default_value_t = ErrorFormat::Human)]
+    pub error_format: ErrorFormat,
+    /// Colour in human diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    /// Stop a Jsonnet evaluation after this many seconds.
+    #[arg(long, global = true, default_value_t = 20.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Maximum Jsonnet call depth.
+    #[arg(long, global = true, default_value_t = 500, value_name = "FRAMES")]
+    pub max_stack: usize,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// When to colour human diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// When stderr is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the manifests of one environment.
+    Render(render::RenderArgs),
+    /// Check every environment: schemas, resolution, rendering.
+    Validate(validate::ValidateArgs),
+    /// Print the resolved state of one environment: what the library receives.
+    State(state::StateArgs),
+    /// Evaluate a Jsonnet file with the library on the import path.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> i32 {
+    match &cli.command {
+        Command::Render(a) => render::run(&cli, a),
+        Command::Validate(a) => validate::run(&cli, a),
+        Command::State(a) => state::run(&cli, a),
+        Command::Eval(a) => eval::run(&cli, a),
+    }
+}
+
+impl Cli {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_stack: self.max_stack.max(1),
+            timeout: Duration::from_secs_f64(self.timeout.clamp(0.001, 86_400.0)),
+        }
+    }
+
+    fn library(&self) -> Result<Arc<dyn RepoFiles>, String> {
+        match &self.lib {
+            None => Ok(Arc::new(EmbeddedLibrary)),
+            Some(dir) => WorkTree::open(dir)
+                .map(|w| Arc::new(w) as Arc<dyn RepoFiles>)
+                .map_err(|e| format!("--lib {}: {e}", dir.display())),
+        }
+    }
+
+    /// Opens and validates the repository; on failure prints and returns the exit code.
+    fn project(&self) -> Result<Project, i32> {
+        let repo = WorkTree::open(&self.repo).map_err(|e| {
+            eprintln!("error: cannot open repository {}: {e}", self.repo.display());
+            EXIT_USAGE
+        })?;
+        let lib = self.library().map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        })?;
+        Project::load(Arc::new(repo), lib, self.limits()).map_err(|Failure { sources, diagnostics }| {
+            self.report(&sources, diagnostics);
+            EXIT_INVALID
+        })
+    }
+
+    fn color(&self) -> bool {
+        match self.color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+
+    /// Prints diagnostics to stderr in the chosen format.
+    fn report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) {
+        let text = self.format_report(sources, diagnostics);
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+
+    /// Prints diagnostics to stdout (machine formats of `validate`).
+    fn report_to_stdout(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) {
+        print_stdout(&self.format_report(sources, diagnostics));
+    }
+
+    fn format_report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) -> String {
+        let mut all = Diagnostics::default();
+        all.extend(diagnostics);
+        let errors = all.error_count();
+        let sorted = all.into_sorted(sources);
+        let mut text = render_all(&sorted, sources, self.error_format, self.color());
+        if self.error_format == ErrorFormat::Human && errors > 0 {
+            text.push_str(&format!(
+                "error: {errors} problem{} found\n",
+                if errors == 1 { "" } else { "s" }
+            ));
+        }
+        text
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`| head`) as success.
+fn print_stdout(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            EXIT_USAGE
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `controlcenter render --env E`: the manifests of one environment.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
+use crate::emit::{self, out_dir, Format};
+
+/// Arguments of `render`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter render --env prod --format json\n  controlcenter render --env dev --out-dir rendered/dev")]
+pub struct RenderArgs {
+    /// Environment to render.
+    #[arg(long, short)]
+    pub env: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Write one YAML file per resource into this directory (replaced atomically).
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
+    let mut project = match cli.project() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let resources = match project.render(&args.env) {
+        Ok(r) => r,
+        Err(d) => {
+            cli.report(&project.sources, d);
+            return EXIT_INVALID;
+        }
+    };
+    match &args.out_dir {
+        Some(dir) => match out_dir::write(dir, &resources) {
+            Ok(()) => {
+                eprintln!("wrote {} resources to {}", resources.len(), dir.display());
+                EXIT_OK
+            }
+            Err(d) => {
+                cli.report(&project.sources, vec![d]);
+                EXIT_INVALID
+            }
+        },
+        None => print_stdout(&emit::render(&resources, args.format)),
+    }
+}

@@ -1,0 +1,57 @@
+//! `controlcenter validate`: schemas, resolution and rendering of every
+//! environment whose inputs are on this branch; all problems at once.
+
+use clap::Args;
+
+use super::{Cli, EXIT_INVALID, EXIT_OK};
+use crate::diagnostics::render::ErrorFormat;
+use crate::load::env_file_name;
+
+/// Arguments of `validate`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  controlcenter validate\n  controlcenter validate --env dev --env prod\n  controlcenter validate --error-format github")]
+pub struct ValidateArgs {
+    /// Only these environments (default: every environment; those whose
+    /// env-<env>.yaml is not on this branch are skipped and reported).
+    #[arg(long, short)]
+    pub env: Vec<String>,
+}
+
+pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
+    let mut project = match cli.project() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let explicit = !args.env.is_empty();
+    let envs = if explicit { args.env.clone() } else { project.envs() };
+    let mut diagnostics = Vec::new();
+    let mut summary = Vec::new();
+    for env in &envs {
+        if !explicit && !project.has_env_file(env) {
+            summary.push(format!("skipped {env}: {} is not on this branch", env_file_name(env)));
+            continue;
+        }
+        match project.render(env) {
+            Ok(resources) => summary.push(format!("ok      {env}: {} resources", resources.len())),
+            Err(d) => {
+                summary.push(format!("failed  {env}"));
+                diagnostics.extend(d);
+            }
+        }
+    }
+    let failed = diagnostics.iter().any(|d| d.is_error());
+    if cli.error_format == ErrorFormat::Human {
+        cli.report(&project.sources, diagnostics);
+    } else {
+        // Machine formats go to stdout, where CI reads them.
+        cli.report_to_stdout(&project.sources, diagnostics);
+    }
+    for line in summary {
+        eprintln!("{line}");
+    }
+    if failed {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    }
+}

@@ -1,0 +1,252 @@
+//! Renderers for diagnostics: `human` (rustc-style snippets through
+//! annotate-snippets), `json` (one object per line, stable fields) and
+//! `github` (workflow command annotations).
+
+use std::fmt::Write as _;
+
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use serde::Serialize;
+
+use super::{Diagnostic, Label, Severity, Sources};
+
+/// Output format for diagnostics (`--error-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ErrorFormat {
+    /// Source snippets with file:line:col, colour on a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+    /// GitHub Actions workflow annotations (`::error file=…`).
+    Github,
+}
+
+/// Renders all diagnostics in `format`; `color` only affects `human`.
+pub fn render_all(
+    diags: &[Diagnostic],
+    sources: &Sources,
+    format: ErrorFormat,
+    color: bool,
+) -> String {
+    let mut out = String::new();
+    for d in diags {
+        match format {
+            ErrorFormat::Human => {
+                out.push_str(&human(d, sources, color));
+                out.push_str("\n\n");
+            }
+            ErrorFormat::Json => {
+                out.push_str(&json(d, sources));
+                out.push('\n');
+            }
+            ErrorFormat::Github => {
+                out.push_str(&github(d, sources));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A diagnostic as rustc-style text.
+pub fn human(d: &Diagnostic, sources: &Sources, color: bool) -> String {
+    let level = match d.severity {
+        Severity::Error => Level::ERROR,
+        Severity::Warning => Level::WARNING,
+    };
+    let mut group = Group::with_title(level.primary_title(d.message.as_str()).id(d.code.as_str()));
+    // Related labels in the primary's file join its snippet; others get their own.
+    let mut by_file: Vec<(super::FileId, Vec<(&Label, bool)>)> = Vec::new();
+    let labels = d
+        .primary
+        .iter()
+        .map(|l| (l, true))
+        .chain(d.related.iter().map(|l| (l, false)));
+    for (label, primary) in labels {
+        match by_file.iter_mut().find(|(f, _)| *f == label.span.file) {
+            Some((_, v)) => v.push((label, primary)),
+            None => by_file.push((label.span.file, vec![(label, primary)])),
+        }
+    }
+    for (file, labels) in &by_file {
+        let src = sources.get(*file);
+        let mut snippet = Snippet::source(&*src.text).path(src.path.as_str()).fold(true);
+        for (label, primary) in labels {
+            let kind = if *primary {
+                AnnotationKind::Primary
+            } else {
+                AnnotationKind::Context
+            };
+            let range = visible_range(&src.text, label.span.start, label.span.end);
+            snippet = snippet.annotation(kind.span(range).label(label.message.as_str()));
+        }
+        group = group.element(snippet);
+    }
+    let mut report: Vec<Group<'_>> = vec![group];
+    let mut tail = Group::with_level(Level::NOTE);
+    for n in &d.notes {
+        tail = tail.element(Level::NOTE.message(n.as_str()));
+    }
+    if let Some(h) = &d.help {
+        tail = tail.element(Level::HELP.message(h.as_str()));
+    }
+    if !tail.is_empty() {
+        report.push(tail);
+    }
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
+    renderer.render(&report)
+}
+
+/// Clamps a span to the text and gives empty spans one visible character.
+fn visible_range(text: &str, start: usize, end: usize) -> std::ops::Range<usize> {
+    let start = start.min(text.len());
+    let mut end = end.min(text.len()).max(start);
+    if end == start && start < text.len() {
+        end = text[start..]
+            .chars()
+            .next()
+            .map_or(start, |c| start + c.len_utf8());
+    }
+    start..end
+}
+
+/// Location fields shared by the machine formats.
+#[derive(Serialize)]
+struct Location<'a> {
+    file: &'a str,
+    line: usize,
+    column: usize,
+    end_line: usize,
+    end_column: usize,
+    message: &'a str,
+}
+
+fn location<'a>(label: &'a Label, sources: &'a Sources) -> Location<'a> {
+    let (line, column) = sources.line_col(label.span.file, label.span.start);
+    let (end_line, end_column) = sources.line_col(label.span.file, label.span.end);
+    Location {
+        file: &sources.get(label.span.file).path,
+        line,
+        column,
+        end_line,
+        end_column,
+        message: &label.message,
+    }
+}
+
+/// The stable JSON form of one diagnostic (one line, no trailing newline).
+///
+/// Fields: `severity` (`error`|`warning`), `code`, `message`, `location`
+/// (`file`, `line`, `column`, `end_line`, `end_column`, `message`; null when
+/// the problem has no place), `related` (same shape), `notes`, `help`.
+pub fn json(d: &Diagnostic, sources: &Sources) -> String {
+    #[derive(Serialize)]
+    struct Json<'a> {
+        severity: &'static str,
+        code: &'static str,
+        message: &'a str,
+        location: Option<Location<'a>>,
+        related: Vec<Location<'a>>,
+        notes: &'a [String],
+        help: Option<&'a str>,
+    }
+    let j = Json {
+        severity: severity_name(d.severity),
+        code: d.code.as_str(),
+        message: &d.message,
+        location: d.primary.as_ref().map(|l| location(l, sources)),
+        related: d.related.iter().map(|l| location(l, sources)).collect(),
+        notes: &d.notes,
+        help: d.help.as_deref(),
+    };
+    serde_json::to_string(&j).unwrap_or_default()
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    }
+}
+
+/// A GitHub Actions workflow command for one diagnostic.
+pub fn github(d: &Diagnostic, sources: &Sources) -> String {
+    let mut out = format!("::{}", severity_name(d.severity));
+    let mut props = vec![format!("title={}", escape_property(d.code.as_str()))];
+    if let Some(l) = &d.primary {
+        let loc = location(l, sources);
+        props.insert(0, format!("file={}", escape_property(loc.file)));
+        props.insert(1, format!("line={}", loc.line));
+        props.insert(2, format!("col={}", loc.column));
+        props.insert(3, format!("endLine={}", loc.end_line));
+        if loc.end_line == loc.line {
+            props.insert(4, format!("endColumn={}", loc.end_column));
+        }
+    }
+    let _ = write!(out, " {}::", props.join(","));
+    let mut text = d.message.clone();
+    for n in &d.notes {
+        text.push('\n');
+        text.push_str(n);
+    }
+    if let Some(h) = &d.help {
+        text.push_str("\nhelp: ");
+        text.push_str(h);
+    }
+    out.push_str(&escape_data(&text));
+    out
+}
+
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{Code, Span};
+
+    fn sample() -> (Sources, Diagnostic) {
+        let mut sources = Sources::default();
+        let f = sources.add("controlcenter.yaml", "dev:\n  svc:\n    replica: 2\n");
+        let d = Diagnostic::error(Code::UnknownField, "unknown field `replica`")
+            .at(Span::new(f, 16, 23), "not a service field")
+            .help("did you mean `replicas`?");
+        (sources, d)
+    }
+
+    #[test]
+    fn human_form_names_file_line_column() {
+        let (sources, d) = sample();
+        let text = human(&d, &sources, false);
+        assert!(text.contains("controlcenter.yaml:3:5"), "{text}");
+        assert!(text.contains("error[CC0202]"), "{text}");
+        assert!(text.contains("help: did you mean `replicas`?"), "{text}");
+    }
+
+    #[test]
+    fn json_form_carries_the_same_location() {
+        let (sources, d) = sample();
+        let v: serde_json::Value = serde_json::from_str(&json(&d, &sources)).unwrap();
+        assert_eq!(v["code"], "CC0202");
+        assert_eq!(v["location"]["file"], "controlcenter.yaml");
+        assert_eq!(v["location"]["line"], 3);
+        assert_eq!(v["location"]["column"], 5);
+    }
+
+    #[test]
+    fn github_form_is_one_escaped_line() {
+        let (sources, d) = sample();
+        let line = github(&d, &sources);
+        assert!(line.starts_with("::error file=controlcenter.yaml,line=3,col=5,"), "{line}");
+        assert!(!line.contains('\n'));
+        assert!(line.contains("%0Ahelp: did you mean"));
+    }
+}

@@ -1,0 +1,118 @@
+//! `--out-dir`: one file per resource, `<namespace>/<kind>-<name>.yaml`
+//! (`_cluster/` for objects without a namespace). The directory is built
+//! beside the target and swapped in with renames, so readers see the old
+//! tree or the new one, never a mix; stale files disappear with the old
+//! tree. A directory that controlcenter did not write is never replaced.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::yaml_document;
+use crate::diagnostics::{Code, Diagnostic};
+use crate::process::Resource;
+
+/// Marker file that says a directory is controlcenter's output.
+pub const MARKER: &str = ".controlcenter-out";
+
+/// The file a resource is written to, relative to the output directory.
+pub fn file_name(r: &Resource) -> String {
+    let ns = if r.id.namespace.is_empty() {
+        "_cluster"
+    } else {
+        &r.id.namespace
+    };
+    format!("{ns}/{}-{}.yaml", r.id.kind.to_ascii_lowercase(), r.id.name)
+}
+
+/// Writes `resources` into `dir`, replacing its previous content atomically.
+pub fn write(dir: &Path, resources: &[Resource]) -> Result<(), Diagnostic> {
+    let mut files: BTreeMap<String, &Resource> = BTreeMap::new();
+    for r in resources {
+        let name = file_name(r);
+        if let Some(other) = files.insert(name.clone(), r) {
+            return Err(Diagnostic::error(
+                Code::OutputCollision,
+                format!(
+                    "{} and {} would both be written to {name}",
+                    other.id.display(),
+                    r.id.display()
+                ),
+            )
+            .help("they differ only by API group; rename one of them"));
+        }
+    }
+    if dir.exists() && !is_ours(dir) {
+        return Err(fail(
+            dir,
+            "it exists and was not written by controlcenter (no .controlcenter-out marker), so it will not be replaced",
+        )
+        .help("point --out-dir at a new or empty directory, or one controlcenter wrote before"));
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(|e| fail(dir, &e.to_string()))?;
+    let base = dir
+        .file_name()
+        .map_or_else(|| "out".to_owned(), |n| n.to_string_lossy().into_owned());
+    // Dropped (and deleted) on any error: no half-written tree stays behind.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{base}.new-"))
+        .tempdir_in(&parent)
+        .map_err(|e| fail(dir, &e.to_string()))?;
+    for (name, r) in &files {
+        let path = staging.path().join(name);
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p).map_err(|e| fail(dir, &e.to_string()))?;
+        }
+        write_file(&path, yaml_document(r).as_bytes()).map_err(|e| fail(dir, &e.to_string()))?;
+    }
+    write_file(&staging.path().join(MARKER), b"").map_err(|e| fail(dir, &e.to_string()))?;
+
+    // Swap: old → backup, new → dir, drop backup. Restore on failure.
+    let backup = if dir.exists() {
+        let b = tempfile::Builder::new()
+            .prefix(&format!(".{base}.old-"))
+            .tempdir_in(&parent)
+            .map_err(|e| fail(dir, &e.to_string()))?
+            .keep();
+        fs::remove_dir(&b).map_err(|e| fail(dir, &e.to_string()))?;
+        fs::rename(dir, &b).map_err(|e| fail(dir, &e.to_string()))?;
+        Some(b)
+    } else {
+        None
+    };
+    let staged = staging.keep();
+    if let Err(e) = fs::rename(&staged, dir) {
+        let _ = fs::remove_dir_all(&staged);
+        if let Some(b) = &backup {
+            let _ = fs::rename(b, dir);
+        }
+        return Err(fail(dir, &e.to_string()));
+    }
+    if let Some(b) = backup {
+        let _ = fs::remove_dir_all(b);
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn is_ours(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+        || fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+fn fail(dir: &Path, why: &str) -> Diagnostic {
+    Diagnostic::error(
+        Code::OutputFailed,
+        format!("cannot write {}: {why}", dir.display()),
+    )
+}

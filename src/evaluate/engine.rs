@@ -1,0 +1,201 @@
+//! The only user of jrsonnet. Evaluates one Jsonnet file in a sandbox on a
+//! dedicated thread (jrsonnet's `State` is not `Send`; a large explicit
+//! stack plus jrsonnet's depth limit turns runaway recursion into an error,
+//! not a crash) and returns the result manifested as JSON text. Data goes in
+//! as JSON text through top-level arguments and comes out as JSON text, so
+//! no number is converted on the way.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use jrsonnet_evaluator::manifest::JsonFormat;
+use jrsonnet_evaluator::stack::limit_stack_depth;
+use jrsonnet_evaluator::tla::TlaArg;
+use jrsonnet_evaluator::trace::PathResolver;
+use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
+use jrsonnet_interner::IStr;
+
+use super::imports::{Root, Sandbox, DENIED};
+
+/// Native stack of the evaluation thread. Only touched pages are committed.
+const EVAL_STACK_BYTES: usize = 1 << 30;
+
+/// A top-level argument or external variable.
+#[derive(Clone, Debug)]
+pub enum ArgValue {
+    /// A string (`--tla-str`, `--ext-str`).
+    Str(String),
+    /// Jsonnet code, e.g. JSON text (`--tla-code`, `--ext-code`).
+    Code(String),
+}
+
+/// One evaluation.
+pub struct EvalJob {
+    /// Readable trees.
+    pub roots: Vec<Root>,
+    /// Search path after the importing file's directory.
+    pub jpaths: Vec<(usize, String)>,
+    /// The file to evaluate: (root, relative path).
+    pub entry: (usize, String),
+    /// Top-level arguments.
+    pub tla: Vec<(String, ArgValue)>,
+    /// External variables.
+    pub ext: Vec<(String, ArgValue)>,
+    /// Maximum Jsonnet call depth.
+    pub max_stack: usize,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Indentation of the JSON result; 0 for compact.
+    pub indent: usize,
+}
+
+/// Why an evaluation failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A Jsonnet error (`error`, assert, type error, missing field, …).
+    Runtime,
+    /// An import outside the sandbox.
+    ImportDenied,
+    /// Too deep.
+    StackOverflow,
+    /// Too long.
+    Timeout,
+}
+
+/// A source location inside a Jsonnet file.
+#[derive(Clone, Debug)]
+pub struct FrameLocation {
+    /// Display path of the file.
+    pub path: String,
+    /// The file's text.
+    pub code: Arc<str>,
+    /// Byte range.
+    pub start: usize,
+    /// Byte range end.
+    pub end: usize,
+}
+
+/// One frame of a Jsonnet stack trace.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// What was being done.
+    pub desc: String,
+    /// Where, when known.
+    pub location: Option<FrameLocation>,
+}
+
+/// A failed evaluation, with plain data only (it crosses threads).
+#[derive(Clone, Debug)]
+pub struct EvalFailure {
+    /// Category.
+    pub kind: FailureKind,
+    /// The error message.
+    pub message: String,
+    /// Innermost frame first.
+    pub frames: Vec<Frame>,
+}
+
+/// Evaluates `job` and returns compact JSON text.
+pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
+    let timeout = job.timeout;
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("jsonnet".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(evaluate_here(job));
+        });
+    if let Err(e) = spawned {
+        return Err(EvalFailure {
+            kind: FailureKind::Runtime,
+            message: format!("cannot start the evaluation thread: {e}"),
+            frames: Vec::new(),
+        });
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        // The thread cannot be interrupted; the caller exits soon after.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(EvalFailure {
+            kind: FailureKind::Timeout,
+            message: format!("evaluation did not finish within {} s", timeout.as_secs_f64()),
+            frames: Vec::new(),
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
+            kind: FailureKind::Runtime,
+            message: "the evaluation thread stopped unexpectedly".to_owned(),
+            frames: Vec::new(),
+        }),
+    }
+}
+
+fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
+    let _depth = limit_stack_depth(job.max_stack);
+    let sandbox = Sandbox::new(job.roots, job.jpaths);
+    let entry = sandbox.path(job.entry.0, &job.entry.1);
+    let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+    for (name, value) in &job.ext {
+        std.settings_mut().ext_vars.insert(name.as_str().into(), arg(value));
+    }
+    let mut builder = State::builder();
+    builder.import_resolver(sandbox).context_initializer(std);
+    let state = builder.build();
+    let _entered = state.enter();
+    let indent = job.indent;
+    let result = (|| {
+        let val = state.import_resolved(jrsonnet_ir::SourcePath::new(entry))?;
+        let tla: HashMap<IStr, TlaArg> = job
+            .tla
+            .iter()
+            .map(|(k, v)| (IStr::from(k.as_str()), arg(v)))
+            .collect();
+        let val = apply_tla(&tla, val)?;
+        val.manifest(JsonFormat::cli(indent))
+    })();
+    result.map_err(|e| failure(&e))
+}
+
+fn arg(v: &ArgValue) -> TlaArg {
+    match v {
+        ArgValue::Str(s) => TlaArg::String(s.as_str().into()),
+        ArgValue::Code(c) => TlaArg::InlineCode(c.clone()),
+    }
+}
+
+fn failure(e: &jrsonnet_evaluator::Error) -> EvalFailure {
+    let message = e.error().to_string();
+    let kind = match e.error() {
+        ErrorKind::StackOverflow => FailureKind::StackOverflow,
+        _ if message.contains(DENIED) => FailureKind::ImportDenied,
+        _ => FailureKind::Runtime,
+    };
+    let mut frames: Vec<Frame> = Vec::new();
+    // A syntax error carries its location in the error itself.
+    if let ErrorKind::ImportSyntaxError { path, error } = e.error() {
+        frames.push(Frame {
+            desc: "parsing".to_owned(),
+            location: Some(FrameLocation {
+                path: path.source_path().to_string(),
+                code: path.code().into(),
+                start: error.location.1 as usize,
+                end: error.location.2 as usize,
+            }),
+        });
+    }
+    for el in &e.trace().0 {
+        frames.push(Frame {
+            desc: el.desc.clone(),
+            location: el.location.as_ref().map(|span| FrameLocation {
+                path: span.0.source_path().to_string(),
+                code: span.0.code().into(),
+                start: span.1 as usize,
+                end: span.2 as usize,
+            }),
+        });
+    }
+    EvalFailure {
+        kind,
+        message,
+        frames,
+    }
+}

@@ -1,0 +1,175 @@
+//! The import sandbox: Jsonnet can read only files under its roots (the
+//! repository, the library, `-J` directories of `eval`). Paths are resolved
+//! lexically against a root and read through [`RepoFiles`], which also
+//! refuses symlinks that lead out, so absolute paths, `..` escapes and
+//! escaping symlinks are all refused with an error naming the import.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use jrsonnet_evaluator::{
+    bail, error::ErrorKind, AsPathLike, ImportResolver, ResolvePath, Result,
+};
+use jrsonnet_gcmodule::trace_acyclic;
+use jrsonnet_ir::{SourcePath, SourcePathT};
+
+use crate::load::repo::{normalize, ReadError, RepoFiles};
+
+/// Prefix of messages for refused imports (mapped to `CC0402`).
+pub const DENIED: &str = "import denied: ";
+
+/// A directory tree Jsonnet may read, and how its paths are displayed.
+#[derive(Clone)]
+pub struct Root {
+    /// Display prefix (`""` for the repository, `"<lib>/"` for the library).
+    pub label: String,
+    /// Its files.
+    pub files: Arc<dyn RepoFiles>,
+}
+
+/// A file inside one of the sandbox roots.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SandboxPath {
+    /// Index into the sandbox roots.
+    pub root: usize,
+    /// Normalized path relative to that root.
+    pub rel: String,
+    /// How users see it.
+    pub display: String,
+}
+trace_acyclic!(SandboxPath);
+
+impl fmt::Display for SandboxPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl SourcePathT for SandboxPath {
+    fn is_default(&self) -> bool {
+        false
+    }
+    fn path(&self) -> Option<&Path> {
+        None
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn dyn_hash(&self, mut hasher: &mut dyn std::hash::Hasher) {
+        std::hash::Hash::hash(self, &mut hasher);
+    }
+    fn dyn_eq(&self, other: &dyn SourcePathT) -> bool {
+        other.as_any().downcast_ref::<Self>() == Some(self)
+    }
+    fn dyn_debug(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The confined import resolver.
+pub struct Sandbox {
+    roots: Vec<Root>,
+    /// Search path: (root, directory) pairs tried after the importing file's directory.
+    jpaths: Vec<(usize, String)>,
+    /// Contents read while resolving, handed to the evaluator once.
+    cache: RefCell<HashMap<(usize, String), Vec<u8>>>,
+}
+trace_acyclic!(Sandbox);
+
+impl Sandbox {
+    /// A sandbox over `roots`, searching `jpaths` in order.
+    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>) -> Self {
+        Sandbox {
+            roots,
+            jpaths,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The source path of `rel` in `root`.
+    pub fn path(&self, root: usize, rel: &str) -> SandboxPath {
+        SandboxPath {
+            root,
+            rel: rel.to_owned(),
+            display: format!("{}{}", self.roots[root].label, rel),
+        }
+    }
+
+    fn try_file(&self, root: usize, rel: &str, import: &str) -> Result<Option<SourcePath>> {
+        if self.cache.borrow().contains_key(&(root, rel.to_owned())) {
+            return Ok(Some(SourcePath::new(self.path(root, rel))));
+        }
+        match self.roots[root].files.read(rel) {
+            Ok(Some(bytes)) => {
+                self.cache.borrow_mut().insert((root, rel.to_owned()), bytes);
+                Ok(Some(SourcePath::new(self.path(root, rel))))
+            }
+            Ok(None) | Err(ReadError::NotAFile) => Ok(None),
+            Err(ReadError::OutsideRepo) => bail!(ErrorKind::RuntimeError(
+                format!("{DENIED}`{import}` resolves through a symlink to a file outside the repository and the library").into()
+            )),
+            Err(e) => bail!(ErrorKind::RuntimeError(format!("cannot read `{import}`: {e}").into())),
+        }
+    }
+}
+
+fn join(dir: &str, path: &str) -> String {
+    if dir.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{dir}/{path}")
+    }
+}
+
+fn parent(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+impl ImportResolver for Sandbox {
+    fn resolve_from(&self, from: &SourcePath, path: &dyn AsPathLike) -> Result<SourcePath> {
+        let import = match path.as_path() {
+            ResolvePath::Str(s) => s.to_owned(),
+            ResolvePath::Path(p) => p.to_string_lossy().into_owned(),
+        };
+        if Path::new(&import).is_absolute() {
+            bail!(ErrorKind::RuntimeError(
+                format!("{DENIED}`{import}` is an absolute path; import files of the repository or the library by relative path").into()
+            ));
+        }
+        if let Some(from) = from.downcast_ref::<SandboxPath>() {
+            let Some(rel) = normalize(&join(parent(&from.rel), &import)) else {
+                bail!(ErrorKind::RuntimeError(
+                    format!("{DENIED}`{import}` (imported from {}) leads outside the repository and the library", from.display).into()
+                ));
+            };
+            if let Some(found) = self.try_file(from.root, &rel, &import)? {
+                return Ok(found);
+            }
+        }
+        for (root, dir) in &self.jpaths {
+            if let Some(rel) = normalize(&join(dir, &import)) {
+                if let Some(found) = self.try_file(*root, &rel, &import)? {
+                    return Ok(found);
+                }
+            }
+        }
+        bail!(ErrorKind::ImportFileNotFound(from.clone(), path.as_path().to_owned()))
+    }
+
+    fn load_file_contents(&self, resolved: &SourcePath) -> Result<Vec<u8>> {
+        let Some(p) = resolved.downcast_ref::<SandboxPath>() else {
+            bail!(ErrorKind::RuntimeError(format!("{DENIED}{resolved}").into()));
+        };
+        if let Some(bytes) = self.cache.borrow_mut().remove(&(p.root, p.rel.clone())) {
+            return Ok(bytes);
+        }
+        match self.roots[p.root].files.read(&p.rel) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
+            Err(e) => bail!(ErrorKind::RuntimeError(format!("cannot read {}: {e}", p.display).into())),
+        }
+    }
+}

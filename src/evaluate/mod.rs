@@ -1,0 +1,127 @@
+//! Evaluate: run the Jsonnet entry point on the resolved state.
+//!
+//! The entry is the repo's `jsonnet/main.jsonnet` when it exists, else the
+//! library's `main.jsonnet`. Imports resolve next to the importing file,
+//! then in the repo's `jsonnet/`, the repo root and the library, and
+//! nowhere else. The state goes in as the top-level argument `state`.
+
+pub mod engine;
+pub mod imports;
+pub mod library;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::diagnostics::{Code, Diagnostic, Sources, Span};
+use crate::load::repo::RepoFiles;
+pub use engine::{ArgValue, EvalFailure, EvalJob, FailureKind};
+use imports::Root;
+
+/// The repo's own entry point, when it has one.
+pub const REPO_ENTRY: &str = "jsonnet/main.jsonnet";
+
+/// Bounds on one evaluation.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Maximum Jsonnet call depth.
+    pub max_stack: usize,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stack: 500,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Display prefix of library files in messages.
+pub const LIB_LABEL: &str = "<lib>/";
+
+/// Evaluates the entry point on `state_json`; returns the result as JSON text.
+pub fn render_state(
+    repo: Arc<dyn RepoFiles>,
+    lib: Arc<dyn RepoFiles>,
+    state_json: String,
+    limits: Limits,
+) -> Result<String, EvalFailure> {
+    let repo_entry = matches!(repo.read(REPO_ENTRY), Ok(Some(_)));
+    let entry = if repo_entry {
+        (0, REPO_ENTRY.to_owned())
+    } else {
+        (1, library::LIB_ENTRY.to_owned())
+    };
+    engine::evaluate(EvalJob {
+        roots: vec![
+            Root {
+                label: String::new(),
+                files: repo,
+            },
+            Root {
+                label: LIB_LABEL.to_owned(),
+                files: lib,
+            },
+        ],
+        jpaths: vec![(0, "jsonnet".to_owned()), (0, String::new()), (1, String::new())],
+        entry,
+        tla: vec![("state".to_owned(), ArgValue::Code(state_json))],
+        ext: Vec::new(),
+        max_stack: limits.max_stack,
+        timeout: limits.timeout,
+        indent: 0,
+    })
+}
+
+/// Most frames shown under a Jsonnet error.
+const MAX_FRAMES: usize = 12;
+
+/// A Jsonnet failure as a diagnostic located at the innermost frame that
+/// has a place in a file.
+pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
+    let (code, help) = match f.kind {
+        FailureKind::Runtime => (
+            Code::JsonnetError,
+            "fix the template, or the input value it reports on",
+        ),
+        FailureKind::ImportDenied => (
+            Code::ImportDenied,
+            "templates may import only files of the repository and the library",
+        ),
+        FailureKind::StackOverflow => (
+            Code::JsonnetLimit,
+            "look for unbounded recursion; raise --max-stack only if the depth is legitimate",
+        ),
+        FailureKind::Timeout => (
+            Code::JsonnetLimit,
+            "look for unbounded recursion or very large comprehensions; raise --timeout only if the work is legitimate",
+        ),
+    };
+    let message = f.message.lines().next().unwrap_or("Jsonnet error").to_owned();
+    let mut d = Diagnostic::error(code, message).help(help);
+    for line in f.message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        d = d.note(line.trim().to_owned());
+    }
+    let mut shown = 0;
+    for frame in &f.frames {
+        let Some(loc) = &frame.location else {
+            continue;
+        };
+        if loc.path.contains("<inline code>") {
+            continue;
+        }
+        let file = sources.add(loc.path.clone(), loc.code.clone());
+        let span = Span::new(file, loc.start, loc.end);
+        if d.primary.is_none() {
+            d = d.at(span, frame.desc.clone());
+        }
+        if shown < MAX_FRAMES {
+            let (line, col) = sources.line_col(file, loc.start);
+            d = d.note(format!("at {}:{line}:{col}: {}", loc.path, frame.desc));
+            shown += 1;
+        }
+    }
+    d
+}

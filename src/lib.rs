@@ -1,0 +1,192 @@
+//! controlcenter compiles a branch-per-environment GitOps repository into
+//! the Kubernetes manifests of one environment:
+//!
+//! load → validate → resolve → evaluate → process → emit.
+//!
+//! [`Project`] holds a loaded, schema-checked repository and renders any of
+//! its environments. Every problem is a [`diagnostics::Diagnostic`] with a
+//! file span; nothing is printed here.
+
+pub mod cli;
+pub mod diagnostics;
+pub mod emit;
+pub mod evaluate;
+pub mod load;
+pub mod process;
+pub mod resolve;
+pub mod validate;
+
+use std::sync::Arc;
+
+use diagnostics::{Code, Diagnostic, Sources};
+use evaluate::Limits;
+use load::repo::RepoFiles;
+use load::RepoInputs;
+use process::Resource;
+use resolve::ResolvedEnv;
+use validate::schema::{InputKind, SchemaSet};
+
+/// A loaded repository whose shared inputs match their schemas.
+pub struct Project {
+    /// Every file read so far, for rendering diagnostics.
+    pub sources: Sources,
+    /// The repository-wide inputs.
+    pub inputs: RepoInputs,
+    schemas: SchemaSet,
+    repo: Arc<dyn RepoFiles>,
+    lib: Arc<dyn RepoFiles>,
+    /// Evaluation bounds.
+    pub limits: Limits,
+}
+
+/// Diagnostics of a failed step, with the files they point into.
+pub struct Failure {
+    /// Files the diagnostics refer to.
+    pub sources: Sources,
+    /// What went wrong (at least one error).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Project {
+    /// Loads `repo` and validates controlcenter.yaml, tags.yaml and
+    /// secrets.yaml against their schemas. All problems are reported at once.
+    pub fn load(
+        repo: Arc<dyn RepoFiles>,
+        lib: Arc<dyn RepoFiles>,
+        limits: Limits,
+    ) -> Result<Project, Failure> {
+        let mut sources = Sources::default();
+        let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
+            Ok(i) => i,
+            Err(diagnostics) => return Err(Failure { sources, diagnostics }),
+        };
+        let schemas = match SchemaSet::new(inputs.service_schema.as_ref()) {
+            Ok(s) => s,
+            Err(why) => {
+                let d = Diagnostic::error(
+                    Code::RepoSchemaInvalid,
+                    format!("{} is not a usable extension: {why}", load::SERVICE_SCHEMA_FILE),
+                )
+                .help("it must be a JSON Schema object whose `properties` add new service fields");
+                return Err(Failure {
+                    sources,
+                    diagnostics: vec![d],
+                });
+            }
+        };
+        let mut diagnostics = schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root);
+        diagnostics.extend(resolve::check_env_names(&inputs));
+        if let Some(tags) = &inputs.tags {
+            diagnostics.extend(schemas.check(InputKind::Tags, &tags.root));
+        }
+        if let Some(secrets) = &inputs.secrets {
+            diagnostics.extend(schemas.check(InputKind::Secrets, &secrets.root));
+        }
+        if diagnostics.iter().any(Diagnostic::is_error) {
+            return Err(Failure { sources, diagnostics });
+        }
+        Ok(Project {
+            sources,
+            inputs,
+            schemas,
+            repo,
+            lib,
+            limits,
+        })
+    }
+
+    /// Environment names, in file order.
+    pub fn envs(&self) -> Vec<String> {
+        resolve::env_names(&self.inputs)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Whether `env-<env>.yaml` is present on this branch.
+    pub fn has_env_file(&self, env: &str) -> bool {
+        matches!(self.repo.read(&load::env_file_name(env)), Ok(Some(_)))
+    }
+
+    /// Resolves `env` into the state the library receives.
+    pub fn resolve(&mut self, env: &str) -> Result<ResolvedEnv, Vec<Diagnostic>> {
+        if self.inputs.controlcenter.root.get(env).is_none()
+            || env == resolve::DEFAULTS_KEY
+            || env == resolve::SETTINGS_KEY
+        {
+            return Err(vec![resolve::unknown_env(&self.inputs, env)]);
+        }
+        let env_file = match load::load_env_file(self.repo.as_ref(), &mut self.sources, env)? {
+            Some(f) => f,
+            None => {
+                return Err(vec![Diagnostic::error(
+                    Code::EnvFileMissing,
+                    format!("{} not found", load::env_file_name(env)),
+                )
+                .help(format!(
+                    "environment branches carry only their own Terraform outputs; render `{env}` on its branch, or add {}",
+                    load::env_file_name(env)
+                ))])
+            }
+        };
+        let diags = self.schemas.check(InputKind::Env, &env_file.root);
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        resolve::resolve_env(
+            &self.inputs,
+            Some(&env_file),
+            &self.sources,
+            self.schemas.extra_service_fields(),
+            env,
+        )
+    }
+
+    /// Renders `env`: resolve, evaluate, post-process. The resources are
+    /// checked and sorted.
+    pub fn render(&mut self, env: &str) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+        let resolved = self.resolve(env)?;
+        self.render_resolved(&resolved)
+    }
+
+    /// Evaluates and post-processes an already resolved environment.
+    pub fn render_resolved(&mut self, resolved: &ResolvedEnv) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+        let state_json = state_json(resolved);
+        let output = evaluate::render_state(self.repo.clone(), self.lib.clone(), state_json, self.limits)
+            .map_err(|f| vec![evaluate::diagnose(f, &mut self.sources)])?;
+        let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| {
+            vec![Diagnostic::error(
+                Code::JsonnetError,
+                format!("the template output is not valid JSON: {e}"),
+            )]
+        })?;
+        let spans_by_name = resolved
+            .state
+            .services
+            .values()
+            .filter_map(|s| Some((s.name.clone(), *resolved.service_spans.get(&s.key)?)))
+            .collect();
+        process::process(
+            value,
+            &process::ProcessOptions {
+                env: &resolved.state.env,
+                allow_empty: resolved
+                    .settings
+                    .allow_empty_envs
+                    .iter()
+                    .any(|e| *e == resolved.state.env),
+                allow_plain_secrets: resolved.settings.allow_plain_secrets,
+                service_spans: &spans_by_name,
+            },
+        )
+    }
+}
+
+/// The state as compact JSON with sorted keys: what `state` prints and what
+/// the library receives.
+pub fn state_json(resolved: &ResolvedEnv) -> String {
+    // Through Value so every object's keys come out sorted.
+    serde_json::to_value(&resolved.state)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}

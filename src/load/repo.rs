@@ -1,0 +1,151 @@
+//! Read access to a repository: the work tree today, a Git revision through
+//! the same trait. Paths are repo-relative with `/` separators; nothing
+//! outside the repository root can be read, symlinks included.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+/// Largest input file accepted (YAML, schema, Jsonnet).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Why a repository file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError {
+    /// The path (or a symlink on it) leads outside the repository.
+    OutsideRepo,
+    /// The path names a directory or a special file.
+    NotAFile,
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    TooLarge(u64),
+    /// Any other I/O error, as text.
+    Io(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::OutsideRepo => f.write_str("it leads outside the repository"),
+            ReadError::NotAFile => f.write_str("it is not a regular file"),
+            ReadError::TooLarge(n) => write!(
+                f,
+                "it is {n} bytes, more than the {MAX_FILE_BYTES}-byte limit for an input file"
+            ),
+            ReadError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Read-only access to the files of one repository snapshot.
+pub trait RepoFiles: Send + Sync {
+    /// Reads a repo-relative path; `Ok(None)` when nothing is there.
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError>;
+    /// A short name for the repository (its directory name), used as the
+    /// default `app.kubernetes.io/part-of`.
+    fn name(&self) -> String;
+}
+
+/// Normalizes a repo-relative path lexically; `None` if it is absolute or
+/// climbs above the root with `..`.
+pub fn normalize(rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A repository checked out on disk.
+pub struct WorkTree {
+    root: PathBuf,
+}
+
+impl WorkTree {
+    /// Opens the directory `root` (which must exist).
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        Ok(WorkTree {
+            root: root.canonicalize()?,
+        })
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl RepoFiles for WorkTree {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
+        let path = self.root.join(&rel);
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        // Resolve symlinks, then confine: a link may point anywhere.
+        let real = match path.canonicalize() {
+            Ok(p) => p,
+            Err(_) => return Ok(None), // dangling symlink
+        };
+        if !real.starts_with(&self.root) {
+            return Err(ReadError::OutsideRepo);
+        }
+        let meta = fs::metadata(&real).map_err(|e| ReadError::Io(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(ReadError::NotAFile);
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(meta.len()));
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        fs::File::open(&real)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf))
+            .map_err(|e| ReadError::Io(e.to_string()))?;
+        if buf.len() as u64 > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(buf.len() as u64));
+        }
+        Ok(Some(buf))
+    }
+
+    fn name(&self) -> String {
+        self.root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_refuses_escapes() {
+        assert_eq!(normalize("a/./b/../c.yaml").as_deref(), Some("a/c.yaml"));
+        assert_eq!(normalize("../x"), None);
+        assert_eq!(normalize("a/../../x"), None);
+        assert_eq!(normalize("/etc/passwd"), None);
+    }
+
+    #[test]
+    fn worktree_refuses_symlinks_that_leave_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::write(repo.path().join("ok.yaml"), "a: 1").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.path().join("secret"), repo.path().join("link")).unwrap();
+        let wt = WorkTree::open(repo.path()).unwrap();
+        assert_eq!(wt.read("ok.yaml").unwrap().unwrap(), b"a: 1");
+        assert_eq!(wt.read("missing.yaml").unwrap(), None);
+        #[cfg(unix)]
+        assert_eq!(wt.read("link"), Err(ReadError::OutsideRepo));
+        assert_eq!(wt.read("../x"), Err(ReadError::OutsideRepo));
+    }
+}

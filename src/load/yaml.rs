@@ -1,0 +1,718 @@
+//! YAML to a spanned value tree.
+//!
+//! Built directly on `saphyr-parser` events so that every node keeps the
+//! byte span it came from (for diagnostics and provenance), duplicate keys
+//! are refused at any depth, aliases are expanded under a budget (no
+//! "billion laughs"), nesting depth is bounded, and scalars resolve by the
+//! YAML 1.2 core schema: `yes`, `on` and `0755`-style octals of YAML 1.1 are
+//! not booleans or octal numbers here. Plain scalars also remember that they
+//! were plain, so a resolver can recover the text the user wrote.
+
+use std::collections::{HashMap, HashSet};
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+
+use crate::diagnostics::{Code, Diagnostic, FileId, Span};
+
+/// Maximum nesting of mappings and sequences.
+pub const MAX_DEPTH: usize = 128;
+/// Maximum number of nodes a document may expand to through aliases.
+pub const MAX_NODES: usize = 1_000_000;
+
+/// A YAML node with its location.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where it is written.
+    pub span: Span,
+    /// A plain (unquoted, untagged) scalar: its source text is `span`.
+    pub plain: bool,
+}
+
+/// A YAML value that has a JSON equivalent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer or a finite float.
+    Number(serde_json::Number),
+    /// Any other scalar.
+    String(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order, keys unique.
+    Map(Vec<Entry>),
+}
+
+/// One key of a mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The key text.
+    pub key: String,
+    /// Where the key is written.
+    pub key_span: Span,
+    /// The value.
+    pub value: Node,
+}
+
+impl Node {
+    /// The entries if this is a mapping.
+    pub fn as_map(&self) -> Option<&[Entry]> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The entry for `key` if this is a mapping that has it.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.as_map()?.iter().find(|e| e.key == key)
+    }
+
+    /// The value for `key` if this is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    /// The string if this is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a mapping.
+    pub fn is_map(&self) -> bool {
+        matches!(self.value, Value::Map(_))
+    }
+
+    /// A short name of the node's type, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// The node at a JSON pointer (`/dev/service_rpps/replicas`).
+    pub fn pointer(&self, pointer: &str) -> Option<&Node> {
+        let mut node = self;
+        for token in pointer_tokens(pointer) {
+            node = match &node.value {
+                Value::Map(m) => &m.iter().find(|e| e.key == token)?.value,
+                Value::Seq(s) => s.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// The JSON equivalent (object keys sorted).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
+            Value::String(s) => serde_json::Value::String(s.clone()),
+            Value::Seq(s) => serde_json::Value::Array(s.iter().map(Node::to_json).collect()),
+            Value::Map(m) => serde_json::Value::Object(
+                m.iter().map(|e| (e.key.clone(), e.value.to_json())).collect(),
+            ),
+        }
+    }
+}
+
+/// Splits a JSON pointer into unescaped tokens.
+pub fn pointer_tokens(pointer: &str) -> impl Iterator<Item = String> + '_ {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+}
+
+/// Parses one YAML document of `file`. An empty document is `Null`.
+pub fn parse(text: &str, file: FileId) -> Result<Node, Vec<Diagnostic>> {
+    Builder::new(text, file).run()
+}
+
+/// Maps saphyr's character indices to byte offsets.
+struct Offsets {
+    /// Byte offset of each char index; empty when the text is ASCII.
+    table: Vec<usize>,
+    len: usize,
+}
+
+impl Offsets {
+    fn new(text: &str) -> Self {
+        let table = if text.is_ascii() {
+            Vec::new()
+        } else {
+            text.char_indices().map(|(b, _)| b).collect()
+        };
+        Offsets {
+            table,
+            len: text.len(),
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        if self.table.is_empty() {
+            char_index.min(self.len)
+        } else {
+            self.table.get(char_index).copied().unwrap_or(self.len)
+        }
+    }
+}
+
+enum Frame {
+    Seq {
+        start: usize,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        start: usize,
+        anchor: usize,
+        entries: Vec<Entry>,
+        seen: HashMap<String, Span>,
+        pending_key: Option<(String, Span)>,
+        merges: Vec<Node>,
+    },
+}
+
+struct Builder<'t> {
+    text: &'t str,
+    file: FileId,
+    offsets: Offsets,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    errors: Vec<Diagnostic>,
+    root: Option<Node>,
+    documents: usize,
+}
+
+impl<'t> Builder<'t> {
+    fn new(text: &'t str, file: FileId) -> Self {
+        Builder {
+            text,
+            file,
+            offsets: Offsets::new(text),
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            errors: Vec::new(),
+            root: None,
+            documents: 0,
+        }
+    }
+
+    fn span(&self, start: usize, end: usize) -> Span {
+        Span::new(self.file, self.offsets.byte(start), self.offsets.byte(end))
+    }
+
+    fn run(mut self) -> Result<Node, Vec<Diagnostic>> {
+        let mut parser = Parser::new_from_str(self.text);
+        while let Some(event) = parser.next_event() {
+            let (event, span) = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    let at = self.offsets.byte(e.marker().index());
+                    let end = (at + 1).min(self.text.len());
+                    let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
+                        .at(Span::new(self.file, at, end), "here");
+                    if self.text[..end.min(self.text.len())].contains('\t') || self.text.as_bytes().get(at) == Some(&b'\t') {
+                        d = d.help("YAML does not allow tabs for indentation; indent with spaces");
+                    } else {
+                        d = d.help("check the indentation and quoting around this position");
+                    }
+                    self.errors.push(d);
+                    return Err(self.errors);
+                }
+            };
+            let (start, end) = (span.start.index(), span.end.index());
+            if let Err(d) = self.event(event, start, end) {
+                self.errors.push(d);
+                return Err(self.errors);
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(self.root.unwrap_or(Node {
+            value: Value::Null,
+            span: Span::new(self.file, 0, 0),
+            plain: true,
+        }))
+    }
+
+    fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), Diagnostic> {
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(Diagnostic::error(
+                        Code::YamlUnsupported,
+                        "this file has more than one YAML document",
+                    )
+                    .at(self.span(start, end.max(start + 3)), "a second document starts here")
+                    .help("keep one document per file: remove this `---` and merge the documents"));
+                }
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let span = self.span(start, end);
+                let node = self.scalar(&value, style, tag.as_deref(), span)?;
+                self.finish(node, anchor)?;
+            }
+            Event::Alias(id) => {
+                let span = self.span(start, end);
+                let Some((node, count)) = self.anchors.get(&id) else {
+                    return Err(Diagnostic::error(Code::YamlSyntax, "alias to an unknown anchor")
+                        .at(span, "no anchor with this name before here"));
+                };
+                let (mut node, count) = (node.clone(), *count);
+                self.count(count, span)?;
+                // The alias is used here: point at the use, keep the content.
+                node.span = span;
+                self.finish(node, 0)?;
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_deref(), start, end, "seq")?;
+                self.open(start, end)?;
+                self.stack.push(Frame::Seq {
+                    start,
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.check_collection_tag(tag.as_deref(), start, end, "map")?;
+                self.open(start, end)?;
+                self.stack.push(Frame::Map {
+                    start,
+                    anchor,
+                    entries: Vec::new(),
+                    seen: HashMap::new(),
+                    pending_key: None,
+                    merges: Vec::new(),
+                });
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq {
+                    start: s,
+                    anchor,
+                    items,
+                }) = self.stack.pop()
+                {
+                    let node = Node {
+                        value: Value::Seq(items),
+                        span: self.span(s, end.max(s)),
+                        plain: false,
+                    };
+                    self.finish(node, anchor)?;
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    start: s,
+                    anchor,
+                    mut entries,
+                    merges,
+                    ..
+                }) = self.stack.pop()
+                {
+                    apply_merges(&mut entries, merges);
+                    let node = Node {
+                        value: Value::Map(entries),
+                        span: self.span(s, end.max(s)),
+                        plain: false,
+                    };
+                    self.finish(node, anchor)?;
+                }
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, start: usize, end: usize) -> Result<(), Diagnostic> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(Diagnostic::error(
+                Code::YamlLimit,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            )
+            .at(self.span(start, end), "too deep")
+            .help("flatten the structure; controlcenter inputs never need this depth"));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, n: usize, span: Span) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(Diagnostic::error(
+                Code::YamlLimit,
+                format!("aliases expand this document beyond {MAX_NODES} nodes"),
+            )
+            .at(span, "expansion limit reached at this alias")
+            .help("this looks like an alias bomb; write the values out or reduce the nesting of aliases"));
+        }
+        Ok(())
+    }
+
+    fn check_collection_tag(
+        &self,
+        tag: Option<&saphyr_parser::Tag>,
+        start: usize,
+        end: usize,
+        expected: &str,
+    ) -> Result<(), Diagnostic> {
+        match tag {
+            None => Ok(()),
+            Some(t) if t.handle == "tag:yaml.org,2002:" && t.suffix == expected => Ok(()),
+            Some(t) => Err(unsupported_tag(t, self.span(start, end))),
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&saphyr_parser::Tag>,
+        span: Span,
+    ) -> Result<Node, Diagnostic> {
+        let plain = style == ScalarStyle::Plain && tag.is_none();
+        let value = match tag {
+            Some(t) if t.handle == "tag:yaml.org,2002:" => match t.suffix.as_str() {
+                "str" => Value::String(text.to_owned()),
+                "null" | "bool" | "int" | "float" => match resolve_plain(text) {
+                    Ok(v) if tag_matches(&t.suffix, &v) => v,
+                    _ => {
+                        return Err(Diagnostic::error(
+                            Code::YamlSyntax,
+                            format!("`{text}` is not a valid !!{}", t.suffix),
+                        )
+                        .at(span, "tagged value"))
+                    }
+                },
+                _ => return Err(unsupported_tag(t, span)),
+            },
+            Some(t) => return Err(unsupported_tag(t, span)),
+            None if style != ScalarStyle::Plain => Value::String(text.to_owned()),
+            None => resolve_plain(text).map_err(|msg| {
+                Diagnostic::error(Code::YamlUnsupported, msg)
+                    .at(span, "here")
+                    .help("quote it if you mean the text")
+            })?,
+        };
+        Ok(Node { value, span, plain })
+    }
+
+    /// Attaches a completed node to its parent (or makes it the root).
+    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), node_count(&node)));
+        }
+        self.count(1, node.span)?;
+        let text = self.text;
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                seen,
+                pending_key,
+                merges,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    let key = key_text(&node, text)?;
+                    *pending_key = Some((key, node.span));
+                }
+                Some((key, key_span)) => {
+                    if key == "<<" && node_is_merge_source(&node) {
+                        merges.push(node);
+                        return Ok(());
+                    }
+                    if let Some(first) = seen.get(&key) {
+                        self.errors.push(
+                            Diagnostic::error(Code::DuplicateKey, format!("duplicate key `{key}`"))
+                                .at(key_span, "defined again here")
+                                .related(*first, "first defined here")
+                                .help("YAML keys must be unique in a mapping; remove one, or merge them"),
+                        );
+                        return Ok(());
+                    }
+                    seen.insert(key.clone(), key_span);
+                    entries.push(Entry {
+                        key,
+                        key_span,
+                        value: node,
+                    });
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn unsupported_tag(t: &saphyr_parser::Tag, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::YamlUnsupported,
+        format!("unsupported YAML tag `{}{}`", t.handle, t.suffix),
+    )
+    .at(span, "tagged here")
+    .help("controlcenter inputs are plain data; remove the tag")
+}
+
+fn tag_matches(suffix: &str, v: &Value) -> bool {
+    matches!(
+        (suffix, v),
+        ("null", Value::Null) | ("bool", Value::Bool(_)) | ("int", Value::Number(_)) | ("float", Value::Number(_))
+    )
+}
+
+fn node_is_merge_source(node: &Node) -> bool {
+    match &node.value {
+        Value::Map(_) => true,
+        Value::Seq(items) => items.iter().all(Node::is_map),
+        _ => false,
+    }
+}
+
+/// YAML merge keys (`<<: *base`): keys written in the mapping win, then
+/// earlier merge sources over later ones.
+fn apply_merges(entries: &mut Vec<Entry>, merges: Vec<Node>) {
+    let mut present: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+    for source in merges {
+        let maps: Vec<Node> = match source.value {
+            Value::Map(_) => vec![source],
+            Value::Seq(items) => items,
+            _ => Vec::new(),
+        };
+        for map in maps {
+            if let Value::Map(src) = map.value {
+                for e in src {
+                    if present.insert(e.key.clone()) {
+                        entries.push(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn key_text(node: &Node, text: &str) -> Result<String, Diagnostic> {
+    match &node.value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            // JSON keys are strings: keep what the user wrote (`1:`, `true:`).
+            Ok(text
+                .get(node.span.start..node.span.end)
+                .unwrap_or_default()
+                .to_owned())
+        }
+        Value::Seq(_) | Value::Map(_) => Err(Diagnostic::error(
+            Code::YamlUnsupported,
+            "a mapping key must be a scalar",
+        )
+        .at(node.span, "complex key")
+        .help("use a plain string as the key")),
+    }
+}
+
+fn node_count(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(s) => 1 + s.iter().map(node_count).sum::<usize>(),
+        Value::Map(m) => 1 + m.iter().map(|e| 1 + node_count(&e.value)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Resolves a plain scalar by the YAML 1.2 core schema.
+pub fn resolve_plain(s: &str) -> Result<Value, String> {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => {
+            return Err(format!("`{s}` is an infinite or NaN number, which JSON cannot hold"))
+        }
+        _ => {}
+    }
+    if is_decimal_int(s) {
+        if let Ok(i) = s.parse::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
+            return Ok(Value::Number(u.into()));
+        }
+    }
+    if let Some(oct) = s.strip_prefix("0o") {
+        if !oct.is_empty() && oct.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            if let Ok(i) = i64::from_str_radix(oct, 8) {
+                return Ok(Value::Number(i.into()));
+            }
+        }
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if let Ok(i) = i64::from_str_radix(hex, 16) {
+                return Ok(Value::Number(i.into()));
+            }
+        }
+    }
+    if is_float(s) {
+        if let Ok(f) = s.parse::<f64>() {
+            if let Some(n) = serde_json::Number::from_f64(f) {
+                return Ok(Value::Number(n));
+            }
+        }
+    }
+    Ok(Value::String(s.to_owned()))
+}
+
+fn is_decimal_int(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
+fn is_float(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit()))
+                && !(int.is_empty() && frac.is_empty())
+        }
+        None => !mantissa.is_empty() && mantissa.bytes().all(|b| b.is_ascii_digit()),
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
+    });
+    mantissa_ok && exp_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+
+    fn load(text: &str) -> Result<Node, Vec<Diagnostic>> {
+        let mut sources = Sources::default();
+        let f = sources.add("t.yaml", text);
+        parse(text, f)
+    }
+
+    #[test]
+    fn yaml_1_1_words_stay_strings() {
+        let n = load("a: yes\nb: on\nc: off\nd: no\ne: 0755\nf: 1e3\ng: 1.10\nh: ~\ni: null\n").unwrap();
+        let j = n.to_json();
+        assert_eq!(j["a"], "yes");
+        assert_eq!(j["b"], "on");
+        assert_eq!(j["c"], "off");
+        assert_eq!(j["d"], "no");
+        // YAML 1.2 core: these are numbers and null; the node stays `plain`
+        // so a resolver can recover the written text.
+        assert_eq!(j["e"], 755);
+        assert_eq!(j["f"], 1000.0);
+        assert!(j["h"].is_null() && j["i"].is_null());
+        assert!(n.get("e").unwrap().plain);
+    }
+
+    #[test]
+    fn spans_cover_the_written_text() {
+        let text = "dev:\n  svc:\n    replicas: \"two\"\n";
+        let n = load(text).unwrap();
+        let r = n.pointer("/dev/svc/replicas").unwrap();
+        assert_eq!(&text[r.span.start..r.span.end], "\"two\"");
+        let e = n.get("dev").unwrap().get("svc").unwrap().entry("replicas").unwrap();
+        assert_eq!(&text[e.key_span.start..e.key_span.end], "replicas");
+    }
+
+    #[test]
+    fn non_ascii_spans_are_byte_offsets() {
+        let text = "é: ü\nk: v\n";
+        let n = load(text).unwrap();
+        let v = n.get("k").unwrap();
+        assert_eq!(&text[v.span.start..v.span.end], "v");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let errs = load("a:\n  b:\n    c: 1\n    c: 2\nd: 1\nd: 2\n").unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|d| d.code == Code::DuplicateKey));
+        assert!(errs.iter().all(|d| d.related.len() == 1));
+    }
+
+    #[test]
+    fn alias_bomb_is_stopped() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlLimit);
+    }
+
+    #[test]
+    fn deep_nesting_is_stopped() {
+        let text = "[".repeat(MAX_DEPTH + 5);
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlLimit);
+    }
+
+    #[test]
+    fn merge_keys_merge_and_explicit_keys_win() {
+        let n = load("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n").unwrap();
+        assert_eq!(n.to_json()["use"], serde_json::json!({"x": 1, "y": 3}));
+    }
+
+    #[test]
+    fn tabs_and_garbage_give_located_errors() {
+        let errs = load("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlSyntax);
+        assert!(errs[0].primary.is_some());
+    }
+
+    #[test]
+    fn second_document_is_refused() {
+        let errs = load("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlUnsupported);
+    }
+
+    #[test]
+    fn unknown_tags_are_refused() {
+        let errs = load("a: !Ref foo\n").unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlUnsupported);
+        assert_eq!(load("a: !!str 12\n").unwrap().to_json()["a"], "12");
+    }
+
+    #[test]
+    fn floats_and_ints_follow_the_core_schema() {
+        for s in ["1.5", ".5", "1.", "-2e3", "+1E-2"] {
+            assert!(matches!(resolve_plain(s), Ok(Value::Number(_))), "{s}");
+        }
+        for s in ["1.2.3", "e3", "0x", "1_000", "v1.0.86", "."] {
+            assert!(matches!(resolve_plain(s), Ok(Value::String(_))), "{s}");
+        }
+    }
+}

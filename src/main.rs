@@ -1,0 +1,19 @@
+//! The `controlcenter` binary: arguments in, exit code out.
+
+use clap::Parser;
+use controlcenter::cli::{self, Cli, EXIT_USAGE};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("controlcenter: internal error: {info}. This is a bug; please report it with the command that triggered it.");
+    }));
+    let code = std::panic::catch_unwind(|| cli::run(cli)).unwrap_or(EXIT_USAGE);
+    std::process::exit(code);
+}

@@ -1,0 +1,175 @@
+//! Resource identity and output order. One [`ResourceId`] serves duplicate
+//! detection and sorting; the sort key is total, so output order never
+//! depends on evaluation order.
+
+use std::cmp::Ordering;
+
+use serde_json::Value as Json;
+
+/// Helm's install order of kinds; unknown kinds sort after all of these.
+pub const KIND_ORDER: &[&str] = &[
+    "PriorityClass",
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+/// What makes a Kubernetes object unique in one render.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceId {
+    /// `apiVersion` as written (`apps/v1`).
+    pub api_version: String,
+    /// API group (`apps`, `` for core).
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace, empty when unset.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ResourceId {
+    /// Reads the identity of an object that has apiVersion, kind and metadata.name.
+    pub fn of(obj: &Json) -> Option<Self> {
+        let api_version = obj.get("apiVersion")?.as_str()?.to_owned();
+        let kind = obj.get("kind")?.as_str()?.to_owned();
+        let meta = obj.get("metadata")?;
+        let name = meta.get("name")?.as_str()?.to_owned();
+        let namespace = meta
+            .get("namespace")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let group = api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned();
+        Some(ResourceId {
+            api_version,
+            group,
+            kind,
+            namespace,
+            name,
+        })
+    }
+
+    /// Same object for Kubernetes: group, kind, namespace, name (the
+    /// version of the group does not matter).
+    pub fn same_object(&self, other: &Self) -> bool {
+        self.group == other.group
+            && self.kind == other.kind
+            && self.namespace == other.namespace
+            && self.name == other.name
+    }
+
+    /// `Deployment/dev/service-rpps`.
+    pub fn display(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("{}/{}", self.kind, self.name)
+        } else {
+            format!("{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+
+    fn kind_rank(&self) -> usize {
+        KIND_ORDER
+            .iter()
+            .position(|k| *k == self.kind)
+            .unwrap_or(KIND_ORDER.len())
+    }
+
+    /// Output order: known kinds by install order, unknown kinds after them
+    /// by apiVersion then kind; then namespace, then name.
+    pub fn output_order(&self, other: &Self) -> Ordering {
+        let (a, b) = (self.kind_rank(), other.kind_rank());
+        a.cmp(&b)
+            .then_with(|| {
+                if a == KIND_ORDER.len() {
+                    (&self.api_version, &self.kind).cmp(&(&other.api_version, &other.kind))
+                } else {
+                    Ordering::Equal
+                }
+            })
+            .then_with(|| self.namespace.cmp(&other.namespace))
+            .then_with(|| self.name.cmp(&other.name))
+            .then_with(|| self.api_version.cmp(&other.api_version))
+            .then_with(|| self.kind.cmp(&other.kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(api: &str, kind: &str, ns: &str, name: &str) -> ResourceId {
+        ResourceId::of(&json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}})).unwrap()
+    }
+
+    #[test]
+    fn install_order_then_unknown_then_namespace_and_name() {
+        let mut ids = vec![
+            id("example.com/v1", "Widget", "a", "x"),
+            id("apps/v1", "Deployment", "b", "a"),
+            id("v1", "Service", "a", "z"),
+            id("apps/v1", "Deployment", "a", "b"),
+            id("v1", "Namespace", "", "a"),
+            id("bitnami.com/v1alpha1", "SealedSecret", "a", "s"),
+        ];
+        ids.sort_by(ResourceId::output_order);
+        let order: Vec<String> = ids.iter().map(ResourceId::display).collect();
+        assert_eq!(
+            order,
+            [
+                "Namespace/a",
+                "Service/a/z",
+                "Deployment/a/b",
+                "Deployment/b/a",
+                "SealedSecret/a/s",
+                "Widget/a/x"
+            ]
+        );
+    }
+
+    #[test]
+    fn identity_ignores_the_group_version() {
+        let a = id("autoscaling/v1", "HorizontalPodAutoscaler", "n", "x");
+        let b = id("autoscaling/v2", "HorizontalPodAutoscaler", "n", "x");
+        assert!(a.same_object(&b));
+    }
+}

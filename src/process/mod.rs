@@ -1,0 +1,296 @@
+//! Post-process: turn what the templates returned into a checked, sorted
+//! list of Kubernetes objects. Arrays and `*List` kinds are flattened,
+//! objects without `apiVersion`/`kind` are walked (Tanka style, keys in
+//! sorted order), `null` is skipped; every object must have apiVersion, kind
+//! and metadata.name; duplicates, the Argo CD-owned instance label, plain
+//! Secrets and empty renders are refused.
+
+pub mod identity;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Code, Diagnostic, Span};
+pub use identity::ResourceId;
+
+/// Label Argo CD sets on everything it tracks.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// One rendered Kubernetes object.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// Identity.
+    pub id: ResourceId,
+    /// The object.
+    pub value: Json,
+    /// Where it was found in the template output (`[3]`, `.web.items[0]`).
+    pub origin: String,
+}
+
+/// What post-processing needs to know about the environment.
+pub struct ProcessOptions<'a> {
+    /// Environment name (for messages).
+    pub env: &'a str,
+    /// Zero resources is fine.
+    pub allow_empty: bool,
+    /// Plain Secrets are fine.
+    pub allow_plain_secrets: bool,
+    /// Service DNS name → its key span in controlcenter.yaml, to locate problems.
+    pub service_spans: &'a BTreeMap<String, Span>,
+}
+
+/// Extracts, checks and sorts the objects of a template result.
+pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+    let mut found = Vec::new();
+    let mut diags = Vec::new();
+    extract(output, String::new(), &mut found, &mut diags, opts);
+
+    let mut resources: Vec<Resource> = Vec::with_capacity(found.len());
+    let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+    for r in found {
+        let key = (r.id.group.clone(), r.id.kind.clone(), r.id.namespace.clone(), r.id.name.clone());
+        if let Some(&first) = seen.get(&key) {
+            let other = &resources[first];
+            diags.push(locate(
+                Diagnostic::error(
+                    Code::DuplicateResource,
+                    format!(
+                        "{} is emitted twice (at {} and at {})",
+                        r.id.display(),
+                        other.origin,
+                        r.origin
+                    ),
+                )
+                .help("each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"),
+                &r.value,
+                opts,
+            ));
+            continue;
+        }
+        check(&r, &mut diags, opts);
+        seen.insert(key, resources.len());
+        resources.push(r);
+    }
+    if resources.is_empty() && !opts.allow_empty && diags.is_empty() {
+        diags.push(
+            Diagnostic::error(
+                Code::EmptyRender,
+                format!("environment `{}` renders no resources", opts.env),
+            )
+            .help(format!(
+                "an empty render makes Argo CD prune everything; if that is intended, add `{}` to settings.allow_empty_envs",
+                opts.env
+            )),
+        );
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    resources.sort_by(|a, b| a.id.output_order(&b.id));
+    Ok(resources)
+}
+
+fn extract(
+    value: Json,
+    path: String,
+    out: &mut Vec<Resource>,
+    diags: &mut Vec<Diagnostic>,
+    opts: &ProcessOptions<'_>,
+) {
+    match value {
+        Json::Null => {}
+        Json::Array(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                extract(item, format!("{path}[{i}]"), out, diags, opts);
+            }
+        }
+        Json::Object(mut map) => {
+            let has_api = map.contains_key("apiVersion");
+            let has_kind = map.contains_key("kind");
+            if has_api && has_kind {
+                let is_list = map
+                    .get("kind")
+                    .and_then(Json::as_str)
+                    .is_some_and(|k| k.ends_with("List"))
+                    && map.get("items").is_some_and(Json::is_array);
+                if is_list {
+                    let items = map.remove("items").unwrap_or_default();
+                    extract(items, format!("{path}.items"), out, diags, opts);
+                    return;
+                }
+                let value = Json::Object(map);
+                match ResourceId::of(&value) {
+                    Some(id) if !id.name.is_empty() && !id.kind.is_empty() && !id.api_version.is_empty() => {
+                        out.push(Resource {
+                            id,
+                            value,
+                            origin: display_origin(&path),
+                        });
+                    }
+                    _ => diags.push(locate(
+                        Diagnostic::error(
+                            Code::InvalidResource,
+                            format!(
+                                "the object at {} has no metadata.name (or an empty apiVersion/kind)",
+                                display_origin(&path)
+                            ),
+                        )
+                        .help("every Kubernetes object needs apiVersion, kind and metadata.name"),
+                        &value,
+                        opts,
+                    )),
+                }
+            } else if has_api || has_kind {
+                let missing = if has_api { "kind" } else { "apiVersion" };
+                let value = Json::Object(map);
+                diags.push(locate(
+                    Diagnostic::error(
+                        Code::InvalidResource,
+                        format!("the object at {} has no {missing}", display_origin(&path)),
+                    )
+                    .help("every Kubernetes object needs apiVersion, kind and metadata.name"),
+                    &value,
+                    opts,
+                ));
+            } else {
+                // A plain object groups resources: walk its fields in key order.
+                for (k, v) in map {
+                    extract(v, format!("{path}.{k}"), out, diags, opts);
+                }
+            }
+        }
+        other => diags.push(
+            Diagnostic::error(
+                Code::InvalidResource,
+                format!(
+                    "the template output has a {} at {}, not a Kubernetes object",
+                    json_type(&other),
+                    display_origin(&path)
+                ),
+            )
+            .help("the entry point must return an array (or object) of Kubernetes objects"),
+        ),
+    }
+}
+
+fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
+    let label_paths = [
+        "/metadata/labels",
+        "/spec/template/metadata/labels",
+        "/spec/jobTemplate/spec/template/metadata/labels",
+    ];
+    for p in label_paths {
+        if r.value.pointer(p).and_then(|l| l.get(INSTANCE_LABEL)).is_some() {
+            diags.push(locate(
+                Diagnostic::error(
+                    Code::ReservedLabel,
+                    format!("{} sets the label {INSTANCE_LABEL} (at {p})", r.id.display()),
+                )
+                .help("Argo CD owns this label to track its resources; remove it from the template"),
+                &r.value,
+                opts,
+            ));
+        }
+    }
+    if r.id.kind == "Secret" && r.id.group.is_empty() && !opts.allow_plain_secrets {
+        diags.push(locate(
+            Diagnostic::error(
+                Code::PlainSecret,
+                format!("{} is a plain Secret; its data would sit unencrypted in Git and in Argo CD", r.id.display()),
+            )
+            .help("use a SealedSecret (secrets.yaml) or an ExternalSecret (service `secrets:`); set settings.allow_plain_secrets only if you must"),
+            &r.value,
+            opts,
+        ));
+    }
+}
+
+/// Points a diagnostic at the controlcenter.yaml service a resource belongs to.
+fn locate(d: Diagnostic, value: &Json, opts: &ProcessOptions<'_>) -> Diagnostic {
+    let name = value
+        .pointer("/metadata/labels/app.kubernetes.io~1name")
+        .and_then(Json::as_str);
+    match name.and_then(|n| opts.service_spans.get(n)) {
+        Some(span) if d.primary.is_none() => d.at(*span, "rendered for this service"),
+        _ => d,
+    }
+}
+
+fn display_origin(path: &str) -> String {
+    if path.is_empty() {
+        "the top level".to_owned()
+    } else {
+        format!("output{path}")
+    }
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(_) => "number",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(v: Json) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+        let spans = BTreeMap::new();
+        process(
+            v,
+            &ProcessOptions {
+                env: "dev",
+                allow_empty: false,
+                allow_plain_secrets: false,
+                service_spans: &spans,
+            },
+        )
+    }
+
+    fn obj(kind: &str, name: &str) -> Json {
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": "dev"}})
+    }
+
+    #[test]
+    fn lists_and_nested_objects_are_flattened_and_sorted() {
+        let out = run(json!([
+            {"apiVersion": "v1", "kind": "List", "items": [obj("Service", "b"), obj("ConfigMap", "a")]},
+            {"web": {"sa": obj("ServiceAccount", "w")}},
+            null
+        ]))
+        .unwrap();
+        let kinds: Vec<&str> = out.iter().map(|r| r.id.kind.as_str()).collect();
+        assert_eq!(kinds, ["ServiceAccount", "ConfigMap", "Service"]);
+        assert_eq!(out[0].origin, "output[1].web.sa");
+    }
+
+    #[test]
+    fn duplicates_name_both_origins() {
+        let errs = run(json!([obj("Service", "a"), obj("Service", "a")])).unwrap_err();
+        assert_eq!(errs[0].code, Code::DuplicateResource);
+        assert!(errs[0].message.contains("output[0]") && errs[0].message.contains("output[1]"));
+    }
+
+    #[test]
+    fn objects_need_identity() {
+        let errs = run(json!([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}, {"kind": "X"}, 3])).unwrap_err();
+        assert_eq!(errs.len(), 3);
+        assert!(errs.iter().all(|d| d.code == Code::InvalidResource));
+    }
+
+    #[test]
+    fn instance_label_plain_secret_and_empty_render_are_refused() {
+        let mut labelled = obj("ConfigMap", "a");
+        labelled["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "x"});
+        assert_eq!(run(json!([labelled])).unwrap_err()[0].code, Code::ReservedLabel);
+        assert_eq!(run(json!([obj("Secret", "s")])).unwrap_err()[0].code, Code::PlainSecret);
+        assert_eq!(run(json!([])).unwrap_err()[0].code, Code::EmptyRender);
+    }
+}

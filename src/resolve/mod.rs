@@ -1,0 +1,362 @@
+//! Resolve: one environment's inputs become the [`State`] the library
+//! renders. `defaults` ⊕ the env section; mappings are services, scalars
+//! and lists parameters; `git_rev` → image through tags.yaml; Terraform
+//! outputs under `params.terraform`; DNS names; SealedSecrets.
+//!
+//! Every problem is collected: one bad service does not hide another.
+
+pub mod merge;
+pub mod names;
+pub mod secrets;
+pub mod services;
+pub mod state;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
+use crate::load::yaml::{Node, Value};
+use crate::load::{Input, RepoInputs, CONTROLCENTER_FILE};
+pub use state::State;
+
+/// Reserved top-level key deep-merged under every environment.
+pub const DEFAULTS_KEY: &str = "defaults";
+/// Reserved top-level key for repository settings.
+pub const SETTINGS_KEY: &str = "settings";
+
+/// Repository settings (`settings:` in controlcenter.yaml), defaulted.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `app.kubernetes.io/part-of`; the repository name when unset.
+    pub part_of: String,
+    /// Environments where mutable images are refused.
+    pub protected_envs: Vec<String>,
+    /// Environments allowed to render nothing.
+    pub allow_empty_envs: Vec<String>,
+    /// Whether plain `Secret` objects may be emitted.
+    pub allow_plain_secrets: bool,
+}
+
+impl Settings {
+    /// Reads `settings:` (already schema-checked).
+    pub fn from_inputs(inputs: &RepoInputs) -> Self {
+        let s = inputs.controlcenter.root.get(SETTINGS_KEY);
+        let strings = |key: &str| -> Option<Vec<String>> {
+            s?.get(key)?.to_json().as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+        };
+        Settings {
+            part_of: s
+                .and_then(|s| s.get("part_of"))
+                .and_then(Node::as_str)
+                .map_or_else(|| inputs.name.clone(), str::to_owned),
+            protected_envs: strings("protected_envs").unwrap_or_else(|| vec!["prod".to_owned()]),
+            allow_empty_envs: strings("allow_empty_envs").unwrap_or_default(),
+            allow_plain_secrets: s
+                .and_then(|s| s.get("allow_plain_secrets"))
+                .is_some_and(|n| n.value == Value::Bool(true)),
+        }
+    }
+}
+
+/// One environment, resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedEnv {
+    /// The state handed to the library.
+    pub state: State,
+    /// Where each enabled service is declared, for later diagnostics.
+    pub service_spans: BTreeMap<String, Span>,
+    /// Repository settings in force.
+    pub settings: Settings,
+}
+
+/// The environments of controlcenter.yaml with their key spans, in file order.
+pub fn env_names(inputs: &RepoInputs) -> Vec<(String, Span)> {
+    inputs
+        .controlcenter
+        .root
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.key != DEFAULTS_KEY && e.key != SETTINGS_KEY)
+        .map(|e| (e.key.clone(), e.key_span))
+        .collect()
+}
+
+/// Environment names must be lowercase DNS labels (they name branches,
+/// files and namespaces).
+pub fn check_env_names(inputs: &RepoInputs) -> Vec<Diagnostic> {
+    env_names(inputs)
+        .into_iter()
+        .filter(|(name, _)| !is_env_name(name))
+        .map(|(name, span)| {
+            Diagnostic::error(
+                Code::InvalidEnvName,
+                format!("`{name}` is not a valid environment name"),
+            )
+            .at(span, "environment section")
+            .help(format!(
+                "environment names match ^[a-z][a-z0-9-]*$ (they name branches and env-<env>.yaml); try `{}`",
+                names::dns_label(&name).unwrap_or_else(|| "dev".to_owned())
+            ))
+        })
+        .collect()
+}
+
+fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// The error for an environment that is not in controlcenter.yaml.
+pub fn unknown_env(inputs: &RepoInputs, env: &str) -> Diagnostic {
+    let known: Vec<String> = env_names(inputs).into_iter().map(|(n, _)| n).collect();
+    Diagnostic::error(
+        Code::UnknownEnv,
+        format!("environment `{env}` is not defined in {CONTROLCENTER_FILE}"),
+    )
+    .note(format!("known environments: {}", display_list(&known)))
+    .help(format!("add a `{env}:` section to {CONTROLCENTER_FILE}, or pick a known environment"))
+}
+
+/// `a, b, c` or `(none)`.
+pub fn display_list(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// Resolves environment `env` (which must exist in controlcenter.yaml).
+/// `env_file` is its parsed env-<env>.yaml.
+pub fn resolve_env(
+    inputs: &RepoInputs,
+    env_file: Option<&Input>,
+    sources: &Sources,
+    extra_fields: &std::collections::BTreeSet<String>,
+    env: &str,
+) -> Outcome<ResolvedEnv> {
+    let root = &inputs.controlcenter.root;
+    let section = root.get(env).ok_or_else(|| vec![unknown_env(inputs, env)])?;
+    let merged = match root.get(DEFAULTS_KEY) {
+        Some(d) if section.is_map() => merge::deep_merge(d, section),
+        _ => section.clone(),
+    };
+    let settings = Settings::from_inputs(inputs);
+    let protected = settings.protected_envs.iter().any(|p| p == env);
+    let mut diags = Vec::new();
+
+    // Split the section: services, parameters, params:, namespace.
+    let mut params: BTreeMap<String, Json> = BTreeMap::new();
+    let mut param_spans: BTreeMap<String, Span> = BTreeMap::new();
+    let mut service_nodes = Vec::new();
+    let mut namespace = env.to_owned();
+    for e in merged.as_map().unwrap_or_default() {
+        match (e.key.as_str(), &e.value.value) {
+            ("namespace", Value::String(ns)) => namespace = ns.clone(),
+            ("params", Value::Map(_)) => {
+                for p in e.value.as_map().unwrap_or_default() {
+                    insert_param(&mut params, &mut param_spans, &mut diags, &p.key, p.key_span, p.value.to_json());
+                }
+            }
+            (_, Value::Map(_)) => service_nodes.push(e),
+            _ => insert_param(&mut params, &mut param_spans, &mut diags, &e.key, e.key_span, e.value.to_json()),
+        }
+    }
+
+    // Terraform outputs, never overriding a hand-written key.
+    if let Some(file) = env_file {
+        let outputs = terraform_outputs(&file.root);
+        let span = file.root.span;
+        if let Some(first) = param_spans.get("terraform") {
+            diags.push(
+                Diagnostic::error(Code::ParamClash, "parameter `terraform` is reserved for env-file outputs")
+                    .at(*first, "hand-written here")
+                    .related(Span::new(span.file, 0, 0), "Terraform outputs come from this file")
+                    .help("rename the parameter; Terraform outputs appear as params.terraform"),
+            );
+        }
+        params.insert("terraform".to_owned(), Json::Object(outputs.values.into_iter().collect()));
+        if let Some(first) = param_spans.get("sensitive_outputs") {
+            diags.push(
+                Diagnostic::error(Code::ParamClash, "parameter `sensitive_outputs` is reserved")
+                    .at(*first, "hand-written here")
+                    .help("rename the parameter; params.sensitive_outputs lists the names of sensitive Terraform outputs"),
+            );
+        }
+        params.insert(
+            "sensitive_outputs".to_owned(),
+            Json::Array(outputs.sensitive.into_iter().map(Json::String).collect()),
+        );
+    } else {
+        params.insert("terraform".to_owned(), Json::Object(Default::default()));
+        params.insert("sensitive_outputs".to_owned(), Json::Array(Vec::new()));
+    }
+
+    let ctx = services::Context {
+        env,
+        protected,
+        tags: inputs.tags.as_ref(),
+        sources,
+        terraform: params.get("terraform"),
+        extra_fields,
+    };
+    let mut services = BTreeMap::new();
+    let mut service_spans = BTreeMap::new();
+    let mut by_name: BTreeMap<String, (String, Span)> = BTreeMap::new();
+    for e in service_nodes {
+        match services::resolve_service(&ctx, &e.key, e.key_span, &e.value) {
+            Ok(None) => {}
+            Ok(Some(svc)) => {
+                if let Some((other, other_span)) = by_name.get(&svc.name) {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::NameCollision,
+                            format!("services `{other}` and `{}` both become `{}`", e.key, svc.name),
+                        )
+                        .at(e.key_span, "this service")
+                        .related(*other_span, "collides with this one")
+                        .help("rename one of them; `_` and `.` turn into `-` and letters are lowercased"),
+                    );
+                    continue;
+                }
+                by_name.insert(svc.name.clone(), (e.key.clone(), e.key_span));
+                service_spans.insert(e.key.clone(), e.key_span);
+                services.insert(e.key.clone(), svc);
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+
+    let sealed_secrets = match &inputs.secrets {
+        Some(file) => match secrets::sealed_secrets(file, env, &namespace) {
+            Ok(s) => s,
+            Err(d) => {
+                diags.extend(d);
+                BTreeMap::new()
+            }
+        },
+        None => BTreeMap::new(),
+    };
+
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let labels = BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_owned(), "controlcenter".to_owned()),
+        ("app.kubernetes.io/part-of".to_owned(), names::label_value(&settings.part_of)),
+    ]);
+    Ok(ResolvedEnv {
+        state: State {
+            env: env.to_owned(),
+            namespace,
+            protected,
+            part_of: settings.part_of.clone(),
+            params,
+            services,
+            sealed_secrets,
+            labels,
+        },
+        service_spans,
+        settings,
+    })
+}
+
+fn insert_param(
+    params: &mut BTreeMap<String, Json>,
+    spans: &mut BTreeMap<String, Span>,
+    diags: &mut Vec<Diagnostic>,
+    key: &str,
+    span: Span,
+    value: Json,
+) {
+    if let Some(first) = spans.get(key) {
+        diags.push(
+            Diagnostic::error(Code::ParamClash, format!("parameter `{key}` is defined twice"))
+                .at(span, "defined again here")
+                .related(*first, "first defined here")
+                .help("a parameter is either written in the environment section or under `params:`, not both"),
+        );
+        return;
+    }
+    spans.insert(key.to_owned(), span);
+    params.insert(key.to_owned(), value);
+}
+
+/// Terraform outputs of an env file, unwrapped.
+pub struct TerraformOutputs {
+    /// Non-sensitive outputs.
+    pub values: BTreeMap<String, Json>,
+    /// Names of sensitive outputs (their values are dropped here).
+    pub sensitive: Vec<String>,
+}
+
+/// Reads env-<env>.yaml: a free mapping, or the raw `terraform output -json`
+/// shape (`{name: {value, type, sensitive}}`), which is unwrapped. Sensitive
+/// values never leave this function.
+pub fn terraform_outputs(root: &Node) -> TerraformOutputs {
+    let entries = root.as_map().unwrap_or_default();
+    let raw_shape = !entries.is_empty()
+        && entries.iter().all(|e| {
+            e.value.as_map().is_some_and(|m| {
+                m.iter().any(|f| f.key == "value")
+                    && m.iter().all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
+            })
+        });
+    let mut out = TerraformOutputs {
+        values: BTreeMap::new(),
+        sensitive: Vec::new(),
+    };
+    for e in entries {
+        if raw_shape {
+            let sensitive = e
+                .value
+                .get("sensitive")
+                .is_some_and(|s| s.value == Value::Bool(true));
+            if sensitive {
+                out.sensitive.push(e.key.clone());
+                continue;
+            }
+            let v = e.value.get("value").map_or(Json::Null, Node::to_json);
+            out.values.insert(e.key.clone(), v);
+        } else {
+            out.values.insert(e.key.clone(), e.value.to_json());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+    use crate::load::yaml::parse;
+
+    #[test]
+    fn raw_terraform_shape_is_unwrapped_and_sensitive_values_dropped() {
+        let mut s = Sources::default();
+        let text = "nat_ips:\n  value: [1.2.3.4]\n  type: [list, string]\n  sensitive: false\ndb_password:\n  value: hunter2\n  type: string\n  sensitive: true\n";
+        let f = s.add("env-prod.yaml", text);
+        let out = terraform_outputs(&parse(text, f).unwrap());
+        assert_eq!(out.values["nat_ips"], serde_json::json!(["1.2.3.4"]));
+        assert!(!out.values.contains_key("db_password"));
+        assert_eq!(out.sensitive, vec!["db_password".to_owned()]);
+    }
+
+    #[test]
+    fn free_mapping_is_kept_as_is() {
+        let mut s = Sources::default();
+        let text = "db_endpoint: db.example.com\nirsa_role_arns:\n  svc: arn\n";
+        let f = s.add("env-dev.yaml", text);
+        let out = terraform_outputs(&parse(text, f).unwrap());
+        assert_eq!(out.values["db_endpoint"], "db.example.com");
+        assert!(out.sensitive.is_empty());
+    }
+}

@@ -1,0 +1,3 @@
+//! Validate: the input files against their JSON Schemas.
+
+pub mod schema;

@@ -1,0 +1,303 @@
+//! JSON Schema validation of the input files, with every violation mapped
+//! back to the YAML line and column it comes from.
+//!
+//! The schemas live in `schemas/` and are compiled into the binary. A repo
+//! may add service fields with its own `schemas/service.schema.json`; the
+//! service object stays closed, so a typo is still an error.
+
+use std::collections::BTreeSet;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::Validator;
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::load::yaml::{pointer_tokens, Node};
+
+/// The built-in schema of `controlcenter.yaml`.
+pub const CONTROLCENTER_SCHEMA: &str = include_str!("../../schemas/controlcenter.schema.json");
+/// The built-in schema of `tags.yaml`.
+pub const TAGS_SCHEMA: &str = include_str!("../../schemas/tags.schema.json");
+/// The built-in schema of `env-<env>.yaml`.
+pub const ENV_SCHEMA: &str = include_str!("../../schemas/env.schema.json");
+/// The built-in schema of `secrets.yaml`.
+pub const SECRETS_SCHEMA: &str = include_str!("../../schemas/secrets.schema.json");
+
+/// Which input file a document is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// `controlcenter.yaml`
+    ControlCenter,
+    /// `tags.yaml`
+    Tags,
+    /// `env-<env>.yaml`
+    Env,
+    /// `secrets.yaml`
+    Secrets,
+}
+
+/// Compiled validators for every input file.
+pub struct SchemaSet {
+    controlcenter: Validator,
+    tags: Validator,
+    env: Validator,
+    secrets: Validator,
+    /// Every property name the schemas know, for "did you mean" hints.
+    known_fields: BTreeSet<String>,
+    /// Service fields added by the repo (they reach templates under `extra`).
+    extra_service_fields: BTreeSet<String>,
+}
+
+impl SchemaSet {
+    /// The built-in schemas, extended by a repo's service schema if given.
+    ///
+    /// `extension` is the parsed `schemas/service.schema.json`: its
+    /// `properties` are added to the service object. Errors are messages
+    /// for a [`Code::RepoSchemaInvalid`] diagnostic.
+    pub fn new(extension: Option<&Json>) -> Result<Self, String> {
+        let mut controlcenter: Json =
+            serde_json::from_str(CONTROLCENTER_SCHEMA).map_err(|e| e.to_string())?;
+        let mut extra_service_fields = BTreeSet::new();
+        if let Some(ext) = extension {
+            let props = ext
+                .get("properties")
+                .and_then(Json::as_object)
+                .ok_or("it must be an object with a `properties` mapping")?;
+            let service_props = controlcenter
+                .pointer_mut("/$defs/service/properties")
+                .and_then(Json::as_object_mut)
+                .ok_or("built-in schema has no service properties")?;
+            for (name, schema) in props {
+                if service_props.contains_key(name) {
+                    return Err(format!(
+                        "it redefines the built-in service field `{name}`; choose another name"
+                    ));
+                }
+                service_props.insert(name.clone(), schema.clone());
+                extra_service_fields.insert(name.clone());
+            }
+        }
+        let mut known_fields = BTreeSet::new();
+        collect_property_names(&controlcenter, &mut known_fields);
+        Ok(SchemaSet {
+            controlcenter: compile(&controlcenter)?,
+            tags: compile(&serde_json::from_str(TAGS_SCHEMA).map_err(|e| e.to_string())?)?,
+            env: compile(&serde_json::from_str(ENV_SCHEMA).map_err(|e| e.to_string())?)?,
+            secrets: compile(&serde_json::from_str(SECRETS_SCHEMA).map_err(|e| e.to_string())?)?,
+            known_fields,
+            extra_service_fields,
+        })
+    }
+
+    /// Service fields declared by the repo's own schema.
+    pub fn extra_service_fields(&self) -> &BTreeSet<String> {
+        &self.extra_service_fields
+    }
+
+    /// Validates a document; every violation becomes a located diagnostic.
+    /// Values are never quoted in messages (they may be secrets).
+    pub fn check(&self, kind: InputKind, root: &Node) -> Vec<Diagnostic> {
+        let validator = match kind {
+            InputKind::ControlCenter => &self.controlcenter,
+            InputKind::Tags => &self.tags,
+            InputKind::Env => &self.env,
+            InputKind::Secrets => &self.secrets,
+        };
+        let instance = root.to_json();
+        validator
+            .iter_errors(&instance)
+            .flat_map(|e| self.diagnose(&e, root))
+            .collect()
+    }
+
+    fn diagnose(&self, err: &jsonschema::ValidationError<'_>, root: &Node) -> Vec<Diagnostic> {
+        let pointer = err.instance_path().as_str();
+        let Some(node) = root.pointer(pointer) else {
+            return vec![Diagnostic::error(Code::SchemaViolation, err.masked().to_string())
+                .at(root.span, "in this file")];
+        };
+        let path = dotted(pointer);
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+                .iter()
+                .map(|field| {
+                    let span = node.entry(field).map_or(node.span, |e| e.key_span);
+                    let mut d = Diagnostic::error(
+                        Code::UnknownField,
+                        format!("unknown field `{field}` in `{path}`"),
+                    )
+                    .at(span, "not a known field here");
+                    d = match self.suggest(field) {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None => d.help(
+                            "remove it, or declare it in the repo's schemas/service.schema.json",
+                        ),
+                    };
+                    d
+                })
+                .collect(),
+            ValidationErrorKind::PropertyNames { error } => {
+                let key = error.instance().as_str().unwrap_or_default().to_owned();
+                let span = node.entry(&key).map_or(node.span, |e| e.key_span);
+                vec![Diagnostic::error(
+                    Code::SchemaViolation,
+                    format!("invalid key `{key}` in `{path}`: {}", error.masked_with("it")),
+                )
+                .at(span, "this key")]
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                vec![Diagnostic::error(
+                    Code::SchemaViolation,
+                    format!("`{path}` is missing the required field `{name}`"),
+                )
+                .at(key_or_node_span(root, pointer), format!("add `{name}` here"))]
+            }
+            ValidationErrorKind::Type { .. } => {
+                let mut d = Diagnostic::error(
+                    Code::SchemaViolation,
+                    err.masked_with(format!("`{path}`")).to_string(),
+                )
+                .at(node.span, format!("found {}", node.type_name()));
+                if let Some(s) = node.as_str() {
+                    if s.parse::<f64>().is_ok() {
+                        d = d.help("remove the quotes to write a number");
+                    }
+                } else if node.plain && !node.is_map() {
+                    d = d.help("quote the value to write a string");
+                }
+                vec![d]
+            }
+            _ => vec![Diagnostic::error(
+                Code::SchemaViolation,
+                err.masked_with(format!("`{path}`")).to_string(),
+            )
+            .at(node.span, "this value")],
+        }
+    }
+
+    fn suggest(&self, field: &str) -> Option<&str> {
+        self.known_fields
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(field, k), k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < field.len())
+            .min()
+            .map(|(_, k)| k.as_str())
+    }
+}
+
+fn compile(schema: &Json) -> Result<Validator, String> {
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .map_err(|e| e.to_string())
+}
+
+fn collect_property_names(schema: &Json, out: &mut BTreeSet<String>) {
+    match schema {
+        Json::Object(map) => {
+            for (k, v) in map {
+                if k == "properties" {
+                    if let Some(props) = v.as_object() {
+                        out.extend(props.keys().cloned());
+                    }
+                }
+                collect_property_names(v, out);
+            }
+        }
+        Json::Array(items) => items.iter().for_each(|v| collect_property_names(v, out)),
+        _ => {}
+    }
+}
+
+/// `/dev/service_rpps/replicas` as `dev.service_rpps.replicas`.
+pub fn dotted(pointer: &str) -> String {
+    let tokens: Vec<String> = pointer_tokens(pointer).collect();
+    if tokens.is_empty() {
+        "(top level)".to_owned()
+    } else {
+        tokens.join(".")
+    }
+}
+
+/// The key span of the entry at `pointer` (falls back to the node).
+fn key_or_node_span(root: &Node, pointer: &str) -> Span {
+    let tokens: Vec<String> = pointer_tokens(pointer).collect();
+    if let Some((last, parent)) = tokens.split_last() {
+        let parent_ptr: String = parent.iter().map(|t| format!("/{}", escape(t))).collect();
+        if let Some(entry) = root.pointer(&parent_ptr).and_then(|p| p.entry(last)) {
+            return entry.key_span;
+        }
+    }
+    root.pointer(pointer).map_or(root.span, |n| n.span)
+}
+
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+    use crate::load::yaml;
+
+    fn check(kind: InputKind, text: &str) -> Vec<Diagnostic> {
+        let mut sources = Sources::default();
+        let f = sources.add("x.yaml", text);
+        let root = yaml::parse(text, f).unwrap();
+        SchemaSet::new(None).unwrap().check(kind, &root)
+    }
+
+    #[test]
+    fn typo_in_a_service_field_is_an_unknown_field_with_a_suggestion() {
+        let text = "dev:\n  svc:\n    git_rev: v1\n    replica: 2\n";
+        let d = check(InputKind::ControlCenter, text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].code, Code::UnknownField);
+        let span = d[0].primary.as_ref().unwrap().span;
+        assert_eq!(&text[span.start..span.end], "replica");
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `replicas`?"));
+    }
+
+    #[test]
+    fn wrong_type_points_at_the_value_and_never_quotes_it() {
+        let text = "dev:\n  svc:\n    git_rev: v1\n    replicas: \"two\"\n";
+        let d = check(InputKind::ControlCenter, text);
+        assert_eq!(d.len(), 1, "{d:?}");
+        let span = d[0].primary.as_ref().unwrap().span;
+        assert_eq!(&text[span.start..span.end], "\"two\"");
+        assert!(d[0].message.contains("dev.svc.replicas"), "{}", d[0].message);
+        assert!(!d[0].message.contains("two"), "{}", d[0].message);
+    }
+
+    #[test]
+    fn every_violation_is_reported() {
+        let text = "dev:\n  a:\n    replica: 1\n  b:\n    port: x\nprod:\n  c:\n    memory_max: lots\n";
+        assert_eq!(check(InputKind::ControlCenter, text).len(), 3);
+    }
+
+    #[test]
+    fn scalars_and_lists_are_parameters() {
+        let text = "dev:\n  elk_endpoint: https://x\n  nat: [a, b]\n  svc:\n    git_rev: v1\n";
+        assert!(check(InputKind::ControlCenter, text).is_empty());
+    }
+
+    #[test]
+    fn tags_must_be_image_references() {
+        let d = check(InputKind::Tags, "svc:\n  v1: \"not an image\"\n  v2: reg.io/a/b:1\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+    }
+
+    #[test]
+    fn repo_extension_adds_service_fields_but_not_redefinitions() {
+        let ext = serde_json::json!({"properties": {"team": {"type": "string"}}});
+        let set = SchemaSet::new(Some(&ext)).unwrap();
+        let mut sources = Sources::default();
+        let text = "dev:\n  svc:\n    git_rev: v1\n    team: payments\n";
+        let f = sources.add("x.yaml", text);
+        assert!(set.check(InputKind::ControlCenter, &yaml::parse(text, f).unwrap()).is_empty());
+        let clash = serde_json::json!({"properties": {"replicas": {"type": "string"}}});
+        assert!(SchemaSet::new(Some(&clash)).is_err());
+    }
+}
