@@ -14,7 +14,7 @@ use jrsonnet_evaluator::{
     bail, error::ErrorKind, AsPathLike, ImportResolver, ResolvePath, Result,
 };
 use jrsonnet_gcmodule::trace_acyclic;
-use jrsonnet_ir::{SourcePath, SourcePathT};
+use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
 use crate::load::repo::{normalize, ReadError, RepoFiles};
 
@@ -160,6 +160,10 @@ impl ImportResolver for Sandbox {
     }
 
     fn load_file_contents(&self, resolved: &SourcePath) -> Result<Vec<u8>> {
+        // Top-level arguments given as code arrive as in-memory sources.
+        if let Some(fifo) = resolved.downcast_ref::<SourceFifo>() {
+            return Ok(fifo.1.to_vec());
+        }
         let Some(p) = resolved.downcast_ref::<SandboxPath>() else {
             bail!(ErrorKind::RuntimeError(format!("{DENIED}{resolved}").into()));
         };

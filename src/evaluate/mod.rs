@@ -116,8 +116,7 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         let span = Span::new(file, loc.start, loc.end);
         if d.primary.is_none() {
             d = d.at(span, frame.desc.clone());
-        }
-        if shown < MAX_FRAMES {
+        } else if shown < MAX_FRAMES {
             let (line, col) = sources.line_col(file, loc.start);
             d = d.note(format!("at {}:{line}:{col}: {}", loc.path, frame.desc));
             shown += 1;
