@@ -58,14 +58,22 @@ impl Project {
         let mut sources = Sources::default();
         let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
             Ok(i) => i,
-            Err(diagnostics) => return Err(Failure { sources, diagnostics }),
+            Err(diagnostics) => {
+                return Err(Failure {
+                    sources,
+                    diagnostics,
+                })
+            }
         };
         let schemas = match SchemaSet::new(inputs.service_schema.as_ref()) {
             Ok(s) => s,
             Err(why) => {
                 let d = Diagnostic::error(
                     Code::RepoSchemaInvalid,
-                    format!("{} is not a usable extension: {why}", load::SERVICE_SCHEMA_FILE),
+                    format!(
+                        "{} is not a usable extension: {why}",
+                        load::SERVICE_SCHEMA_FILE
+                    ),
                 )
                 .help("it must be a JSON Schema object whose `properties` add new service fields");
                 return Err(Failure {
@@ -83,7 +91,10 @@ impl Project {
             diagnostics.extend(schemas.check(InputKind::Secrets, &secrets.root));
         }
         if diagnostics.iter().any(Diagnostic::is_error) {
-            return Err(Failure { sources, diagnostics });
+            return Err(Failure {
+                sources,
+                diagnostics,
+            });
         }
         Ok(Project {
             sources,
@@ -150,16 +161,21 @@ impl Project {
     }
 
     /// Evaluates and post-processes an already resolved environment.
-    pub fn render_resolved(&mut self, resolved: &ResolvedEnv) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+    pub fn render_resolved(
+        &mut self,
+        resolved: &ResolvedEnv,
+    ) -> Result<Vec<Resource>, Vec<Diagnostic>> {
         let state_json = state_json(resolved);
-        let output = evaluate::render_state(self.repo.clone(), self.lib.clone(), state_json, self.limits)
-            .map_err(|f| vec![evaluate::diagnose(f, &mut self.sources)])?;
+        let output =
+            evaluate::render_state(self.repo.clone(), self.lib.clone(), state_json, self.limits)
+                .map_err(|f| vec![evaluate::diagnose(f, &mut self.sources)])?;
         let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| {
             vec![Diagnostic::error(
                 Code::JsonnetError,
                 format!("the template output is not valid JSON: {e}"),
             )]
         })?;
+        let entry = self.entry_span();
         let spans_by_name = resolved
             .state
             .services
@@ -177,8 +193,21 @@ impl Project {
                     .any(|e| *e == resolved.state.env),
                 allow_plain_secrets: resolved.settings.allow_plain_secrets,
                 service_spans: &spans_by_name,
+                entry,
+                env_span: Some(resolved.env_span),
             },
         )
+    }
+
+    /// The start of the template entry point, registered for snippets.
+    fn entry_span(&mut self) -> Option<diagnostics::Span> {
+        let (files, path, label) = match self.repo.read(evaluate::REPO_ENTRY) {
+            Ok(Some(_)) => (&self.repo, evaluate::REPO_ENTRY, ""),
+            _ => (&self.lib, evaluate::library::LIB_ENTRY, evaluate::LIB_LABEL),
+        };
+        let text = String::from_utf8(files.read(path).ok()??).ok()?;
+        let id = self.sources.add(format!("{label}{path}"), text);
+        Some(diagnostics::Span::new(id, 0, 0))
     }
 }
 

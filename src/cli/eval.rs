@@ -15,7 +15,9 @@ use crate::load::repo::{RepoFiles, WorkTree};
 
 /// Arguments of `eval`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  controlcenter eval -J vendor --tla-code-file state=state.json lib-jsonnet/main.jsonnet\n  controlcenter eval --ext-str env=dev --tla-code replicas=3 my.jsonnet")]
+#[command(
+    after_help = "Examples:\n  controlcenter eval -J vendor --tla-code-file state=state.json lib-jsonnet/main.jsonnet\n  controlcenter eval --ext-str env=dev --tla-code replicas=3 my.jsonnet"
+)]
 pub struct EvalArgs {
     /// The Jsonnet file.
     pub file: PathBuf,
@@ -65,7 +67,8 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     };
     // The file's tree: the repository when the file is inside it, else its directory.
     let repo_root = cli.repo.canonicalize().ok().filter(|r| file.starts_with(r));
-    let root_dir = repo_root.unwrap_or_else(|| file.parent().map(PathBuf::from).unwrap_or_default());
+    let root_dir =
+        repo_root.unwrap_or_else(|| file.parent().map(PathBuf::from).unwrap_or_default());
     let rel = file
         .strip_prefix(&root_dir)
         .map(|p| p.to_string_lossy().replace('\\', "/"))
@@ -76,7 +79,11 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     for (i, dir) in dirs.iter().enumerate() {
         match WorkTree::open(dir) {
             Ok(w) => roots.push(Root {
-                label: if i == 0 { String::new() } else { format!("{}/", dir.display()) },
+                label: if i == 0 {
+                    String::new()
+                } else {
+                    format!("{}/", dir.display())
+                },
                 files: Arc::new(w) as Arc<dyn RepoFiles>,
             }),
             Err(e) => {
@@ -100,11 +107,19 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     let args_of = |strs: &[(String, String)], codes: &[(String, String)]| {
         strs.iter()
             .map(|(k, v)| (k.clone(), ArgValue::Str(v.clone())))
-            .chain(codes.iter().map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))))
+            .chain(
+                codes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))),
+            )
             .collect::<Vec<_>>()
     };
     let mut tla = args_of(&args.tla_str, &args.tla_code);
-    tla.extend(args.tla_code_file.iter().map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))));
+    tla.extend(
+        args.tla_code_file
+            .iter()
+            .map(|(k, v)| (k.clone(), ArgValue::Code(v.clone()))),
+    );
     let limits = cli.limits();
     let job = EvalJob {
         roots,

@@ -31,7 +31,9 @@ pub const EXIT_USAGE: i32 = 2;
 /// Compile a GitOps control-center repository into Kubernetes manifests.
 #[derive(Parser, Debug)]
 #[command(name = "controlcenter", version, about, long_about = None)]
-#[command(after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter validate --repo path/to/repo\n  controlcenter state --env prod | jq .services")]
+#[command(
+    after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter validate --repo path/to/repo\n  controlcenter state --env prod | jq .services"
+)]
 pub struct Cli {
     /// The control-center repository.
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
@@ -117,29 +119,38 @@ impl Cli {
             eprintln!("error: {e}");
             EXIT_USAGE
         })?;
-        Project::load(Arc::new(repo), lib, self.limits()).map_err(|Failure { sources, diagnostics }| {
-            self.report(&sources, diagnostics);
-            EXIT_INVALID
-        })
+        Project::load(Arc::new(repo), lib, self.limits()).map_err(
+            |Failure {
+                 sources,
+                 diagnostics,
+             }| {
+                self.report(&sources, diagnostics);
+                EXIT_INVALID
+            },
+        )
     }
 
     fn color(&self) -> bool {
         match self.color {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            Color::Auto => {
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 
-    /// Prints diagnostics to stderr in the chosen format.
+    /// Prints diagnostics in the chosen format: to stderr, except the
+    /// machine formats of `validate`, which go to stdout where CI reads them
+    /// (render's stdout is reserved for manifests).
     fn report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) {
         let text = self.format_report(sources, diagnostics);
-        let _ = std::io::stderr().write_all(text.as_bytes());
-    }
-
-    /// Prints diagnostics to stdout (machine formats of `validate`).
-    fn report_to_stdout(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) {
-        print_stdout(&self.format_report(sources, diagnostics));
+        let machine = self.error_format != ErrorFormat::Human;
+        if machine && matches!(self.command, Command::Validate(_)) {
+            print_stdout(&text);
+        } else {
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }
     }
 
     fn format_report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) -> String {

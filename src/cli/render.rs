@@ -9,7 +9,9 @@ use crate::emit::{self, out_dir, Format};
 
 /// Arguments of `render`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter render --env prod --format json\n  controlcenter render --env dev --out-dir rendered/dev")]
+#[command(
+    after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter render --env prod --format json\n  controlcenter render --env dev --out-dir rendered/dev"
+)]
 pub struct RenderArgs {
     /// Environment to render.
     #[arg(long, short)]

@@ -7,7 +7,9 @@ use super::{print_stdout, Cli, EXIT_INVALID};
 
 /// Arguments of `state`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  controlcenter state --env dev\n  jsonnet -J lib-jsonnet --tla-code-file state=<(controlcenter state --env dev) lib-jsonnet/main.jsonnet")]
+#[command(
+    after_help = "Examples:\n  controlcenter state --env dev\n  jsonnet -J lib-jsonnet --tla-code-file state=<(controlcenter state --env dev) lib-jsonnet/main.jsonnet"
+)]
 pub struct StateArgs {
     /// Environment to resolve.
     #[arg(long, short)]

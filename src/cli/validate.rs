@@ -4,12 +4,13 @@
 use clap::Args;
 
 use super::{Cli, EXIT_INVALID, EXIT_OK};
-use crate::diagnostics::render::ErrorFormat;
 use crate::load::env_file_name;
 
 /// Arguments of `validate`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  controlcenter validate\n  controlcenter validate --env dev --env prod\n  controlcenter validate --error-format github")]
+#[command(
+    after_help = "Examples:\n  controlcenter validate\n  controlcenter validate --env dev --env prod\n  controlcenter validate --error-format github"
+)]
 pub struct ValidateArgs {
     /// Only these environments (default: every environment; those whose
     /// env-<env>.yaml is not on this branch are skipped and reported).
@@ -23,12 +24,19 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
         Err(code) => return code,
     };
     let explicit = !args.env.is_empty();
-    let envs = if explicit { args.env.clone() } else { project.envs() };
+    let envs = if explicit {
+        args.env.clone()
+    } else {
+        project.envs()
+    };
     let mut diagnostics = Vec::new();
     let mut summary = Vec::new();
     for env in &envs {
         if !explicit && !project.has_env_file(env) {
-            summary.push(format!("skipped {env}: {} is not on this branch", env_file_name(env)));
+            summary.push(format!(
+                "skipped {env}: {} is not on this branch",
+                env_file_name(env)
+            ));
             continue;
         }
         match project.render(env) {
@@ -40,12 +48,7 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
         }
     }
     let failed = diagnostics.iter().any(|d| d.is_error());
-    if cli.error_format == ErrorFormat::Human {
-        cli.report(&project.sources, diagnostics);
-    } else {
-        // Machine formats go to stdout, where CI reads them.
-        cli.report_to_stdout(&project.sources, diagnostics);
-    }
+    cli.report(&project.sources, diagnostics);
     for line in summary {
         eprintln!("{line}");
     }

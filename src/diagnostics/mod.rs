@@ -44,6 +44,37 @@ impl Sources {
         FileId((self.files.len() - 1) as u32)
     }
 
+    /// Masks byte ranges of a file's text (secret values) so no snippet
+    /// can show them. Lengths are kept, so every span stays valid.
+    pub fn redact(&mut self, id: FileId, ranges: &[(usize, usize)]) {
+        if ranges.is_empty() {
+            return;
+        }
+        let file = &mut self.files[id.0 as usize];
+        let mut text = file.text.to_string();
+        for &(start, end) in ranges {
+            let (start, end) = (
+                floor_char_boundary(&text, start.min(text.len())),
+                end.min(text.len()),
+            );
+            let Some(part) = text.get(start..end) else {
+                continue;
+            };
+            let masked: String = part
+                .chars()
+                .map(|c| {
+                    if c == '\n' {
+                        "\n".to_owned()
+                    } else {
+                        "*".repeat(c.len_utf8())
+                    }
+                })
+                .collect();
+            text.replace_range(start..end, &masked);
+        }
+        file.text = text.into();
+    }
+
     /// The file behind an id.
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]

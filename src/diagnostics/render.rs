@@ -69,7 +69,9 @@ pub fn human(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     }
     for (file, labels) in &by_file {
         let src = sources.get(*file);
-        let mut snippet = Snippet::source(&*src.text).path(src.path.as_str()).fold(true);
+        let mut snippet = Snippet::source(&*src.text)
+            .path(src.path.as_str())
+            .fold(true);
         for (label, primary) in labels {
             let kind = if *primary {
                 AnnotationKind::Primary
@@ -201,7 +203,9 @@ pub fn github(d: &Diagnostic, sources: &Sources) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -245,7 +249,10 @@ mod tests {
     fn github_form_is_one_escaped_line() {
         let (sources, d) = sample();
         let line = github(&d, &sources);
-        assert!(line.starts_with("::error file=controlcenter.yaml,line=3,col=5,"), "{line}");
+        assert!(
+            line.starts_with("::error file=controlcenter.yaml,line=3,col=5,"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
         assert!(line.contains("%0Ahelp: did you mean"));
     }

@@ -118,7 +118,10 @@ pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
         // The thread cannot be interrupted; the caller exits soon after.
         Err(mpsc::RecvTimeoutError::Timeout) => Err(EvalFailure {
             kind: FailureKind::Timeout,
-            message: format!("evaluation did not finish within {} s", timeout.as_secs_f64()),
+            message: format!(
+                "evaluation did not finish within {} s",
+                timeout.as_secs_f64()
+            ),
             frames: Vec::new(),
         }),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
@@ -135,7 +138,9 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     for (name, value) in &job.ext {
-        std.settings_mut().ext_vars.insert(name.as_str().into(), arg(value));
+        std.settings_mut()
+            .ext_vars
+            .insert(name.as_str().into(), arg(value));
     }
     let mut builder = State::builder();
     builder.import_resolver(sandbox).context_initializer(std);

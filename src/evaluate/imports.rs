@@ -10,9 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use jrsonnet_evaluator::{
-    bail, error::ErrorKind, AsPathLike, ImportResolver, ResolvePath, Result,
-};
+use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, ResolvePath, Result};
 use jrsonnet_gcmodule::trace_acyclic;
 use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
@@ -156,7 +154,10 @@ impl ImportResolver for Sandbox {
                 }
             }
         }
-        bail!(ErrorKind::ImportFileNotFound(from.clone(), path.as_path().to_owned()))
+        bail!(ErrorKind::ImportFileNotFound(
+            from.clone(),
+            path.as_path().to_owned()
+        ))
     }
 
     fn load_file_contents(&self, resolved: &SourcePath) -> Result<Vec<u8>> {
@@ -165,7 +166,9 @@ impl ImportResolver for Sandbox {
             return Ok(fifo.1.to_vec());
         }
         let Some(p) = resolved.downcast_ref::<SandboxPath>() else {
-            bail!(ErrorKind::RuntimeError(format!("{DENIED}{resolved}").into()));
+            bail!(ErrorKind::RuntimeError(
+                format!("{DENIED}{resolved}").into()
+            ));
         };
         if let Some(bytes) = self.cache.borrow_mut().remove(&(p.root, p.rel.clone())) {
             return Ok(bytes);
@@ -173,7 +176,9 @@ impl ImportResolver for Sandbox {
         match self.roots[p.root].files.read(&p.rel) {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
-            Err(e) => bail!(ErrorKind::RuntimeError(format!("cannot read {}: {e}", p.display).into())),
+            Err(e) => bail!(ErrorKind::RuntimeError(
+                format!("cannot read {}: {e}", p.display).into()
+            )),
         }
     }
 }

@@ -65,7 +65,11 @@ pub fn render_state(
                 files: lib,
             },
         ],
-        jpaths: vec![(0, "jsonnet".to_owned()), (0, String::new()), (1, String::new())],
+        jpaths: vec![
+            (0, "jsonnet".to_owned()),
+            (0, String::new()),
+            (1, String::new()),
+        ],
         entry,
         tla: vec![("state".to_owned(), ArgValue::Code(state_json))],
         ext: Vec::new(),
@@ -99,7 +103,12 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
             "look for unbounded recursion or very large comprehensions; raise --timeout only if the work is legitimate",
         ),
     };
-    let message = f.message.lines().next().unwrap_or("Jsonnet error").to_owned();
+    let message = f
+        .message
+        .lines()
+        .next()
+        .unwrap_or("Jsonnet error")
+        .to_owned();
     let mut d = Diagnostic::error(code, message).help(help);
     for line in f.message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         d = d.note(line.trim().to_owned());

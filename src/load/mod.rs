@@ -83,26 +83,52 @@ pub fn read_text(
             // Show the readable prefix so the position can be rendered.
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let id = sources.add(path, lossy);
-            Err(Diagnostic::error(
-                Code::FileUnreadable,
-                format!("{path} is not valid UTF-8"),
+            Err(
+                Diagnostic::error(Code::FileUnreadable, format!("{path} is not valid UTF-8"))
+                    .at(Span::new(id, valid, valid + 1), "invalid byte here")
+                    .help("save the file as UTF-8"),
             )
-            .at(Span::new(id, valid, valid + 1), "invalid byte here")
-            .help("save the file as UTF-8"))
         }
     }
 }
 
-/// Loads and parses a YAML input; the top level must be a mapping.
+/// Whether a file may hold secret values, which must never be shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sensitivity {
+    /// Ordinary input.
+    Plain,
+    /// secrets.yaml: every encryptedData value.
+    SealedSecrets,
+    /// env-<env>.yaml: values of outputs marked `sensitive: true`.
+    TerraformOutputs,
+}
+
+/// Loads and parses a YAML input; the top level must be a mapping. Secret
+/// values of sensitive files are masked in `sources` before any diagnostic
+/// can show them.
 pub fn load_yaml(
     repo: &dyn RepoFiles,
     sources: &mut Sources,
     path: &str,
+    sensitivity: Sensitivity,
 ) -> Result<Option<Input>, Vec<Diagnostic>> {
     let Some((file, text)) = read_text(repo, sources, path).map_err(|d| vec![d])? else {
         return Ok(None);
     };
-    let root = yaml::parse(&text, file)?;
+    let root = match yaml::parse(&text, file) {
+        Ok(root) => root,
+        Err(d) => {
+            if sensitivity != Sensitivity::Plain {
+                sources.redact(file, &value_parts(&text));
+            }
+            return Err(d);
+        }
+    };
+    match sensitivity {
+        Sensitivity::Plain => {}
+        Sensitivity::SealedSecrets => sources.redact(file, &sealed_value_spans(&root)),
+        Sensitivity::TerraformOutputs => sources.redact(file, &sensitive_output_spans(&root)),
+    }
     if !root.is_map() {
         let what = if matches!(root.value, yaml::Value::Null) {
             "is empty".to_owned()
@@ -114,7 +140,9 @@ pub fn load_yaml(
             format!("{path} {what}; expected a mapping"),
         )
         .at(root.span, "expected `key: value` entries")
-        .help(format!("see `controlcenter schema export` for the shape of {path}"))]);
+        .help(format!(
+            "see `controlcenter schema export` for the shape of {path}"
+        ))]);
     }
     Ok(Some(Input {
         file,
@@ -124,9 +152,12 @@ pub fn load_yaml(
 }
 
 /// Loads the repository-wide inputs, reporting every problem found.
-pub fn load_repo(repo: &dyn RepoFiles, sources: &mut Sources) -> Result<RepoInputs, Vec<Diagnostic>> {
+pub fn load_repo(
+    repo: &dyn RepoFiles,
+    sources: &mut Sources,
+) -> Result<RepoInputs, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let controlcenter = match load_yaml(repo, sources, CONTROLCENTER_FILE) {
+    let controlcenter = match load_yaml(repo, sources, CONTROLCENTER_FILE, Sensitivity::Plain) {
         Ok(Some(i)) => Some(i),
         Ok(None) => {
             diags.push(
@@ -140,15 +171,15 @@ pub fn load_repo(repo: &dyn RepoFiles, sources: &mut Sources) -> Result<RepoInpu
             None
         }
     };
-    let mut optional = |path: &str| match load_yaml(repo, sources, path) {
+    let mut optional = |path: &str, sensitivity| match load_yaml(repo, sources, path, sensitivity) {
         Ok(i) => i,
         Err(d) => {
             diags.extend(d);
             None
         }
     };
-    let tags = optional(TAGS_FILE);
-    let secrets = optional(SECRETS_FILE);
+    let tags = optional(TAGS_FILE, Sensitivity::Plain);
+    let secrets = optional(SECRETS_FILE, Sensitivity::SealedSecrets);
     let service_schema = match read_text(repo, sources, SERVICE_SCHEMA_FILE) {
         Ok(None) => None,
         Ok(Some((file, text))) => match serde_json::from_str(&text) {
@@ -185,7 +216,63 @@ pub fn load_env_file(
     sources: &mut Sources,
     env: &str,
 ) -> Result<Option<Input>, Vec<Diagnostic>> {
-    load_yaml(repo, sources, &env_file_name(env))
+    load_yaml(
+        repo,
+        sources,
+        &env_file_name(env),
+        Sensitivity::TerraformOutputs,
+    )
+}
+
+/// Spans of every encryptedData value in secrets.yaml.
+fn sealed_value_spans(root: &Node) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    for env in root.as_map().unwrap_or_default() {
+        for secret in env.value.as_map().unwrap_or_default() {
+            for value in secret
+                .value
+                .get("encryptedData")
+                .and_then(Node::as_map)
+                .unwrap_or_default()
+            {
+                spans.push((value.value.span.start, value.value.span.end));
+            }
+        }
+    }
+    spans
+}
+
+/// Spans of the values of outputs marked `sensitive: true`.
+fn sensitive_output_spans(root: &Node) -> Vec<(usize, usize)> {
+    root.as_map()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.value
+                .get("sensitive")
+                .is_some_and(|s| s.value == yaml::Value::Bool(true))
+        })
+        .filter_map(|e| e.value.get("value").map(|v| (v.span.start, v.span.end)))
+        .collect()
+}
+
+/// For a sensitive file that does not parse: everything after the first
+/// `:` or `- ` of every line, since no value can be told apart.
+fn value_parts(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let start = body
+            .find(':')
+            .map(|i| i + 1)
+            .or_else(|| body.find("- ").map(|i| i + 2));
+        if let Some(start) = start {
+            spans.push((offset + start, offset + body.len()));
+        }
+        offset += line.len();
+    }
+    spans
 }
 
 fn line_col_to_offset(text: &str, line: usize, col: usize) -> usize {

@@ -140,7 +140,8 @@ mod tests {
         let repo = tempfile::tempdir().unwrap();
         std::fs::write(repo.path().join("ok.yaml"), "a: 1").unwrap();
         #[cfg(unix)]
-        std::os::unix::fs::symlink(outside.path().join("secret"), repo.path().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), repo.path().join("link"))
+            .unwrap();
         let wt = WorkTree::open(repo.path()).unwrap();
         assert_eq!(wt.read("ok.yaml").unwrap().unwrap(), b"a: 1");
         assert_eq!(wt.read("missing.yaml").unwrap(), None);

@@ -124,7 +124,9 @@ impl Node {
             Value::String(s) => serde_json::Value::String(s.clone()),
             Value::Seq(s) => serde_json::Value::Array(s.iter().map(Node::to_json).collect()),
             Value::Map(m) => serde_json::Value::Object(
-                m.iter().map(|e| (e.key.clone(), e.value.to_json())).collect(),
+                m.iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -227,9 +229,12 @@ impl<'t> Builder<'t> {
                 Err(e) => {
                     let at = self.offsets.byte(e.marker().index());
                     let end = (at + 1).min(self.text.len());
-                    let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
-                        .at(Span::new(self.file, at, end), "here");
-                    if self.text[..end.min(self.text.len())].contains('\t') || self.text.as_bytes().get(at) == Some(&b'\t') {
+                    let mut d =
+                        Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
+                            .at(Span::new(self.file, at, end), "here");
+                    if self.text[..end.min(self.text.len())].contains('\t')
+                        || self.text.as_bytes().get(at) == Some(&b'\t')
+                    {
                         d = d.help("YAML does not allow tabs for indentation; indent with spaces");
                     } else {
                         d = d.help("check the indentation and quoting around this position");
@@ -263,8 +268,13 @@ impl<'t> Builder<'t> {
                         Code::YamlUnsupported,
                         "this file has more than one YAML document",
                     )
-                    .at(self.span(start, end.max(start + 3)), "a second document starts here")
-                    .help("keep one document per file: remove this `---` and merge the documents"));
+                    .at(
+                        self.span(start, end.max(start + 3)),
+                        "a second document starts here",
+                    )
+                    .help(
+                        "keep one document per file: remove this `---` and merge the documents",
+                    ));
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -275,8 +285,10 @@ impl<'t> Builder<'t> {
             Event::Alias(id) => {
                 let span = self.span(start, end);
                 let Some((node, count)) = self.anchors.get(&id) else {
-                    return Err(Diagnostic::error(Code::YamlSyntax, "alias to an unknown anchor")
-                        .at(span, "no anchor with this name before here"));
+                    return Err(
+                        Diagnostic::error(Code::YamlSyntax, "alias to an unknown anchor")
+                            .at(span, "no anchor with this name before here"),
+                    );
                 };
                 let (mut node, count) = (node.clone(), *count);
                 self.count(count, span)?;
@@ -419,7 +431,8 @@ impl<'t> Builder<'t> {
     /// Attaches a completed node to its parent (or makes it the root).
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), node_count(&node)));
+            self.anchors
+                .insert(anchor, (node.clone(), node_count(&node)));
         }
         self.count(1, node.span)?;
         let text = self.text;
@@ -476,7 +489,10 @@ fn unsupported_tag(t: &saphyr_parser::Tag, span: Span) -> Diagnostic {
 fn tag_matches(suffix: &str, v: &Value) -> bool {
     matches!(
         (suffix, v),
-        ("null", Value::Null) | ("bool", Value::Bool(_)) | ("int", Value::Number(_)) | ("float", Value::Number(_))
+        ("null", Value::Null)
+            | ("bool", Value::Bool(_))
+            | ("int", Value::Number(_))
+            | ("float", Value::Number(_))
     )
 }
 
@@ -545,7 +561,9 @@ pub fn resolve_plain(s: &str) -> Result<Value, String> {
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
         | ".nan" | ".NaN" | ".NAN" => {
-            return Err(format!("`{s}` is an infinite or NaN number, which JSON cannot hold"))
+            return Err(format!(
+                "`{s}` is an infinite or NaN number, which JSON cannot hold"
+            ))
         }
         _ => {}
     }
@@ -620,7 +638,8 @@ mod tests {
 
     #[test]
     fn yaml_1_1_words_stay_strings() {
-        let n = load("a: yes\nb: on\nc: off\nd: no\ne: 0755\nf: 1e3\ng: 1.10\nh: ~\ni: null\n").unwrap();
+        let n = load("a: yes\nb: on\nc: off\nd: no\ne: 0755\nf: 1e3\ng: 1.10\nh: ~\ni: null\n")
+            .unwrap();
         let j = n.to_json();
         assert_eq!(j["a"], "yes");
         assert_eq!(j["b"], "on");
@@ -640,7 +659,13 @@ mod tests {
         let n = load(text).unwrap();
         let r = n.pointer("/dev/svc/replicas").unwrap();
         assert_eq!(&text[r.span.start..r.span.end], "\"two\"");
-        let e = n.get("dev").unwrap().get("svc").unwrap().entry("replicas").unwrap();
+        let e = n
+            .get("dev")
+            .unwrap()
+            .get("svc")
+            .unwrap()
+            .entry("replicas")
+            .unwrap();
         assert_eq!(&text[e.key_span.start..e.key_span.end], "replicas");
     }
 

@@ -138,7 +138,10 @@ mod tests {
     use serde_json::json;
 
     fn id(api: &str, kind: &str, ns: &str, name: &str) -> ResourceId {
-        ResourceId::of(&json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}})).unwrap()
+        ResourceId::of(
+            &json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ns}}),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct ProcessOptions<'a> {
     pub allow_plain_secrets: bool,
     /// Service DNS name → its key span in controlcenter.yaml, to locate problems.
     pub service_spans: &'a BTreeMap<String, Span>,
+    /// The template entry point, where problems that no service explains are shown.
+    pub entry: Option<Span>,
+    /// The environment's section in controlcenter.yaml.
+    pub env_span: Option<Span>,
 }
 
 /// Extracts, checks and sorts the objects of a template result.
@@ -49,7 +53,12 @@ pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>,
     let mut resources: Vec<Resource> = Vec::with_capacity(found.len());
     let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
     for r in found {
-        let key = (r.id.group.clone(), r.id.kind.clone(), r.id.namespace.clone(), r.id.name.clone());
+        let key = (
+            r.id.group.clone(),
+            r.id.kind.clone(),
+            r.id.namespace.clone(),
+            r.id.name.clone(),
+        );
         if let Some(&first) = seen.get(&key) {
             let other = &resources[first];
             diags.push(locate(
@@ -73,11 +82,15 @@ pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>,
         resources.push(r);
     }
     if resources.is_empty() && !opts.allow_empty && diags.is_empty() {
+        let mut d = Diagnostic::error(
+            Code::EmptyRender,
+            format!("environment `{}` renders no resources", opts.env),
+        );
+        if let Some(span) = opts.env_span {
+            d = d.at(span, "this environment renders nothing");
+        }
         diags.push(
-            Diagnostic::error(
-                Code::EmptyRender,
-                format!("environment `{}` renders no resources", opts.env),
-            )
+            d
             .help(format!(
                 "an empty render makes Argo CD prune everything; if that is intended, add `{}` to settings.allow_empty_envs",
                 opts.env
@@ -181,13 +194,22 @@ fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
         "/spec/jobTemplate/spec/template/metadata/labels",
     ];
     for p in label_paths {
-        if r.value.pointer(p).and_then(|l| l.get(INSTANCE_LABEL)).is_some() {
+        if r.value
+            .pointer(p)
+            .and_then(|l| l.get(INSTANCE_LABEL))
+            .is_some()
+        {
             diags.push(locate(
                 Diagnostic::error(
                     Code::ReservedLabel,
-                    format!("{} sets the label {INSTANCE_LABEL} (at {p})", r.id.display()),
+                    format!(
+                        "{} sets the label {INSTANCE_LABEL} (at {p})",
+                        r.id.display()
+                    ),
                 )
-                .help("Argo CD owns this label to track its resources; remove it from the template"),
+                .help(
+                    "Argo CD owns this label to track its resources; remove it from the template",
+                ),
                 &r.value,
                 opts,
             ));
@@ -211,9 +233,13 @@ fn locate(d: Diagnostic, value: &Json, opts: &ProcessOptions<'_>) -> Diagnostic 
     let name = value
         .pointer("/metadata/labels/app.kubernetes.io~1name")
         .and_then(Json::as_str);
-    match name.and_then(|n| opts.service_spans.get(n)) {
-        Some(span) if d.primary.is_none() => d.at(*span, "rendered for this service"),
-        _ => d,
+    if d.primary.is_some() {
+        return d;
+    }
+    match (name.and_then(|n| opts.service_spans.get(n)), opts.entry) {
+        (Some(span), _) => d.at(*span, "rendered for this service"),
+        (None, Some(entry)) => d.at(entry, "rendered by this template"),
+        (None, None) => d,
     }
 }
 
@@ -250,6 +276,8 @@ mod tests {
                 allow_empty: false,
                 allow_plain_secrets: false,
                 service_spans: &spans,
+                entry: None,
+                env_span: None,
             },
         )
     }
@@ -280,7 +308,10 @@ mod tests {
 
     #[test]
     fn objects_need_identity() {
-        let errs = run(json!([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}, {"kind": "X"}, 3])).unwrap_err();
+        let errs = run(
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}, {"kind": "X"}, 3]),
+        )
+        .unwrap_err();
         assert_eq!(errs.len(), 3);
         assert!(errs.iter().all(|d| d.code == Code::InvalidResource));
     }
@@ -289,8 +320,14 @@ mod tests {
     fn instance_label_plain_secret_and_empty_render_are_refused() {
         let mut labelled = obj("ConfigMap", "a");
         labelled["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "x"});
-        assert_eq!(run(json!([labelled])).unwrap_err()[0].code, Code::ReservedLabel);
-        assert_eq!(run(json!([obj("Secret", "s")])).unwrap_err()[0].code, Code::PlainSecret);
+        assert_eq!(
+            run(json!([labelled])).unwrap_err()[0].code,
+            Code::ReservedLabel
+        );
+        assert_eq!(
+            run(json!([obj("Secret", "s")])).unwrap_err()[0].code,
+            Code::PlainSecret
+        );
         assert_eq!(run(json!([])).unwrap_err()[0].code, Code::EmptyRender);
     }
 }

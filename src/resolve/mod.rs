@@ -72,6 +72,8 @@ pub struct ResolvedEnv {
     pub service_spans: BTreeMap<String, Span>,
     /// Repository settings in force.
     pub settings: Settings,
+    /// The environment's key in controlcenter.yaml.
+    pub env_span: Span,
 }
 
 /// The environments of controlcenter.yaml with their key spans, in file order.
@@ -111,7 +113,8 @@ fn is_env_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// The error for an environment that is not in controlcenter.yaml.
@@ -122,7 +125,9 @@ pub fn unknown_env(inputs: &RepoInputs, env: &str) -> Diagnostic {
         format!("environment `{env}` is not defined in {CONTROLCENTER_FILE}"),
     )
     .note(format!("known environments: {}", display_list(&known)))
-    .help(format!("add a `{env}:` section to {CONTROLCENTER_FILE}, or pick a known environment"))
+    .help(format!(
+        "add a `{env}:` section to {CONTROLCENTER_FILE}, or pick a known environment"
+    ))
 }
 
 /// `a, b, c` or `(none)`.
@@ -144,7 +149,9 @@ pub fn resolve_env(
     env: &str,
 ) -> Outcome<ResolvedEnv> {
     let root = &inputs.controlcenter.root;
-    let section = root.get(env).ok_or_else(|| vec![unknown_env(inputs, env)])?;
+    let section = root
+        .get(env)
+        .ok_or_else(|| vec![unknown_env(inputs, env)])?;
     let merged = match root.get(DEFAULTS_KEY) {
         Some(d) if section.is_map() => merge::deep_merge(d, section),
         _ => section.clone(),
@@ -163,11 +170,25 @@ pub fn resolve_env(
             ("namespace", Value::String(ns)) => namespace = ns.clone(),
             ("params", Value::Map(_)) => {
                 for p in e.value.as_map().unwrap_or_default() {
-                    insert_param(&mut params, &mut param_spans, &mut diags, &p.key, p.key_span, p.value.to_json());
+                    insert_param(
+                        &mut params,
+                        &mut param_spans,
+                        &mut diags,
+                        &p.key,
+                        p.key_span,
+                        p.value.to_json(),
+                    );
                 }
             }
             (_, Value::Map(_)) => service_nodes.push(e),
-            _ => insert_param(&mut params, &mut param_spans, &mut diags, &e.key, e.key_span, e.value.to_json()),
+            _ => insert_param(
+                &mut params,
+                &mut param_spans,
+                &mut diags,
+                &e.key,
+                e.key_span,
+                e.value.to_json(),
+            ),
         }
     }
 
@@ -177,13 +198,22 @@ pub fn resolve_env(
         let span = file.root.span;
         if let Some(first) = param_spans.get("terraform") {
             diags.push(
-                Diagnostic::error(Code::ParamClash, "parameter `terraform` is reserved for env-file outputs")
-                    .at(*first, "hand-written here")
-                    .related(Span::new(span.file, 0, 0), "Terraform outputs come from this file")
-                    .help("rename the parameter; Terraform outputs appear as params.terraform"),
+                Diagnostic::error(
+                    Code::ParamClash,
+                    "parameter `terraform` is reserved for env-file outputs",
+                )
+                .at(*first, "hand-written here")
+                .related(
+                    Span::new(span.file, 0, 0),
+                    "Terraform outputs come from this file",
+                )
+                .help("rename the parameter; Terraform outputs appear as params.terraform"),
             );
         }
-        params.insert("terraform".to_owned(), Json::Object(outputs.values.into_iter().collect()));
+        params.insert(
+            "terraform".to_owned(),
+            Json::Object(outputs.values.into_iter().collect()),
+        );
         if let Some(first) = param_spans.get("sensitive_outputs") {
             diags.push(
                 Diagnostic::error(Code::ParamClash, "parameter `sensitive_outputs` is reserved")
@@ -250,8 +280,14 @@ pub fn resolve_env(
         return Err(diags);
     }
     let labels = BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_owned(), "controlcenter".to_owned()),
-        ("app.kubernetes.io/part-of".to_owned(), names::label_value(&settings.part_of)),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "controlcenter".to_owned(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_owned(),
+            names::label_value(&settings.part_of),
+        ),
     ]);
     Ok(ResolvedEnv {
         state: State {
@@ -266,6 +302,7 @@ pub fn resolve_env(
         },
         service_spans,
         settings,
+        env_span: root.entry(env).map_or(root.span, |e| e.key_span),
     })
 }
 
@@ -307,7 +344,8 @@ pub fn terraform_outputs(root: &Node) -> TerraformOutputs {
         && entries.iter().all(|e| {
             e.value.as_map().is_some_and(|m| {
                 m.iter().any(|f| f.key == "value")
-                    && m.iter().all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
+                    && m.iter()
+                        .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
             })
         });
     let mut out = TerraformOutputs {

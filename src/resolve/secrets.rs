@@ -25,7 +25,11 @@ pub fn sealed_secrets(
     for e in section.as_map().unwrap_or_default() {
         let s = &e.value;
         let mut data = BTreeMap::new();
-        for d in s.get("encryptedData").and_then(Node::as_map).unwrap_or_default() {
+        for d in s
+            .get("encryptedData")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
             let value = d.value.as_str().unwrap_or_default();
             if !looks_sealed(value) {
                 diags.push(
@@ -89,6 +93,8 @@ mod tests {
         let sealed = base64::engine::general_purpose::STANDARD.encode(&blob);
         assert!(looks_sealed(&sealed));
         assert!(!looks_sealed("hunter2"));
-        assert!(!looks_sealed(&base64::engine::general_purpose::STANDARD.encode(b"password")));
+        assert!(!looks_sealed(
+            &base64::engine::general_purpose::STANDARD.encode(b"password")
+        ));
     }
 }

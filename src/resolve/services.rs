@@ -101,9 +101,11 @@ pub fn resolve_service(
 ) -> Result<Option<ServiceState>, Vec<Diagnostic>> {
     let knobs: Knobs = serde_json::from_value(strip_raw_fields(node.to_json(), ctx.extra_fields))
         .map_err(|e| {
-            vec![Diagnostic::error(Code::SchemaViolation, format!("service `{key}`: {e}"))
-                .at(key_span, "in this service")]
-        })?;
+        vec![
+            Diagnostic::error(Code::SchemaViolation, format!("service `{key}`: {e}"))
+                .at(key_span, "in this service"),
+        ]
+    })?;
     if knobs.enabled == Some(false) {
         return Ok(None);
     }
@@ -292,7 +294,12 @@ fn written_text(sources: &Sources, node: Option<&Node>) -> Option<String> {
 }
 
 /// `tags.yaml[service][rev]`, with the protected-env image policy.
-fn lookup_image(ctx: &Context<'_>, key: &str, rev: &str, rev_span: Span) -> Result<String, Diagnostic> {
+fn lookup_image(
+    ctx: &Context<'_>,
+    key: &str,
+    rev: &str,
+    rev_span: Span,
+) -> Result<String, Diagnostic> {
     let Some(tags) = ctx.tags else {
         return Err(Diagnostic::error(
             Code::MissingTag,
@@ -307,7 +314,9 @@ fn lookup_image(ctx: &Context<'_>, key: &str, rev: &str, rev_span: Span) -> Resu
             format!("{TAGS_FILE} has no images for service `{key}`"),
         )
         .at(rev_span, "no image for this revision")
-        .help(format!("CI adds `{key}:` to {TAGS_FILE} after its first build; check the service name")));
+        .help(format!(
+            "CI adds `{key}:` to {TAGS_FILE} after its first build; check the service name"
+        )));
     };
     let Some(entry) = service.entry(rev) else {
         let known: Vec<String> = service
@@ -321,9 +330,14 @@ fn lookup_image(ctx: &Context<'_>, key: &str, rev: &str, rev_span: Span) -> Resu
             format!("{TAGS_FILE} has no image for `{key}` at revision `{rev}`"),
         )
         .at(rev_span, "no image for this revision")
-        .related(tags_key_span(tags, key), format!("known revisions of `{key}`"))
+        .related(
+            tags_key_span(tags, key),
+            format!("known revisions of `{key}`"),
+        )
         .note(format!("known revisions: {}", super::display_list(&known)))
-        .help("CI may not have built this revision yet; wait for the build, or pick a known revision"));
+        .help(
+            "CI may not have built this revision yet; wait for the build, or pick a known revision",
+        ));
     };
     let image = entry.value.as_str().unwrap_or_default().to_owned();
     if ctx.protected && names::is_mutable_image(&image) {

@@ -113,11 +113,13 @@ impl SchemaSet {
     fn diagnose(&self, err: &jsonschema::ValidationError<'_>, root: &Node) -> Vec<Diagnostic> {
         let pointer = err.instance_path().as_str();
         let Some(node) = root.pointer(pointer) else {
-            return vec![Diagnostic::error(Code::SchemaViolation, err.masked().to_string())
-                .at(root.span, "in this file")];
+            return vec![
+                Diagnostic::error(Code::SchemaViolation, err.masked().to_string())
+                    .at(root.span, "in this file"),
+            ];
         };
         let path = dotted(pointer);
-        match err.kind() {
+        let mut diags = match err.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
                 .iter()
                 .map(|field| {
@@ -141,7 +143,10 @@ impl SchemaSet {
                 let span = node.entry(&key).map_or(node.span, |e| e.key_span);
                 vec![Diagnostic::error(
                     Code::SchemaViolation,
-                    format!("invalid key `{key}` in `{path}`: {}", error.masked_with("it")),
+                    format!(
+                        "invalid key `{key}` in `{path}`: {}",
+                        error.masked_with("it")
+                    ),
                 )
                 .at(span, "this key")]
             }
@@ -151,7 +156,10 @@ impl SchemaSet {
                     Code::SchemaViolation,
                     format!("`{path}` is missing the required field `{name}`"),
                 )
-                .at(key_or_node_span(root, pointer), format!("add `{name}` here"))]
+                .at(
+                    key_or_node_span(root, pointer),
+                    format!("add `{name}` here"),
+                )]
             }
             ValidationErrorKind::Type { .. } => {
                 let mut d = Diagnostic::error(
@@ -168,12 +176,34 @@ impl SchemaSet {
                 }
                 vec![d]
             }
+            ValidationErrorKind::Pattern { pattern } => {
+                let form = pattern_name(pattern);
+                vec![
+                    Diagnostic::error(Code::SchemaViolation, format!("`{path}` is not {form}"))
+                        .at(node.span, "this value")
+                        .note(format!("expected pattern: {pattern}")),
+                ]
+            }
+            ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
+                vec![Diagnostic::error(
+                    Code::SchemaViolation,
+                    format!("`{path}` has an invalid value"),
+                )
+                .at(node.span, format!("found {}", node.type_name()))]
+            }
             _ => vec![Diagnostic::error(
                 Code::SchemaViolation,
                 err.masked_with(format!("`{path}`")).to_string(),
             )
             .at(node.span, "this value")],
+        };
+        let field = pointer_tokens(pointer).last().unwrap_or_default();
+        for d in &mut diags {
+            if d.help.is_none() {
+                d.help = expectation(&field).map(str::to_owned);
+            }
         }
+        diags
     }
 
     fn suggest(&self, field: &str) -> Option<&str> {
@@ -208,6 +238,41 @@ fn collect_property_names(schema: &Json, out: &mut BTreeSet<String>) {
         Json::Array(items) => items.iter().for_each(|v| collect_property_names(v, out)),
         _ => {}
     }
+}
+
+/// A readable name for the patterns the built-in schemas use.
+fn pattern_name(pattern: &str) -> &'static str {
+    if pattern.contains("sha256") {
+        "an image reference (registry/repository:tag or registry/repository@sha256:digest)"
+    } else if pattern.starts_with("^arn:") {
+        "an IAM role ARN"
+    } else if pattern == "^/" {
+        "a path starting with `/`"
+    } else if pattern.starts_with("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$") {
+        "a lowercase DNS label"
+    } else if pattern.starts_with("^[A-Za-z_][A-Za-z0-9_]*$") {
+        "an environment variable name (letters, digits and `_`)"
+    } else {
+        "in the expected form"
+    }
+}
+
+/// What a well-known field expects, as a hint.
+fn expectation(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "memory_min" | "memory_max" => "write a memory quantity such as `512Mi` or `2Gi`",
+        "cpu_min" | "cpu_max" => "write a CPU quantity such as `250m` or `1`",
+        "port" => "write a port number from 1 to 65535",
+        "replicas" | "min_replicas" | "max_replicas" => "write a whole number, such as `2`",
+        "cpu_utilization" => "write a percentage from 1 to 100",
+        "git_rev" => "write the revision as a string: a tag, branch or commit",
+        "enabled" | "allow_plain_secrets" => "write `true` or `false`",
+        "irsa_role_arn" => "write an IAM role ARN: arn:aws:iam::<account-id>:role/<name>",
+        "host" => "write a DNS host name such as `app.example.com`",
+        "namespace" => "write a lowercase DNS label such as `payments`",
+        "path" => "write a path starting with `/`",
+        _ => return None,
+    })
 }
 
 /// `/dev/service_rpps/replicas` as `dev.service_rpps.replicas`.
@@ -267,13 +332,18 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         let span = d[0].primary.as_ref().unwrap().span;
         assert_eq!(&text[span.start..span.end], "\"two\"");
-        assert!(d[0].message.contains("dev.svc.replicas"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("dev.svc.replicas"),
+            "{}",
+            d[0].message
+        );
         assert!(!d[0].message.contains("two"), "{}", d[0].message);
     }
 
     #[test]
     fn every_violation_is_reported() {
-        let text = "dev:\n  a:\n    replica: 1\n  b:\n    port: x\nprod:\n  c:\n    memory_max: lots\n";
+        let text =
+            "dev:\n  a:\n    replica: 1\n  b:\n    port: x\nprod:\n  c:\n    memory_max: lots\n";
         assert_eq!(check(InputKind::ControlCenter, text).len(), 3);
     }
 
@@ -285,7 +355,10 @@ mod tests {
 
     #[test]
     fn tags_must_be_image_references() {
-        let d = check(InputKind::Tags, "svc:\n  v1: \"not an image\"\n  v2: reg.io/a/b:1\n");
+        let d = check(
+            InputKind::Tags,
+            "svc:\n  v1: \"not an image\"\n  v2: reg.io/a/b:1\n",
+        );
         assert_eq!(d.len(), 1, "{d:?}");
     }
 
@@ -296,7 +369,9 @@ mod tests {
         let mut sources = Sources::default();
         let text = "dev:\n  svc:\n    git_rev: v1\n    team: payments\n";
         let f = sources.add("x.yaml", text);
-        assert!(set.check(InputKind::ControlCenter, &yaml::parse(text, f).unwrap()).is_empty());
+        assert!(set
+            .check(InputKind::ControlCenter, &yaml::parse(text, f).unwrap())
+            .is_empty());
         let clash = serde_json::json!({"properties": {"replicas": {"type": "string"}}});
         assert!(SchemaSet::new(Some(&clash)).is_err());
     }
