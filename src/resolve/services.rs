@@ -45,7 +45,7 @@ struct Knobs {
     replicas: Option<u32>,
     port: Option<u16>,
     flags: BTreeMap<String, bool>,
-    probes: Option<Json>,
+    probes: Option<ProbesKnob>,
     autoscaling: Option<AutoscalingKnob>,
     disruption_budget: Option<BTreeMap<String, Json>>,
     ingress: Option<IngressKnob>,
@@ -86,7 +86,7 @@ struct ResourceKnob {
     variables: BTreeMap<String, Json>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct ProbesKnob {
     path: Option<String>,
     initial_delay_seconds: Option<u32>,
@@ -164,14 +164,11 @@ pub fn resolve_service(
             );
         }
     }
-    let probes = match knobs.probes {
-        None => Some(Probes {
-            path: DEFAULT_PROBE_PATH.to_owned(),
-            initial_delay_seconds: 5,
-        }),
-        Some(Json::Null) => None,
-        Some(v) => {
-            let p: ProbesKnob = serde_json::from_value(v).unwrap_or(ProbesKnob {
+    // Read from the node: serde cannot tell `probes: null` (off) from absent.
+    let probes = match node.get("probes").map(|n| &n.value) {
+        Some(Value::Null) => None,
+        _ => {
+            let p = knobs.probes.unwrap_or(ProbesKnob {
                 path: None,
                 initial_delay_seconds: None,
             });
@@ -357,4 +354,71 @@ fn lookup_image(
 
 fn tags_key_span(tags: &Input, key: &str) -> Span {
     tags.root.entry(key).map_or(tags.root.span, |e| e.key_span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+    use crate::load::yaml::parse;
+
+    fn resolve(service_yaml: &str) -> ServiceState {
+        let mut sources = Sources::default();
+        let tags_text = "svc:\n  v1: reg.io/svc:1\n";
+        let tags_file = sources.add("tags.yaml", tags_text);
+        let tags = Input {
+            file: tags_file,
+            path: "tags.yaml".into(),
+            root: parse(tags_text, tags_file).unwrap(),
+        };
+        let f = sources.add("c.yaml", service_yaml);
+        let node = parse(service_yaml, f).unwrap();
+        let extra = BTreeSet::new();
+        let ctx = Context {
+            env: "dev",
+            protected: false,
+            tags: Some(&tags),
+            sources: &sources,
+            terraform: None,
+            extra_fields: &extra,
+        };
+        resolve_service(&ctx, "svc", node.span, &node)
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn probes_default_on_and_null_turns_them_off() {
+        assert_eq!(resolve("git_rev: v1\n").probes.unwrap().path, "/healthz");
+        assert!(resolve("git_rev: v1\nprobes: null\n").probes.is_none());
+        assert_eq!(
+            resolve("git_rev: v1\nprobes: {path: /ready}\n")
+                .probes
+                .unwrap()
+                .path,
+            "/ready"
+        );
+    }
+
+    #[test]
+    fn env_values_keep_the_text_written() {
+        let s =
+            resolve("git_rev: v1\nenv: {A: 0755, B: 1.10, C: yes, D: \"~\", E: true, F: 8080}\n");
+        let got: Vec<(&str, &str)> = s
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A", "0755"),
+                ("B", "1.10"),
+                ("C", "yes"),
+                ("D", "~"),
+                ("E", "true"),
+                ("F", "8080")
+            ]
+        );
+    }
 }
