@@ -4,6 +4,7 @@
 
 mod eval;
 mod render;
+mod schema;
 mod state;
 mod validate;
 
@@ -80,6 +81,8 @@ pub enum Command {
     State(state::StateArgs),
     /// Evaluate a Jsonnet file with the library on the import path.
     Eval(eval::EvalArgs),
+    /// Export the JSON Schemas of the input files.
+    Schema(schema::SchemaArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate(a) => validate::run(&cli, a),
         Command::State(a) => state::run(&cli, a),
         Command::Eval(a) => eval::run(&cli, a),
+        Command::Schema(a) => schema::run(&cli, a),
     }
 }
 

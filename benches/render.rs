@@ -1,0 +1,189 @@
+//! Render benchmark: `cargo bench --bench render`.
+//!
+//! Times the real binary end to end (process start, load, validate,
+//! resolve, Jsonnet, post-process, emit) on the shipped examples and on
+//! generated repositories of 100 and 1000 services, and the in-process
+//! pipeline stages for the largest one. Prints the median and the spread of
+//! several runs. Not a test: nothing fails on a slow machine.
+//!
+//! `cargo bench --bench render -- --keep DIR` also writes the generated
+//! 1000-service repository to DIR, for profiling or `hyperfine`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use controlcenter::evaluate::library::EmbeddedLibrary;
+use controlcenter::evaluate::Limits;
+use controlcenter::load::repo::WorkTree;
+use controlcenter::Project;
+
+/// Writes a repository with `n` services in dev and prod: every fourth with
+/// an HPA and a PDB, every third with an ingress, env vars and flags on all.
+pub fn generate_repo(dir: &Path, n: usize) {
+    let mut cc = String::from("defaults:\n  elk_endpoint: https://search.example.com\n");
+    let mut tags = String::new();
+    let mut env_file = String::from("nat_ips: [203.0.113.10, 203.0.113.11]\nirsa_role_arns:\n");
+    for env in ["dev", "prod"] {
+        let _ = writeln!(cc, "{env}:");
+        for i in 0..n {
+            let _ = writeln!(
+                cc,
+                "  svc_{i:04}:\n    git_rev: v1.{i}.0\n    replicas: {}",
+                if env == "prod" { 3 } else { 1 }
+            );
+            cc.push_str("    memory_min: 256Mi\n    memory_max: 512Mi\n    cpu_min: 100m\n");
+            let _ = writeln!(cc, "    env:\n      LOG_LEVEL: info\n      FEATURE_SET: \"0755\"\n      SERVICE_INDEX: \"{i}\"");
+            cc.push_str("    flags:\n      new_checkout: true\n      dark_mode: false\n");
+            if i % 4 == 0 {
+                cc.push_str("    autoscaling:\n      min_replicas: 3\n      max_replicas: 10\n");
+                cc.push_str("    disruption_budget:\n      min_available: 2\n");
+            }
+            if i % 3 == 0 {
+                let _ = writeln!(
+                    cc,
+                    "    ingress:\n      host: svc-{i}.{env}.example.com\n      class: nginx"
+                );
+            }
+        }
+    }
+    for i in 0..n {
+        let _ = writeln!(
+            tags,
+            "svc_{i:04}:\n  v1.{i}.0: 123456789012.dkr.ecr.us-east-1.amazonaws.com/svc_{i:04}:{i}"
+        );
+        if i % 2 == 0 {
+            let _ = writeln!(
+                env_file,
+                "  svc_{i:04}: arn:aws:iam::123456789012:role/svc-{i:04}"
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(dir.join("tags.yaml"), tags).unwrap();
+    std::fs::write(dir.join("env-dev.yaml"), &env_file).unwrap();
+    std::fs::write(dir.join("env-prod.yaml"), &env_file).unwrap();
+}
+
+fn stats(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "median {:>8.1} ms  (min {:.1}, max {:.1}, n={})",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        times.len()
+    )
+}
+
+fn time_binary(label: &str, args: &[&str], runs: usize) -> usize {
+    let bin = env!("CARGO_BIN_EXE_controlcenter");
+    let mut times = Vec::new();
+    let mut lines = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = Command::new(bin).args(args).output().unwrap();
+        times.push(start.elapsed());
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+    }
+    println!("{label:<44} {}  [{lines} resources]", stats(times));
+    lines
+}
+
+fn time_stages(repo: &Path, env: &str, runs: usize) {
+    let mut load = Vec::new();
+    let mut resolve = Vec::new();
+    let mut render = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut project = Project::load(
+            Arc::new(WorkTree::open(repo).unwrap()),
+            Arc::new(EmbeddedLibrary),
+            Limits::default(),
+        )
+        .ok()
+        .unwrap();
+        load.push(t.elapsed());
+        let t = Instant::now();
+        let resolved = project.resolve(env).unwrap();
+        resolve.push(t.elapsed());
+        let t = Instant::now();
+        let resources = project.render_resolved(&resolved).unwrap();
+        render.push(t.elapsed());
+        assert!(!resources.is_empty());
+    }
+    println!(
+        "  load + schema validation                   {}",
+        stats(load)
+    );
+    println!(
+        "  resolve                                    {}",
+        stats(resolve)
+    );
+    println!(
+        "  evaluate + post-process                    {}",
+        stats(render)
+    );
+}
+
+fn main() {
+    let keep = std::env::args().skip_while(|a| a != "--keep").nth(1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let article = root.join("controlcenter-examples/article");
+    let platform = root.join("controlcenter-examples/platform");
+    let tmp = tempfile::tempdir().unwrap();
+    let (g100, g1000) = (tmp.path().join("g100"), tmp.path().join("g1000"));
+    generate_repo(&g100, 100);
+    generate_repo(&g1000, 1000);
+    if let Some(dir) = &keep {
+        generate_repo(Path::new(dir), 1000);
+        println!("wrote a 1000-service repository to {dir}");
+    }
+
+    println!("controlcenter render, wall time of the binary:");
+    for (label, repo, env, runs) in [
+        ("article, dev (yaml)", &article, "dev", 30),
+        ("platform, prod (yaml)", &platform, "prod", 20),
+        ("generated 100 services, prod (yaml)", &g100, "prod", 10),
+        ("generated 1000 services, prod (yaml)", &g1000, "prod", 5),
+    ] {
+        time_binary(
+            label,
+            &["--repo", repo.to_str().unwrap(), "render", "--env", env],
+            runs,
+        );
+    }
+    time_binary(
+        "article, dev (json, what the CMP emits)",
+        &[
+            "--repo",
+            article.to_str().unwrap(),
+            "render",
+            "--env",
+            "dev",
+            "--format",
+            "json",
+        ],
+        30,
+    );
+    time_binary(
+        "article, validate (all envs)",
+        &["--repo", article.to_str().unwrap(), "validate"],
+        30,
+    );
+    println!("generated 1000 services, prod, in process:");
+    time_stages(&g1000, "prod", 5);
+}
