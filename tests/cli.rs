@@ -174,7 +174,7 @@ fn eval_accepts_the_usual_jsonnet_flags() {
     let file = dir.path().join("main.jsonnet");
     std::fs::write(
         &file,
-        "local g = import 'greet.libsonnet';\nfunction(n, m) { a: g.greet(std.extVar('who')), b: std.extVar('c') + n, c: m, names: std.objectFields(import 'controlcenter/lib.libsonnet') != [] }",
+        "local g = import 'greet.libsonnet';\nfunction(n, m) { a: g.greet(std.extVar('who')), b: std.extVar('c') + n, c: m, names: std.objectHasAll(import 'controlcenter/lib.libsonnet', 'new') }",
     )
     .unwrap();
     let out = run(&[

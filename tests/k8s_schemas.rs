@@ -50,6 +50,7 @@ const CUSTOM_RESOURCES: &[(&str, &str)] = &[
     ("bitnami.com/v1alpha1", "SealedSecret"),
     ("external-secrets.io/v1beta1", "ExternalSecret"),
     ("app.terraform.io/v1alpha2", "Workspace"),
+    ("app.terraform.io/v1alpha2", "Module"),
 ];
 
 // ---------------------------------------------------------------------------

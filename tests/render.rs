@@ -65,8 +65,16 @@ fn json_format_is_one_compact_object_per_line_in_the_same_order() {
 }
 
 /// Reverses the order of mapping entries at every indentation level of a
-/// block-style YAML file (list items keep their order).
+/// block-style YAML file (list items keep their order; entries that define
+/// an anchor move first, so aliases still follow them).
 fn reverse_mappings(text: &str) -> String {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    if first.is_some_and(|l| l.starts_with('{') || l.starts_with('[')) {
+        return text.to_owned(); // flow style (JSON): left as is
+    }
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     reverse_block(&lines, 0, &mut out);
@@ -102,7 +110,13 @@ fn reverse_block<'a>(lines: &[&'a str], indent: usize, out: &mut Vec<&'a str>) {
             .any(|l| l.trim_start().starts_with("- ") && indent_of(l) == indent)
     });
     if !is_list {
-        entries.reverse();
+        // Entries that define an anchor must stay before its aliases.
+        let (mut anchored, mut rest): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|e| e.iter().any(|l| l.contains(": &") || l.contains("- &")));
+        rest.reverse();
+        anchored.append(&mut rest);
+        entries = anchored;
     }
     for entry in entries {
         let head = entry.iter().position(|l| {
@@ -152,13 +166,30 @@ fn output_is_byte_identical_when_input_keys_are_reordered() {
                 let c = render(&repo, &env, format);
                 assert!(
                     a == b,
-                    "{}/{env}: reordering inputs changed the output",
-                    repo.display()
+                    "{}/{env}: reordering inputs changed the output; first difference:\n{}",
+                    repo.display(),
+                    first_difference(&a, &b)
                 );
                 assert!(a == c, "{}/{env}: two runs differ", repo.display());
             }
         }
     }
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let i = la
+        .iter()
+        .zip(&lb)
+        .position(|(x, y)| x != y)
+        .unwrap_or(la.len().min(lb.len()));
+    let context = |l: &[&str]| l[i.saturating_sub(3)..(i + 2).min(l.len())].join("\n");
+    format!(
+        "line {}:\n--- original\n{}\n--- reordered\n{}",
+        i + 1,
+        context(&la),
+        context(&lb)
+    )
 }
 
 #[test]

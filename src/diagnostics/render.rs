@@ -102,10 +102,17 @@ pub fn human(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     renderer.render(&report)
 }
 
-/// Clamps a span to the text and gives empty spans one visible character.
+/// Clamps a span to the text, snaps it to character boundaries (the snippet
+/// library slices by bytes) and gives empty spans one visible character.
 fn visible_range(text: &str, start: usize, end: usize) -> std::ops::Range<usize> {
-    let start = start.min(text.len());
+    let mut start = start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let mut end = end.min(text.len()).max(start);
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
     if end == start && start < text.len() {
         end = text[start..]
             .chars()
@@ -243,6 +250,15 @@ mod tests {
         assert_eq!(v["location"]["file"], "controlcenter.yaml");
         assert_eq!(v["location"]["line"], 3);
         assert_eq!(v["location"]["column"], 5);
+    }
+
+    #[test]
+    fn spans_inside_a_character_are_snapped_not_panicking() {
+        let mut sources = Sources::default();
+        let f = sources.add("x.yaml", "city: M\u{fffd}nchen\n");
+        let d = Diagnostic::error(Code::FileUnreadable, "not UTF-8").at(Span::new(f, 8, 9), "here");
+        let text = human(&d, &sources, false);
+        assert!(text.contains("x.yaml:1:8"), "{text}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
 use jrsonnet_interner::IStr;
 
-use super::imports::{Root, Sandbox, DENIED};
+use super::imports::{DeniedSlot, Root, Sandbox, DENIED};
 
 /// Native stack of the evaluation thread. Only touched pages are committed.
 const EVAL_STACK_BYTES: usize = 1 << 30;
@@ -134,7 +134,8 @@ pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
 
 fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
-    let sandbox = Sandbox::new(job.roots, job.jpaths);
+    let denied = DeniedSlot::default();
+    let sandbox = Sandbox::new(job.roots, job.jpaths, denied.clone());
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     for (name, value) in &job.ext {
@@ -157,7 +158,40 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
         let val = apply_tla(&tla, val)?;
         val.manifest(JsonFormat::cli(indent))
     })();
-    result.map_err(|e| failure(&e))
+    result.map_err(|e| {
+        let mut f = failure(&e);
+        // jrsonnet gives a refused import no frame: point at the literal.
+        if f.kind == FailureKind::ImportDenied && f.frames.iter().all(|fr| fr.location.is_none()) {
+            if let Some(d) = denied.borrow().as_ref() {
+                let (start, end) = find_import_literal(&d.code, &d.import);
+                f.frames.insert(
+                    0,
+                    Frame {
+                        desc: format!("import of `{}`", d.import),
+                        location: Some(FrameLocation {
+                            path: d.importer.clone(),
+                            code: d.code.clone(),
+                            start,
+                            end,
+                        }),
+                    },
+                );
+            }
+        }
+        f
+    })
+}
+
+/// The byte range of the quoted import path in `code` (its first
+/// occurrence), or the start of the file.
+fn find_import_literal(code: &str, import: &str) -> (usize, usize) {
+    for quote in ['\'', '"'] {
+        let literal = format!("{quote}{import}{quote}");
+        if let Some(i) = code.find(&literal) {
+            return (i, i + literal.len());
+        }
+    }
+    (0, 0)
 }
 
 fn arg(v: &ArgValue) -> TlaArg {

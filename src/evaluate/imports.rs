@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, ResolvePath, Result};
@@ -67,6 +68,21 @@ impl SourcePathT for SandboxPath {
     }
 }
 
+/// A refused import: jrsonnet reports it without a location, so the
+/// sandbox remembers where it was written.
+#[derive(Clone, Debug)]
+pub struct DeniedImport {
+    /// Display path of the importing file.
+    pub importer: String,
+    /// The importing file's text.
+    pub code: Arc<str>,
+    /// The path as written in the import.
+    pub import: String,
+}
+
+/// Shared slot for the last refused import.
+pub type DeniedSlot = Rc<RefCell<Option<DeniedImport>>>;
+
 /// The confined import resolver.
 pub struct Sandbox {
     roots: Vec<Root>,
@@ -74,17 +90,39 @@ pub struct Sandbox {
     jpaths: Vec<(usize, String)>,
     /// Contents read while resolving, handed to the evaluator once.
     cache: RefCell<HashMap<(usize, String), Vec<u8>>>,
+    /// Where the last refused import was written.
+    denied: DeniedSlot,
 }
 trace_acyclic!(Sandbox);
 
 impl Sandbox {
-    /// A sandbox over `roots`, searching `jpaths` in order.
-    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>) -> Self {
+    /// A sandbox over `roots`, searching `jpaths` in order; refused imports
+    /// are recorded in `denied`.
+    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>, denied: DeniedSlot) -> Self {
         Sandbox {
             roots,
             jpaths,
             cache: RefCell::new(HashMap::new()),
+            denied,
         }
+    }
+
+    fn deny(&self, from: &SourcePath, import: &str, why: String) -> jrsonnet_evaluator::Error {
+        if let Some(from) = from.downcast_ref::<SandboxPath>() {
+            let code = self.roots[from.root]
+                .files
+                .read(&from.rel)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            *self.denied.borrow_mut() = Some(DeniedImport {
+                importer: from.display.clone(),
+                code: code.into(),
+                import: import.to_owned(),
+            });
+        }
+        ErrorKind::RuntimeError(format!("{DENIED}{why}").into()).into()
     }
 
     /// The source path of `rel` in `root`.
@@ -96,7 +134,13 @@ impl Sandbox {
         }
     }
 
-    fn try_file(&self, root: usize, rel: &str, import: &str) -> Result<Option<SourcePath>> {
+    fn try_file(
+        &self,
+        from: &SourcePath,
+        root: usize,
+        rel: &str,
+        import: &str,
+    ) -> Result<Option<SourcePath>> {
         if self.cache.borrow().contains_key(&(root, rel.to_owned())) {
             return Ok(Some(SourcePath::new(self.path(root, rel))));
         }
@@ -106,8 +150,10 @@ impl Sandbox {
                 Ok(Some(SourcePath::new(self.path(root, rel))))
             }
             Ok(None) | Err(ReadError::NotAFile) => Ok(None),
-            Err(ReadError::OutsideRepo) => bail!(ErrorKind::RuntimeError(
-                format!("{DENIED}`{import}` resolves through a symlink to a file outside the repository and the library").into()
+            Err(ReadError::OutsideRepo) => Err(self.deny(
+                from,
+                import,
+                format!("`{import}` resolves through a symlink to a file outside the repository and the library"),
             )),
             Err(e) => bail!(ErrorKind::RuntimeError(format!("cannot read `{import}`: {e}").into())),
         }
@@ -133,23 +179,27 @@ impl ImportResolver for Sandbox {
             ResolvePath::Path(p) => p.to_string_lossy().into_owned(),
         };
         if Path::new(&import).is_absolute() {
-            bail!(ErrorKind::RuntimeError(
-                format!("{DENIED}`{import}` is an absolute path; import files of the repository or the library by relative path").into()
+            return Err(self.deny(
+                from,
+                &import,
+                format!("`{import}` is an absolute path; import files of the repository or the library by relative path"),
             ));
         }
-        if let Some(from) = from.downcast_ref::<SandboxPath>() {
-            let Some(rel) = normalize(&join(parent(&from.rel), &import)) else {
-                bail!(ErrorKind::RuntimeError(
-                    format!("{DENIED}`{import}` (imported from {}) leads outside the repository and the library", from.display).into()
+        if let Some(importer) = from.downcast_ref::<SandboxPath>() {
+            let Some(rel) = normalize(&join(parent(&importer.rel), &import)) else {
+                return Err(self.deny(
+                    from,
+                    &import,
+                    format!("`{import}` leads outside the repository and the library"),
                 ));
             };
-            if let Some(found) = self.try_file(from.root, &rel, &import)? {
+            if let Some(found) = self.try_file(from, importer.root, &rel, &import)? {
                 return Ok(found);
             }
         }
         for (root, dir) in &self.jpaths {
             if let Some(rel) = normalize(&join(dir, &import)) {
-                if let Some(found) = self.try_file(*root, &rel, &import)? {
+                if let Some(found) = self.try_file(from, *root, &rel, &import)? {
                     return Ok(found);
                 }
             }

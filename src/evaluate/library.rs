@@ -19,8 +19,4 @@ impl RepoFiles for EmbeddedLibrary {
             .find(|(p, _)| *p == rel)
             .map(|(_, text)| text.as_bytes().to_vec()))
     }
-
-    fn name(&self) -> String {
-        "lib-jsonnet".to_owned()
-    }
 }

@@ -47,8 +47,6 @@ pub struct RepoInputs {
     pub secrets: Option<Input>,
     /// The repo's `schemas/service.schema.json`, parsed, if present.
     pub service_schema: Option<serde_json::Value>,
-    /// Repository name (default `part_of`).
-    pub name: String,
 }
 
 /// Reads a file's text, registering it in `sources`. `Ok(None)` if absent.
@@ -204,7 +202,6 @@ pub fn load_repo(
             tags,
             secrets,
             service_schema,
-            name: repo.name(),
         }),
         _ => Err(diags),
     }

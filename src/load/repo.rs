@@ -40,9 +40,6 @@ impl std::fmt::Display for ReadError {
 pub trait RepoFiles: Send + Sync {
     /// Reads a repo-relative path; `Ok(None)` when nothing is there.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError>;
-    /// A short name for the repository (its directory name), used as the
-    /// default `app.kubernetes.io/part-of`.
-    fn name(&self) -> String;
 }
 
 /// Normalizes a repo-relative path lexically; `None` if it is absolute or
@@ -111,13 +108,6 @@ impl RepoFiles for WorkTree {
             return Err(ReadError::TooLarge(buf.len() as u64));
         }
         Ok(Some(buf))
-    }
-
-    fn name(&self) -> String {
-        self.root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".to_owned())
     }
 }
 

@@ -25,10 +25,15 @@ pub const DEFAULTS_KEY: &str = "defaults";
 /// Reserved top-level key for repository settings.
 pub const SETTINGS_KEY: &str = "settings";
 
+/// `app.kubernetes.io/part-of` when `settings.part_of` is unset. A fixed
+/// value: the checkout directory's name would change between Argo CD
+/// refreshes (it checks repositories out into random directories).
+pub const DEFAULT_PART_OF: &str = "platform";
+
 /// Repository settings (`settings:` in controlcenter.yaml), defaulted.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `app.kubernetes.io/part-of`; the repository name when unset.
+    /// `app.kubernetes.io/part-of`; [`DEFAULT_PART_OF`] when unset.
     pub part_of: String,
     /// Environments where mutable images are refused.
     pub protected_envs: Vec<String>,
@@ -53,7 +58,8 @@ impl Settings {
             part_of: s
                 .and_then(|s| s.get("part_of"))
                 .and_then(Node::as_str)
-                .map_or_else(|| inputs.name.clone(), str::to_owned),
+                .unwrap_or(DEFAULT_PART_OF)
+                .to_owned(),
             protected_envs: strings("protected_envs").unwrap_or_else(|| vec!["prod".to_owned()]),
             allow_empty_envs: strings("allow_empty_envs").unwrap_or_default(),
             allow_plain_secrets: s
