@@ -48,7 +48,7 @@ const VENDORED: &[(&str, &str)] = &[
 /// kind without a vendored schema fails the test.
 const CUSTOM_RESOURCES: &[(&str, &str)] = &[
     ("bitnami.com/v1alpha1", "SealedSecret"),
-    ("external-secrets.io/v1beta1", "ExternalSecret"),
+    ("external-secrets.io/v1", "ExternalSecret"),
     ("app.terraform.io/v1alpha2", "Workspace"),
     ("app.terraform.io/v1alpha2", "Module"),
 ];
@@ -631,7 +631,7 @@ fn strict_unknown_kinds_are_not_skipped() {
     for (api_version, kind) in [
         ("batch/v1", "CronJob"),
         ("monitoring.coreos.com/v1", "ServiceMonitor"),
-        ("external-secrets.io/v1", "ExternalSecret"),
+        ("external-secrets.io/v1beta1", "ExternalSecret"),
     ] {
         let err = schemas.validator_for(api_version, kind).err();
         assert!(
