@@ -103,11 +103,11 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
             "look for unbounded recursion or very large comprehensions; raise --timeout only if the work is legitimate",
         ),
     };
-    let message = f
-        .message
-        .lines()
-        .next()
-        .unwrap_or("Jsonnet error")
+    let first = f.message.lines().next().unwrap_or("Jsonnet error");
+    // The code already says it is a Jsonnet error.
+    let message = first
+        .strip_prefix("runtime error: ")
+        .unwrap_or(first)
         .to_owned();
     let mut d = Diagnostic::error(code, message).help(help);
     for line in f.message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
