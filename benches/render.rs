@@ -103,6 +103,17 @@ fn time_binary(label: &str, args: &[&str], runs: usize) -> usize {
     lines
 }
 
+/// Documents of a YAML stream, or lines of JSON lines.
+fn resource_count(stdout: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(stdout);
+    let docs = text.lines().filter(|l| *l == "---").count();
+    if docs > 0 {
+        docs
+    } else {
+        text.lines().filter(|l| l.starts_with('{')).count()
+    }
+}
+
 fn time_stages(repo: &Path, env: &str, runs: usize) {
     let mut load = Vec::new();
     let mut resolve = Vec::new();
