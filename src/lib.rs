@@ -68,14 +68,27 @@ impl Project {
         let schemas = match SchemaSet::new(inputs.service_schema.as_ref()) {
             Ok(s) => s,
             Err(why) => {
-                let d = Diagnostic::error(
+                let mut d = Diagnostic::error(
                     Code::RepoSchemaInvalid,
                     format!(
-                        "{} is not a usable extension: {why}",
-                        load::SERVICE_SCHEMA_FILE
+                        "{} is not a usable extension: {}",
+                        load::SERVICE_SCHEMA_FILE,
+                        why.message
                     ),
                 )
                 .help("it must be a JSON Schema object whose `properties` add new service fields");
+                // Point at the offending property name, else the file's start.
+                if let Some(file) = sources.find(load::SERVICE_SCHEMA_FILE) {
+                    let text = sources.get(file).text.clone();
+                    let (start, end) = why
+                        .field
+                        .and_then(|f| {
+                            let quoted = format!("\"{f}\"");
+                            text.find(&quoted).map(|i| (i, i + quoted.len()))
+                        })
+                        .unwrap_or((0, 0));
+                    d = d.at(diagnostics::Span::new(file, start, end), "here");
+                }
                 return Err(Failure {
                     sources,
                     diagnostics: vec![d],
@@ -130,14 +143,24 @@ impl Project {
         let env_file = match load::load_env_file(self.repo.as_ref(), &mut self.sources, env)? {
             Some(f) => f,
             None => {
-                return Err(vec![Diagnostic::error(
+                let section = self
+                    .inputs
+                    .controlcenter
+                    .root
+                    .entry(env)
+                    .map(|e| e.key_span);
+                let mut d = Diagnostic::error(
                     Code::EnvFileMissing,
                     format!("{} not found", load::env_file_name(env)),
-                )
+                );
+                if let Some(span) = section {
+                    d = d.at(span, format!("`{env}` needs {}", load::env_file_name(env)));
+                }
+                return Err(vec![d
                 .help(format!(
                     "environment branches carry only their own Terraform outputs; render `{env}` on its branch, or add {}",
                     load::env_file_name(env)
-                ))])
+                ))]);
             }
         };
         let diags = self.schemas.check(InputKind::Env, &env_file.root);
@@ -199,8 +222,9 @@ impl Project {
         )
     }
 
-    /// The start of the template entry point, registered for snippets.
-    fn entry_span(&mut self) -> Option<diagnostics::Span> {
+    /// The start of the template entry point, registered for snippets:
+    /// where problems of the rendered output as a whole are shown.
+    pub fn entry_span(&mut self) -> Option<diagnostics::Span> {
         let (files, path, label) = match self.repo.read(evaluate::REPO_ENTRY) {
             Ok(Some(_)) => (&self.repo, evaluate::REPO_ENTRY, ""),
             _ => (&self.lib, evaluate::library::LIB_ENTRY, evaluate::LIB_LABEL),

@@ -12,7 +12,7 @@ use common::{run, transcript};
 /// The environment each fixture renders (most use dev).
 fn env_for(case: &str) -> &'static str {
     match case {
-        "latest-in-prod" => "prod",
+        "latest-in-prod" | "untagged-image-in-prod" => "prod",
         "unknown-env" => "staging",
         _ => "dev",
     }
@@ -72,10 +72,10 @@ fn every_error_fixture_fails_cleanly_with_a_located_diagnostic() {
     }
 }
 
-/// Problems that have no single place in a file (the file itself is missing,
-/// or the environment does not exist): the message names the file instead.
+/// A problem with no place in any file (the file itself is missing): the
+/// message names the file instead.
 fn located_elsewhere(case: &str) -> bool {
-    matches!(case, "unknown-env" | "missing-env-file")
+    case == "file-missing"
 }
 
 fn has_location(stderr: &str) -> bool {
@@ -154,5 +154,103 @@ fn json_diagnostics_carry_the_same_locations_as_the_human_form() {
             stderr.contains(&format!("controlcenter.yaml:{line}:{col}")),
             "{stderr}"
         );
+    }
+}
+
+#[test]
+fn a_50_mb_input_is_refused_quickly_without_reading_it_whole() {
+    let repo = tempfile::tempdir().unwrap();
+    let mut text = String::from("dev:\n  svc:\n    git_rev: v1\n    env:\n");
+    let line = format!("      K: \"{}\"\n", "x".repeat(1000));
+    while text.len() < 50 * 1024 * 1024 {
+        text.push_str(&line);
+    }
+    std::fs::write(repo.path().join("controlcenter.yaml"), text).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "render",
+        "--env",
+        "dev",
+    ]);
+    assert!(started.elapsed().as_secs() < 5);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CC0102") && stderr.contains("limit"),
+        "{stderr}"
+    );
+}
+
+/// Values of outputs marked `sensitive: true` in an env file.
+fn sensitive_values(env_file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(env_file).unwrap();
+    let mut sources = controlcenter::diagnostics::Sources::default();
+    let id = sources.add("env.yaml", text.as_str());
+    let root = controlcenter::load::yaml::parse(&text, id).unwrap();
+    let mut out = Vec::new();
+    for e in root.as_map().unwrap_or_default() {
+        if e.value
+            .get("sensitive")
+            .is_some_and(|s| s.to_json() == serde_json::json!(true))
+        {
+            let v = e.value.get("value").unwrap().to_json();
+            out.push(v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        }
+    }
+    out
+}
+
+#[test]
+fn planted_secrets_never_appear_in_any_output() {
+    let root = common::root();
+    let cases = [
+        (
+            root.join("tests/fixtures/errors/sensitive-in-error"),
+            "dev",
+            "env-dev.yaml",
+        ),
+        (
+            root.join("controlcenter-examples/platform"),
+            "prod",
+            "env-prod.yaml",
+        ),
+        (
+            root.join("controlcenter-examples/article"),
+            "prod",
+            "env-prod.yaml",
+        ),
+    ];
+    for (repo, env, env_file) in cases {
+        let secrets = sensitive_values(&repo.join(env_file));
+        assert!(
+            !secrets.is_empty(),
+            "{}: the case plants a secret",
+            repo.display()
+        );
+        let r = repo.to_str().unwrap();
+        let mut runs = vec![
+            vec!["--repo", r, "render", "--env", env],
+            vec!["--repo", r, "render", "--env", env, "--format", "json"],
+            vec!["--repo", r, "state", "--env", env],
+        ];
+        for format in ["human", "json", "github"] {
+            runs.push(vec!["--repo", r, "--error-format", format, "validate"]);
+        }
+        for args in runs {
+            let out = run(&args);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for s in &secrets {
+                assert!(
+                    !all.contains(s.as_str()),
+                    "{args:?} printed a sensitive value"
+                );
+            }
+        }
     }
 }

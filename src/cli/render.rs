@@ -37,7 +37,7 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         }
     };
     match &args.out_dir {
-        Some(dir) => match out_dir::write(dir, &resources) {
+        Some(dir) => match out_dir::write(dir, &resources, project.entry_span()) {
             Ok(()) => {
                 eprintln!("wrote {} resources to {}", resources.len(), dir.display());
                 EXIT_OK

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::yaml_document;
-use crate::diagnostics::{Code, Diagnostic};
+use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::process::Resource;
 
 /// Marker file that says a directory is controlcenter's output.
@@ -26,21 +26,29 @@ pub fn file_name(r: &Resource) -> String {
     format!("{ns}/{}-{}.yaml", r.id.kind.to_ascii_lowercase(), r.id.name)
 }
 
-/// Writes `resources` into `dir`, replacing its previous content atomically.
-pub fn write(dir: &Path, resources: &[Resource]) -> Result<(), Diagnostic> {
+/// Writes `resources` into `dir`, replacing its previous content
+/// atomically. `origin` is where the resources came from (the template
+/// entry point), to locate a file-name collision.
+pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result<(), Diagnostic> {
     let mut files: BTreeMap<String, &Resource> = BTreeMap::new();
     for r in resources {
         let name = file_name(r);
         if let Some(other) = files.insert(name.clone(), r) {
-            return Err(Diagnostic::error(
+            let mut d = Diagnostic::error(
                 Code::OutputCollision,
                 format!(
-                    "{} and {} would both be written to {name}",
+                    "{} ({}) and {} ({}) would both be written to {name}",
                     other.id.display(),
-                    r.id.display()
+                    other.id.api_version,
+                    r.id.display(),
+                    r.id.api_version
                 ),
             )
-            .help("they differ only by API group; rename one of them"));
+            .help("they differ only by API group; rename one of them");
+            if let Some(span) = origin {
+                d = d.at(span, "rendered by this template");
+            }
+            return Err(d);
         }
     }
     if dir.exists() && !is_ours(dir) {

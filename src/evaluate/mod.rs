@@ -113,7 +113,8 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
     for line in f.message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         d = d.note(line.trim().to_owned());
     }
-    let mut shown = 0;
+    // Frames below the primary, consecutive repeats folded (recursion).
+    let mut stack: Vec<(String, usize)> = Vec::new();
     for frame in &f.frames {
         let Some(loc) = &frame.location else {
             continue;
@@ -125,11 +126,25 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         let span = Span::new(file, loc.start, loc.end);
         if d.primary.is_none() {
             d = d.at(span, frame.desc.clone());
-        } else if shown < MAX_FRAMES {
-            let (line, col) = sources.line_col(file, loc.start);
-            d = d.note(format!("at {}:{line}:{col}: {}", loc.path, frame.desc));
-            shown += 1;
+            continue;
         }
+        let (line, col) = sources.line_col(file, loc.start);
+        let text = format!("at {}:{line}:{col}: {}", loc.path, frame.desc);
+        match stack.last_mut() {
+            Some((last, n)) if *last == text => *n += 1,
+            _ => stack.push((text, 1)),
+        }
+    }
+    let hidden = stack.len().saturating_sub(MAX_FRAMES);
+    for (text, n) in stack.into_iter().take(MAX_FRAMES) {
+        d = d.note(if n > 1 {
+            format!("{text} (×{n})")
+        } else {
+            text
+        });
+    }
+    if hidden > 0 {
+        d = d.note(format!("… {hidden} more frames"));
     }
     d
 }

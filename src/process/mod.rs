@@ -173,7 +173,7 @@ fn extract(
                 }
             }
         }
-        other => diags.push(
+        other => diags.push(locate(
             Diagnostic::error(
                 Code::InvalidResource,
                 format!(
@@ -183,7 +183,9 @@ fn extract(
                 ),
             )
             .help("the entry point must return an array (or object) of Kubernetes objects"),
-        ),
+            &other,
+            opts,
+        )),
     }
 }
 

@@ -125,15 +125,20 @@ fn is_env_name(s: &str) -> bool {
 
 /// The error for an environment that is not in controlcenter.yaml.
 pub fn unknown_env(inputs: &RepoInputs, env: &str) -> Diagnostic {
-    let known: Vec<String> = env_names(inputs).into_iter().map(|(n, _)| n).collect();
-    Diagnostic::error(
+    let envs = env_names(inputs);
+    let known: Vec<String> = envs.iter().map(|(n, _)| n.clone()).collect();
+    let mut d = Diagnostic::error(
         Code::UnknownEnv,
         format!("environment `{env}` is not defined in {CONTROLCENTER_FILE}"),
-    )
-    .note(format!("known environments: {}", display_list(&known)))
-    .help(format!(
-        "add a `{env}:` section to {CONTROLCENTER_FILE}, or pick a known environment"
-    ))
+    );
+    d = match envs.first() {
+        Some((_, span)) => d.at(*span, "environments are defined at the top level"),
+        None => d.at(inputs.controlcenter.root.span, "no environment is defined"),
+    };
+    d.note(format!("known environments: {}", display_list(&known)))
+        .help(format!(
+            "add a `{env}:` section to {CONTROLCENTER_FILE}, or pick a known environment"
+        ))
 }
 
 /// `a, b, c` or `(none)`.

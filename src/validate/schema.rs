@@ -36,6 +36,30 @@ pub enum InputKind {
     Secrets,
 }
 
+/// Why a repo's schema extension cannot be used.
+#[derive(Debug)]
+pub struct ExtensionError {
+    /// What is wrong.
+    pub message: String,
+    /// The offending field, when one is.
+    pub field: Option<String>,
+}
+
+impl From<String> for ExtensionError {
+    fn from(message: String) -> Self {
+        ExtensionError {
+            message,
+            field: None,
+        }
+    }
+}
+
+impl From<&str> for ExtensionError {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
 /// Compiled validators for every input file.
 pub struct SchemaSet {
     controlcenter: Validator,
@@ -52,9 +76,9 @@ impl SchemaSet {
     /// The built-in schemas, extended by a repo's service schema if given.
     ///
     /// `extension` is the parsed `schemas/service.schema.json`: its
-    /// `properties` are added to the service object. Errors are messages
-    /// for a [`Code::RepoSchemaInvalid`] diagnostic.
-    pub fn new(extension: Option<&Json>) -> Result<Self, String> {
+    /// `properties` are added to the service object. Errors become a
+    /// [`Code::RepoSchemaInvalid`] diagnostic.
+    pub fn new(extension: Option<&Json>) -> Result<Self, ExtensionError> {
         let mut controlcenter: Json =
             serde_json::from_str(CONTROLCENTER_SCHEMA).map_err(|e| e.to_string())?;
         let mut extra_service_fields = BTreeSet::new();
@@ -69,9 +93,12 @@ impl SchemaSet {
                 .ok_or("built-in schema has no service properties")?;
             for (name, schema) in props {
                 if service_props.contains_key(name) {
-                    return Err(format!(
-                        "it redefines the built-in service field `{name}`; choose another name"
-                    ));
+                    return Err(ExtensionError {
+                        message: format!(
+                            "it redefines the built-in service field `{name}`; choose another name"
+                        ),
+                        field: Some(name.clone()),
+                    });
                 }
                 service_props.insert(name.clone(), schema.clone());
                 extra_service_fields.insert(name.clone());
