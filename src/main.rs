@@ -11,6 +11,11 @@ fn main() {
             std::process::exit(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    // An interrupted --out-dir write leaves no temporary directory behind.
+    let _ = ctrlc::set_handler(|| {
+        controlcenter::emit::out_dir::remove_in_progress();
+        std::process::exit(130);
+    });
     std::panic::set_hook(Box::new(|info| {
         eprintln!("controlcenter: internal error: {info}. This is a bug; please report it with the command that triggered it.");
     }));

@@ -213,3 +213,23 @@ fn eval_refuses_imports_outside_its_roots() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CC0402"));
 }
+
+#[test]
+fn max_errors_caps_what_is_shown_but_counts_everything() {
+    let case = root().join("tests/fixtures/errors/many-errors");
+    let out = run(&[
+        "--repo",
+        case.to_str().unwrap(),
+        "--max-errors",
+        "1",
+        "validate",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("error[CC").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("note: 2 more not shown (--max-errors 1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: 3 problems found"), "{stderr}");
+}

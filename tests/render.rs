@@ -295,3 +295,134 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A repository with `n` services, enough output to interrupt mid-write.
+fn generated_repo(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cc = String::from("dev:\n");
+    let mut tags = String::new();
+    for i in 0..n {
+        cc.push_str(&format!(
+            "  svc_{i}:\n    git_rev: v1\n    env: {{A: \"1\"}}\n"
+        ));
+        tags.push_str(&format!("svc_{i}:\n  v1: reg.example.com/svc:{i}\n"));
+    }
+    std::fs::write(dir.path().join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(dir.path().join("tags.yaml"), tags).unwrap();
+    std::fs::write(dir.path().join("env-dev.yaml"), "{}\n").unwrap();
+    dir
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_out_dir_write_leaves_no_temporary_files() {
+    let repo = generated_repo(1500);
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("out");
+    for attempt in 0..5 {
+        let mut child = common::controlcenter()
+            .args([
+                "--repo",
+                repo.path().to_str().unwrap(),
+                "render",
+                "--env",
+                "dev",
+                "--out-dir",
+                out.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the staging directory, then interrupt.
+        let started = std::time::Instant::now();
+        let mut seen = false;
+        while started.elapsed().as_secs() < 60 {
+            let staging = std::fs::read_dir(parent.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".out.new-"));
+            if staging {
+                seen = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        if !seen {
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&out);
+            eprintln!("attempt {attempt}: finished before it could be interrupted");
+            continue;
+        }
+        std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        let left: Vec<String> = std::fs::read_dir(parent.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if status.code() == Some(0) {
+            // Finished between our check and the signal: try again.
+            let _ = std::fs::remove_dir_all(&out);
+            continue;
+        }
+        assert_eq!(status.code(), Some(130));
+        assert!(
+            left.iter().all(|n| !n.starts_with(".out.")),
+            "left behind: {left:?}"
+        );
+        return;
+    }
+    panic!("could not interrupt a write in 5 attempts");
+}
+
+#[test]
+fn a_failing_write_leaves_the_previous_output_intact() {
+    let repo = common::root().join("controlcenter-examples/article");
+    let parent = tempfile::tempdir().unwrap();
+    // The parent of --out-dir is a file: nothing can be created there.
+    let blocker = parent.path().join("blocker");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = run(&[
+        "--repo",
+        repo.to_str().unwrap(),
+        "render",
+        "--env",
+        "dev",
+        "--out-dir",
+        blocker.join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CC0601"));
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "x");
+    // A render that fails validation never touches an existing output.
+    let good = parent.path().join("good");
+    let ok = run(&[
+        "--repo",
+        repo.to_str().unwrap(),
+        "render",
+        "--env",
+        "dev",
+        "--out-dir",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(ok.status.code(), Some(0));
+    let before = walk(&good).len();
+    let bad = common::root().join("tests/fixtures/errors/missing-tag");
+    let out = run(&[
+        "--repo",
+        bad.to_str().unwrap(),
+        "render",
+        "--env",
+        "dev",
+        "--out-dir",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(walk(&good).len(), before);
+}

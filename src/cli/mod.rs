@@ -54,6 +54,9 @@ pub struct Cli {
     /// Maximum Jsonnet call depth.
     #[arg(long, global = true, default_value_t = 500, value_name = "FRAMES")]
     pub max_stack: usize,
+    /// Show at most this many problems (all are still counted).
+    #[arg(long, global = true, default_value_t = 200, value_name = "N")]
+    pub max_errors: usize,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -160,14 +163,24 @@ impl Cli {
     fn format_report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) -> String {
         let mut all = Diagnostics::default();
         all.extend(diagnostics);
-        let errors = all.error_count();
-        let sorted = all.into_sorted(sources);
+        let mut sorted = all.into_sorted(sources);
+        let errors = sorted.iter().filter(|d| d.is_error()).count();
+        let hidden = sorted.len().saturating_sub(self.max_errors.max(1));
+        sorted.truncate(self.max_errors.max(1));
         let mut text = render_all(&sorted, sources, self.error_format, self.color());
-        if self.error_format == ErrorFormat::Human && errors > 0 {
-            text.push_str(&format!(
-                "error: {errors} problem{} found\n",
-                if errors == 1 { "" } else { "s" }
-            ));
+        if self.error_format == ErrorFormat::Human {
+            if hidden > 0 {
+                text.push_str(&format!(
+                    "note: {hidden} more not shown (--max-errors {})\n",
+                    self.max_errors
+                ));
+            }
+            if errors > 0 {
+                text.push_str(&format!(
+                    "error: {errors} problem{} found\n",
+                    if errors == 1 { "" } else { "s" }
+                ));
+            }
         }
         text
     }

@@ -16,6 +16,39 @@ use crate::process::Resource;
 /// Marker file that says a directory is controlcenter's output.
 pub const MARKER: &str = ".controlcenter-out";
 
+/// Temporary directories being written right now, for the interrupt handler.
+static IN_PROGRESS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every temporary directory still being written; called from the
+/// Ctrl-C / SIGTERM handler just before the process exits.
+pub fn remove_in_progress() {
+    if let Ok(dirs) = IN_PROGRESS.lock() {
+        for d in dirs.iter() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// Registers a temporary directory for [`remove_in_progress`] while alive.
+struct InProgress(PathBuf);
+
+impl InProgress {
+    fn new(path: &Path) -> Self {
+        if let Ok(mut dirs) = IN_PROGRESS.lock() {
+            dirs.push(path.to_path_buf());
+        }
+        InProgress(path.to_path_buf())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        if let Ok(mut dirs) = IN_PROGRESS.lock() {
+            dirs.retain(|d| d != &self.0);
+        }
+    }
+}
+
 /// The file a resource is written to, relative to the output directory.
 pub fn file_name(r: &Resource) -> String {
     let ns = if r.id.namespace.is_empty() {
@@ -71,6 +104,7 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
         .prefix(&format!(".{base}.new-"))
         .tempdir_in(&parent)
         .map_err(|e| fail(dir, &e.to_string()))?;
+    let _guard = InProgress::new(staging.path());
     for (name, r) in &files {
         let path = staging.path().join(name);
         if let Some(p) = path.parent() {
@@ -108,9 +142,9 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    // No fsync per file: the output is regenerable; the rename is what
+    // makes the new tree appear at once.
+    fs::File::create(path)?.write_all(bytes)
 }
 
 fn is_ours(dir: &Path) -> bool {

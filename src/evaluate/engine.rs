@@ -18,6 +18,9 @@ use jrsonnet_interner::IStr;
 
 use super::imports::{DeniedSlot, Root, Sandbox, DENIED};
 
+/// Prefix of the message for an oversized output (mapped to `CC0403`).
+const OUTPUT_LIMIT: &str = "output limit: ";
+
 /// Native stack of the evaluation thread. Only touched pages are committed.
 const EVAL_STACK_BYTES: usize = 1 << 30;
 
@@ -61,6 +64,8 @@ pub enum FailureKind {
     StackOverflow,
     /// Too long.
     Timeout,
+    /// Too much output.
+    OutputTooLarge,
 }
 
 /// A source location inside a Jsonnet file.
@@ -156,7 +161,19 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
             .map(|(k, v)| (IStr::from(k.as_str()), arg(v)))
             .collect();
         let val = apply_tla(&tla, val)?;
-        val.manifest(JsonFormat::cli(indent))
+        let text = val.manifest(JsonFormat::cli(indent))?;
+        if text.len() > super::MAX_OUTPUT_BYTES {
+            return Err(ErrorKind::RuntimeError(
+                format!(
+                    "{OUTPUT_LIMIT}the output is {} MiB, more than the {} MiB limit",
+                    text.len() >> 20,
+                    super::MAX_OUTPUT_BYTES >> 20
+                )
+                .into(),
+            )
+            .into());
+        }
+        Ok(text)
     })();
     result.map_err(|e| {
         let mut f = failure(&e);
@@ -205,6 +222,7 @@ fn failure(e: &jrsonnet_evaluator::Error) -> EvalFailure {
     let message = e.error().to_string();
     let kind = match e.error() {
         ErrorKind::StackOverflow => FailureKind::StackOverflow,
+        _ if message.contains(OUTPUT_LIMIT) => FailureKind::OutputTooLarge,
         _ if message.contains(DENIED) => FailureKind::ImportDenied,
         _ => FailureKind::Runtime,
     };

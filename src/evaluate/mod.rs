@@ -38,6 +38,10 @@ impl Default for Limits {
     }
 }
 
+/// Largest template output accepted (JSON text), far above any real
+/// environment: 1000 services render to about 30 MB.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024 * 1024;
+
 /// Display prefix of library files in messages.
 pub const LIB_LABEL: &str = "<lib>/";
 
@@ -97,6 +101,10 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         FailureKind::StackOverflow => (
             Code::JsonnetLimit,
             "look for unbounded recursion; raise --max-stack only if the depth is legitimate",
+        ),
+        FailureKind::OutputTooLarge => (
+            Code::JsonnetLimit,
+            "look for a comprehension that multiplies objects; no environment needs this much output",
         ),
         FailureKind::Timeout => (
             Code::JsonnetLimit,
