@@ -189,9 +189,29 @@ impl Project {
         resolved: &ResolvedEnv,
     ) -> Result<Vec<Resource>, Vec<Diagnostic>> {
         let state_json = state_json(resolved);
-        let output =
-            evaluate::render_state(self.repo.clone(), self.lib.clone(), state_json, self.limits)
-                .map_err(|f| vec![evaluate::diagnose(f, &mut self.sources)])?;
+        let output = match evaluate::render_state(
+            self.repo.clone(),
+            self.lib.clone(),
+            state_json,
+            self.limits,
+        ) {
+            Ok(o) => o,
+            Err(f) => {
+                let culprit = match f.kind {
+                    evaluate::FailureKind::Runtime => self.blame_service(resolved, &f.message),
+                    _ => None,
+                };
+                let mut d = evaluate::diagnose(f, &mut self.sources);
+                if let Some(key) = culprit {
+                    if let Some(span) = self.blame_field(resolved, &key, &d) {
+                        d = d.related(span, format!("the failing value, from service `{key}`"));
+                    } else if let Some(span) = resolved.service_spans.get(&key) {
+                        d = d.related(*span, "the failing value comes from this service");
+                    }
+                }
+                return Err(vec![d]);
+            }
+        };
         let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| {
             vec![Diagnostic::error(
                 Code::JsonnetError,
@@ -220,6 +240,67 @@ impl Project {
                 env_span: Some(resolved.env_span),
             },
         )
+    }
+
+    /// Finds the one service whose values make the templates fail with
+    /// `message`, by bisecting the services (they render independently).
+    /// Jsonnet values carry no provenance; this recovers the input line.
+    fn blame_service(&self, resolved: &ResolvedEnv, message: &str) -> Option<String> {
+        let fails = |keys: &[String]| {
+            let mut state = resolved.state.clone();
+            state.services.retain(|k, _| keys.contains(k));
+            let json = serde_json::to_value(&state)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            matches!(
+                evaluate::render_state(self.repo.clone(), self.lib.clone(), json, self.limits),
+                Err(f) if f.message == message
+            )
+        };
+        let mut suspects: Vec<String> = resolved.state.services.keys().cloned().collect();
+        if suspects.is_empty() || fails(&[]) {
+            return None; // not caused by any one service
+        }
+        while suspects.len() > 1 {
+            let right = suspects.split_off(suspects.len() / 2);
+            if fails(&suspects) {
+                continue;
+            } else if fails(&right) {
+                suspects = right;
+            } else {
+                return None; // only a combination fails
+            }
+        }
+        suspects.pop()
+    }
+
+    /// Where the field named by the failing expression (`svc.replicas`,
+    /// `svc.extra.team`) is written for service `key`: the environment
+    /// section, else `defaults`.
+    fn blame_field(
+        &self,
+        resolved: &ResolvedEnv,
+        key: &str,
+        d: &Diagnostic,
+    ) -> Option<diagnostics::Span> {
+        let primary = d.primary.as_ref()?.span;
+        let text = self
+            .sources
+            .get(primary.file)
+            .text
+            .get(primary.start..primary.end)?;
+        let field = ["svc.extra.", "svc."].iter().find_map(|prefix| {
+            let rest = &text[text.find(prefix)? + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            Some(&rest[..end]).filter(|f| !f.is_empty())
+        })?;
+        let root = &self.inputs.controlcenter.root;
+        [resolved.state.env.as_str(), resolve::DEFAULTS_KEY]
+            .iter()
+            .find_map(|section| root.get(section)?.get(key)?.get(field))
+            .map(|n| n.span)
     }
 
     /// The start of the template entry point, registered for snippets:
