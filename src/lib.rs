@@ -8,6 +8,7 @@
 //! file span; nothing is printed here.
 
 pub mod cli;
+pub mod cmp;
 pub mod diagnostics;
 pub mod emit;
 pub mod evaluate;
@@ -37,6 +38,9 @@ pub struct Project {
     lib: Arc<dyn RepoFiles>,
     /// Evaluation bounds.
     pub limits: Limits,
+    /// Namespace for environments whose section sets none (default: the
+    /// environment name). The Argo CD plugin sets the Application's.
+    pub default_namespace: Option<String>,
 }
 
 /// Diagnostics of a failed step, with the files they point into.
@@ -116,6 +120,7 @@ impl Project {
             repo,
             lib,
             limits,
+            default_namespace: None,
         })
     }
 
@@ -173,6 +178,7 @@ impl Project {
             &self.sources,
             self.schemas.extra_service_fields(),
             env,
+            self.default_namespace.as_deref(),
         )
     }
 

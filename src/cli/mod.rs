@@ -2,6 +2,7 @@
 //! its own file and only turns arguments into one library call and its
 //! result into output and an exit code.
 
+mod cmp;
 mod eval;
 mod render;
 mod schema;
@@ -86,6 +87,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Export the JSON Schemas of the input files.
     Schema(schema::SchemaArgs),
+    /// The Argo CD config-management plugin (generate, discover).
+    Cmp(cmp::CmpArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -96,6 +99,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::State(a) => state::run(&cli, a),
         Command::Eval(a) => eval::run(&cli, a),
         Command::Schema(a) => schema::run(&cli, a),
+        Command::Cmp(a) => cmp::run(&cli, a),
     }
 }
 

@@ -22,6 +22,9 @@ pub struct RenderArgs {
     /// Write one YAML file per resource into this directory (replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Namespace when the environment's section sets none (default: the environment name).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
@@ -29,6 +32,7 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    project.default_namespace = args.namespace.clone();
     let resources = match project.render(&args.env) {
         Ok(r) => r,
         Err(d) => {

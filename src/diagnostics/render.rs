@@ -18,6 +18,9 @@ pub enum ErrorFormat {
     Json,
     /// GitHub Actions workflow annotations (`::error file=…`).
     Github,
+    /// One line per problem (`file:line:col: error[CODE]: message`) and its
+    /// hint: what the Argo CD UI shows well.
+    Short,
 }
 
 /// Renders all diagnostics in `format`; `color` only affects `human`.
@@ -42,6 +45,7 @@ pub fn render_all(
                 out.push_str(&github(d, sources));
                 out.push('\n');
             }
+            ErrorFormat::Short => out.push_str(&short(d, sources)),
         }
     }
     out
@@ -120,6 +124,28 @@ fn visible_range(text: &str, start: usize, end: usize) -> std::ops::Range<usize>
             .map_or(start, |c| start + c.len_utf8());
     }
     start..end
+}
+
+/// A diagnostic as one line, plus an indented hint line.
+pub fn short(d: &Diagnostic, sources: &Sources) -> String {
+    let place = d.primary.as_ref().map_or_else(String::new, |l| {
+        let loc = location(l, sources);
+        format!("{}:{}:{}: ", loc.file, loc.line, loc.column)
+    });
+    let mut out = format!(
+        "{place}{}[{}]: {}\n",
+        severity_name(d.severity),
+        d.code.as_str(),
+        d.message
+    );
+    // A few notes (known values, the first frames of a Jsonnet stack).
+    for n in d.notes.iter().take(3) {
+        out.push_str(&format!("  note: {n}\n"));
+    }
+    if let Some(h) = &d.help {
+        out.push_str(&format!("  help: {h}\n"));
+    }
+    out
 }
 
 /// Location fields shared by the machine formats.
@@ -259,6 +285,15 @@ mod tests {
         let d = Diagnostic::error(Code::FileUnreadable, "not UTF-8").at(Span::new(f, 8, 9), "here");
         let text = human(&d, &sources, false);
         assert!(text.contains("x.yaml:1:8"), "{text}");
+    }
+
+    #[test]
+    fn short_form_is_a_located_line_and_a_hint() {
+        let (sources, d) = sample();
+        assert_eq!(
+            short(&d, &sources),
+            "controlcenter.yaml:3:5: error[CC0202]: unknown field `replica`\n  help: did you mean `replicas`?\n"
+        );
     }
 
     #[test]

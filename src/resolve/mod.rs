@@ -41,6 +41,8 @@ pub struct Settings {
     pub allow_empty_envs: Vec<String>,
     /// Whether plain `Secret` objects may be emitted.
     pub allow_plain_secrets: bool,
+    /// Whether the Argo CD plugin annotates resources with the commit.
+    pub revision_annotation: bool,
 }
 
 impl Settings {
@@ -54,6 +56,10 @@ impl Settings {
                     .collect()
             })
         };
+        let flag = |key: &str| {
+            s.and_then(|s| s.get(key))
+                .is_some_and(|n| n.value == Value::Bool(true))
+        };
         Settings {
             part_of: s
                 .and_then(|s| s.get("part_of"))
@@ -62,9 +68,8 @@ impl Settings {
                 .to_owned(),
             protected_envs: strings("protected_envs").unwrap_or_else(|| vec!["prod".to_owned()]),
             allow_empty_envs: strings("allow_empty_envs").unwrap_or_default(),
-            allow_plain_secrets: s
-                .and_then(|s| s.get("allow_plain_secrets"))
-                .is_some_and(|n| n.value == Value::Bool(true)),
+            allow_plain_secrets: flag("allow_plain_secrets"),
+            revision_annotation: flag("revision_annotation"),
         }
     }
 }
@@ -151,13 +156,15 @@ pub fn display_list(items: &[String]) -> String {
 }
 
 /// Resolves environment `env` (which must exist in controlcenter.yaml).
-/// `env_file` is its parsed env-<env>.yaml.
+/// `env_file` is its parsed env-<env>.yaml; `default_namespace` replaces the
+/// environment name as the namespace when the section sets none.
 pub fn resolve_env(
     inputs: &RepoInputs,
     env_file: Option<&Input>,
     sources: &Sources,
     extra_fields: &std::collections::BTreeSet<String>,
     env: &str,
+    default_namespace: Option<&str>,
 ) -> Outcome<ResolvedEnv> {
     let root = &inputs.controlcenter.root;
     let section = root
@@ -175,7 +182,7 @@ pub fn resolve_env(
     let mut params: BTreeMap<String, Json> = BTreeMap::new();
     let mut param_spans: BTreeMap<String, Span> = BTreeMap::new();
     let mut service_nodes = Vec::new();
-    let mut namespace = env.to_owned();
+    let mut namespace = default_namespace.unwrap_or(env).to_owned();
     for e in merged.as_map().unwrap_or_default() {
         match (e.key.as_str(), &e.value.value) {
             ("namespace", Value::String(ns)) => namespace = ns.clone(),

@@ -1,0 +1,183 @@
+//! The Argo CD config-management-plugin (CMP v2) contract: where the
+//! repository is, which environment to render, what the Application's
+//! variables change. Pure functions over the variables Argo CD sets, so they
+//! are tested without a process environment.
+//!
+//! Argo CD runs the plugin in the Application's source path with the whole
+//! repository around it, passes `plugin.env` entries as `ARGOCD_ENV_<NAME>`
+//! and parameters as JSON in `ARGOCD_APP_PARAMETERS`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::load::CONTROLCENTER_FILE;
+use crate::process::Resource;
+
+/// Plugin `env` entry naming the environment (`ARGOCD_ENV_CC_ENV`).
+pub const ENV_VAR: &str = "ARGOCD_ENV_CC_ENV";
+/// Plugin parameter naming the environment.
+pub const ENV_PARAMETER: &str = "env";
+/// The branch (or tag) the Application tracks.
+pub const TARGET_REVISION_VAR: &str = "ARGOCD_APP_SOURCE_TARGET_REVISION";
+/// The Application's destination namespace.
+pub const NAMESPACE_VAR: &str = "ARGOCD_APP_NAMESPACE";
+/// The commit being rendered.
+pub const REVISION_VAR: &str = "ARGOCD_APP_REVISION";
+/// Annotation carrying the commit, when `settings.revision_annotation` asks.
+pub const REVISION_ANNOTATION: &str = "controlcenter.dev/git-revision";
+
+/// The directory holding controlcenter.yaml: `start` or its nearest ancestor.
+pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join(CONTROLCENTER_FILE).is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Where the environment name came from, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvSource {
+    /// `ARGOCD_ENV_CC_ENV`.
+    PluginEnv,
+    /// The `env` plugin parameter.
+    Parameter,
+    /// The target branch name.
+    Branch,
+}
+
+/// Picks the environment: the plugin env entry `CC_ENV`, else the plugin
+/// parameter `env`, else the target branch name lowercased
+/// (`PREPROD` → `preprod`, `refs/heads/dev` → `dev`). The name must be one
+/// of `known`.
+pub fn select_env(
+    vars: &BTreeMap<String, String>,
+    known: &[String],
+) -> Result<(String, EnvSource), Diagnostic> {
+    let non_empty = |v: &String| !v.trim().is_empty();
+    let (raw, source) = if let Some(v) = vars.get(ENV_VAR).filter(|v| non_empty(v)) {
+        (v.trim().to_owned(), EnvSource::PluginEnv)
+    } else if let Some(v) = parameter(vars, ENV_PARAMETER).filter(non_empty) {
+        (v.trim().to_owned(), EnvSource::Parameter)
+    } else if let Some(v) = vars.get(TARGET_REVISION_VAR).filter(|v| non_empty(v)) {
+        let branch = v.trim();
+        let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+        (branch.to_ascii_lowercase(), EnvSource::Branch)
+    } else {
+        return Err(Diagnostic::error(
+            Code::UnknownEnv,
+            "no environment: neither CC_ENV nor a target branch is set",
+        )
+        .note(format!("known environments: {}", known.join(", ")))
+        .help("set the plugin env entry CC_ENV (spec.source.plugin.env) or track an environment branch"));
+    };
+    if known.iter().any(|k| *k == raw) {
+        return Ok((raw, source));
+    }
+    let from = match source {
+        EnvSource::PluginEnv => "plugin env CC_ENV",
+        EnvSource::Parameter => "plugin parameter `env`",
+        EnvSource::Branch => "target branch",
+    };
+    Err(Diagnostic::error(
+        Code::UnknownEnv,
+        format!("environment `{raw}` (from the {from}) is not in {CONTROLCENTER_FILE}"),
+    )
+    .note(format!("known environments: {}", known.join(", ")))
+    .help(
+        "name a known environment with the plugin env entry CC_ENV, or track an environment branch",
+    ))
+}
+
+/// A string parameter from `ARGOCD_APP_PARAMETERS`
+/// (`[{"name": "env", "string": "dev"}]`).
+pub fn parameter(vars: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    let params: Json = serde_json::from_str(vars.get("ARGOCD_APP_PARAMETERS")?).ok()?;
+    params
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Json::as_str) == Some(name))?
+        .get("string")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Annotates every resource with the commit being rendered. Off by default:
+/// it makes every commit change every resource.
+pub fn annotate_revision(resources: &mut [Resource], revision: &str) {
+    for r in resources {
+        if let Some(meta) = r.value.get_mut("metadata").and_then(Json::as_object_mut) {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Json::Object(Default::default()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(
+                    REVISION_ANNOTATION.to_owned(),
+                    Json::String(revision.to_owned()),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn known() -> Vec<String> {
+        ["dev", "preprod", "prod"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn plugin_env_wins_then_parameter_then_branch() {
+        let all = vars(&[
+            (ENV_VAR, "prod"),
+            (
+                "ARGOCD_APP_PARAMETERS",
+                r#"[{"name":"env","string":"preprod"}]"#,
+            ),
+            (TARGET_REVISION_VAR, "dev"),
+        ]);
+        assert_eq!(select_env(&all, &known()).unwrap().0, "prod");
+        let no_env = vars(&[
+            (
+                "ARGOCD_APP_PARAMETERS",
+                r#"[{"name":"env","string":"preprod"}]"#,
+            ),
+            (TARGET_REVISION_VAR, "dev"),
+        ]);
+        assert_eq!(select_env(&no_env, &known()).unwrap().0, "preprod");
+    }
+
+    #[test]
+    fn branch_names_are_lowercased_and_refs_stripped() {
+        for branch in ["PREPROD", "refs/heads/preprod", " Preprod "] {
+            let v = vars(&[(TARGET_REVISION_VAR, branch)]);
+            assert_eq!(
+                select_env(&v, &known()).unwrap(),
+                ("preprod".to_owned(), EnvSource::Branch)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_branch_lists_the_known_envs() {
+        let d = select_env(&vars(&[(TARGET_REVISION_VAR, "main")]), &known()).unwrap_err();
+        assert!(
+            d.message.contains("`main` (from the target branch)"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.notes, ["known environments: dev, preprod, prod"]);
+        assert!(select_env(&vars(&[]), &known()).is_err());
+    }
+}
