@@ -228,11 +228,24 @@ impl<'t> Builder<'t> {
                 Ok(e) => e,
                 Err(e) => {
                     let at = self.offsets.byte(e.marker().index());
-                    let end = (at + 1).min(self.text.len());
+                    // One character: the span must end on a char boundary.
+                    let end = self
+                        .text
+                        .get(at..)
+                        .and_then(|rest| rest.chars().next())
+                        .map_or(at, |c| at + c.len_utf8());
                     let mut d =
                         Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
                             .at(Span::new(self.file, at, end), "here");
-                    if self.text[..end.min(self.text.len())].contains('\t')
+                    let line_start = self
+                        .text
+                        .get(..at)
+                        .and_then(|b| b.rfind('\n'))
+                        .map_or(0, |i| i + 1);
+                    let indent = self.text[line_start..]
+                        .chars()
+                        .take_while(|c| *c == ' ' || *c == '\t');
+                    if indent.clone().any(|c| c == '\t')
                         || self.text.as_bytes().get(at) == Some(&b'\t')
                     {
                         d = d.help("YAML does not allow tabs for indentation; indent with spaces");
@@ -739,5 +752,23 @@ mod tests {
         for s in ["1.2.3", "e3", "0x", "1_000", "v1.0.86", "."] {
             assert!(matches!(resolve_plain(s), Ok(Value::String(_))), "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod regression_tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+
+    /// Found by tests/fuzz.rs (CC_FUZZ_SEED=10914): an error right before a
+    /// multi-byte character made the loader slice inside it.
+    #[test]
+    fn syntax_error_before_a_multibyte_character_does_not_panic() {
+        let text = "{}\né";
+        let mut sources = Sources::default();
+        let f = sources.add("x.yaml", text);
+        let errs = parse(text, f).unwrap_err();
+        let span = errs[0].primary.as_ref().unwrap().span;
+        assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end));
     }
 }
