@@ -35,7 +35,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
             .extension()
             .is_some_and(|e| e == "jsonnet" || e == "libsonnet")
         {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, path.to_string_lossy().into_owned()));
         }
     }
