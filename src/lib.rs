@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod load;
 pub mod process;
 pub mod resolve;
+pub mod tags;
 pub mod validate;
 
 use std::sync::Arc;

@@ -7,6 +7,7 @@ mod eval;
 mod render;
 mod schema;
 mod state;
+mod tags;
 mod validate;
 
 use std::io::{IsTerminal, Write};
@@ -89,6 +90,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// The Argo CD config-management plugin (generate, discover).
     Cmp(cmp::CmpArgs),
+    /// Read and write tags.yaml (the CI write-back).
+    Tags(tags::TagsArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Eval(a) => eval::run(&cli, a),
         Command::Schema(a) => schema::run(&cli, a),
         Command::Cmp(a) => cmp::run(&cli, a),
+        Command::Tags(a) => tags::run(&cli, a),
     }
 }
 

@@ -62,6 +62,9 @@ codes! {
     // 06xx: output
     OutputFailed = "CC0601", "the output could not be written";
     OutputCollision = "CC0602", "two resources would be written to the same file";
+    // 07xx: tags.yaml write-back
+    ImmutableRevision = "CC0701", "a revision already points to another image (revisions are immutable)";
+    InvalidImage = "CC0702", "not an image reference (registry/repository:tag or @sha256:digest)";
 }
 
 impl std::fmt::Display for Code {

@@ -2,6 +2,7 @@
 //! Argo CD plugin prints), or as one file per resource in a directory that
 //! is replaced atomically.
 
+pub mod atomic;
 pub mod out_dir;
 
 use crate::process::Resource;

@@ -100,6 +100,28 @@ pub fn env_names(inputs: &RepoInputs) -> Vec<(String, Span)> {
         .collect()
 }
 
+/// Every (service, git_rev) some environment of controlcenter.yaml uses,
+/// after merging `defaults`: what `tags prune` must keep.
+pub fn referenced_revisions(inputs: &RepoInputs) -> std::collections::BTreeSet<(String, String)> {
+    let root = &inputs.controlcenter.root;
+    let mut out = std::collections::BTreeSet::new();
+    for (env, _) in env_names(inputs) {
+        let Some(section) = root.get(&env) else {
+            continue;
+        };
+        let merged = match root.get(DEFAULTS_KEY) {
+            Some(d) => merge::deep_merge(d, section),
+            None => section.clone(),
+        };
+        for e in merged.as_map().unwrap_or_default() {
+            if let Some(rev) = e.value.get("git_rev").and_then(Node::as_str) {
+                out.insert((e.key.clone(), rev.to_owned()));
+            }
+        }
+    }
+    out
+}
+
 /// Environment names must be lowercase DNS labels (they name branches,
 /// files and namespaces).
 pub fn check_env_names(inputs: &RepoInputs) -> Vec<Diagnostic> {
