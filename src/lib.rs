@@ -42,6 +42,7 @@ pub struct Project {
     /// Namespace for environments whose section sets none (default: the
     /// environment name). The Argo CD plugin sets the Application's.
     pub default_namespace: Option<String>,
+    policies: Vec<validate::policy::RepoPolicy>,
 }
 
 /// Diagnostics of a failed step, with the files they point into.
@@ -101,6 +102,13 @@ impl Project {
             }
         };
         let mut diagnostics = schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root);
+        let policies = match validate::policy::load_repo_policies(repo.as_ref(), &mut sources) {
+            Ok(p) => p,
+            Err(d) => {
+                diagnostics.extend(d);
+                Vec::new()
+            }
+        };
         diagnostics.extend(resolve::check_env_names(&inputs));
         if let Some(tags) = &inputs.tags {
             diagnostics.extend(schemas.check(InputKind::Tags, &tags.root));
@@ -122,6 +130,7 @@ impl Project {
             lib,
             limits,
             default_namespace: None,
+            policies,
         })
     }
 
@@ -232,7 +241,7 @@ impl Project {
             .values()
             .filter_map(|s| Some((s.name.clone(), *resolved.service_spans.get(&s.key)?)))
             .collect();
-        process::process(
+        let resources = process::process(
             value,
             &process::ProcessOptions {
                 env: &resolved.state.env,
@@ -241,12 +250,30 @@ impl Project {
                     .allow_empty_envs
                     .iter()
                     .any(|e| *e == resolved.state.env),
-                allow_plain_secrets: resolved.settings.allow_plain_secrets,
+                allow_plain_secrets: !resolved
+                    .settings
+                    .policy_on(validate::policy::NO_PLAIN_SECRETS),
                 service_spans: &spans_by_name,
                 entry,
                 env_span: Some(resolved.env_span),
             },
-        )
+        )?;
+        let violations = validate::policy::check(
+            &resources,
+            &validate::policy::PolicyContext {
+                env: &resolved.state.env,
+                protected: resolved.state.protected,
+                settings: &resolved.settings,
+                service_spans: &spans_by_name,
+                entry,
+                repo_policies: &self.policies,
+            },
+        );
+        if violations.is_empty() {
+            Ok(resources)
+        } else {
+            Err(violations)
+        }
     }
 
     /// Finds the one service whose values make the templates fail with

@@ -233,3 +233,34 @@ fn max_errors_caps_what_is_shown_but_counts_everything() {
     );
     assert!(stderr.contains("error: 3 problems found"), "{stderr}");
 }
+
+#[test]
+fn ci_examples_are_valid_yaml_and_call_real_commands() {
+    let dir = root().join("deploy/ci");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let mut sources = controlcenter::diagnostics::Sources::default();
+        let id = sources.add("ci.yaml", text.as_str());
+        let doc = controlcenter::load::yaml::parse(&text, id)
+            .unwrap_or_else(|d| panic!("{}: {d:?}", entry.path().display()))
+            .to_json();
+        assert!(
+            doc["jobs"].is_object(),
+            "{}: a workflow",
+            entry.path().display()
+        );
+        for line in text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("run: controlcenter "))
+        {
+            let sub = line.split_whitespace().next().unwrap();
+            assert!(
+                run(&[sub, "--help"]).status.success(),
+                "`controlcenter {sub}` exists"
+            );
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+}

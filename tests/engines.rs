@@ -225,7 +225,7 @@ fn yaml_1_1_readers_get_the_strings_back() {
     }
     std::fs::write(
         repo.path().join("controlcenter.yaml"),
-        format!("dev:\n  svc:\n    git_rev: v1\n    env:\n{env_block}"),
+        format!("dev:\n  svc:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 64Mi\n    env:\n{env_block}"),
     )
     .unwrap();
     std::fs::write(

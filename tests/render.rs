@@ -303,7 +303,7 @@ fn generated_repo(n: usize) -> tempfile::TempDir {
     let mut tags = String::new();
     for i in 0..n {
         cc.push_str(&format!(
-            "  svc_{i}:\n    git_rev: v1\n    env: {{A: \"1\"}}\n"
+            "  svc_{i}:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 64Mi\n    env: {{A: \"1\"}}\n"
         ));
         tags.push_str(&format!("svc_{i}:\n  v1: reg.example.com/svc:{i}\n"));
     }

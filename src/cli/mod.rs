@@ -80,7 +80,7 @@ pub enum Color {
 pub enum Command {
     /// Print the manifests of one environment.
     Render(render::RenderArgs),
-    /// Check every environment: schemas, resolution, rendering.
+    /// Check every environment: schemas, resolution, rendering, policies.
     Validate(validate::ValidateArgs),
     /// Print the resolved state of one environment: what the library receives.
     State(state::StateArgs),

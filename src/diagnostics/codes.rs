@@ -65,6 +65,9 @@ codes! {
     // 07xx: tags.yaml write-back
     ImmutableRevision = "CC0701", "a revision already points to another image (revisions are immutable)";
     InvalidImage = "CC0702", "not an image reference (registry/repository:tag or @sha256:digest)";
+    // 08xx: policies
+    PolicyViolation = "CC0801", "a rendered manifest breaks a policy";
+    PolicyInvalid = "CC0802", "a repository policy file is not valid";
 }
 
 impl std::fmt::Display for Code {

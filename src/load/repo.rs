@@ -40,6 +40,13 @@ impl std::fmt::Display for ReadError {
 pub trait RepoFiles: Send + Sync {
     /// Reads a repo-relative path; `Ok(None)` when nothing is there.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError>;
+
+    /// Names of the regular files directly in directory `rel`, sorted;
+    /// empty when it does not exist.
+    fn list_files(&self, rel: &str) -> Vec<String> {
+        let _ = rel;
+        Vec::new()
+    }
 }
 
 /// Normalizes a repo-relative path lexically; `None` if it is absolute or
@@ -79,6 +86,22 @@ impl WorkTree {
 }
 
 impl RepoFiles for WorkTree {
+    fn list_files(&self, rel: &str) -> Vec<String> {
+        let Some(rel) = normalize(rel) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(self.root.join(rel)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
         let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
         let path = self.root.join(&rel);

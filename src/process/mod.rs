@@ -73,7 +73,8 @@ pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>,
                 )
                 .help("each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"),
                 &r.value,
-                opts,
+                opts.service_spans,
+                opts.entry,
             ));
             continue;
         }
@@ -151,7 +152,8 @@ fn extract(
                         )
                         .help("every Kubernetes object needs apiVersion, kind and metadata.name"),
                         &value,
-                        opts,
+                        opts.service_spans,
+                        opts.entry,
                     )),
                 }
             } else if has_api || has_kind {
@@ -164,7 +166,8 @@ fn extract(
                     )
                     .help("every Kubernetes object needs apiVersion, kind and metadata.name"),
                     &value,
-                    opts,
+                    opts.service_spans,
+                    opts.entry,
                 ));
             } else {
                 // A plain object groups resources: walk its fields in key order.
@@ -184,7 +187,8 @@ fn extract(
             )
             .help("the entry point must return an array (or object) of Kubernetes objects"),
             &other,
-            opts,
+            opts.service_spans,
+            opts.entry,
         )),
     }
 }
@@ -213,7 +217,8 @@ fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
                     "Argo CD owns this label to track its resources; remove it from the template",
                 ),
                 &r.value,
-                opts,
+                opts.service_spans,
+                opts.entry,
             ));
         }
     }
@@ -223,22 +228,30 @@ fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
                 Code::PlainSecret,
                 format!("{} is a plain Secret; its data would sit unencrypted in Git and in Argo CD", r.id.display()),
             )
-            .help("use a SealedSecret (secrets.yaml) or an ExternalSecret (service `secrets:`); set settings.allow_plain_secrets only if you must"),
+            .help("use a SealedSecret (secrets.yaml) or an ExternalSecret (service `secrets:`); switch the policy off only if you must: settings.policies: {no-plain-secrets: false}"),
             &r.value,
-            opts,
+            opts.service_spans,
+            opts.entry,
         ));
     }
 }
 
-/// Points a diagnostic at the controlcenter.yaml service a resource belongs to.
-fn locate(d: Diagnostic, value: &Json, opts: &ProcessOptions<'_>) -> Diagnostic {
+/// Points a diagnostic about a rendered object at the controlcenter.yaml
+/// service it was rendered for (by its `app.kubernetes.io/name` label),
+/// else at the template entry point.
+pub fn locate(
+    d: Diagnostic,
+    value: &Json,
+    service_spans: &BTreeMap<String, Span>,
+    entry: Option<Span>,
+) -> Diagnostic {
     let name = value
         .pointer("/metadata/labels/app.kubernetes.io~1name")
         .and_then(Json::as_str);
     if d.primary.is_some() {
         return d;
     }
-    match (name.and_then(|n| opts.service_spans.get(n)), opts.entry) {
+    match (name.and_then(|n| service_spans.get(n)), entry) {
         (Some(span), _) => d.at(*span, "rendered for this service"),
         (None, Some(entry)) => d.at(entry, "rendered by this template"),
         (None, None) => d,

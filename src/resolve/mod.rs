@@ -39,13 +39,18 @@ pub struct Settings {
     pub protected_envs: Vec<String>,
     /// Environments allowed to render nothing.
     pub allow_empty_envs: Vec<String>,
-    /// Whether plain `Secret` objects may be emitted.
-    pub allow_plain_secrets: bool,
+    /// Policies switched off (`settings.policies: {id: false}`).
+    pub disabled_policies: std::collections::BTreeSet<String>,
     /// Whether the Argo CD plugin annotates resources with the commit.
     pub revision_annotation: bool,
 }
 
 impl Settings {
+    /// Whether policy `id` is on (every policy is, unless switched off).
+    pub fn policy_on(&self, id: &str) -> bool {
+        !self.disabled_policies.contains(id)
+    }
+
     /// Reads `settings:` (already schema-checked).
     pub fn from_inputs(inputs: &RepoInputs) -> Self {
         let s = inputs.controlcenter.root.get(SETTINGS_KEY);
@@ -68,7 +73,14 @@ impl Settings {
                 .to_owned(),
             protected_envs: strings("protected_envs").unwrap_or_else(|| vec!["prod".to_owned()]),
             allow_empty_envs: strings("allow_empty_envs").unwrap_or_default(),
-            allow_plain_secrets: flag("allow_plain_secrets"),
+            disabled_policies: s
+                .and_then(|s| s.get("policies"))
+                .and_then(Node::as_map)
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| e.value.value == Value::Bool(false))
+                .map(|e| e.key.clone())
+                .collect(),
             revision_annotation: flag("revision_annotation"),
         }
     }
@@ -198,6 +210,8 @@ pub fn resolve_env(
     };
     let settings = Settings::from_inputs(inputs);
     let protected = settings.protected_envs.iter().any(|p| p == env);
+    let refuse_mutable =
+        protected && settings.policy_on(crate::validate::policy::NO_MUTABLE_IMAGES);
     let mut diags = Vec::new();
 
     // Split the section: services, parameters, params:, namespace.
@@ -272,7 +286,7 @@ pub fn resolve_env(
 
     let ctx = services::Context {
         env,
-        protected,
+        refuse_mutable,
         tags: inputs.tags.as_ref(),
         sources,
         terraform: params.get("terraform"),

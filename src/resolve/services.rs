@@ -23,8 +23,8 @@ pub const DEFAULT_CPU_UTILIZATION: u32 = 80;
 pub struct Context<'a> {
     /// Environment name.
     pub env: &'a str,
-    /// Whether mutable images are refused.
-    pub protected: bool,
+    /// Whether mutable images are refused (protected env, policy on).
+    pub refuse_mutable: bool,
     /// tags.yaml.
     pub tags: Option<&'a Input>,
     /// For the text of plain scalars.
@@ -337,7 +337,7 @@ fn lookup_image(
         ));
     };
     let image = entry.value.as_str().unwrap_or_default().to_owned();
-    if ctx.protected && names::is_mutable_image(&image) {
+    if ctx.refuse_mutable && names::is_mutable_image(&image) {
         return Err(Diagnostic::error(
             Code::MutableImage,
             format!(
@@ -376,7 +376,7 @@ mod tests {
         let extra = BTreeSet::new();
         let ctx = Context {
             env: "dev",
-            protected: false,
+            refuse_mutable: false,
             tags: Some(&tags),
             sources: &sources,
             terraform: None,

@@ -1,3 +1,5 @@
-//! Validate: the input files against their JSON Schemas.
+//! Validate: the input files against their JSON Schemas, and the rendered
+//! manifests against policies.
 
+pub mod policy;
 pub mod schema;
