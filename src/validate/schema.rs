@@ -293,7 +293,7 @@ fn expectation(field: &str) -> Option<&'static str> {
         "replicas" | "min_replicas" | "max_replicas" => "write a whole number, such as `2`",
         "cpu_utilization" => "write a percentage from 1 to 100",
         "git_rev" => "write the revision as a string: a tag, branch or commit",
-        "enabled" | "allow_plain_secrets" => "write `true` or `false`",
+        "enabled" | "revision_annotation" => "write `true` or `false`",
         "irsa_role_arn" => "write an IAM role ARN: arn:aws:iam::<account-id>:role/<name>",
         "host" => "write a DNS host name such as `app.example.com`",
         "namespace" => "write a lowercase DNS label such as `payments`",
