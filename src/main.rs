@@ -13,7 +13,7 @@ fn main() {
     };
     // An interrupted --out-dir write leaves no temporary directory behind.
     let _ = ctrlc::set_handler(|| {
-        controlcenter::emit::out_dir::remove_in_progress();
+        controlcenter::emit::out_dir::interrupt_and_wait();
         std::process::exit(130);
     });
     std::panic::set_hook(Box::new(|info| {

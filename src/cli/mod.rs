@@ -30,6 +30,8 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INVALID: i32 = 1;
 /// Usage error or internal failure.
 pub const EXIT_USAGE: i32 = 2;
+/// Stopped by Ctrl-C or SIGTERM (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Compile a GitOps control-center repository into Kubernetes manifests.
 #[derive(Parser, Debug)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
+use super::{print_stdout, Cli, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use crate::emit::{self, out_dir, Format};
 
 /// Arguments of `render`.
@@ -46,6 +46,8 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
                 eprintln!("wrote {} resources to {}", resources.len(), dir.display());
                 EXIT_OK
             }
+            // The interrupt handler exits 130 once the staging directory is gone.
+            Err(_) if out_dir::interrupted() => EXIT_INTERRUPTED,
             Err(d) => {
                 cli.report(&project.sources, vec![d]);
                 EXIT_INVALID

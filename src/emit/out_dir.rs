@@ -16,37 +16,22 @@ use crate::process::Resource;
 /// Marker file that says a directory is controlcenter's output.
 pub const MARKER: &str = ".controlcenter-out";
 
-/// Temporary directories being written right now, for the interrupt handler.
-static IN_PROGRESS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// Held while a staging directory exists: the interrupt handler waits on
+/// it, so the directory is gone before the process exits.
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Set by the interrupt handler; the writer stops at the next file.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Removes every temporary directory still being written; called from the
-/// Ctrl-C / SIGTERM handler just before the process exits.
-pub fn remove_in_progress() {
-    if let Ok(dirs) = IN_PROGRESS.lock() {
-        for d in dirs.iter() {
-            let _ = fs::remove_dir_all(d);
-        }
-    }
+/// Called from the Ctrl-C / SIGTERM handler: asks a write in progress to
+/// stop and waits until it has removed its staging directory.
+pub fn interrupt_and_wait() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _done = WRITING.lock();
 }
 
-/// Registers a temporary directory for [`remove_in_progress`] while alive.
-struct InProgress(PathBuf);
-
-impl InProgress {
-    fn new(path: &Path) -> Self {
-        if let Ok(mut dirs) = IN_PROGRESS.lock() {
-            dirs.push(path.to_path_buf());
-        }
-        InProgress(path.to_path_buf())
-    }
-}
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        if let Ok(mut dirs) = IN_PROGRESS.lock() {
-            dirs.retain(|d| d != &self.0);
-        }
-    }
+/// Whether an interrupt stopped the write.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// The file a resource is written to, relative to the output directory.
@@ -96,6 +81,8 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).map_err(|e| fail(dir, &e.to_string()))?;
+    // Held until the staging directory is gone (dropped before this guard).
+    let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
     let base = dir
         .file_name()
         .map_or_else(|| "out".to_owned(), |n| n.to_string_lossy().into_owned());
@@ -104,8 +91,10 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
         .prefix(&format!(".{base}.new-"))
         .tempdir_in(&parent)
         .map_err(|e| fail(dir, &e.to_string()))?;
-    let _guard = InProgress::new(staging.path());
     for (name, r) in &files {
+        if interrupted() {
+            return Err(fail(dir, "interrupted"));
+        }
         let path = staging.path().join(name);
         if let Some(p) = path.parent() {
             fs::create_dir_all(p).map_err(|e| fail(dir, &e.to_string()))?;
