@@ -10,10 +10,12 @@
 pub mod cli;
 pub mod cmp;
 pub mod diagnostics;
+pub mod diff;
 pub mod emit;
 pub mod evaluate;
 pub mod load;
 pub mod process;
+pub mod promote;
 pub mod resolve;
 pub mod tags;
 pub mod validate;

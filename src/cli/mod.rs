@@ -3,7 +3,9 @@
 //! result into output and an exit code.
 
 mod cmp;
+mod diff;
 mod eval;
+mod promote;
 mod render;
 mod schema;
 mod state;
@@ -21,6 +23,7 @@ use crate::diagnostics::render::{render_all, ErrorFormat};
 use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
 use crate::evaluate::library::EmbeddedLibrary;
 use crate::evaluate::Limits;
+use crate::load::git::GitRevision;
 use crate::load::repo::{RepoFiles, WorkTree};
 use crate::{Failure, Project};
 
@@ -94,6 +97,10 @@ pub enum Command {
     Cmp(cmp::CmpArgs),
     /// Read and write tags.yaml (the CI write-back).
     Tags(tags::TagsArgs),
+    /// Compare the manifests of two revisions, the work tree, or two environments.
+    Diff(diff::DiffArgs),
+    /// Preview promoting one environment branch into another.
+    Promote(promote::PromoteArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -106,6 +113,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Schema(a) => schema::run(&cli, a),
         Command::Cmp(a) => cmp::run(&cli, a),
         Command::Tags(a) => tags::run(&cli, a),
+        Command::Diff(a) => diff::run(&cli, a),
+        Command::Promote(a) => promote::run(&cli, a),
     }
 }
 
@@ -128,15 +137,55 @@ impl Cli {
 
     /// Opens and validates the repository; on failure prints and returns the exit code.
     fn project(&self) -> Result<Project, i32> {
-        let repo = WorkTree::open(&self.repo).map_err(|e| {
-            eprintln!("error: cannot open repository {}: {e}", self.repo.display());
-            EXIT_USAGE
-        })?;
+        let (repo, _) = self.snapshot(None)?;
+        self.project_of(repo)
+    }
+
+    /// The repository's work tree (`rev` = None) or a Git revision of it,
+    /// with a label for messages.
+    fn snapshot(&self, rev: Option<&str>) -> Result<(Arc<dyn RepoFiles>, String), i32> {
+        match rev {
+            None => WorkTree::open(&self.repo)
+                .map(|w| (Arc::new(w) as Arc<dyn RepoFiles>, "the work tree".to_owned()))
+                .map_err(|e| {
+                    eprintln!("error: cannot open repository {}: {e}", self.repo.display());
+                    EXIT_USAGE
+                }),
+            Some(rev) => GitRevision::open(&self.repo, rev)
+                .map(|g| (Arc::new(g) as Arc<dyn RepoFiles>, rev.to_owned()))
+                .map_err(|e| {
+                    eprintln!("error[CC0101]: {e}");
+                    eprintln!("  help: name a commit, branch or tag of the repository's Git history (git log --oneline)");
+                    EXIT_INVALID
+                }),
+        }
+    }
+
+    /// Renders `env` of a snapshot; failures are reported under a header
+    /// naming the snapshot.
+    fn render_snapshot(
+        &self,
+        repo: Arc<dyn RepoFiles>,
+        env: &str,
+        label: &str,
+    ) -> Result<Vec<crate::process::Resource>, i32> {
+        let mut project = self
+            .project_of(repo)
+            .inspect_err(|_| eprintln!("(while loading {label})"))?;
+        project.render(env).map_err(|d| {
+            self.report(&project.sources, d);
+            eprintln!("(while rendering `{env}` at {label})");
+            EXIT_INVALID
+        })
+    }
+
+    /// Loads and validates a snapshot; on failure prints and returns the exit code.
+    fn project_of(&self, repo: Arc<dyn RepoFiles>) -> Result<Project, i32> {
         let lib = self.library().map_err(|e| {
             eprintln!("error: {e}");
             EXIT_USAGE
         })?;
-        Project::load(Arc::new(repo), lib, self.limits()).map_err(
+        Project::load(repo, lib, self.limits()).map_err(
             |Failure {
                  sources,
                  diagnostics,

@@ -25,10 +25,16 @@ pub struct RenderArgs {
     /// Namespace when the environment's section sets none (default: the environment name).
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// Render a Git revision (commit, branch, tag) without checking it out.
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
 }
 
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
-    let mut project = match cli.project() {
+    let project = cli
+        .snapshot(args.rev.as_deref())
+        .and_then(|(repo, _)| cli.project_of(repo));
+    let mut project = match project {
         Ok(p) => p,
         Err(code) => return code,
     };

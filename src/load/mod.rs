@@ -4,6 +4,7 @@
 //! later stages get is a mapping, decoded, within limits, with no duplicate
 //! keys, and registered in [`Sources`] for diagnostics.
 
+pub mod git;
 pub mod repo;
 pub mod yaml;
 

@@ -1,0 +1,206 @@
+//! `controlcenter diff`: what a change does to the manifests, from Git
+//! alone (no cluster).
+
+use std::io::IsTerminal;
+
+use clap::Args;
+
+use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
+use crate::diff::{diff, ChangeKind, DiffOptions, DiffReport};
+
+/// Output of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// Change list, unified diffs, summary.
+    Text,
+    /// Machine-readable change list (for pull-request comments).
+    Json,
+}
+
+/// Options shared by `diff` and `promote`.
+#[derive(Args, Debug, Clone)]
+pub struct DiffOutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// One line per resource, no diffs.
+    #[arg(long)]
+    pub stat: bool,
+    /// Exit 1 when there are differences (for CI gates).
+    #[arg(long)]
+    pub exit_code: bool,
+    /// JSON pointer to leave out of the comparison (repeatable), e.g.
+    /// /metadata/annotations/checksum~1config
+    #[arg(long, value_name = "POINTER")]
+    pub ignore: Vec<String>,
+    /// Lines of context in unified diffs.
+    #[arg(long, default_value_t = 3)]
+    pub context: usize,
+}
+
+/// Arguments of `diff`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  controlcenter diff --env prod                           # HEAD → work tree\n  controlcenter diff --env prod --from main~1 --to main\n  controlcenter diff --env prod --against-env preprod     # two environments of one revision\n  controlcenter diff --env dev --format json --exit-code"
+)]
+pub struct DiffArgs {
+    /// Environment to compare.
+    #[arg(long, short)]
+    pub env: String,
+    /// Old side: a Git revision.
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub from: String,
+    /// New side: a Git revision (default: the work tree, uncommitted changes included).
+    #[arg(long, value_name = "REV")]
+    pub to: Option<String>,
+    /// Compare `--env` with this environment, both at `--to`.
+    #[arg(long, value_name = "ENV", conflicts_with = "from")]
+    pub against_env: Option<String>,
+    /// Output options.
+    #[command(flatten)]
+    pub output: DiffOutputArgs,
+}
+
+pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
+    let (to_files, to_label) = match cli.snapshot(args.to.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (old, old_label, new, new_label, ignore_namespace) = match &args.against_env {
+        Some(other) => {
+            let a = match cli.render_snapshot(to_files.clone(), &args.env, &to_label) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let b = match cli.render_snapshot(to_files, other, &to_label) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            (a, args.env.clone(), b, other.clone(), true)
+        }
+        None => {
+            let (from_files, from_label) = match cli.snapshot(Some(&args.from)) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let a = match cli.render_snapshot(from_files, &args.env, &from_label) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let b = match cli.render_snapshot(to_files, &args.env, &to_label) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            (a, from_label, b, to_label, false)
+        }
+    };
+    let opts = DiffOptions {
+        ignore: args.output.ignore.clone(),
+        ignore_namespace,
+        context: args.output.context,
+    };
+    print_report(
+        cli,
+        &diff(&old, &new, &opts),
+        &old_label,
+        &new_label,
+        &args.output,
+    )
+}
+
+/// Prints a report in the chosen form; the exit code follows `--exit-code`.
+pub(super) fn print_report(
+    cli: &Cli,
+    report: &DiffReport,
+    old: &str,
+    new: &str,
+    out: &DiffOutputArgs,
+) -> i32 {
+    let text = match out.format {
+        DiffFormat::Json => {
+            let (changed, added, removed) = report.counts();
+            let doc = serde_json::json!({
+                "from": old,
+                "to": new,
+                "summary": {"changed": changed, "added": added, "removed": removed, "unchanged": report.unchanged},
+                "changes": report.changes,
+            });
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+        }
+        DiffFormat::Text => text_report(report, old, new, out.stat, color(cli)),
+    };
+    let code = print_stdout(&text);
+    if code != EXIT_OK {
+        code
+    } else if out.exit_code && !report.is_empty() {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    }
+}
+
+fn color(cli: &Cli) -> bool {
+    match cli.color {
+        super::Color::Always => true,
+        super::Color::Never => false,
+        super::Color::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    }
+}
+
+fn paint(line: &str, on: bool) -> String {
+    if !on {
+        return line.to_owned();
+    }
+    let code = if line.starts_with("+++") || line.starts_with("---") {
+        "1"
+    } else if line.starts_with('+') {
+        "32"
+    } else if line.starts_with('-') {
+        "31"
+    } else if line.starts_with("@@") {
+        "36"
+    } else {
+        return line.to_owned();
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+fn text_report(report: &DiffReport, old: &str, new: &str, stat: bool, color: bool) -> String {
+    let mut out = format!("{old} → {new}\n");
+    for c in &report.changes {
+        let (mark, what) = match c.change {
+            ChangeKind::Added => ("+", "added".to_owned()),
+            ChangeKind::Removed => ("-", "removed".to_owned()),
+            ChangeKind::Changed => ("~", format!("changed, +{} -{}", c.insertions, c.deletions)),
+        };
+        out.push_str(&paint(
+            &format!("{mark} {:<60} ({what})", c.resource),
+            color && mark != "~",
+        ));
+        out.push('\n');
+    }
+    if !stat {
+        for c in report
+            .changes
+            .iter()
+            .filter(|c| c.change == ChangeKind::Changed)
+        {
+            out.push('\n');
+            for line in c.diff.lines() {
+                out.push_str(&paint(line, color));
+                out.push('\n');
+            }
+        }
+    }
+    if !report.changes.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{}, {} unchanged\n",
+        report.summary(),
+        report.unchanged
+    ));
+    out
+}

@@ -1,0 +1,86 @@
+//! `controlcenter promote --from dev --to preprod --dry-run`: what promoting
+//! one environment branch into another would change in the target.
+
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::diff::{print_report, DiffOutputArgs};
+use super::{Cli, EXIT_USAGE};
+use crate::diff::{diff, DiffOptions};
+use crate::load::repo::RepoFiles;
+use crate::promote::Promotion;
+
+/// Arguments of `promote`.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Takes controlcenter.yaml, tags.yaml, schemas/, policies/ and jsonnet/ from the\nsource branch, and env-<target>.yaml and secrets.yaml from the target branch,\nthen diffs the target environment's manifests against what it runs now.\n\nExamples:\n  controlcenter promote --from dev --to preprod --dry-run\n  controlcenter promote --from dev --to preprod --dry-run --from-rev origin/dev --to-rev origin/preprod"
+)]
+pub struct PromoteArgs {
+    /// Source environment (its branch is the source by default).
+    #[arg(long)]
+    pub from: String,
+    /// Target environment (its branch is the target by default).
+    #[arg(long)]
+    pub to: String,
+    /// Only show what would change (required: promotion itself is a Git merge).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Source revision (default: the branch named like --from, else origin/<from>).
+    #[arg(long, value_name = "REV")]
+    pub from_rev: Option<String>,
+    /// Target revision (default: the branch named like --to, else origin/<to>).
+    #[arg(long, value_name = "REV")]
+    pub to_rev: Option<String>,
+    /// Output options.
+    #[command(flatten)]
+    pub output: DiffOutputArgs,
+}
+
+pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
+    if !args.dry_run {
+        eprintln!("error: promote only previews; pass --dry-run (the promotion itself is a merge of the {} branch into {})", args.from, args.to);
+        return EXIT_USAGE;
+    }
+    let (source, source_label) = match branch(cli, args.from_rev.as_deref(), &args.from) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (target, target_label) = match branch(cli, args.to_rev.as_deref(), &args.to) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let before = match cli.render_snapshot(target.clone(), &args.to, &target_label) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let promoted: Arc<dyn RepoFiles> = Arc::new(Promotion { source, target });
+    let label = format!("{source_label} promoted into {target_label}");
+    let after = match cli.render_snapshot(promoted, &args.to, &label) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let opts = DiffOptions {
+        ignore: args.output.ignore.clone(),
+        ignore_namespace: false,
+        context: args.output.context,
+    };
+    print_report(
+        cli,
+        &diff(&before, &after, &opts),
+        &target_label,
+        &label,
+        &args.output,
+    )
+}
+
+/// An explicit revision, else the branch named like the environment, else
+/// its remote-tracking branch.
+fn branch(cli: &Cli, rev: Option<&str>, env: &str) -> Result<(Arc<dyn RepoFiles>, String), i32> {
+    if let Some(r) = rev {
+        return cli.snapshot(Some(r));
+    }
+    let remote = format!("origin/{env}");
+    let local = crate::load::git::GitRevision::open(&cli.repo, env).is_ok();
+    cli.snapshot(Some(if local { env } else { &remote }))
+}

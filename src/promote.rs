@@ -1,0 +1,64 @@
+//! Promotion preview: what would promoting one environment branch into
+//! another change?
+//!
+//! Environment branches carry the same controlcenter.yaml, tags.yaml,
+//! schemas, policies and Jsonnet, and each its own Terraform outputs and
+//! sealed secrets. Promoting `dev` into `preprod` merges the first kind of
+//! file from `dev`; `env-preprod.yaml` and `secrets.yaml` stay preprod's
+//! (secrets are sealed per cluster). [`Promotion`] presents exactly that
+//! view, and rendering `preprod` from it shows the result.
+
+use std::sync::Arc;
+
+use crate::load::repo::{normalize, ReadError, RepoFiles};
+use crate::load::SECRETS_FILE;
+
+/// The files of a promotion: shared inputs from the source, per-environment
+/// inputs from the target.
+pub struct Promotion {
+    /// The source branch (`dev`).
+    pub source: Arc<dyn RepoFiles>,
+    /// The target branch (`preprod`).
+    pub target: Arc<dyn RepoFiles>,
+}
+
+/// Whether a repo-relative path belongs to the target environment's branch.
+pub fn stays_with_target(rel: &str) -> bool {
+    let rel = normalize(rel).unwrap_or_default();
+    rel == SECRETS_FILE || (!rel.contains('/') && rel.starts_with("env-") && rel.ends_with(".yaml"))
+}
+
+impl RepoFiles for Promotion {
+    fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        if stays_with_target(rel) {
+            self.target.read(rel)
+        } else {
+            self.source.read(rel)
+        }
+    }
+
+    fn list_files(&self, rel: &str) -> Vec<String> {
+        self.source.list_files(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_and_secrets_stay_with_the_target() {
+        for p in ["env-preprod.yaml", "secrets.yaml", "./env-dev.yaml"] {
+            assert!(stays_with_target(p), "{p}");
+        }
+        for p in [
+            "controlcenter.yaml",
+            "tags.yaml",
+            "jsonnet/main.jsonnet",
+            "schemas/service.schema.json",
+            "jsonnet/env-x.yaml",
+        ] {
+            assert!(!stays_with_target(p), "{p}");
+        }
+    }
+}
