@@ -68,6 +68,46 @@ pub fn generate_repo(dir: &Path, n: usize) {
     std::fs::write(dir.join("env-prod.yaml"), &env_file).unwrap();
 }
 
+/// A Git repository holding `src` in one commit, then a second commit that
+/// raises every `replicas: 3` to 4 (every service changes).
+fn git_history(src: &Path, dest: &Path) {
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args(args)
+            .current_dir(dest)
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    std::fs::create_dir_all(dest).unwrap();
+    copy_tree(src, dest);
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "base"]);
+    let cc = dest.join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc).unwrap();
+    std::fs::write(&cc, text.replace("replicas: 3", "replicas: 4")).unwrap();
+    git(&["commit", "-q", "-am", "scale"]);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let t = to.join(e.file_name());
+        if e.path().is_dir() {
+            std::fs::create_dir_all(&t).unwrap();
+            copy_tree(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
 fn stats(mut times: Vec<Duration>) -> String {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -195,6 +235,24 @@ fn main() {
         &["--repo", article.to_str().unwrap(), "validate"],
         30,
     );
+    println!("diff between two Git revisions vs one render (wall time):");
+    for (label, src) in [("platform", &platform), ("generated 1000 services", &g1000)] {
+        let repo = tmp.path().join(format!("git-{}", label.len()));
+        git_history(src, &repo);
+        let r = repo.to_str().unwrap();
+        time_binary(
+            &format!("{label}: render --rev HEAD"),
+            &["--repo", r, "render", "--env", "prod", "--rev", "HEAD"],
+            5,
+        );
+        time_binary(
+            &format!("{label}: diff HEAD~1 → HEAD"),
+            &[
+                "--repo", r, "diff", "--env", "prod", "--from", "HEAD~1", "--to", "HEAD", "--stat",
+            ],
+            5,
+        );
+    }
     println!("generated 1000 services, prod, in process:");
     time_stages(&g1000, "prod", 5);
 }
