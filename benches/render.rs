@@ -133,13 +133,12 @@ fn time_binary(label: &str, args: &[&str], runs: usize) -> usize {
             "{label}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        lines = out
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
+        lines = resource_count(&out.stdout);
     }
-    println!("{label:<44} {}  [{lines} resources]", stats(times));
+    match lines {
+        0 => println!("{label:<44} {}", stats(times)),
+        n => println!("{label:<44} {}  [{n} resources]", stats(times)),
+    }
     lines
 }
 

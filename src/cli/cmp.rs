@@ -88,10 +88,7 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
     };
     let lib = match cli.library() {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let mut project = match Project::load(Arc::new(repo), lib, cli.limits()) {
         Ok(p) => p,

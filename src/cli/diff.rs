@@ -66,33 +66,39 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let (old, old_label, new, new_label, ignore_namespace) = match &args.against_env {
-        Some(other) => {
-            let a = match cli.render_snapshot(to_files.clone(), &args.env, &to_label) {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            let b = match cli.render_snapshot(to_files, other, &to_label) {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            (a, args.env.clone(), b, other.clone(), true)
-        }
+    // The two sides are independent: render them at once.
+    let (old_side, new_side, ignore_namespace) = match &args.against_env {
+        Some(other) => (
+            (to_files.clone(), args.env.clone(), to_label.clone()),
+            (to_files, other.clone(), to_label),
+            true,
+        ),
         None => {
             let (from_files, from_label) = match cli.snapshot(Some(&args.from)) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let a = match cli.render_snapshot(from_files, &args.env, &from_label) {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            let b = match cli.render_snapshot(to_files, &args.env, &to_label) {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            (a, from_label, b, to_label, false)
+            (
+                (from_files, args.env.clone(), from_label),
+                (to_files, args.env.clone(), to_label),
+                false,
+            )
         }
+    };
+    let (old, new) = std::thread::scope(|s| {
+        let old = s.spawn(|| cli.render_snapshot(old_side.0.clone(), &old_side.1, &old_side.2));
+        let new = cli.render_snapshot(new_side.0.clone(), &new_side.1, &new_side.2);
+        (old.join().unwrap_or(Err(EXIT_INVALID)), new)
+    });
+    let (old, new) = match (old, new) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    // Labels: the environments when comparing two, else the revisions.
+    let (old_label, new_label) = if ignore_namespace {
+        (old_side.1, new_side.1)
+    } else {
+        (old_side.2, new_side.2)
     };
     let opts = DiffOptions {
         ignore: args.output.ignore.clone(),

@@ -94,10 +94,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     }
     let lib = match cli.library() {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     roots.push(Root {
         label: LIB_LABEL.to_owned(),

@@ -126,12 +126,17 @@ impl Cli {
         }
     }
 
-    fn library(&self) -> Result<Arc<dyn RepoFiles>, String> {
+    /// The embedded library, or `--lib DIR`; on failure prints and
+    /// returns the exit code.
+    fn library(&self) -> Result<Arc<dyn RepoFiles>, i32> {
         match &self.lib {
             None => Ok(Arc::new(EmbeddedLibrary)),
             Some(dir) => WorkTree::open(dir)
                 .map(|w| Arc::new(w) as Arc<dyn RepoFiles>)
-                .map_err(|e| format!("--lib {}: {e}", dir.display())),
+                .map_err(|e| {
+                    eprintln!("error: --lib {}: {e}", dir.display());
+                    EXIT_USAGE
+                }),
         }
     }
 
@@ -181,10 +186,7 @@ impl Cli {
 
     /// Loads and validates a snapshot; on failure prints and returns the exit code.
     fn project_of(&self, repo: Arc<dyn RepoFiles>) -> Result<Project, i32> {
-        let lib = self.library().map_err(|e| {
-            eprintln!("error: {e}");
-            EXIT_USAGE
-        })?;
+        let lib = self.library()?;
         Project::load(repo, lib, self.limits()).map_err(
             |Failure {
                  sources,

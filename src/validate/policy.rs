@@ -275,6 +275,34 @@ fn memory_limits(resources: &[Resource], ctx: &PolicyContext<'_>, diags: &mut Ve
 }
 
 fn pdb_replicas(resources: &[Resource], ctx: &PolicyContext<'_>, diags: &mut Vec<Diagnostic>) {
+    // Computed once: every workload's pod labels, and every HPA's minimum
+    // by target (a PDB per service makes the naive scan quadratic).
+    let workloads: Vec<(&Resource, &serde_json::Map<String, Json>)> = resources
+        .iter()
+        .filter(|r| matches!(r.id.kind.as_str(), "Deployment" | "StatefulSet"))
+        .filter_map(|r| {
+            Some((
+                r,
+                r.value
+                    .pointer("/spec/template/metadata/labels")?
+                    .as_object()?,
+            ))
+        })
+        .collect();
+    let hpa_min: BTreeMap<(&str, &str, &str), u64> = resources
+        .iter()
+        .filter(|h| h.id.kind == "HorizontalPodAutoscaler")
+        .filter_map(|h| {
+            let kind = h.value.pointer("/spec/scaleTargetRef/kind")?.as_str()?;
+            let name = h.value.pointer("/spec/scaleTargetRef/name")?.as_str()?;
+            let min = h
+                .value
+                .pointer("/spec/minReplicas")
+                .and_then(Json::as_u64)
+                .unwrap_or(1);
+            Some(((h.id.namespace.as_str(), kind, name), min))
+        })
+        .collect();
     for pdb in resources
         .iter()
         .filter(|r| r.id.kind == "PodDisruptionBudget")
@@ -286,44 +314,25 @@ fn pdb_replicas(resources: &[Resource], ctx: &PolicyContext<'_>, diags: &mut Vec
         else {
             continue;
         };
-        for w in resources.iter().filter(|r| {
-            matches!(r.id.kind.as_str(), "Deployment" | "StatefulSet")
-                && r.id.namespace == pdb.id.namespace
-        }) {
-            let labels = w.value.pointer("/spec/template/metadata/labels");
-            if !selector
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        for (w, labels) in &workloads {
+            if w.id.namespace != pdb.id.namespace
+                || !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
             {
                 continue;
             }
-            let hpa_min = resources
-                .iter()
-                .filter(|h| {
-                    h.id.kind == "HorizontalPodAutoscaler" && h.id.namespace == w.id.namespace
-                })
-                .find(|h| {
-                    h.value
-                        .pointer("/spec/scaleTargetRef/name")
-                        .and_then(Json::as_str)
-                        == Some(&w.id.name)
-                        && h.value
-                            .pointer("/spec/scaleTargetRef/kind")
-                            .and_then(Json::as_str)
-                            == Some(&w.id.kind)
-                })
-                .map(|h| {
-                    h.value
-                        .pointer("/spec/minReplicas")
+            let replicas = hpa_min
+                .get(&(
+                    w.id.namespace.as_str(),
+                    w.id.kind.as_str(),
+                    w.id.name.as_str(),
+                ))
+                .copied()
+                .unwrap_or_else(|| {
+                    w.value
+                        .pointer("/spec/replicas")
                         .and_then(Json::as_u64)
                         .unwrap_or(1)
                 });
-            let replicas = hpa_min.unwrap_or_else(|| {
-                w.value
-                    .pointer("/spec/replicas")
-                    .and_then(Json::as_u64)
-                    .unwrap_or(1)
-            });
             if replicas < 2 {
                 diags.push(violation(
                     PDB_REPLICAS,
