@@ -103,6 +103,22 @@ impl Project {
                 });
             }
         };
+        // Values of fields the schema marks secret never show in a snippet.
+        let secret_fields = schemas.secret_service_fields();
+        if !secret_fields.is_empty() {
+            let spans: Vec<(usize, usize)> = inputs
+                .controlcenter
+                .root
+                .as_map()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|section| section.value.as_map().unwrap_or_default())
+                .flat_map(|service| service.value.as_map().unwrap_or_default())
+                .filter(|field| secret_fields.contains(&field.key))
+                .map(|field| (field.value.span.start, field.value.span.end))
+                .collect();
+            sources.redact(inputs.controlcenter.file, &spans);
+        }
         let mut diagnostics = schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root);
         let policies = match validate::policy::load_repo_policies(repo.as_ref(), &mut sources) {
             Ok(p) => p,

@@ -70,6 +70,8 @@ pub struct SchemaSet {
     known_fields: BTreeSet<String>,
     /// Service fields added by the repo (they reach templates under `extra`).
     extra_service_fields: BTreeSet<String>,
+    /// Service fields whose values are secret (`writeOnly: true`).
+    secret_service_fields: BTreeSet<String>,
 }
 
 impl SchemaSet {
@@ -82,6 +84,7 @@ impl SchemaSet {
         let mut controlcenter: Json =
             serde_json::from_str(CONTROLCENTER_SCHEMA).map_err(|e| e.to_string())?;
         let mut extra_service_fields = BTreeSet::new();
+        let mut secret_service_fields = BTreeSet::new();
         if let Some(ext) = extension {
             let props = ext
                 .get("properties")
@@ -102,6 +105,9 @@ impl SchemaSet {
                 }
                 service_props.insert(name.clone(), schema.clone());
                 extra_service_fields.insert(name.clone());
+                if schema.get("writeOnly") == Some(&Json::Bool(true)) {
+                    secret_service_fields.insert(name.clone());
+                }
             }
         }
         let mut known_fields = BTreeSet::new();
@@ -113,12 +119,19 @@ impl SchemaSet {
             secrets: compile(&serde_json::from_str(SECRETS_SCHEMA).map_err(|e| e.to_string())?)?,
             known_fields,
             extra_service_fields,
+            secret_service_fields,
         })
     }
 
     /// Service fields declared by the repo's own schema.
     pub fn extra_service_fields(&self) -> &BTreeSet<String> {
         &self.extra_service_fields
+    }
+
+    /// Service fields the repo's schema marks secret (`writeOnly: true`):
+    /// their values are masked in every snippet.
+    pub fn secret_service_fields(&self) -> &BTreeSet<String> {
+        &self.secret_service_fields
     }
 
     /// Validates a document; every violation becomes a located diagnostic.
