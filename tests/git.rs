@@ -50,7 +50,7 @@ fn article(file: &str) -> String {
 
 /// dev: A (the article example) → B (dev bumps service_rpps to v1.0.151)
 /// → C (the preprod section takes v1.0.150, ready to promote).
-/// preprod: a branch at A.
+/// preprod, prod: branches at A.
 struct History {
     dir: tempfile::TempDir,
     a: Oid,
@@ -89,6 +89,7 @@ fn history() -> History {
         &[("controlcenter.yaml", cc_c)],
         "preprod: service_rpps v1.0.150",
     );
+    checkout_branch(&repo, "prod", a);
     checkout_branch(&repo, "preprod", a);
     checkout_branch(&repo, "dev", c);
     History { dir, a, b, c }
