@@ -258,21 +258,6 @@ impl Diagnostics {
         self.items.extend(ds);
     }
 
-    /// Whether any error was recorded.
-    pub fn has_errors(&self) -> bool {
-        self.items.iter().any(Diagnostic::is_error)
-    }
-
-    /// Number of errors recorded.
-    pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.is_error()).count()
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
     /// Sorted by file, position, code and message, without exact repeats
     /// (the same `defaults` problem is found once per environment).
     pub fn into_sorted(mut self, sources: &Sources) -> Vec<Diagnostic> {

@@ -22,8 +22,6 @@ pub struct GitRevision {
     /// Directory of the control-center repository inside the Git work tree
     /// (`""` when it is the top level).
     prefix: String,
-    /// The commit, for messages.
-    pub commit: String,
 }
 
 /// Why a revision cannot be opened.
@@ -74,14 +72,12 @@ impl GitRevision {
             .tree()
             .map_err(|e| RevisionError::UnknownRevision(e.message().to_owned()))?
             .id();
-        let id = commit.id().to_string();
         drop(commit);
         drop(object);
         Ok(GitRevision {
             repo: Mutex::new(repo),
             tree,
             prefix,
-            commit: id,
         })
     }
 
