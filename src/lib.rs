@@ -160,11 +160,6 @@ impl Project {
             .collect()
     }
 
-    /// Whether `env-<env>.yaml` is present on this branch.
-    pub fn has_env_file(&self, env: &str) -> bool {
-        matches!(self.repo.read(&load::env_file_name(env)), Ok(Some(_)))
-    }
-
     /// Resolves `env` into the state the library receives.
     pub fn resolve(&mut self, env: &str) -> Result<ResolvedEnv, Vec<Diagnostic>> {
         if self.inputs.controlcenter.root.get(env).is_none()

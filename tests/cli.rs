@@ -79,18 +79,8 @@ fn validate_reports_errors_of_every_environment_at_once() {
     .unwrap();
     std::fs::write(repo.path().join("env-dev.yaml"), "{}\n").unwrap();
     std::fs::write(repo.path().join("env-prod.yaml"), "{}\n").unwrap();
-    let out = run(&[
-        "--repo",
-        repo.path().to_str().unwrap(),
-        "--error-format",
-        "json",
-        "validate",
-    ]);
+    let (out, lines) = common::validate_json(repo.path());
     assert_eq!(out.status.code(), Some(1));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let lines_at: Vec<u64> = lines
         .iter()
         .map(|d| d["location"]["line"].as_u64().unwrap())

@@ -117,18 +117,8 @@ fn the_plaintext_secret_is_never_echoed() {
 #[test]
 fn json_diagnostics_carry_the_same_locations_as_the_human_form() {
     let case = common::root().join("tests/fixtures/errors/many-errors");
-    let out = run(&[
-        "--repo",
-        case.to_str().unwrap(),
-        "--error-format",
-        "json",
-        "validate",
-    ]);
+    let (out, lines) = common::validate_json(&case);
     assert_eq!(out.status.code(), Some(1));
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
     let found: Vec<(String, u64, u64)> = lines
         .iter()
         .map(|d| {

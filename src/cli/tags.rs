@@ -68,15 +68,15 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
     };
     let path = repo.root().join(TAGS_FILE);
     let mut sources = Sources::default();
-    let text = match load::read_text(&repo, &mut sources, TAGS_FILE) {
-        Ok(Some((_, text))) => text.to_string(),
-        Ok(None) => String::new(),
+    let (file, text) = match load::read_text(&repo, &mut sources, TAGS_FILE) {
+        Ok(Some((file, text))) => (file, text.to_string()),
+        // A first build: tags.yaml does not exist yet.
+        Ok(None) => (sources.add(TAGS_FILE, ""), String::new()),
         Err(d) => {
             cli.report(&sources, vec![d]);
             return EXIT_INVALID;
         }
     };
-    let file = sources.add(TAGS_FILE, text.as_str());
     match &args.action {
         TagsAction::Get { service, rev } => match crate::load::yaml::parse(&text, file) {
             Ok(root) => match tags::get(&root, service, rev) {

@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::{Cli, EXIT_INVALID, EXIT_OK};
+use crate::diagnostics::Code;
 use crate::load::env_file_name;
 
 /// Arguments of `validate`.
@@ -32,15 +33,16 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
     let mut diagnostics = Vec::new();
     let mut summary = Vec::new();
     for env in &envs {
-        if !explicit && !project.has_env_file(env) {
-            summary.push(format!(
-                "skipped {env}: {} is not on this branch",
-                env_file_name(env)
-            ));
-            continue;
-        }
         match project.render(env) {
             Ok(resources) => summary.push(format!("ok      {env}: {} resources", resources.len())),
+            // The resolver already looked for env-<env>.yaml: when it is all
+            // that is missing, the environment lives on another branch.
+            Err(d) if !explicit && d.len() == 1 && d[0].code == Code::EnvFileMissing => {
+                summary.push(format!(
+                    "skipped {env}: {} is not on this branch",
+                    env_file_name(env)
+                ));
+            }
             Err(d) => {
                 summary.push(format!("failed  {env}"));
                 diagnostics.extend(d);

@@ -71,3 +71,20 @@ pub fn transcript(out: &Output) -> String {
 pub fn strict_tools() -> bool {
     std::env::var_os("CI").is_some_and(|v| v != "false" && v != "0")
 }
+
+/// Runs `validate --error-format json` on `repo`: the output and the
+/// diagnostics, one JSON object per stdout line.
+pub fn validate_json(repo: &Path) -> (Output, Vec<serde_json::Value>) {
+    let out = run(&[
+        "--repo",
+        repo.to_str().unwrap(),
+        "--error-format",
+        "json",
+        "validate",
+    ]);
+    let diagnostics = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    (out, diagnostics)
+}
