@@ -16,8 +16,14 @@ use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 
 /// Maximum nesting of mappings and sequences.
 pub const MAX_DEPTH: usize = 128;
-/// Maximum number of nodes a document may expand to through aliases.
+/// Maximum number of values (scalars, sequences, mappings, keys) a
+/// document may hold, counting each alias use and each anchored copy at
+/// its full size.
 pub const MAX_NODES: usize = 1_000_000;
+/// Maximum scalar text that anchors and aliases may copy, in bytes.
+pub const MAX_COPIED_BYTES: usize = 64 * 1024 * 1024;
+/// The UTF-8 byte-order mark, legal at the start of a YAML stream.
+const BOM: &str = "\u{feff}";
 
 /// A YAML node with its location.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,18 +148,55 @@ pub fn pointer_tokens(pointer: &str) -> impl Iterator<Item = String> + '_ {
 
 /// Parses one YAML document of `file`. An empty document is `Null`.
 pub fn parse(text: &str, file: FileId) -> Result<Node, Vec<Diagnostic>> {
+    if let Some(d) = forbidden_character(text, file) {
+        return Err(vec![d]);
+    }
     Builder::new(text, file).run()
 }
 
-/// Maps saphyr's character indices to byte offsets.
+/// Whether YAML allows `c` in a stream (YAML 1.2 `c-printable`).
+fn is_printable(c: char) -> bool {
+    matches!(c,
+        '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}'
+        | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// The first character YAML forbids (NUL, other control characters, a
+/// byte-order mark past the start). saphyr stops reading at some of them
+/// and would silently lose the rest of the file.
+pub fn forbidden_character(text: &str, file: FileId) -> Option<Diagnostic> {
+    let body_start = if text.starts_with(BOM) { BOM.len() } else { 0 };
+    let (at, c) = text
+        .char_indices()
+        .skip(usize::from(body_start > 0))
+        .find(|&(_, c)| !is_printable(c) || c == '\u{feff}')?;
+    let name = match c {
+        '\0' => "a NUL byte".to_owned(),
+        '\u{feff}' => "a byte-order mark (U+FEFF) after the start of the file".to_owned(),
+        c => format!("the control character U+{:04X}", c as u32),
+    };
+    Some(
+        Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {name}"))
+            .at(
+                Span::new(file, at, at + c.len_utf8()),
+                "YAML does not allow this character",
+            )
+            .help("remove it; if the file was written by a tool, check its encoding"),
+    )
+}
+
+/// Maps saphyr's character indices (in the text after any byte-order
+/// mark) to byte offsets in the whole file.
 struct Offsets {
     /// Byte offset of each char index; empty when the text is ASCII.
     table: Vec<usize>,
+    /// Bytes before the parsed text (a byte-order mark).
+    base: usize,
     len: usize,
 }
 
 impl Offsets {
-    fn new(text: &str) -> Self {
+    fn new(text: &str, base: usize) -> Self {
         let table = if text.is_ascii() {
             Vec::new()
         } else {
@@ -161,16 +204,18 @@ impl Offsets {
         };
         Offsets {
             table,
+            base,
             len: text.len(),
         }
     }
 
     fn byte(&self, char_index: usize) -> usize {
-        if self.table.is_empty() {
-            char_index.min(self.len)
-        } else {
-            self.table.get(char_index).copied().unwrap_or(self.len)
-        }
+        self.base
+            + if self.table.is_empty() {
+                char_index.min(self.len)
+            } else {
+                self.table.get(char_index).copied().unwrap_or(self.len)
+            }
     }
 }
 
@@ -195,8 +240,11 @@ struct Builder<'t> {
     file: FileId,
     offsets: Offsets,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<usize, (Node, Size)>,
+    /// Values held so far, copies included.
     nodes: usize,
+    /// Scalar bytes copied by anchors and aliases.
+    copied: usize,
     errors: Vec<Diagnostic>,
     root: Option<Node>,
     documents: usize,
@@ -204,13 +252,16 @@ struct Builder<'t> {
 
 impl<'t> Builder<'t> {
     fn new(text: &'t str, file: FileId) -> Self {
+        // A leading byte-order mark is legal YAML; the parser does not know it.
+        let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
         Builder {
             text,
             file,
-            offsets: Offsets::new(text),
+            offsets: Offsets::new(&text[base..], base),
             stack: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
+            copied: 0,
             errors: Vec::new(),
             root: None,
             documents: 0,
@@ -222,7 +273,7 @@ impl<'t> Builder<'t> {
     }
 
     fn run(mut self) -> Result<Node, Vec<Diagnostic>> {
-        let mut parser = Parser::new_from_str(self.text);
+        let mut parser = Parser::new_from_str(&self.text[self.offsets.base..]);
         while let Some(event) = parser.next_event() {
             let (event, span) = match event {
                 Ok(e) => e,
@@ -297,14 +348,14 @@ impl<'t> Builder<'t> {
             }
             Event::Alias(id) => {
                 let span = self.span(start, end);
-                let Some((node, count)) = self.anchors.get(&id) else {
+                let Some((node, size_of_anchor)) = self.anchors.get(&id) else {
                     return Err(
                         Diagnostic::error(Code::YamlSyntax, "alias to an unknown anchor")
                             .at(span, "no anchor with this name before here"),
                     );
                 };
-                let (mut node, count) = (node.clone(), *count);
-                self.count(count, span)?;
+                let (mut node, size) = (node.clone(), *size_of_anchor);
+                self.count(size, span)?;
                 // The alias is used here: point at the use, keep the content.
                 node.span = span;
                 self.finish(node, 0)?;
@@ -380,15 +431,39 @@ impl<'t> Builder<'t> {
         Ok(())
     }
 
-    fn count(&mut self, n: usize, span: Span) -> Result<(), Diagnostic> {
-        self.nodes = self.nodes.saturating_add(n);
+    /// Charges `size` against the document's limits; `span` is where the
+    /// values are being added.
+    fn count(&mut self, size: Size, span: Span) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(size.nodes);
+        self.copied = self.copied.saturating_add(size.copied_bytes);
+        let copies = !self.anchors.is_empty();
         if self.nodes > MAX_NODES {
+            let why = if copies {
+                " (each alias use and each anchored value counts its whole content)"
+            } else {
+                ""
+            };
             return Err(Diagnostic::error(
                 Code::YamlLimit,
-                format!("aliases expand this document beyond {MAX_NODES} nodes"),
+                format!("this document holds more than {MAX_NODES} values{why}"),
             )
-            .at(span, "expansion limit reached at this alias")
-            .help("this looks like an alias bomb; write the values out or reduce the nesting of aliases"));
+            .at(span, "the limit is reached here")
+            .help(if copies {
+                "this looks like an alias bomb; write the values out or reduce the nesting of anchors and aliases"
+            } else {
+                "controlcenter inputs are hand- or CI-written; split the data or check that the right file is committed"
+            }));
+        }
+        if self.copied > MAX_COPIED_BYTES {
+            return Err(Diagnostic::error(
+                Code::YamlLimit,
+                format!(
+                    "anchors and aliases copy more than {} MiB of text in this document",
+                    MAX_COPIED_BYTES >> 20
+                ),
+            )
+            .at(span, "the limit is reached here")
+            .help("this looks like an alias bomb; write the values out or reduce the nesting of anchors and aliases"));
         }
         Ok(())
     }
@@ -444,10 +519,19 @@ impl<'t> Builder<'t> {
     /// Attaches a completed node to its parent (or makes it the root).
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
         if anchor != 0 {
-            self.anchors
-                .insert(anchor, (node.clone(), node_count(&node)));
+            // Keeping the anchor is a copy: charge it, or nested anchors
+            // multiply memory without a single alias.
+            let size = Size::of(&node);
+            self.count(size, node.span)?;
+            self.anchors.insert(anchor, (node.clone(), size));
         }
-        self.count(1, node.span)?;
+        self.count(
+            Size {
+                nodes: 1,
+                copied_bytes: 0,
+            },
+            node.span,
+        )?;
         let text = self.text;
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -558,11 +642,33 @@ fn key_text(node: &Node, text: &str) -> Result<String, Diagnostic> {
     }
 }
 
-fn node_count(node: &Node) -> usize {
-    match &node.value {
-        Value::Seq(s) => 1 + s.iter().map(node_count).sum::<usize>(),
-        Value::Map(m) => 1 + m.iter().map(|e| 1 + node_count(&e.value)).sum::<usize>(),
-        _ => 1,
+/// What a copy of a node costs: its values and its scalar text.
+#[derive(Clone, Copy, Debug, Default)]
+struct Size {
+    nodes: usize,
+    copied_bytes: usize,
+}
+
+impl Size {
+    fn of(node: &Node) -> Size {
+        let mut size = Size::default();
+        let mut todo = vec![node];
+        while let Some(n) = todo.pop() {
+            size.nodes += 1;
+            match &n.value {
+                Value::Seq(s) => todo.extend(s),
+                Value::Map(m) => {
+                    for e in m {
+                        size.nodes += 1;
+                        size.copied_bytes += e.key.len();
+                        todo.push(&e.value);
+                    }
+                }
+                Value::String(s) => size.copied_bytes += s.len(),
+                _ => {}
+            }
+        }
+        size
     }
 }
 
@@ -709,6 +815,71 @@ mod tests {
         }
         let errs = load(&text).unwrap_err();
         assert_eq!(errs[0].code, Code::YamlLimit);
+    }
+
+    #[test]
+    fn nested_anchors_without_aliases_are_bounded() {
+        // Each anchor keeps a copy of its subtree: 30 nested anchors over a
+        // large list once took gigabytes without a single alias.
+        let mut text = String::new();
+        for i in 0..30 {
+            text.push_str(&format!("{}k{i}: &a{i}\n", "  ".repeat(i)));
+        }
+        text.push_str(&format!(
+            "{}leaf: [{}]\n",
+            "  ".repeat(30),
+            vec!["x"; 60_000].join(", ")
+        ));
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlLimit);
+        assert!(errs[0].message.contains("values"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_large_list_without_aliases_names_the_real_limit() {
+        let text = format!("a: [{}]\n", vec!["1"; MAX_NODES + 1].join(","));
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlLimit);
+        assert!(!errs[0].message.contains("alias"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("1000000 values"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn aliases_copying_long_strings_are_bounded() {
+        let big = "y".repeat(1 << 20);
+        let mut text = format!("s: &s {big}\nl: [");
+        text.push_str(&vec!["*s"; 100].join(", "));
+        text.push_str("]\n");
+        let errs = load(&text).unwrap_err();
+        assert_eq!(errs[0].code, Code::YamlLimit);
+        assert!(errs[0].message.contains("MiB"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_accepted() {
+        let text = "\u{feff}dev:\n  svc:\n    git_rev: v1\n";
+        let n = load(text).unwrap();
+        let r = n.pointer("/dev/svc/git_rev").unwrap();
+        assert_eq!(&text[r.span.start..r.span.end], "v1");
+    }
+
+    #[test]
+    fn forbidden_characters_are_errors_at_their_place() {
+        for (text, bad) in [
+            ("dev:\n  a: {git_rev: v1}\0\n  b: {git_rev: v2}\n", '\0'),
+            ("a: 1\nb: x\u{7}y\n", '\u{7}'),
+            ("a: 1\nb: \u{feff}x\n", '\u{feff}'),
+            ("a: 1\nb: x\u{9f}\n", '\u{9f}'),
+        ] {
+            let at = text.find(bad).unwrap();
+            let errs = load(text).unwrap_err();
+            assert_eq!(errs[0].code, Code::YamlSyntax, "{text:?}");
+            assert_eq!(errs[0].primary.as_ref().unwrap().span.start, at, "{text:?}");
+        }
     }
 
     #[test]
