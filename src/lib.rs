@@ -16,6 +16,7 @@ pub mod evaluate;
 pub mod load;
 pub mod process;
 pub mod promote;
+pub mod redact;
 pub mod resolve;
 pub mod tags;
 pub mod validate;
@@ -115,7 +116,10 @@ impl Project {
                 .flat_map(|section| section.value.as_map().unwrap_or_default())
                 .flat_map(|service| service.value.as_map().unwrap_or_default())
                 .filter(|field| secret_fields.contains(&field.key))
-                .map(|field| (field.value.span.start, field.value.span.end))
+                .map(|field| {
+                    sources.secrets_mut().add_json(&field.value.to_json());
+                    (field.value.span.start, field.value.span.end)
+                })
                 .collect();
             sources.redact(inputs.controlcenter.file, &spans);
         }
@@ -200,6 +204,7 @@ impl Project {
             Some(&env_file),
             &self.sources,
             self.schemas.extra_service_fields(),
+            self.schemas.secret_service_fields(),
             env,
             self.default_namespace.as_deref(),
         )
@@ -217,12 +222,14 @@ impl Project {
         &mut self,
         resolved: &ResolvedEnv,
     ) -> Result<Vec<Resource>, Vec<Diagnostic>> {
-        let state_json = state_json(resolved);
+        let state_json = engine_input(&resolved.state);
         let output = match evaluate::render_state(
             self.repo.clone(),
             self.lib.clone(),
             state_json,
             self.limits,
+            self.sources.secrets(),
+            true,
         ) {
             Ok(o) => o,
             Err(f) => {
@@ -296,11 +303,16 @@ impl Project {
         let fails = |keys: &[String]| {
             let mut state = resolved.state.clone();
             state.services.retain(|k, _| keys.contains(k));
-            let json = serde_json::to_value(&state)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
+            let json = engine_input(&state);
             matches!(
-                evaluate::render_state(self.repo.clone(), self.lib.clone(), json, self.limits),
+                evaluate::render_state(
+                    self.repo.clone(),
+                    self.lib.clone(),
+                    json,
+                    self.limits,
+                    self.sources.secrets(),
+                    false
+                ),
                 Err(f) if f.message == message
             )
         };
@@ -363,11 +375,21 @@ impl Project {
     }
 }
 
-/// The state as compact JSON with sorted keys: what `state` prints and what
-/// the library receives.
+/// The state as compact JSON with sorted keys, secret fields shown as
+/// `<redacted>`: what `state` prints.
 pub fn state_json(resolved: &ResolvedEnv) -> String {
     // Through Value so every object's keys come out sorted.
     serde_json::to_value(&resolved.state)
         .map(|v| v.to_string())
         .unwrap_or_default()
+}
+
+/// The state as the library receives it: [`state_json`] with secret
+/// fields holding their values. Never printed.
+fn engine_input(state: &resolve::state::State) -> String {
+    redact::exposed(|| {
+        serde_json::to_value(state)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    })
 }

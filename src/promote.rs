@@ -37,6 +37,14 @@ impl RepoFiles for Promotion {
         }
     }
 
+    fn read_real(&self, rel: &str) -> Result<Option<(String, Vec<u8>)>, ReadError> {
+        if stays_with_target(rel) {
+            self.target.read_real(rel)
+        } else {
+            self.source.read_real(rel)
+        }
+    }
+
     fn list_files(&self, rel: &str) -> Vec<String> {
         self.source.list_files(rel)
     }

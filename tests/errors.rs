@@ -244,3 +244,323 @@ fn planted_secrets_never_appear_in_any_output() {
         }
     }
 }
+
+/// The canary planted in every secret position below.
+const CANARY: &str = "CANARYq7Zk3xW9";
+
+/// A copy of the platform example with one secret position planted (and
+/// perhaps the input broken around it), committed on top of the clean
+/// example so `diff` and `promote` see it too.
+fn planted_repo(plant: &dyn Fn(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    copy_tree(
+        &common::root().join("controlcenter-examples/platform"),
+        repo,
+    );
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "clean"]);
+    plant(repo);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "planted"]);
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+fn edit(path: &Path, f: impl FnOnce(Vec<u8>) -> Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, f(bytes)).unwrap();
+}
+
+fn replace_once(bytes: Vec<u8>, from: &str, to: &[u8]) -> Vec<u8> {
+    let text = bytes;
+    let at = text
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("`{from}` not found"));
+    [&text[..at], to, &text[at + from.len()..]].concat()
+}
+
+/// Sets the first sensitive output of env-prod.yaml (JSON) to the canary,
+/// followed by `after` inside the string.
+fn plant_sensitive_output(repo: &Path, after: &[u8]) {
+    let path = repo.join("env-prod.yaml");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let (_, secret) = doc
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, o)| o["sensitive"] == true)
+        .unwrap();
+    let old = format!("\"value\": {}", secret["value"]);
+    let new = [format!("\"value\": \"{CANARY}").as_bytes(), after, b"\""].concat();
+    edit(&path, |b| replace_once(b, &old, &new));
+}
+
+/// Adds a `writeOnly` service field `token` holding the canary.
+fn plant_write_only_field(repo: &Path) {
+    let schema = repo.join("schemas/service.schema.json");
+    edit(&schema, |b| {
+        replace_once(
+            b,
+            "\"properties\": {",
+            b"\"properties\": {\n    \"token\": {\"type\": \"string\", \"writeOnly\": true},",
+        )
+    });
+    edit(&repo.join("controlcenter.yaml"), |b| {
+        replace_once(
+            b,
+            "prod:\n  namespace: acme-prod\n",
+            format!(
+                "prod:\n  namespace: acme-prod\n  tokened:\n    git_rev: v1\n    token: {CANARY}\n"
+            )
+            .as_bytes(),
+        )
+    });
+    edit(&repo.join("tags.yaml"), |mut b| {
+        b.extend_from_slice(b"tokened:\n  v1: registry.example.com/tokened:1\n");
+        b
+    });
+}
+
+/// Makes the repo's entry point run `prefix` first (with `tokens`, the
+/// values of every service's `token`, in scope).
+fn prefix_entry_point(repo: &Path, prefix: &str) {
+    edit(&repo.join("jsonnet/main.jsonnet"), |b| {
+        replace_once(
+            b,
+            "function(state)\n",
+            format!("function(state)\n  local tokens = [s.extra.token for s in std.objectValues(state.services) if std.objectHas(s.extra, 'token')];\n  {prefix}\n").as_bytes(),
+        )
+    });
+}
+
+fn append_secret(repo: &Path, yaml: &[u8]) {
+    edit(&repo.join("secrets.yaml"), |b| {
+        replace_once(b, "prod:\n", &[b"prod:\n".as_slice(), yaml].concat())
+    });
+}
+
+/// Every file under `dir`, as text.
+fn files_text(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.push_str(&files_text(&e.path()));
+            } else {
+                out.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_planted_secret_never_appears_in_any_output_of_any_command() {
+    type Plant = Box<dyn Fn(&Path)>;
+    let plants: Vec<(&str, Plant)> = vec![
+        (
+            "sensitive output",
+            Box::new(|r| plant_sensitive_output(r, b"")),
+        ),
+        (
+            "sensitive output + non-UTF-8 byte",
+            Box::new(|r| plant_sensitive_output(r, b"\xff")),
+        ),
+        (
+            "sensitive output + JSON syntax error",
+            Box::new(|r| plant_sensitive_output(r, b"\", [\"x")),
+        ),
+        (
+            "sensitive output + NUL byte",
+            Box::new(|r| plant_sensitive_output(r, b"\0")),
+        ),
+        (
+            "sensitive output + one plain key",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                edit(&r.join("env-prod.yaml"), |b| {
+                    replace_once(b, "{", b"{\n  \"plain_extra\": \"x\",")
+                });
+            }),
+        ),
+        (
+            "secrets.yaml stringData",
+            Box::new(|r| {
+                append_secret(r, format!("  leaked:\n    namespace: acme-prod\n    stringData:\n      password: {CANARY}\n").as_bytes())
+            }),
+        ),
+        (
+            "secrets.yaml without a name level",
+            Box::new(|r| {
+                append_secret(
+                    r,
+                    format!("  encryptedData:\n    password: {CANARY}\n").as_bytes(),
+                )
+            }),
+        ),
+        (
+            "secrets.yaml unsealed value",
+            Box::new(|r| {
+                append_secret(r, format!("  leaked:\n    namespace: acme-prod\n    encryptedData:\n      password: {CANARY}\n").as_bytes())
+            }),
+        ),
+        (
+            "secrets.yaml + non-UTF-8 byte",
+            Box::new(|r| {
+                append_secret(
+                    r,
+                    &[
+                        format!("  leaked:\n    encryptedData:\n      password: {CANARY}")
+                            .as_bytes(),
+                        b"\xff\n",
+                    ]
+                    .concat(),
+                )
+            }),
+        ),
+        (
+            "secrets.yaml + syntax error",
+            Box::new(|r| {
+                append_secret(
+                    r,
+                    format!("  leaked:\n    encryptedData:\n      password: [{CANARY}\n")
+                        .as_bytes(),
+                )
+            }),
+        ),
+        ("writeOnly field", Box::new(plant_write_only_field)),
+        (
+            "writeOnly field + broken controlcenter.yaml",
+            Box::new(|r| {
+                plant_write_only_field(r);
+                edit(&r.join("controlcenter.yaml"), |b| {
+                    replace_once(
+                        b,
+                        &format!("    token: {CANARY}\n"),
+                        format!("    token: {CANARY}\n\t  bad: [\n").as_bytes(),
+                    )
+                });
+            }),
+        ),
+        (
+            "writeOnly field quoted by a template error",
+            Box::new(|r| {
+                plant_write_only_field(r);
+                prefix_entry_point(
+                    r,
+                    "if std.length(tokens) > 0 then error 'bad token: ' + tokens[0] else",
+                );
+            }),
+        ),
+        (
+            "writeOnly field in std.trace",
+            Box::new(|r| {
+                plant_write_only_field(r);
+                prefix_entry_point(r, "assert std.trace('token: ' + tokens[0], true);");
+            }),
+        ),
+        (
+            "importstr of the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                prefix_entry_point(r, "local leak = importstr '../env-prod.yaml'; assert std.length(leak) > 0 : leak;");
+            }),
+        ),
+        (
+            "importstr of secrets.yaml through a symlink",
+            Box::new(|r| {
+                append_secret(
+                    r,
+                    format!("  leaked:\n    encryptedData:\n      password: {CANARY}\n").as_bytes(),
+                );
+                std::os::unix::fs::symlink("../secrets.yaml", r.join("jsonnet/data.txt")).unwrap();
+                prefix_entry_point(
+                    r,
+                    "local leak = importstr 'data.txt'; assert std.length(leak) < 0 : leak;",
+                );
+            }),
+        ),
+    ];
+    for (name, plant) in plants {
+        let dir = planted_repo(&*plant);
+        let repo = dir.path();
+        let r = repo.to_str().unwrap();
+        let out_dir = repo.join("out");
+        let o = out_dir.to_str().unwrap();
+        let mut runs: Vec<Vec<&str>> = vec![
+            vec!["render", "--env", "prod"],
+            vec!["render", "--env", "prod", "--format", "json"],
+            vec!["render", "--env", "prod", "--out-dir", o],
+            vec!["state", "--env", "prod"],
+            vec!["diff", "--env", "prod", "--from", "HEAD~1"],
+            vec![
+                "diff", "--env", "prod", "--from", "HEAD~1", "--format", "json",
+            ],
+            vec![
+                "promote",
+                "--from",
+                "dev",
+                "--to",
+                "prod",
+                "--dry-run",
+                "--from-rev",
+                "HEAD",
+                "--to-rev",
+                "HEAD~1",
+            ],
+        ];
+        for format in ["human", "json", "github", "short"] {
+            runs.push(vec!["--error-format", format, "validate"]);
+            runs.push(vec!["--error-format", format, "render", "--env", "prod"]);
+        }
+        for args in runs {
+            let out = common::controlcenter()
+                .args(["--repo", r])
+                .args(&args)
+                .output()
+                .unwrap();
+            let all = format!("{}{}{}", transcript(&out), files_text(&out_dir), "");
+            assert!(
+                !all.contains(CANARY),
+                "{name}: {args:?} printed the secret:\n{all}"
+            );
+        }
+        let out = common::controlcenter()
+            .args(["cmp", "generate"])
+            .current_dir(repo)
+            .env("ARGOCD_ENV_CC_ENV", "prod")
+            .output()
+            .unwrap();
+        assert!(
+            !transcript(&out).contains(CANARY),
+            "{name}: cmp generate printed the secret"
+        );
+    }
+}

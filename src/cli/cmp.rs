@@ -22,6 +22,10 @@ use crate::Project;
 /// Most lines of error text the plugin prints (Argo CD shows them in the UI).
 pub const MAX_ERROR_LINES: usize = 20;
 
+/// Most `std.trace` lines the plugin prints (plus one saying the rest was
+/// suppressed); errors get what is left of [`MAX_ERROR_LINES`].
+pub const MAX_TRACE_LINES: usize = 9;
+
 /// Arguments of `cmp`.
 #[derive(Args, Debug)]
 #[command(
@@ -71,6 +75,8 @@ pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
 }
 
 fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
+    // Argo CD shows stderr in its UI: traces share the short budget.
+    crate::evaluate::engine::set_trace_budget(MAX_TRACE_LINES);
     let vars: BTreeMap<String, String> = std::env::vars().collect();
     let Some(root) = find_repo_root(start) else {
         eprintln!(
@@ -125,14 +131,18 @@ fn fail(sources: &Sources, diagnostics: Vec<Diagnostic>) -> i32 {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut text: Vec<String> = lines.iter().take(MAX_ERROR_LINES).cloned().collect();
-    if lines.len() > MAX_ERROR_LINES {
-        text.truncate(MAX_ERROR_LINES - 1);
+    // Trace lines already printed count against the plugin's budget.
+    let budget = MAX_ERROR_LINES
+        .saturating_sub(crate::evaluate::engine::trace_lines_printed().min(MAX_TRACE_LINES + 1))
+        .max(2);
+    let mut text: Vec<String> = lines.iter().take(budget).cloned().collect();
+    if lines.len() > budget {
+        text.truncate(budget - 1);
         text.push(format!(
             "… {} problems in all; run `controlcenter validate` on the repository for every detail",
             sorted.len()
         ));
     }
-    eprintln!("{}", text.join("\n"));
+    eprintln!("{}", sources.secrets().scrub(&text.join("\n")));
     EXIT_INVALID
 }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
 use crate::diff::{diff, ChangeKind, DiffOptions, DiffReport};
+use crate::redact::SecretValues;
 
 /// Output of `diff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -90,10 +91,11 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         let new = cli.render_snapshot(new_side.0.clone(), &new_side.1, &new_side.2);
         (old.join().unwrap_or(Err(EXIT_INVALID)), new)
     });
-    let (old, new) = match (old, new) {
+    let ((old, mut secrets), (new, new_secrets)) = match (old, new) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
+    secrets.extend(&new_secrets);
     // Labels: the environments when comparing two, else the revisions.
     let (old_label, new_label) = if ignore_namespace {
         (old_side.1, new_side.1)
@@ -111,6 +113,7 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         &old_label,
         &new_label,
         &args.output,
+        &secrets,
     )
 }
 
@@ -121,6 +124,7 @@ pub(super) fn print_report(
     old: &str,
     new: &str,
     out: &DiffOutputArgs,
+    secrets: &SecretValues,
 ) -> i32 {
     let text = match out.format {
         DiffFormat::Json => {
@@ -135,7 +139,9 @@ pub(super) fn print_report(
         }
         DiffFormat::Text => text_report(report, old, new, out.stat, color(cli)),
     };
-    let code = print_stdout(&text);
+    // Secret data is hashed in the report; a template may still have
+    // copied a secret value elsewhere (a writeOnly field into a ConfigMap).
+    let code = print_stdout(&secrets.scrub(&text));
     if code != EXIT_OK {
         code
     } else if out.exit_code && !report.is_empty() {

@@ -51,10 +51,21 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 fn parse_file_var(s: &str) -> Result<(String, String), String> {
+    use std::io::Read as _;
     let (k, path) = s.split_once('=').ok_or("expected NAME=PATH")?;
-    std::fs::read_to_string(path)
-        .map(|code| (k.to_owned(), code))
-        .map_err(|e| format!("{path}: {e}"))
+    let limit = crate::load::repo::MAX_FILE_BYTES;
+    let mut code = String::new();
+    // Bounded: `/dev/zero` or a runaway pipe must not fill memory.
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit + 1).read_to_string(&mut code))
+        .map_err(|e| format!("{path}: {e}"))?;
+    if code.len() as u64 > limit {
+        return Err(format!(
+            "{path}: larger than the {} MiB limit for an input file",
+            limit >> 20
+        ));
+    }
+    Ok((k.to_owned(), code))
 }
 
 pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
@@ -85,6 +96,9 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
                     format!("{}/", dir.display())
                 },
                 files: Arc::new(w) as Arc<dyn RepoFiles>,
+                // Evaluating inside a control-center repository: its input
+                // files stay out of reach, as in `render`.
+                hides_inputs: i == 0 && dir.join(crate::load::CONTROLCENTER_FILE).is_file(),
             }),
             Err(e) => {
                 eprintln!("error: -J {}: {e}", dir.display());
@@ -99,6 +113,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     roots.push(Root {
         label: LIB_LABEL.to_owned(),
         files: lib,
+        hides_inputs: false,
     });
     let jpaths = (1..roots.len()).map(|i| (i, String::new())).collect();
     let args_of = |strs: &[(String, String)], codes: &[(String, String)]| {
@@ -127,6 +142,8 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         max_stack: limits.max_stack,
         timeout: limits.timeout,
         indent: 3,
+        secrets: Default::default(),
+        trace: true,
     };
     match engine::evaluate(job) {
         Ok(json) => print_stdout(&(json + "\n")),

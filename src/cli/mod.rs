@@ -25,6 +25,7 @@ use crate::evaluate::library::EmbeddedLibrary;
 use crate::evaluate::Limits;
 use crate::load::git::GitRevision;
 use crate::load::repo::{RepoFiles, WorkTree};
+use crate::redact::SecretValues;
 use crate::{Failure, Project};
 
 /// Everything went well.
@@ -166,22 +167,26 @@ impl Cli {
         }
     }
 
-    /// Renders `env` of a snapshot; failures are reported under a header
-    /// naming the snapshot.
+    /// Renders `env` of a snapshot, with the secret values it read (so a
+    /// report about the result can scrub them); failures are reported
+    /// under a header naming the snapshot.
     fn render_snapshot(
         &self,
         repo: Arc<dyn RepoFiles>,
         env: &str,
         label: &str,
-    ) -> Result<Vec<crate::process::Resource>, i32> {
+    ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
         let mut project = self
             .project_of(repo)
             .inspect_err(|_| eprintln!("(while loading {label})"))?;
-        project.render(env).map_err(|d| {
-            self.report(&project.sources, d);
-            eprintln!("(while rendering `{env}` at {label})");
-            EXIT_INVALID
-        })
+        match project.render(env) {
+            Ok(resources) => Ok((resources, project.sources.secrets().clone())),
+            Err(d) => {
+                self.report(&project.sources, d);
+                eprintln!("(while rendering `{env}` at {label})");
+                Err(EXIT_INVALID)
+            }
+        }
     }
 
     /// Loads and validates a snapshot; on failure prints and returns the exit code.

@@ -50,14 +50,17 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let before = match cli.render_snapshot(target.clone(), &args.to, &target_label) {
+    let (before, mut secrets) = match cli.render_snapshot(target.clone(), &args.to, &target_label) {
         Ok(r) => r,
         Err(code) => return code,
     };
     let promoted: Arc<dyn RepoFiles> = Arc::new(Promotion { source, target });
     let label = format!("{source_label} promoted into {target_label}");
     let after = match cli.render_snapshot(promoted, &args.to, &label) {
-        Ok(r) => r,
+        Ok((r, s)) => {
+            secrets.extend(&s);
+            r
+        }
         Err(code) => return code,
     };
     let opts = DiffOptions {
@@ -71,6 +74,7 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         &target_label,
         &label,
         &args.output,
+        &secrets,
     )
 }
 

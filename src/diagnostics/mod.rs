@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 pub use codes::Code;
 
+use crate::redact::SecretValues;
+
 /// Index of a file in [`Sources`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FileId(u32);
@@ -24,10 +26,12 @@ pub struct SourceFile {
     pub text: Arc<str>,
 }
 
-/// Every file a run has read, so diagnostics can show snippets.
+/// Every file a run has read, so diagnostics can show snippets, and every
+/// secret value it has seen, so nothing printed can show one.
 #[derive(Debug, Default)]
 pub struct Sources {
     files: Vec<SourceFile>,
+    secrets: SecretValues,
 }
 
 impl Sources {
@@ -73,6 +77,24 @@ impl Sources {
             text.replace_range(start..end, &masked);
         }
         file.text = text.into();
+    }
+
+    /// Masks every value of a sensitive file that could not be decoded or
+    /// parsed: no secret can be told apart, so none may show.
+    pub fn mask_unparsed(&mut self, id: FileId) {
+        let ranges = crate::redact::unparsed_value_ranges(&self.get(id).text);
+        self.redact(id, &ranges);
+    }
+
+    /// The secrets seen so far; whatever is printed goes through
+    /// [`SecretValues::scrub`].
+    pub fn secrets(&self) -> &SecretValues {
+        &self.secrets
+    }
+
+    /// Remembers secret values so no printed text can show them.
+    pub fn secrets_mut(&mut self) -> &mut SecretValues {
+        &mut self.secrets
     }
 
     /// The file behind an id.

@@ -48,7 +48,9 @@ pub fn render_all(
             ErrorFormat::Short => out.push_str(&short(d, sources)),
         }
     }
-    out
+    // Snippets are masked by span; a message can still quote a value (a
+    // Jsonnet `error` built from a secret field): scrub them all.
+    sources.secrets().scrub(&out)
 }
 
 /// A diagnostic as rustc-style text.

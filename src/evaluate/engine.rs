@@ -6,8 +6,14 @@
 //! no number is converted on the way.
 
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+
+use jrsonnet_evaluator::function::CallLocation;
+use jrsonnet_gcmodule::trace_acyclic;
+use jrsonnet_stdlib::TracePrinter;
 
 use jrsonnet_evaluator::manifest::JsonFormat;
 use jrsonnet_evaluator::stack::limit_stack_depth;
@@ -17,6 +23,7 @@ use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
 use jrsonnet_interner::IStr;
 
 use super::imports::{DeniedSlot, Root, Sandbox, DENIED};
+use crate::redact::SecretValues;
 
 /// Prefix of the message for an oversized output (mapped to `CC0403`).
 const OUTPUT_LIMIT: &str = "output limit: ";
@@ -51,6 +58,72 @@ pub struct EvalJob {
     pub timeout: Duration,
     /// Indentation of the JSON result; 0 for compact.
     pub indent: usize,
+    /// Secret values, scrubbed from `std.trace` output.
+    pub secrets: SecretValues,
+    /// Whether `std.trace` prints (re-runs that only locate an error stay
+    /// silent, so nothing is printed twice).
+    pub trace: bool,
+}
+
+/// `std.trace` lines a process prints at most, unless told otherwise.
+pub const DEFAULT_TRACE_LINES: usize = 100;
+/// Characters of one trace line shown at most.
+const MAX_TRACE_LINE_CHARS: usize = 1000;
+
+static TRACE_BUDGET: AtomicUsize = AtomicUsize::new(DEFAULT_TRACE_LINES);
+static TRACE_PRINTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many `std.trace` lines this process may print in all (the
+/// Argo CD plugin keeps its stderr short).
+pub fn set_trace_budget(lines: usize) {
+    TRACE_BUDGET.store(lines, Ordering::SeqCst);
+}
+
+/// How many `std.trace` lines this process has printed.
+pub fn trace_lines_printed() -> usize {
+    TRACE_PRINTED.load(Ordering::SeqCst)
+}
+
+/// Prints `std.trace` to stderr: located, secrets scrubbed, long lines
+/// cut, at most [`set_trace_budget`] lines per process.
+struct TraceSink {
+    secrets: SecretValues,
+    print: bool,
+}
+trace_acyclic!(TraceSink);
+
+impl TracePrinter for TraceSink {
+    fn print_trace(&self, loc: CallLocation, value: IStr) {
+        if !self.print {
+            return;
+        }
+        let place = loc.0.map_or_else(String::new, |span| {
+            let line = span.0.map_source_locations(&[span.1])[0].line;
+            format!(" {}:{line}", span.0.source_path())
+        });
+        let text = self.secrets.scrub(&format!("TRACE:{place} {value}"));
+        let mut out = String::new();
+        for line in text.lines() {
+            let budget = TRACE_BUDGET.load(Ordering::SeqCst);
+            let n = TRACE_PRINTED.fetch_add(1, Ordering::SeqCst);
+            if n > budget {
+                break;
+            }
+            if n == budget {
+                out.push_str(&format!(
+                    "TRACE: … further std.trace output suppressed (at most {budget} lines)\n"
+                ));
+                break;
+            }
+            let mut line: String = line.chars().take(MAX_TRACE_LINE_CHARS).collect();
+            if line.len() < text.len() && line.chars().count() == MAX_TRACE_LINE_CHARS {
+                line.push_str(" …");
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
+    }
 }
 
 /// Why an evaluation failed.
@@ -143,6 +216,10 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
     let sandbox = Sandbox::new(job.roots, job.jpaths, denied.clone());
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+    std.settings_mut().trace_printer = Rc::new(TraceSink {
+        secrets: job.secrets.clone(),
+        print: job.trace,
+    });
     for (name, value) in &job.ext {
         std.settings_mut()
             .ext_vars

@@ -15,6 +15,7 @@ use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, Res
 use jrsonnet_gcmodule::trace_acyclic;
 use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
+use crate::load::is_input_file;
 use crate::load::repo::{normalize, ReadError, RepoFiles};
 
 /// Prefix of messages for refused imports (mapped to `CC0402`).
@@ -27,6 +28,10 @@ pub struct Root {
     pub label: String,
     /// Its files.
     pub files: Arc<dyn RepoFiles>,
+    /// A control-center repository: its input files (controlcenter.yaml,
+    /// tags.yaml, secrets.yaml, env-*.yaml) cannot be imported; templates
+    /// receive them through the state.
+    pub hides_inputs: bool,
 }
 
 /// A file inside one of the sandbox roots.
@@ -144,8 +149,15 @@ impl Sandbox {
         if self.cache.borrow().contains_key(&(root, rel.to_owned())) {
             return Ok(Some(SourcePath::new(self.path(root, rel))));
         }
-        match self.roots[root].files.read(rel) {
-            Ok(Some(bytes)) => {
+        match self.roots[root].files.read_real(rel) {
+            Ok(Some((real, _))) if self.roots[root].hides_inputs && is_input_file(&real) => {
+                Err(self.deny(
+                    from,
+                    import,
+                    format!("`{import}` is the input file {real}; templates read inputs through the state, never as files"),
+                ))
+            }
+            Ok(Some((_, bytes))) => {
                 self.cache.borrow_mut().insert((root, rel.to_owned()), bytes);
                 Ok(Some(SourcePath::new(self.path(root, rel))))
             }
@@ -223,8 +235,13 @@ impl ImportResolver for Sandbox {
         if let Some(bytes) = self.cache.borrow_mut().remove(&(p.root, p.rel.clone())) {
             return Ok(bytes);
         }
-        match self.roots[p.root].files.read(&p.rel) {
-            Ok(Some(bytes)) => Ok(bytes),
+        match self.roots[p.root].files.read_real(&p.rel) {
+            Ok(Some((real, _))) if self.roots[p.root].hides_inputs && is_input_file(&real) => {
+                bail!(ErrorKind::RuntimeError(
+                    format!("{DENIED}{} is an input file", p.display).into()
+                ))
+            }
+            Ok(Some((_, bytes))) => Ok(bytes),
             Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
             Err(e) => bail!(ErrorKind::RuntimeError(
                 format!("cannot read {}: {e}", p.display).into()

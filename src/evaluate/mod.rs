@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
 use crate::load::repo::RepoFiles;
+use crate::redact::SecretValues;
 pub use engine::{ArgValue, EvalFailure, EvalJob, FailureKind};
 use imports::Root;
 
@@ -51,6 +52,8 @@ pub fn render_state(
     lib: Arc<dyn RepoFiles>,
     state_json: String,
     limits: Limits,
+    secrets: &SecretValues,
+    trace: bool,
 ) -> Result<String, EvalFailure> {
     let repo_entry = matches!(repo.read(REPO_ENTRY), Ok(Some(_)));
     let entry = if repo_entry {
@@ -63,10 +66,12 @@ pub fn render_state(
             Root {
                 label: String::new(),
                 files: repo,
+                hides_inputs: true,
             },
             Root {
                 label: LIB_LABEL.to_owned(),
                 files: lib,
+                hides_inputs: false,
             },
         ],
         jpaths: vec![
@@ -80,6 +85,8 @@ pub fn render_state(
         max_stack: limits.max_stack,
         timeout: limits.timeout,
         indent: 0,
+        secrets: secrets.clone(),
+        trace,
     })
 }
 

@@ -92,75 +92,133 @@ impl GitRevision {
     }
 }
 
+/// Where a path of the snapshot leads, symlinks followed.
+struct Found {
+    /// The path with every symlink resolved, relative to the repository.
+    real: String,
+    /// The object there.
+    id: Oid,
+    /// Whether it is a tree (a directory).
+    is_tree: bool,
+}
+
+impl GitRevision {
+    /// Resolves `rel` component by component, following a symlink at any
+    /// position (a linked directory too), as the file system does for the
+    /// work tree, and never above the repository. `Ok(None)`: nothing there.
+    fn resolve(&self, repo: &Repository, rel: &str) -> Result<Option<Found>, ReadError> {
+        let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
+        let tree = repo
+            .find_tree(self.tree)
+            .map_err(|e| ReadError::Io(e.message().to_owned()))?;
+        let mut todo: Vec<String> = rel.split('/').rev().map(str::to_owned).collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut hops = 0;
+        let mut last = None;
+        while let Some(part) = todo.pop() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.pop().ok_or(ReadError::OutsideRepo)?;
+                    last = None;
+                    continue;
+                }
+                _ => {}
+            }
+            done.push(part);
+            let path = self.full_path(&done.join("/"));
+            let Ok(entry) = tree.get_path(Path::new(&path)) else {
+                return Ok(None);
+            };
+            if entry.filemode() == 0o120000 {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(ReadError::Io("too many levels of symbolic links".into()));
+                }
+                let blob = repo
+                    .find_blob(entry.id())
+                    .map_err(|e| ReadError::Io(e.message().to_owned()))?;
+                let target = String::from_utf8_lossy(blob.content()).into_owned();
+                if Path::new(&target).is_absolute() {
+                    return Err(ReadError::OutsideRepo);
+                }
+                // The link's target replaces it, relative to its directory.
+                done.pop();
+                todo.extend(target.split('/').rev().map(str::to_owned));
+                last = None;
+                continue;
+            }
+            last = Some((entry.id(), entry.kind() == Some(ObjectType::Tree)));
+        }
+        Ok(Some(match last {
+            Some((id, is_tree)) => Found {
+                real: done.join("/"),
+                id,
+                is_tree,
+            },
+            // The repository itself.
+            None => {
+                let id = if self.prefix.is_empty() {
+                    self.tree
+                } else {
+                    match tree.get_path(Path::new(&self.prefix)) {
+                        Ok(e) => e.id(),
+                        Err(_) => return Ok(None),
+                    }
+                };
+                Found {
+                    real: done.join("/"),
+                    id,
+                    is_tree: true,
+                }
+            }
+        }))
+    }
+}
+
 impl RepoFiles for GitRevision {
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
-        let mut rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
+        Ok(self.read_real(rel)?.map(|(_, bytes)| bytes))
+    }
+
+    fn read_real(&self, rel: &str) -> Result<Option<(String, Vec<u8>)>, ReadError> {
         let repo = self
             .repo
             .lock()
             .map_err(|_| ReadError::Io("repository lock poisoned".into()))?;
-        let tree = repo
-            .find_tree(self.tree)
-            .map_err(|e| ReadError::Io(e.message().to_owned()))?;
-        for _ in 0..MAX_LINK_HOPS {
-            let entry = match tree.get_path(Path::new(&self.full_path(&rel))) {
-                Ok(e) => e,
-                Err(_) => return Ok(None),
-            };
-            if entry.kind() != Some(ObjectType::Blob) {
-                return Err(ReadError::NotAFile);
-            }
-            let blob = repo
-                .find_blob(entry.id())
-                .map_err(|e| ReadError::Io(e.message().to_owned()))?;
-            if blob.size() as u64 > MAX_FILE_BYTES {
-                return Err(ReadError::TooLarge(blob.size() as u64));
-            }
-            if entry.filemode() != 0o120000 {
-                return Ok(Some(blob.content().to_vec()));
-            }
-            // A symlink: its content is the target, relative to its directory.
-            let target = String::from_utf8_lossy(blob.content()).into_owned();
-            if Path::new(&target).is_absolute() {
-                return Err(ReadError::OutsideRepo);
-            }
-            let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
-            let joined = if dir.is_empty() {
-                target
-            } else {
-                format!("{dir}/{target}")
-            };
-            rel = normalize(&joined).ok_or(ReadError::OutsideRepo)?;
+        let Some(found) = self.resolve(&repo, rel)? else {
+            return Ok(None);
+        };
+        if found.is_tree {
+            return Err(ReadError::NotAFile);
         }
-        Err(ReadError::Io("too many levels of symbolic links".into()))
+        let blob = repo.find_blob(found.id).map_err(|_| ReadError::NotAFile)?;
+        if blob.size() as u64 > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(blob.size() as u64));
+        }
+        Ok(Some((found.real, blob.content().to_vec())))
     }
 
     fn list_files(&self, rel: &str) -> Vec<String> {
-        let Some(rel) = normalize(rel) else {
-            return Vec::new();
-        };
         let Ok(repo) = self.repo.lock() else {
             return Vec::new();
         };
-        let Ok(tree) = repo.find_tree(self.tree) else {
+        let Ok(Some(found)) = self.resolve(&repo, rel) else {
             return Vec::new();
         };
-        let path = self.full_path(&rel);
-        let dir = if path.is_empty() {
-            Some(tree)
-        } else {
-            tree.get_path(Path::new(&path))
-                .ok()
-                .and_then(|e| repo.find_tree(e.id()).ok())
+        let Some(dir) = found
+            .is_tree
+            .then(|| repo.find_tree(found.id).ok())
+            .flatten()
+        else {
+            return Vec::new();
         };
+        // Regular files and symlinks, as the work tree lists them.
         let mut names: Vec<String> = dir
-            .map(|d| {
-                d.iter()
-                    .filter(|e| e.kind() == Some(ObjectType::Blob))
-                    .filter_map(|e| e.name().ok().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Blob))
+            .filter_map(|e| e.name().ok().map(str::to_owned))
+            .collect();
         names.sort();
         names
     }

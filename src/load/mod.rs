@@ -21,6 +21,18 @@ pub const SECRETS_FILE: &str = "secrets.yaml";
 /// The repo's own service schema extension.
 pub const SERVICE_SCHEMA_FILE: &str = "schemas/service.schema.json";
 
+/// Whether a repo-relative path (symlinks resolved) is one of the input
+/// files: templates get these through the state, never as text, or a
+/// sensitive value or a secret could be copied into a manifest.
+pub fn is_input_file(rel: &str) -> bool {
+    let rel = rel.trim_start_matches("./");
+    !rel.contains('/')
+        && (rel == CONTROLCENTER_FILE
+            || rel == TAGS_FILE
+            || rel == SECRETS_FILE
+            || (rel.starts_with("env-") && rel.ends_with(".yaml")))
+}
+
 /// The Terraform outputs file of an environment.
 pub fn env_file_name(env: &str) -> String {
     format!("env-{env}.yaml")
@@ -96,37 +108,57 @@ pub fn read_text(
 pub enum Sensitivity {
     /// Ordinary input.
     Plain,
-    /// secrets.yaml: every encryptedData value.
+    /// secrets.yaml: every value.
     SealedSecrets,
-    /// env-<env>.yaml: values of outputs marked `sensitive: true`.
+    /// env-<env>.yaml: the values of every output marked `sensitive: true`.
     TerraformOutputs,
 }
 
 /// Loads and parses a YAML input; the top level must be a mapping. Secret
-/// values of sensitive files are masked in `sources` before any diagnostic
-/// can show them.
+/// values of sensitive files are masked in `sources`, and remembered for
+/// scrubbing, before any diagnostic can show them; a sensitive file that
+/// cannot be decoded or parsed is masked whole.
 pub fn load_yaml(
     repo: &dyn RepoFiles,
     sources: &mut Sources,
     path: &str,
     sensitivity: Sensitivity,
 ) -> Result<Option<Input>, Vec<Diagnostic>> {
-    let Some((file, text)) = read_text(repo, sources, path).map_err(|d| vec![d])? else {
-        return Ok(None);
+    let (file, text) = match read_text(repo, sources, path) {
+        Ok(Some(read)) => read,
+        Ok(None) => return Ok(None),
+        Err(d) => {
+            if sensitivity != Sensitivity::Plain {
+                if let Some(file) = sources.find(path) {
+                    sources.mask_unparsed(file);
+                }
+            }
+            return Err(vec![d]);
+        }
     };
     let root = match yaml::parse(&text, file) {
         Ok(root) => root,
         Err(d) => {
             if sensitivity != Sensitivity::Plain {
-                sources.redact(file, &value_parts(&text));
+                sources.mask_unparsed(file);
             }
             return Err(d);
         }
     };
-    match sensitivity {
-        Sensitivity::Plain => {}
-        Sensitivity::SealedSecrets => sources.redact(file, &sealed_value_spans(&root)),
-        Sensitivity::TerraformOutputs => sources.redact(file, &sensitive_output_spans(&root)),
+    let secret_values = match sensitivity {
+        Sensitivity::Plain => Vec::new(),
+        Sensitivity::SealedSecrets => sealed_file_values(&root),
+        Sensitivity::TerraformOutputs => sensitive_output_values(&root),
+    };
+    let spans: Vec<(usize, usize)> = secret_values
+        .iter()
+        .map(|(n, _)| (n.span.start, n.span.end))
+        .collect();
+    sources.redact(file, &spans);
+    for (node, scrub) in secret_values {
+        if scrub {
+            sources.secrets_mut().add_json(&node.to_json());
+        }
     }
     if !root.is_map() {
         let what = if matches!(root.value, yaml::Value::Null) {
@@ -197,6 +229,13 @@ pub fn load_repo(
             None
         }
     };
+    // Which fields are secret is known only from the schema: if
+    // controlcenter.yaml did not parse, no value of it may show.
+    if controlcenter.is_none() && service_schema.as_ref().is_some_and(declares_write_only) {
+        if let Some(file) = sources.find(CONTROLCENTER_FILE) {
+            sources.mask_unparsed(file);
+        }
+    }
     match controlcenter {
         Some(controlcenter) if diags.is_empty() => Ok(RepoInputs {
             controlcenter,
@@ -222,55 +261,69 @@ pub fn load_env_file(
     )
 }
 
-/// Spans of every encryptedData value in secrets.yaml.
-fn sealed_value_spans(root: &Node) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    for env in root.as_map().unwrap_or_default() {
-        for secret in env.value.as_map().unwrap_or_default() {
-            for value in secret
-                .value
-                .get("encryptedData")
-                .and_then(Node::as_map)
-                .unwrap_or_default()
-            {
-                spans.push((value.value.span.start, value.value.span.end));
-            }
-        }
-    }
-    spans
-}
-
-/// Spans of the values of outputs marked `sensitive: true`.
-fn sensitive_output_spans(root: &Node) -> Vec<(usize, usize)> {
-    root.as_map()
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| {
-            e.value
-                .get("sensitive")
-                .is_some_and(|s| s.value == yaml::Value::Bool(true))
+/// Whether a repo service schema marks any field secret (`writeOnly`).
+fn declares_write_only(schema: &serde_json::Value) -> bool {
+    schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|p| {
+            p.values()
+                .any(|f| f.get("writeOnly") == Some(&serde_json::Value::Bool(true)))
         })
-        .filter_map(|e| e.value.get("value").map(|v| (v.span.start, v.span.end)))
-        .collect()
 }
 
-/// For a sensitive file that does not parse: everything after the first
-/// `:` or `- ` of every line, since no value can be told apart.
-fn value_parts(text: &str) -> Vec<(usize, usize)> {
-    let mut spans = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let body = line.trim_end_matches(['\n', '\r']);
-        let start = body
-            .find(':')
-            .map(|i| i + 1)
-            .or_else(|| body.find("- ").map(|i| i + 2));
-        if let Some(start) = start {
-            spans.push((offset + start, offset + body.len()));
+/// Every scalar value of secrets.yaml, whatever its shape: ciphertexts,
+/// a `stringData` block, an entry missing its secret-name level. Only the
+/// names of keys stay readable. Each comes with whether printed text is
+/// scrubbed of it: all but a secret's `namespace` and `type`, which name
+/// things that appear in messages for other reasons.
+fn sealed_file_values(root: &Node) -> Vec<(&Node, bool)> {
+    let mut out = Vec::new();
+    let mut todo = vec![(root, true)];
+    while let Some((node, scrub)) = todo.pop() {
+        match &node.value {
+            yaml::Value::Map(entries) => todo.extend(
+                entries
+                    .iter()
+                    .map(|e| (&e.value, !matches!(e.key.as_str(), "namespace" | "type"))),
+            ),
+            yaml::Value::Seq(items) => todo.extend(items.iter().map(|n| (n, scrub))),
+            _ => out.push((node, scrub)),
         }
-        offset += line.len();
     }
-    spans
+    out
+}
+
+/// Whether a mapping of an env file is a Terraform output marked
+/// `sensitive: true`.
+pub fn is_sensitive_output(node: &Node) -> bool {
+    node.get("sensitive")
+        .is_some_and(|s| s.value == yaml::Value::Bool(true))
+}
+
+/// Fields of a sensitive output that describe it rather than hold it.
+pub const OUTPUT_DESCRIPTORS: [&str; 2] = ["sensitive", "type"];
+
+/// The values of every output marked `sensitive: true`, at any depth and
+/// whatever the rest of the file looks like: every field of such a mapping
+/// but `sensitive` and `type`.
+fn sensitive_output_values(root: &Node) -> Vec<(&Node, bool)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(node) = todo.pop() {
+        match &node.value {
+            yaml::Value::Map(entries) if is_sensitive_output(node) => out.extend(
+                entries
+                    .iter()
+                    .filter(|e| !OUTPUT_DESCRIPTORS.contains(&e.key.as_str()))
+                    .map(|e| (&e.value, true)),
+            ),
+            yaml::Value::Map(entries) => todo.extend(entries.iter().map(|e| &e.value)),
+            yaml::Value::Seq(items) => todo.extend(items),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn line_col_to_offset(text: &str, line: usize, col: usize) -> usize {

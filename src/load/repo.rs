@@ -41,6 +41,14 @@ pub trait RepoFiles: Send + Sync {
     /// Reads a repo-relative path; `Ok(None)` when nothing is there.
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError>;
 
+    /// Reads a repo-relative path and says which file it really is (every
+    /// symlink on the way resolved), so a check on the file's identity
+    /// cannot be dodged with a link.
+    fn read_real(&self, rel: &str) -> Result<Option<(String, Vec<u8>)>, ReadError> {
+        let real = normalize(rel).ok_or(ReadError::OutsideRepo)?;
+        Ok(self.read(rel)?.map(|bytes| (real, bytes)))
+    }
+
     /// Names of the regular files directly in directory `rel`, sorted;
     /// empty when it does not exist.
     fn list_files(&self, rel: &str) -> Vec<String> {
@@ -103,6 +111,10 @@ impl RepoFiles for WorkTree {
     }
 
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.read_real(rel)?.map(|(_, bytes)| bytes))
+    }
+
+    fn read_real(&self, rel: &str) -> Result<Option<(String, Vec<u8>)>, ReadError> {
         let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
         let path = self.root.join(&rel);
         if fs::symlink_metadata(&path).is_err() {
@@ -113,9 +125,13 @@ impl RepoFiles for WorkTree {
             Ok(p) => p,
             Err(_) => return Ok(None), // dangling symlink
         };
-        if !real.starts_with(&self.root) {
+        let Ok(inside) = real.strip_prefix(&self.root) else {
             return Err(ReadError::OutsideRepo);
-        }
+        };
+        let inside = inside
+            .to_str()
+            .ok_or_else(|| ReadError::Io("the path is not UTF-8".into()))?
+            .to_owned();
         let meta = fs::metadata(&real).map_err(|e| ReadError::Io(e.to_string()))?;
         if !meta.is_file() {
             return Err(ReadError::NotAFile);
@@ -130,7 +146,7 @@ impl RepoFiles for WorkTree {
         if buf.len() as u64 > MAX_FILE_BYTES {
             return Err(ReadError::TooLarge(buf.len() as u64));
         }
-        Ok(Some(buf))
+        Ok(Some((inside, buf)))
     }
 }
 

@@ -197,6 +197,7 @@ pub fn resolve_env(
     env_file: Option<&Input>,
     sources: &Sources,
     extra_fields: &std::collections::BTreeSet<String>,
+    secret_fields: &std::collections::BTreeSet<String>,
     env: &str,
     default_namespace: Option<&str>,
 ) -> Outcome<ResolvedEnv> {
@@ -291,6 +292,7 @@ pub fn resolve_env(
         sources,
         terraform: params.get("terraform"),
         extra_fields,
+        secret_fields,
     };
     let mut services = BTreeMap::new();
     let mut service_spans = BTreeMap::new();
@@ -389,40 +391,63 @@ pub struct TerraformOutputs {
     pub sensitive: Vec<String>,
 }
 
-/// Reads env-<env>.yaml: a free mapping, or the raw `terraform output -json`
-/// shape (`{name: {value, type, sensitive}}`), which is unwrapped. Sensitive
-/// values never leave this function.
+/// Reads env-<env>.yaml: a free mapping, the raw `terraform output -json`
+/// shape (`{name: {value, type, sensitive}}`), or a mix of the two; each
+/// entry is read by its own shape. An output marked `sensitive: true`, at
+/// any depth, is dropped whatever the rest of the file looks like: its
+/// value never leaves this function, only its name.
 pub fn terraform_outputs(root: &Node) -> TerraformOutputs {
-    let entries = root.as_map().unwrap_or_default();
-    let raw_shape = !entries.is_empty()
-        && entries.iter().all(|e| {
-            e.value.as_map().is_some_and(|m| {
-                m.iter().any(|f| f.key == "value")
-                    && m.iter()
-                        .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
-            })
-        });
     let mut out = TerraformOutputs {
         values: BTreeMap::new(),
         sensitive: Vec::new(),
     };
-    for e in entries {
-        if raw_shape {
-            let sensitive = e
-                .value
-                .get("sensitive")
-                .is_some_and(|s| s.value == Value::Bool(true));
-            if sensitive {
-                out.sensitive.push(e.key.clone());
-                continue;
-            }
-            let v = e.value.get("value").map_or(Json::Null, Node::to_json);
-            out.values.insert(e.key.clone(), v);
-        } else {
-            out.values.insert(e.key.clone(), e.value.to_json());
+    for e in root.as_map().unwrap_or_default() {
+        if crate::load::is_sensitive_output(&e.value) {
+            out.sensitive.push(e.key.clone());
+            continue;
         }
+        let raw_output = e.value.as_map().is_some_and(|m| {
+            m.iter().any(|f| f.key == "value")
+                && m.iter()
+                    .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
+        });
+        let value = match e.value.get("value") {
+            Some(v) if raw_output => v,
+            _ => &e.value,
+        };
+        let v = without_sensitive(value, &e.key, &mut out.sensitive);
+        out.values.insert(e.key.clone(), v);
     }
+    out.sensitive.sort();
     out
+}
+
+/// The JSON of `node` with every nested sensitive output left out (its
+/// dotted name goes to `sensitive`).
+fn without_sensitive(node: &Node, path: &str, sensitive: &mut Vec<String>) -> Json {
+    match &node.value {
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .filter_map(|e| {
+                    let name = format!("{path}.{}", e.key);
+                    if crate::load::is_sensitive_output(&e.value) {
+                        sensitive.push(name);
+                        return None;
+                    }
+                    Some((e.key.clone(), without_sensitive(&e.value, &name, sensitive)))
+                })
+                .collect(),
+        ),
+        Value::Seq(items) => Json::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| without_sensitive(n, &format!("{path}[{i}]"), sensitive))
+                .collect(),
+        ),
+        _ => node.to_json(),
+    }
 }
 
 #[cfg(test)]
@@ -440,6 +465,21 @@ mod tests {
         assert_eq!(out.values["nat_ips"], serde_json::json!(["1.2.3.4"]));
         assert!(!out.values.contains_key("db_password"));
         assert_eq!(out.sensitive, vec!["db_password".to_owned()]);
+    }
+
+    #[test]
+    fn a_sensitive_output_is_dropped_whatever_shape_the_file_has() {
+        let mut sources = crate::diagnostics::Sources::default();
+        // One plain key beside raw outputs; a nested output; extra fields.
+        let text = "region: eu-west-1\ndb:\n  value: canary-1\n  type: string\n  sensitive: true\nnested:\n  inner:\n    value: canary-2\n    sensitive: true\n  plain: 1\nodd:\n  value: canary-3\n  sensitive: true\n  description: extra\nip:\n  value: 10.0.0.1\n  sensitive: false\n";
+        let f = sources.add("env-dev.yaml", text);
+        let out = terraform_outputs(&parse(text, f).unwrap());
+        let all = serde_json::to_string(&out.values).unwrap();
+        assert!(!all.contains("canary"), "{all}");
+        assert_eq!(out.sensitive, ["db", "nested.inner", "odd"]);
+        assert_eq!(out.values["ip"], "10.0.0.1");
+        assert_eq!(out.values["region"], "eu-west-1");
+        assert_eq!(out.values["nested"], serde_json::json!({"plain": 1}));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
+
+use crate::redact::{MaybeSecret, Secret};
 use serde_json::Value as Json;
 
 use super::names;
@@ -33,6 +35,8 @@ pub struct Context<'a> {
     pub terraform: Option<&'a Json>,
     /// Service fields the repo's schema adds.
     pub extra_fields: &'a BTreeSet<String>,
+    /// Of those, the ones it marks secret (`writeOnly`).
+    pub secret_fields: &'a BTreeSet<String>,
 }
 
 /// The typed knobs (already schema-checked; fields the resolver reads raw,
@@ -190,7 +194,15 @@ pub fn resolve_service(
         .unwrap_or_default()
         .iter()
         .filter(|e| ctx.extra_fields.contains(&e.key))
-        .map(|e| (e.key.clone(), e.value.to_json()))
+        .map(|e| {
+            let value = e.value.to_json();
+            let value = if ctx.secret_fields.contains(&e.key) {
+                MaybeSecret::Secret(Secret::new(value))
+            } else {
+                MaybeSecret::Plain(value)
+            };
+            (e.key.clone(), value)
+        })
         .collect();
 
     if !diags.is_empty() {
@@ -381,6 +393,7 @@ mod tests {
             sources: &sources,
             terraform: None,
             extra_fields: &extra,
+            secret_fields: &BTreeSet::new(),
         };
         resolve_service(&ctx, "svc", node.span, &node)
             .unwrap()

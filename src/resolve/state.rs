@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::redact::MaybeSecret;
+
 /// Everything the library needs to render one environment.
 #[derive(Debug, Clone, Serialize)]
 pub struct State {
@@ -72,8 +74,9 @@ pub struct ServiceState {
     pub resources: BTreeMap<String, CloudResource>,
     /// Extra pod-template annotations.
     pub annotations: BTreeMap<String, String>,
-    /// Fields declared by the repo's own schema.
-    pub extra: BTreeMap<String, Json>,
+    /// Fields declared by the repo's own schema; those it marks
+    /// `writeOnly` print as `<redacted>` outside the template input.
+    pub extra: BTreeMap<String, MaybeSecret>,
 }
 
 /// HTTP probe settings.

@@ -1,0 +1,220 @@
+//! Secret values: a type that cannot print them, the list of every secret
+//! a run has seen (so no text it prints can show one), and the masks that
+//! keep them out of source snippets.
+//!
+//! What is secret is decided per value from what the user declared: the
+//! `value` of a Terraform output marked `sensitive: true` (at any depth of
+//! an env file), every value of `secrets.yaml`, and service fields a repo
+//! schema marks `writeOnly`. A sensitive file that cannot be decoded or
+//! parsed has every value masked, since none can be told apart.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+
+use serde::{Serialize, Serializer};
+use serde_json::Value as Json;
+
+/// What a secret shows instead of itself.
+pub const REDACTED: &str = "<redacted>";
+
+/// Secrets shorter than this are masked in snippets but not searched for
+/// in printed text: a two-letter value would blank out unrelated words.
+pub const MIN_SCRUB_LEN: usize = 4;
+
+/// A secret value. `Debug`, `Display` and `Serialize` print [`REDACTED`];
+/// only [`Secret::expose`] and a serialization inside [`exposed`] (the
+/// template input) see the value.
+#[derive(Clone, PartialEq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl<T> std::fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// A value that is secret or not, as its schema declares.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum MaybeSecret {
+    /// Shown as it is.
+    Plain(Json),
+    /// Shown as [`REDACTED`].
+    Secret(Secret<Json>),
+}
+
+thread_local! {
+    static EXPOSED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl<T: Serialize> Serialize for Secret<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if EXPOSED.with(Cell::get) {
+            self.0.serialize(s)
+        } else {
+            s.serialize_str(REDACTED)
+        }
+    }
+}
+
+/// Runs `f` with secrets serializing as their values: only for building
+/// the template input, which never reaches a terminal or a file.
+pub fn exposed<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            EXPOSED.with(|e| e.set(self.0));
+        }
+    }
+    let _reset = Reset(EXPOSED.with(|e| e.replace(true)));
+    f()
+}
+
+/// Every secret string seen by a run, in the forms it could be printed in.
+#[derive(Clone, Debug, Default)]
+pub struct SecretValues {
+    /// Longest first, so a secret that contains another is replaced whole.
+    values: Vec<String>,
+    seen: BTreeSet<String>,
+}
+
+impl SecretValues {
+    /// Remembers a secret string (and its JSON-escaped form).
+    pub fn add(&mut self, value: &str) {
+        let value = value.trim();
+        if value.chars().count() < MIN_SCRUB_LEN {
+            return;
+        }
+        let escaped = serde_json::to_string(value).unwrap_or_default();
+        let escaped = escaped.trim_matches('"').to_owned();
+        for form in [value.to_owned(), escaped] {
+            if self.seen.insert(form.clone()) {
+                self.values.push(form);
+            }
+        }
+        self.values
+            .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    }
+
+    /// Remembers every scalar of a JSON value (strings, and numbers by
+    /// their text).
+    pub fn add_json(&mut self, value: &Json) {
+        match value {
+            Json::String(s) => self.add(s),
+            Json::Number(n) => self.add(&n.to_string()),
+            Json::Array(items) => items.iter().for_each(|v| self.add_json(v)),
+            Json::Object(map) => map.values().for_each(|v| self.add_json(v)),
+            Json::Null | Json::Bool(_) => {}
+        }
+    }
+
+    /// Adds every secret of `other`.
+    pub fn extend(&mut self, other: &SecretValues) {
+        for v in &other.values {
+            if self.seen.insert(v.clone()) {
+                self.values.push(v.clone());
+            }
+        }
+        self.values
+            .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    }
+
+    /// Whether no secret is known.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `text` with every known secret replaced by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for v in &self.values {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+}
+
+/// For a sensitive file that cannot be parsed: the byte ranges of every
+/// run of characters that are not white space or YAML/JSON punctuation.
+/// Keys are masked too: in a broken file no key can be told from a value.
+pub fn unparsed_value_ranges(text: &str) -> Vec<(usize, usize)> {
+    let keep = |c: char| c.is_whitespace() || "{}[],:-#\"'|>&*!?".contains(c);
+    let mut ranges = Vec::new();
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (keep(c), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                ranges.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        ranges.push((s, text.len()));
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_never_prints_itself() {
+        let s = Secret::new("hunter2-canary".to_owned());
+        assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+        assert_eq!(
+            exposed(|| serde_json::to_string(&s).unwrap()),
+            "\"hunter2-canary\""
+        );
+        // The scope ends with the closure.
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
+    }
+
+    #[test]
+    fn scrub_replaces_every_form_longest_first() {
+        let mut v = SecretValues::default();
+        v.add("pa\"ss-word");
+        v.add("pa\"ss");
+        v.add("ab"); // too short to search for
+        let json = serde_json::to_string("x pa\"ss-word y").unwrap();
+        assert_eq!(v.scrub(&json), "\"x <redacted> y\"");
+        assert_eq!(
+            v.scrub("pa\"ss-word and pa\"ss, ab"),
+            "<redacted> and <redacted>, ab"
+        );
+    }
+
+    #[test]
+    fn unparsed_files_keep_only_their_punctuation() {
+        let text = "{\"db\": {\"value\": [\"s3cr3t\", 42]}}";
+        let mut masked = text.to_owned();
+        for (s, e) in unparsed_value_ranges(text) {
+            masked.replace_range(s..e, &"*".repeat(e - s));
+        }
+        assert_eq!(masked, "{\"**\": {\"*****\": [\"******\", **]}}");
+    }
+}
