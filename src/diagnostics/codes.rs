@@ -59,6 +59,7 @@ codes! {
     ReservedLabel = "CC0503", "an object sets a label Argo CD owns (app.kubernetes.io/instance)";
     EmptyRender = "CC0504", "the environment renders no resources";
     PlainSecret = "CC0505", "a plain Secret would be emitted (use a SealedSecret or ExternalSecret)";
+    InvalidObjectName = "CC0506", "an emitted object's name, namespace, kind or apiVersion is not valid for Kubernetes";
     // 06xx: output
     OutputFailed = "CC0601", "the output could not be written";
     OutputCollision = "CC0602", "two resources would be written to the same file";

@@ -51,6 +51,20 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
     let mut files: BTreeMap<String, &Resource> = BTreeMap::new();
     for r in resources {
         let name = file_name(r);
+        // Identities are validated in post-processing; never trust that
+        // here: a file name is two plain components or nothing is written.
+        let components: Vec<_> = Path::new(&name).components().collect();
+        let plain = components.len() == 2
+            && components
+                .iter()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            && name.split('/').count() == 2;
+        if !plain {
+            return Err(fail(
+                dir,
+                &format!("{} would be written outside its directory", r.id.display()),
+            ));
+        }
         if let Some(other) = files.insert(name.clone(), r) {
             let mut d = Diagnostic::error(
                 Code::OutputCollision,

@@ -22,7 +22,7 @@ use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
 use jrsonnet_interner::IStr;
 
-use super::imports::{DeniedSlot, Root, Sandbox, DENIED};
+use super::imports::{FailedImportSlot, ImportFailure, Root, Sandbox, DENIED};
 use crate::redact::SecretValues;
 
 /// Prefix of the message for an oversized output (mapped to `CC0403`).
@@ -139,6 +139,10 @@ pub enum FailureKind {
     Timeout,
     /// Too much output.
     OutputTooLarge,
+    /// A Jsonnet file cannot be read or decoded.
+    Unreadable,
+    /// An import is nowhere on the search path.
+    ImportNotFound,
 }
 
 /// A source location inside a Jsonnet file.
@@ -212,8 +216,8 @@ pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
 
 fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
-    let denied = DeniedSlot::default();
-    let sandbox = Sandbox::new(job.roots, job.jpaths, denied.clone());
+    let failed_import = FailedImportSlot::default();
+    let sandbox = Sandbox::new(job.roots, job.jpaths, failed_import.clone());
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     std.settings_mut().trace_printer = Rc::new(TraceSink {
@@ -254,38 +258,37 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
     })();
     result.map_err(|e| {
         let mut f = failure(&e);
-        // jrsonnet gives a refused import no frame: point at the literal.
-        if f.kind == FailureKind::ImportDenied && f.frames.iter().all(|fr| fr.location.is_none()) {
-            if let Some(d) = denied.borrow().as_ref() {
-                let (start, end) = find_import_literal(&d.code, &d.import);
-                f.frames.insert(
-                    0,
-                    Frame {
-                        desc: format!("import of `{}`", d.import),
-                        location: Some(FrameLocation {
-                            path: d.importer.clone(),
-                            code: d.code.clone(),
-                            start,
-                            end,
-                        }),
+        // A failed import is the cause whatever jrsonnet says after it (a
+        // lazy field that imported it reads as "infinite recursion"), and
+        // jrsonnet gives it no location: point at the import literal.
+        if let Some(fi) = failed_import.borrow().as_ref() {
+            f.kind = match fi.failure {
+                ImportFailure::Denied => FailureKind::ImportDenied,
+                ImportFailure::NotFound => FailureKind::ImportNotFound,
+                ImportFailure::Unreadable => FailureKind::Unreadable,
+            };
+            f.message = std::iter::once(fi.message.clone())
+                .chain(fi.notes.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("\n");
+            f.frames.insert(
+                0,
+                Frame {
+                    desc: match fi.failure {
+                        ImportFailure::Unreadable if fi.span.1 > fi.span.0 => "here".to_owned(),
+                        _ => "imported here".to_owned(),
                     },
-                );
-            }
+                    location: Some(FrameLocation {
+                        path: fi.file.clone(),
+                        code: fi.code.clone(),
+                        start: fi.span.0,
+                        end: fi.span.1,
+                    }),
+                },
+            );
         }
         f
     })
-}
-
-/// The byte range of the quoted import path in `code` (its first
-/// occurrence), or the start of the file.
-fn find_import_literal(code: &str, import: &str) -> (usize, usize) {
-    for quote in ['\'', '"'] {
-        let literal = format!("{quote}{import}{quote}");
-        if let Some(i) = code.find(&literal) {
-            return (i, i + literal.len());
-        }
-    }
-    (0, 0)
 }
 
 fn arg(v: &ArgValue) -> TlaArg {

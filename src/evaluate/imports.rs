@@ -73,20 +73,39 @@ impl SourcePathT for SandboxPath {
     }
 }
 
-/// A refused import: jrsonnet reports it without a location, so the
-/// sandbox remembers where it was written.
-#[derive(Clone, Debug)]
-pub struct DeniedImport {
-    /// Display path of the importing file.
-    pub importer: String,
-    /// The importing file's text.
-    pub code: Arc<str>,
-    /// The path as written in the import.
-    pub import: String,
+/// Why an import failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportFailure {
+    /// Outside the sandbox, or an input file.
+    Denied,
+    /// Nowhere on the search path.
+    NotFound,
+    /// Found but not usable (too large, not UTF-8, unreadable).
+    Unreadable,
 }
 
-/// Shared slot for the last refused import.
-pub type DeniedSlot = Rc<RefCell<Option<DeniedImport>>>;
+/// A failed import. jrsonnet reports these without a location (and a lazy
+/// field that imported it later reads as "infinite recursion"), so the
+/// sandbox remembers the first one: what and where.
+#[derive(Clone, Debug)]
+pub struct FailedImport {
+    /// Why.
+    pub failure: ImportFailure,
+    /// The message, naming the import.
+    pub message: String,
+    /// Display path of the file to point at (the importer, or the file
+    /// that cannot be decoded).
+    pub file: String,
+    /// That file's text.
+    pub code: Arc<str>,
+    /// Byte range to point at.
+    pub span: (usize, usize),
+    /// Extra lines (the places searched).
+    pub notes: Vec<String>,
+}
+
+/// Shared slot for the first failed import of an evaluation.
+pub type FailedImportSlot = Rc<RefCell<Option<FailedImport>>>;
 
 /// The confined import resolver.
 pub struct Sandbox {
@@ -95,39 +114,86 @@ pub struct Sandbox {
     jpaths: Vec<(usize, String)>,
     /// Contents read while resolving, handed to the evaluator once.
     cache: RefCell<HashMap<(usize, String), Vec<u8>>>,
-    /// Where the last refused import was written.
-    denied: DeniedSlot,
+    /// The first failed import.
+    failed: FailedImportSlot,
 }
 trace_acyclic!(Sandbox);
 
 impl Sandbox {
-    /// A sandbox over `roots`, searching `jpaths` in order; refused imports
-    /// are recorded in `denied`.
-    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>, denied: DeniedSlot) -> Self {
+    /// A sandbox over `roots`, searching `jpaths` in order; the first
+    /// failed import is recorded in `failed`.
+    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>, failed: FailedImportSlot) -> Self {
         Sandbox {
             roots,
             jpaths,
             cache: RefCell::new(HashMap::new()),
-            denied,
+            failed,
         }
     }
 
-    fn deny(&self, from: &SourcePath, import: &str, why: String) -> jrsonnet_evaluator::Error {
-        if let Some(from) = from.downcast_ref::<SandboxPath>() {
-            let code = self.roots[from.root]
-                .files
-                .read(&from.rel)
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            *self.denied.borrow_mut() = Some(DeniedImport {
-                importer: from.display.clone(),
-                code: code.into(),
-                import: import.to_owned(),
-            });
+    /// Records the first failed import, pointing at its literal in the
+    /// importing file.
+    fn record(
+        &self,
+        from: &SourcePath,
+        import: &str,
+        failure: ImportFailure,
+        message: &str,
+        notes: Vec<String>,
+    ) {
+        if self.failed.borrow().is_some() {
+            return;
         }
-        ErrorKind::RuntimeError(format!("{DENIED}{why}").into()).into()
+        let (file, code) = match from.downcast_ref::<SandboxPath>() {
+            Some(from) => (
+                from.display.clone(),
+                self.roots[from.root]
+                    .files
+                    .read(&from.rel)
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+            ),
+            None => (from.to_string(), String::new()),
+        };
+        let span = find_import_literal(&code, import);
+        *self.failed.borrow_mut() = Some(FailedImport {
+            failure,
+            message: message.to_owned(),
+            file,
+            code: code.into(),
+            span,
+            notes,
+        });
+    }
+
+    fn deny(&self, from: &SourcePath, import: &str, why: String) -> jrsonnet_evaluator::Error {
+        let message = format!("{DENIED}{why}");
+        self.record(from, import, ImportFailure::Denied, &message, Vec::new());
+        ErrorKind::RuntimeError(message.into()).into()
+    }
+
+    /// Refuses a file that is not UTF-8, pointing at its first bad byte.
+    fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(bytes),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let message = format!("{} is not valid UTF-8 (byte {at})", path.display);
+                if self.failed.borrow().is_none() {
+                    *self.failed.borrow_mut() = Some(FailedImport {
+                        failure: ImportFailure::Unreadable,
+                        message: message.clone(),
+                        file: path.display.clone(),
+                        code: String::from_utf8_lossy(&bytes).into_owned().into(),
+                        span: (at, at + 1),
+                        notes: Vec::new(),
+                    });
+                }
+                bail!(ErrorKind::RuntimeError(message.into()))
+            }
+        }
     }
 
     /// The source path of `rel` in `root`.
@@ -167,9 +233,25 @@ impl Sandbox {
                 import,
                 format!("`{import}` resolves through a symlink to a file outside the repository and the library"),
             )),
-            Err(e) => bail!(ErrorKind::RuntimeError(format!("cannot read `{import}`: {e}").into())),
+            Err(e) => {
+                let message = format!("cannot read `{import}`: {e}");
+                self.record(from, import, ImportFailure::Unreadable, &message, Vec::new());
+                bail!(ErrorKind::RuntimeError(message.into()))
+            }
         }
     }
+}
+
+/// The byte range of the quoted import path in `code` (its first
+/// occurrence), or the start of the file.
+pub fn find_import_literal(code: &str, import: &str) -> (usize, usize) {
+    for quote in ['\'', '"'] {
+        let literal = format!("{quote}{import}{quote}");
+        if let Some(i) = code.find(&literal) {
+            return (i, i + literal.len());
+        }
+    }
+    (0, 0)
 }
 
 fn join(dir: &str, path: &str) -> String {
@@ -197,6 +279,7 @@ impl ImportResolver for Sandbox {
                 format!("`{import}` is an absolute path; import files of the repository or the library by relative path"),
             ));
         }
+        let mut searched = Vec::new();
         if let Some(importer) = from.downcast_ref::<SandboxPath>() {
             let Some(rel) = normalize(&join(parent(&importer.rel), &import)) else {
                 return Err(self.deny(
@@ -208,14 +291,25 @@ impl ImportResolver for Sandbox {
             if let Some(found) = self.try_file(from, importer.root, &rel, &import)? {
                 return Ok(found);
             }
+            searched.push(self.path(importer.root, &rel).display);
         }
         for (root, dir) in &self.jpaths {
             if let Some(rel) = normalize(&join(dir, &import)) {
                 if let Some(found) = self.try_file(from, *root, &rel, &import)? {
                     return Ok(found);
                 }
+                searched.push(self.path(*root, &rel).display);
             }
         }
+        searched.dedup();
+        let message = format!("cannot find `{import}`");
+        self.record(
+            from,
+            &import,
+            ImportFailure::NotFound,
+            &message,
+            vec![format!("searched: {}", searched.join(", "))],
+        );
         bail!(ErrorKind::ImportFileNotFound(
             from.clone(),
             path.as_path().to_owned()
@@ -232,8 +326,9 @@ impl ImportResolver for Sandbox {
                 format!("{DENIED}{resolved}").into()
             ));
         };
-        if let Some(bytes) = self.cache.borrow_mut().remove(&(p.root, p.rel.clone())) {
-            return Ok(bytes);
+        let cached = self.cache.borrow_mut().remove(&(p.root, p.rel.clone()));
+        if let Some(bytes) = cached {
+            return self.check_utf8(p, bytes);
         }
         match self.roots[p.root].files.read_real(&p.rel) {
             Ok(Some((real, _))) if self.roots[p.root].hides_inputs && is_input_file(&real) => {
@@ -241,7 +336,7 @@ impl ImportResolver for Sandbox {
                     format!("{DENIED}{} is an input file", p.display).into()
                 ))
             }
-            Ok(Some((_, bytes))) => Ok(bytes),
+            Ok(Some((_, bytes))) => self.check_utf8(p, bytes),
             Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
             Err(e) => bail!(ErrorKind::RuntimeError(
                 format!("cannot read {}: {e}", p.display).into()

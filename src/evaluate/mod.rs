@@ -55,11 +55,26 @@ pub fn render_state(
     secrets: &SecretValues,
     trace: bool,
 ) -> Result<String, EvalFailure> {
-    let repo_entry = matches!(repo.read(REPO_ENTRY), Ok(Some(_)));
-    let entry = if repo_entry {
-        (0, REPO_ENTRY.to_owned())
-    } else {
-        (1, library::LIB_ENTRY.to_owned())
+    // A repo entry point that exists but cannot be read is an error:
+    // falling back to the library would silently drop what it adds.
+    let entry = match repo.read(REPO_ENTRY) {
+        Ok(Some(_)) => (0, REPO_ENTRY.to_owned()),
+        Ok(None) => (1, library::LIB_ENTRY.to_owned()),
+        Err(e) => {
+            return Err(EvalFailure {
+                kind: FailureKind::Unreadable,
+                message: format!("cannot read {REPO_ENTRY}: {e}"),
+                frames: vec![engine::Frame {
+                    desc: "the repository's entry point".to_owned(),
+                    location: Some(engine::FrameLocation {
+                        path: REPO_ENTRY.to_owned(),
+                        code: "".into(),
+                        start: 0,
+                        end: 0,
+                    }),
+                }],
+            })
+        }
     };
     engine::evaluate(EvalJob {
         roots: vec![
@@ -112,6 +127,14 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         FailureKind::OutputTooLarge => (
             Code::JsonnetLimit,
             "look for a comprehension that multiplies objects; no environment needs this much output",
+        ),
+        FailureKind::ImportNotFound => (
+            Code::JsonnetError,
+            "check the path: an import resolves next to the importing file, then along the search path noted above",
+        ),
+        FailureKind::Unreadable => (
+            Code::FileUnreadable,
+            "Jsonnet files are UTF-8 text inside the repository, within the size limit",
         ),
         FailureKind::Timeout => (
             Code::JsonnetLimit,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::resolve::names;
 pub use identity::ResourceId;
 
 /// Label Argo CD sets on everything it tracks.
@@ -193,7 +194,47 @@ fn extract(
     }
 }
 
+/// The identity of an object must be valid Kubernetes: a name of the form
+/// its kind requires, a DNS-1123 label as namespace, a plain kind and
+/// apiVersion. Output file names are built from these parts only.
+fn identity_problem(id: &ResourceId) -> Option<String> {
+    if !names::is_api_version(&id.api_version) {
+        return Some(format!(
+            "its apiVersion `{}` is not `version` or `group/version`",
+            names::clip(&id.api_version)
+        ));
+    }
+    if !names::is_kind(&id.kind) {
+        return Some(format!(
+            "its kind `{}` is not a Kubernetes kind (letters and digits)",
+            names::clip(&id.kind)
+        ));
+    }
+    if !id.namespace.is_empty() && !names::is_dns1123_label(&id.namespace) {
+        return Some(format!(
+            "its namespace `{}` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters)",
+            names::clip(&id.namespace)
+        ));
+    }
+    names::object_name_problem(&id.group, &id.kind, &id.name)
+        .map(|form| format!("its name `{}` is not {form}", names::clip(&id.name)))
+}
+
 fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
+    if let Some(problem) = identity_problem(&r.id) {
+        diags.push(locate(
+            Diagnostic::error(
+                Code::InvalidObjectName,
+                format!("the object at {}: {problem}", r.origin),
+            )
+            .help(
+                "Kubernetes would refuse the object; fix the template or the input that names it",
+            ),
+            &r.value,
+            opts.service_spans,
+            opts.entry,
+        ));
+    }
     let label_paths = [
         "/metadata/labels",
         "/spec/template/metadata/labels",

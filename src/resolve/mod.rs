@@ -219,6 +219,17 @@ pub fn resolve_env(
     let mut params: BTreeMap<String, Json> = BTreeMap::new();
     let mut param_spans: BTreeMap<String, Span> = BTreeMap::new();
     let mut service_nodes = Vec::new();
+    if let Some(ns) = default_namespace.filter(|ns| !names::is_dns1123_label(ns)) {
+        // From --namespace or ARGOCD_APP_NAMESPACE: it names directories.
+        return Err(vec![Diagnostic::error(
+            Code::InvalidName,
+            format!(
+                "the namespace `{}` is not a valid Kubernetes namespace",
+                names::clip(ns)
+            ),
+        )
+        .help("a namespace is a DNS-1123 label: lowercase letters, digits and `-`, at most 63 characters")]);
+    }
     let mut namespace = default_namespace.unwrap_or(env).to_owned();
     for e in merged.as_map().unwrap_or_default() {
         match (e.key.as_str(), &e.value.value) {
