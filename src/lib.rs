@@ -248,7 +248,7 @@ impl Project {
                 return Err(vec![d]);
             }
         };
-        let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(&output.json).map_err(|e| {
             vec![Diagnostic::error(
                 Code::JsonnetError,
                 format!("the template output is not valid JSON: {e}"),
@@ -278,9 +278,16 @@ impl Project {
                 env_span: Some(resolved.env_span),
             },
         )?;
+        // Templates, to point a policy violation at the value's literal.
+        let templates: Vec<(diagnostics::FileId, Arc<str>)> = output
+            .files
+            .into_iter()
+            .map(|(path, text)| (self.sources.add(path, text.clone()), text))
+            .collect();
         let violations = validate::policy::check(
             &resources,
             &validate::policy::PolicyContext {
+                templates: &templates,
                 env: &resolved.state.env,
                 protected: resolved.state.protected,
                 settings: &resolved.settings,

@@ -162,3 +162,66 @@ fn repo_policy() {
     );
     violation("repo-policy-invalid", broken.path(), "dev", "CC0802");
 }
+
+/// Regression (#10): a repo template adding a workload on a mutable image
+/// rendered into prod with exit 0; every container of every workload kind
+/// is now checked, at the image's place in the template.
+#[test]
+fn mutable_images_in_rendered_workloads() {
+    let cc = "defaults:\n  api:\n    memory_min: 64Mi\n    memory_max: 64Mi\nprod:\n  api:\n    git_rev: v1\ndev:\n  api:\n    git_rev: v1\n";
+    let pod = |image: &str| {
+        format!("{{spec: {{initContainers: [{{name: 'init', image: 'reg.example.com/init:2', resources: {{requests: {{memory: '1Mi'}}, limits: {{memory: '1Mi'}}}}}}], containers: [{{name: 'main', image: '{image}', resources: {{requests: {{memory: '1Mi'}}, limits: {{memory: '1Mi'}}}}}}]}}}}")
+    };
+    for (kind, api, wrap) in [
+        (
+            "CronJob",
+            "batch/v1",
+            "{spec: {schedule: '@daily', jobTemplate: {spec: {template: POD}}}}",
+        ),
+        ("Job", "batch/v1", "{spec: {template: POD}}"),
+        (
+            "DaemonSet",
+            "apps/v1",
+            "{spec: {selector: {}, template: POD}}",
+        ),
+        (
+            "StatefulSet",
+            "apps/v1",
+            "{spec: {selector: {}, serviceName: 'x', template: POD}}",
+        ),
+        ("Rollout", "argoproj.io/v1alpha1", "{spec: {template: POD}}"),
+        ("Pod", "v1", "POD"),
+    ] {
+        for image in ["busybox:latest", "busybox", "reg.example.com:5000/tools"] {
+            let body = wrap.replace("POD", &pod(image));
+            let main = format!(
+                "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  cc.new(state).manifests + [\n    {{apiVersion: '{api}', kind: '{kind}', metadata: {{name: 'extra', namespace: state.namespace}}}} + {body},\n  ]\n"
+            );
+            let dir = repo(cc, &[("jsonnet/main.jsonnet", &main)]);
+            let out = render(dir.path(), "prod");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{kind} {image}: {}",
+                transcript(&out)
+            );
+            assert!(
+                stderr.contains("no-mutable-images") && stderr.contains(image),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains("jsonnet/main.jsonnet:4:"),
+                "{kind} {image}: located at the literal\n{stderr}"
+            );
+            // Not protected: fine.
+            passes(dir.path(), "dev");
+            if kind == "CronJob" && image == "busybox:latest" {
+                insta::assert_snapshot!(
+                    "no-mutable-images-rendered",
+                    stderr.replace(dir.path().to_str().unwrap(), "[REPO]")
+                );
+            }
+        }
+    }
+}

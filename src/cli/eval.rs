@@ -141,12 +141,13 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         ext: args_of(&args.ext_str, &args.ext_code),
         max_stack: limits.max_stack,
         timeout: limits.timeout,
+        deadline: limits.deadline,
         indent: 3,
         secrets: Default::default(),
         trace: true,
     };
     match engine::evaluate(job) {
-        Ok(json) => print_stdout(&(json + "\n")),
+        Ok(done) => print_stdout(&(done.json + "\n")),
         Err(f) => {
             let mut sources = Sources::default();
             let d = diagnose(f, &mut sources);

@@ -15,7 +15,7 @@ mod validate;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -56,8 +56,9 @@ pub struct Cli {
     /// Colour in human diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
-    /// Stop a Jsonnet evaluation after this many seconds.
-    #[arg(long, global = true, default_value_t = 20.0, value_name = "SECONDS")]
+    /// Stop after this many seconds of Jsonnet evaluation, in all (every
+    /// environment and revision the command renders).
+    #[arg(long, global = true, default_value_t = 20.0, value_name = "SECONDS", value_parser = parse_seconds)]
     pub timeout: f64,
     /// Maximum Jsonnet call depth.
     #[arg(long, global = true, default_value_t = 500, value_name = "FRAMES")]
@@ -106,6 +107,8 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
+    // The command's deadline starts now.
+    let _ = cli.limits();
     match &cli.command {
         Command::Render(a) => render::run(&cli, a),
         Command::Validate(a) => validate::run(&cli, a),
@@ -120,11 +123,14 @@ pub fn run(cli: Cli) -> i32 {
 }
 
 impl Cli {
+    /// The command's limits: one deadline from the start of the command.
     fn limits(&self) -> Limits {
-        Limits {
-            max_stack: self.max_stack.max(1),
-            timeout: Duration::from_secs_f64(self.timeout.clamp(0.001, 86_400.0)),
-        }
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        Limits::new(
+            self.max_stack.max(1),
+            Duration::from_secs_f64(self.timeout),
+            *START.get_or_init(Instant::now),
+        )
     }
 
     /// The embedded library, or `--lib DIR`; on failure prints and
@@ -249,6 +255,20 @@ impl Cli {
             }
         }
         text
+    }
+}
+
+/// `--timeout`: a finite number of seconds, more than 0, at most a day.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "`{s}` is not a time limit: give seconds, more than 0 and at most 86400"
+        ))
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jrsonnet_evaluator::function::CallLocation;
 use jrsonnet_gcmodule::trace_acyclic;
@@ -22,7 +22,7 @@ use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
 use jrsonnet_interner::IStr;
 
-use super::imports::{FailedImportSlot, ImportFailure, Root, Sandbox, DENIED};
+use super::imports::{FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, DENIED};
 use crate::redact::SecretValues;
 
 /// Prefix of the message for an oversized output (mapped to `CC0403`).
@@ -54,8 +54,10 @@ pub struct EvalJob {
     pub ext: Vec<(String, ArgValue)>,
     /// Maximum Jsonnet call depth.
     pub max_stack: usize,
-    /// Wall-clock limit.
+    /// The command's time limit (for messages).
     pub timeout: Duration,
+    /// When it is up: the evaluation gets whatever time is left.
+    pub deadline: Instant,
     /// Indentation of the JSON result; 0 for compact.
     pub indent: usize,
     /// Secret values, scrubbed from `std.trace` output.
@@ -178,9 +180,41 @@ pub struct EvalFailure {
     pub frames: Vec<Frame>,
 }
 
-/// Evaluates `job` and returns compact JSON text.
-pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
+/// A successful evaluation.
+#[derive(Clone, Debug)]
+pub struct Evaluated {
+    /// The result as JSON text.
+    pub json: String,
+    /// Every Jsonnet file loaded (display path, text), in load order.
+    pub files: Vec<(String, Arc<str>)>,
+}
+
+/// Evaluates `job` and returns its result as JSON text.
+pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
     let timeout = job.timeout;
+    let timed_out = || EvalFailure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "the command did not finish within its {} s time limit",
+            timeout.as_secs_f64()
+        ),
+        frames: Vec::new(),
+    };
+    let Some(left) = job
+        .deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+    else {
+        // Nothing starts after the deadline, so nothing piles up.
+        return Err(timed_out());
+    };
+    // Where to point when the failure itself has no place.
+    let entry_root = &job.roots[job.entry.0];
+    let entry = (
+        format!("{}{}", entry_root.label, job.entry.1),
+        entry_root.files.clone(),
+        job.entry.1.clone(),
+    );
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("jsonnet".into())
@@ -195,29 +229,70 @@ pub fn evaluate(job: EvalJob) -> Result<String, EvalFailure> {
             frames: Vec::new(),
         });
     }
-    match rx.recv_timeout(timeout) {
+    let result = match rx.recv_timeout(left) {
         Ok(result) => result,
-        // The thread cannot be interrupted; the caller exits soon after.
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(EvalFailure {
-            kind: FailureKind::Timeout,
-            message: format!(
-                "evaluation did not finish within {} s",
-                timeout.as_secs_f64()
-            ),
-            frames: Vec::new(),
-        }),
+        // jrsonnet cannot be interrupted: the thread is left behind, but the
+        // deadline has passed, so no other evaluation starts and the
+        // command ends (exiting the process) right after reporting.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
             kind: FailureKind::Runtime,
             message: "the evaluation thread stopped unexpectedly".to_owned(),
             frames: Vec::new(),
         }),
-    }
+    };
+    result.map_err(|mut f| {
+        // Every failure names a file: the entry point when nothing better
+        // is known (a timeout, an error jrsonnet raised outside any frame).
+        if f.frames.iter().all(|fr| fr.location.is_none()) {
+            let (path, files, rel) = entry;
+            let code = files
+                .read(&rel)
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            f.frames.insert(
+                0,
+                Frame {
+                    desc: "while evaluating this entry point".to_owned(),
+                    location: Some(FrameLocation {
+                        path,
+                        code: code.into(),
+                        start: 0,
+                        end: 0,
+                    }),
+                },
+            );
+        }
+        f
+    })
 }
 
-fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
+/// Where `.field` is accessed in the loaded files: jrsonnet reports a
+/// missing field outside any frame without a place.
+fn find_field_access(files: &[(String, Arc<str>)], field: &str) -> Option<FrameLocation> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let access = format!(".{field}");
+    files.iter().find_map(|(path, code)| {
+        code.match_indices(&access).find_map(|(i, _)| {
+            let end = i + access.len();
+            let next = code[end..].chars().next();
+            (!next.is_some_and(is_ident)).then(|| FrameLocation {
+                path: path.clone(),
+                code: code.clone(),
+                start: i + 1,
+                end,
+            })
+        })
+    })
+}
+
+fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
     let failed_import = FailedImportSlot::default();
-    let sandbox = Sandbox::new(job.roots, job.jpaths, failed_import.clone());
+    let loaded = LoadedFiles::default();
+    let sandbox = Sandbox::new(job.roots, job.jpaths, failed_import.clone(), loaded.clone());
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     std.settings_mut().trace_printer = Rc::new(TraceSink {
@@ -254,7 +329,10 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
             )
             .into());
         }
-        Ok(text)
+        Ok(Evaluated {
+            json: text,
+            files: loaded.borrow().clone(),
+        })
     })();
     result.map_err(|e| {
         let mut f = failure(&e);
@@ -286,6 +364,19 @@ fn evaluate_here(job: EvalJob) -> Result<String, EvalFailure> {
                     }),
                 },
             );
+        }
+        if f.frames.iter().all(|fr| fr.location.is_none()) {
+            if let ErrorKind::NoSuchField(field, _) = e.error() {
+                if let Some(location) = find_field_access(&loaded.borrow(), field) {
+                    f.frames.insert(
+                        0,
+                        Frame {
+                            desc: format!("field <{field}> access"),
+                            location: Some(location),
+                        },
+                    );
+                }
+            }
         }
         f
     })

@@ -107,6 +107,9 @@ pub struct FailedImport {
 /// Shared slot for the first failed import of an evaluation.
 pub type FailedImportSlot = Rc<RefCell<Option<FailedImport>>>;
 
+/// Every Jsonnet file an evaluation loaded: display path and text.
+pub type LoadedFiles = Rc<RefCell<Vec<(String, Arc<str>)>>>;
+
 /// The confined import resolver.
 pub struct Sandbox {
     roots: Vec<Root>,
@@ -116,18 +119,26 @@ pub struct Sandbox {
     cache: RefCell<HashMap<(usize, String), Vec<u8>>>,
     /// The first failed import.
     failed: FailedImportSlot,
+    /// What was loaded, for locating values in templates afterwards.
+    loaded: LoadedFiles,
 }
 trace_acyclic!(Sandbox);
 
 impl Sandbox {
     /// A sandbox over `roots`, searching `jpaths` in order; the first
     /// failed import is recorded in `failed`.
-    pub fn new(roots: Vec<Root>, jpaths: Vec<(usize, String)>, failed: FailedImportSlot) -> Self {
+    pub fn new(
+        roots: Vec<Root>,
+        jpaths: Vec<(usize, String)>,
+        failed: FailedImportSlot,
+        loaded: LoadedFiles,
+    ) -> Self {
         Sandbox {
             roots,
             jpaths,
             cache: RefCell::new(HashMap::new()),
             failed,
+            loaded,
         }
     }
 
@@ -177,7 +188,12 @@ impl Sandbox {
     /// Refuses a file that is not UTF-8, pointing at its first bad byte.
     fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
         match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(bytes),
+            Ok(text) => {
+                self.loaded
+                    .borrow_mut()
+                    .push((path.display.clone(), text.into()));
+                Ok(bytes)
+            }
             Err(e) => {
                 let at = e.valid_up_to();
                 let message = format!("{} is not valid UTF-8 (byte {at})", path.display);

@@ -10,32 +10,44 @@ pub mod imports;
 pub mod library;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
 use crate::load::repo::RepoFiles;
 use crate::redact::SecretValues;
-pub use engine::{ArgValue, EvalFailure, EvalJob, FailureKind};
+pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind};
 use imports::Root;
 
 /// The repo's own entry point, when it has one.
 pub const REPO_ENTRY: &str = "jsonnet/main.jsonnet";
 
-/// Bounds on one evaluation.
+/// Bounds on evaluation. One deadline covers every evaluation of a
+/// command (renders, re-runs that locate a failure, every environment of
+/// `validate`): once it has passed, no evaluation starts.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Maximum Jsonnet call depth.
     pub max_stack: usize,
-    /// Wall-clock limit.
+    /// The time the whole command may take (for messages).
     pub timeout: Duration,
+    /// When that time is up.
+    pub deadline: Instant,
+}
+
+impl Limits {
+    /// Limits whose deadline is `timeout` after `start`.
+    pub fn new(max_stack: usize, timeout: Duration, start: Instant) -> Self {
+        Limits {
+            max_stack,
+            timeout,
+            deadline: start + timeout,
+        }
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_stack: 500,
-            timeout: Duration::from_secs(20),
-        }
+        Limits::new(500, Duration::from_secs(20), Instant::now())
     }
 }
 
@@ -54,7 +66,7 @@ pub fn render_state(
     limits: Limits,
     secrets: &SecretValues,
     trace: bool,
-) -> Result<String, EvalFailure> {
+) -> Result<Evaluated, EvalFailure> {
     // A repo entry point that exists but cannot be read is an error:
     // falling back to the library would silently drop what it adds.
     let entry = match repo.read(REPO_ENTRY) {
@@ -99,6 +111,7 @@ pub fn render_state(
         ext: Vec::new(),
         max_stack: limits.max_stack,
         timeout: limits.timeout,
+        deadline: limits.deadline,
         indent: 0,
         secrets: secrets.clone(),
         trace,

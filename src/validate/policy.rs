@@ -4,7 +4,9 @@
 //! `settings.policies: {<id>: false}`:
 //! - `memory-limits`: every container has a memory request and limit;
 //! - `no-mutable-images`: no `latest` or untagged image in a protected
-//!   environment (checked when tags resolve, see `CC0305`);
+//!   environment: checked when tags resolve (`CC0305`, at the git_rev),
+//!   then on every container of every rendered workload (at the image's
+//!   literal in the templates);
 //! - `no-plain-secrets`: no plain `Secret` (checked in post-processing,
 //!   `CC0505`);
 //! - `pdb-replicas`: in protected environments, a workload a
@@ -20,7 +22,9 @@ use std::collections::BTreeMap;
 use jsonschema::Validator;
 use serde_json::Value as Json;
 
-use crate::diagnostics::{Code, Diagnostic, Sources, Span};
+use std::sync::Arc;
+
+use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
 use crate::load::repo::RepoFiles;
 use crate::load::{self, Sensitivity};
 use crate::process::{locate, Resource};
@@ -158,6 +162,8 @@ pub struct PolicyContext<'a> {
     pub entry: Option<Span>,
     /// The repository's policies.
     pub repo_policies: &'a [RepoPolicy],
+    /// The Jsonnet files the render loaded, to point at a value's literal.
+    pub templates: &'a [(FileId, Arc<str>)],
 }
 
 /// Checks every policy that is on against the rendered resources.
@@ -165,6 +171,9 @@ pub fn check(resources: &[Resource], ctx: &PolicyContext<'_>) -> Vec<Diagnostic>
     let mut diags = Vec::new();
     if ctx.settings.policy_on(MEMORY_LIMITS) {
         memory_limits(resources, ctx, &mut diags);
+    }
+    if ctx.protected && ctx.settings.policy_on(NO_MUTABLE_IMAGES) {
+        mutable_images(resources, ctx, &mut diags);
     }
     if ctx.protected && ctx.settings.policy_on(PDB_REPLICAS) {
         pdb_replicas(resources, ctx, &mut diags);
@@ -225,15 +234,78 @@ fn violation(
     locate(d, &r.value, ctx.service_spans, ctx.entry)
 }
 
-/// Pod specs of a workload, with their JSON pointer.
+/// The pod spec of a workload: every kind that runs containers.
 fn pod_spec(r: &Resource) -> Option<&Json> {
     match r.id.kind.as_str() {
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
-            r.value.pointer("/spec/template/spec")
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController"
+        | "Rollout" => r.value.pointer("/spec/template/spec"),
+        "PodTemplate" => r.value.pointer("/template/spec"),
         "CronJob" => r.value.pointer("/spec/jobTemplate/spec/template/spec"),
         "Pod" => r.value.get("spec"),
         _ => None,
+    }
+}
+
+/// Every container of a pod spec, of every list that holds containers.
+fn containers(spec: &Json) -> impl Iterator<Item = &Json> {
+    ["initContainers", "containers", "ephemeralContainers"]
+        .into_iter()
+        .flat_map(|list| {
+            spec.get(list)
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+        })
+}
+
+/// Where a string is written as a literal in the templates.
+fn literal_span(templates: &[(FileId, Arc<str>)], value: &str) -> Option<Span> {
+    templates.iter().find_map(|(file, text)| {
+        ['\'', '"'].iter().find_map(|q| {
+            let literal = format!("{q}{value}{q}");
+            text.find(&literal)
+                .map(|i| Span::new(*file, i, i + literal.len()))
+        })
+    })
+}
+
+/// No `latest` or untagged image in a protected environment, in whatever
+/// workload the templates render (images from tags.yaml are refused
+/// earlier, at their git_rev, as CC0305).
+fn mutable_images(resources: &[Resource], ctx: &PolicyContext<'_>, diags: &mut Vec<Diagnostic>) {
+    for r in resources {
+        let Some(spec) = pod_spec(r) else { continue };
+        for c in containers(spec) {
+            let Some(image) = c.get("image").and_then(Json::as_str) else {
+                continue;
+            };
+            if !crate::resolve::names::is_mutable_image(image) {
+                continue;
+            }
+            let name = c.get("name").and_then(Json::as_str).unwrap_or("?");
+            let mut d = Diagnostic::error(
+                Code::PolicyViolation,
+                format!(
+                    "policy `{NO_MUTABLE_IMAGES}`: {} container `{name}` runs the mutable image `{}` in protected environment `{}`",
+                    r.id.display(),
+                    crate::resolve::names::clip(image),
+                    ctx.env
+                ),
+            )
+            .note("a mutable tag can change under a running environment; what runs can no longer be reproduced or rolled back")
+            .help(format!(
+                "pin the image to a version tag or a digest (@sha256:…); or switch the policy off with settings.policies: {{{NO_MUTABLE_IMAGES}: false}}"
+            ));
+            if let Some(span) = literal_span(ctx.templates, image) {
+                d = d.at(span, "this image");
+            }
+            diags.push(locate(d, &r.value, ctx.service_spans, ctx.entry));
+        }
     }
 }
 
