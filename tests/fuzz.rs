@@ -7,6 +7,14 @@
 //! render in process. Every outcome must be a value or diagnostics; a panic
 //! fails the test and prints the seed that reproduces it.
 //!
+//! Every seed also carries a canary in secret positions (an extra
+//! sensitive Terraform output in each env file, an extra secrets.yaml
+//! section): whenever the mutation leaves those positions declared secret
+//! (it changed another file, or broke the sensitive file so it does not
+//! parse), no diagnostic in any format, no state and no output may show it.
+//! Rendered cases are also written with `--out-dir`'s writer into a fresh
+//! directory, and nothing may appear outside it.
+//!
 //! `cargo test --test fuzz` runs a bounded number of cases; a longer run:
 //! `CC_FUZZ_CASES=200000 cargo test --release --test fuzz -- --nocapture`
 //! (`CC_FUZZ_SEED=N` replays one case).
@@ -64,6 +72,35 @@ fn load_dir(dir: &Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
             out.insert(name, bytes);
         }
     }
+}
+
+/// Planted in every secret position of the seeds.
+const CANARY: &str = "FUZZCANARY7Q";
+
+/// Whether a repo file may hold secrets.
+fn is_sensitive(name: &str) -> bool {
+    name == "secrets.yaml" || (name.starts_with("env-") && !name.contains('/'))
+}
+
+/// A seed with a canary in a secret position of each sensitive file.
+fn planted(seed: &MemRepo) -> MemRepo {
+    let mut repo = seed.clone();
+    for (name, data) in repo.0.iter_mut().filter(|(n, _)| is_sensitive(n)) {
+        if name == "secrets.yaml" {
+            data.extend_from_slice(
+                format!("\nfuzzenv:\n  s:\n    stringData:\n      k: {CANARY}\n").as_bytes(),
+            );
+        } else if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+            let at = data.iter().position(|b| *b == b'{').unwrap_or(0) + 1;
+            let entry = format!("\"fuzz_secret\": {{\"sensitive\": true, \"type\": \"string\", \"value\": \"{CANARY}\"}},");
+            data.splice(at..at, entry.bytes());
+        } else {
+            data.extend_from_slice(
+                format!("\nfuzz_secret:\n  sensitive: true\n  value: {CANARY}\n").as_bytes(),
+            );
+        }
+    }
+    repo
 }
 
 fn seeds() -> Vec<MemRepo> {
@@ -132,7 +169,8 @@ const TOKENS: &[&str] = &[
     "9999999999999999999999",
 ];
 
-fn mutate(rng: &mut Rng, repo: &mut MemRepo, donor: &MemRepo) {
+/// Mutates one file of `repo` (with text from `donor`); returns its name.
+fn mutate(rng: &mut Rng, repo: &mut MemRepo, donor: &MemRepo) -> String {
     let names: Vec<String> = repo.0.keys().cloned().collect();
     let name = names[rng.below(names.len())].clone();
     let donor_bytes: Vec<u8> = donor
@@ -178,32 +216,95 @@ fn mutate(rng: &mut Rng, repo: &mut MemRepo, donor: &MemRepo) {
             _ => data.insert(at, rng.below(256) as u8),
         }
     }
+    name
 }
 
-/// Runs the pipeline on `repo`; every outcome but a panic is fine.
-fn exercise(repo: MemRepo, render: bool) {
-    let limits = Limits {
-        max_stack: 200,
-        timeout: std::time::Duration::from_secs(5),
-    };
-    let Ok(mut project) = Project::load(Arc::new(repo), Arc::new(EmbeddedLibrary), limits) else {
-        return;
+/// Everything a case printed or wrote, for the canary check.
+#[derive(Default)]
+struct Shown(String);
+
+/// Runs the pipeline on `repo`; every outcome but a panic is fine. Returns
+/// all the text the commands would show (diagnostics in every format,
+/// states, manifests, written files).
+fn exercise(repo: MemRepo, render: bool) -> Shown {
+    use controlcenter::diagnostics::render::{render_all, ErrorFormat};
+    let mut shown = Shown::default();
+    fn show(
+        shown: &mut Shown,
+        diags: &[controlcenter::diagnostics::Diagnostic],
+        sources: &controlcenter::diagnostics::Sources,
+    ) {
+        for format in [
+            ErrorFormat::Human,
+            ErrorFormat::Json,
+            ErrorFormat::Github,
+            ErrorFormat::Short,
+        ] {
+            shown.0.push_str(&render_all(diags, sources, format, false));
+        }
+    }
+    let limits = Limits::new(
+        200,
+        std::time::Duration::from_secs(5),
+        std::time::Instant::now(),
+    );
+    let mut project = match Project::load(Arc::new(repo), Arc::new(EmbeddedLibrary), limits) {
+        Ok(p) => p,
+        Err(f) => {
+            show(&mut shown, &f.diagnostics, &f.sources);
+            return shown;
+        }
     };
     for env in project.envs().into_iter().take(3) {
-        let _ = if render {
-            project.render(&env).map(|_| ())
-        } else {
-            project.resolve(&env).map(|_| ())
+        let resolved = match project.resolve(&env) {
+            Ok(r) => r,
+            Err(d) => {
+                show(&mut shown, &d, &project.sources);
+                continue;
+            }
         };
+        shown.0.push_str(&controlcenter::state_json(&resolved));
+        if !render {
+            continue;
+        }
+        match project.render_resolved(&resolved) {
+            Ok(resources) => {
+                shown.0.push_str(&controlcenter::emit::render(
+                    &resources,
+                    controlcenter::emit::Format::Json,
+                ));
+                let parent = tempfile::tempdir().unwrap();
+                let out = parent.path().join("out");
+                let _ = controlcenter::emit::out_dir::write(&out, &resources, None);
+                for e in std::fs::read_dir(parent.path()).unwrap().flatten() {
+                    assert_eq!(e.file_name(), "out", "a write outside --out-dir");
+                }
+            }
+            Err(d) => show(&mut shown, &d, &project.sources),
+        }
     }
-    // Diagnostics must render in every format too.
-    let _ = project.sources.find("controlcenter.yaml");
+    shown
+}
+
+/// Whether the canary is still declared secret after `mutated` changed:
+/// another file changed, or the sensitive file no longer parses.
+fn canary_still_secret(repo: &MemRepo, mutated: &str) -> bool {
+    if !is_sensitive(mutated) {
+        return true;
+    }
+    let Ok(text) = std::str::from_utf8(&repo.0[mutated]) else {
+        return true;
+    };
+    let mut sources = controlcenter::diagnostics::Sources::default();
+    let id = sources.add(mutated, text);
+    controlcenter::load::yaml::parse(text, id).is_err()
 }
 
 #[test]
-fn mutated_inputs_never_panic() {
+fn mutated_inputs_never_panic_nor_show_a_secret() {
     let seeds = seeds();
     assert!(seeds.len() > 40);
+    let planted: Vec<MemRepo> = seeds.iter().map(planted).collect();
     let cases: u64 = std::env::var("CC_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -215,15 +316,28 @@ fn mutated_inputs_never_panic() {
         Some(s) => vec![s],
         None => (1..=cases).collect(),
     };
+    let mut checked = 0u64;
     for seed in range {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let mut repo = seeds[rng.below(seeds.len())].clone();
+        let mut repo = planted[rng.below(planted.len())].clone();
+        // Donors are unplanted: splicing never moves the canary.
         let donor = seeds[rng.below(seeds.len())].clone();
-        mutate(&mut rng, &mut repo, &donor);
+        let mutated = mutate(&mut rng, &mut repo, &donor);
         let render = seed % 10 == 0;
+        let must_hide = canary_still_secret(&repo, &mutated);
         let result = std::panic::catch_unwind(|| exercise(repo, render));
-        assert!(result.is_ok(), "panic on fuzz case CC_FUZZ_SEED={seed}");
+        let Ok(shown) = result else {
+            panic!("panic on fuzz case CC_FUZZ_SEED={seed}");
+        };
+        if must_hide {
+            checked += 1;
+            assert!(
+                !shown.0.contains(CANARY),
+                "fuzz case CC_FUZZ_SEED={seed} showed a secret (mutated {mutated})"
+            );
+        }
     }
+    eprintln!("fuzz: {cases} cases, {checked} checked for the canary");
 }
 
 #[test]

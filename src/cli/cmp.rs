@@ -125,10 +125,13 @@ fn fail(sources: &Sources, diagnostics: Vec<Diagnostic>) -> i32 {
     let lines: Vec<String> = sorted
         .iter()
         .flat_map(|d| {
-            short(d, sources)
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
+            short(
+                &crate::diagnostics::render::clipped(d, sources.secrets()),
+                sources,
+            )
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
         })
         .collect();
     // Trace lines already printed count against the plugin's budget.

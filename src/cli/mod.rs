@@ -11,6 +11,7 @@ mod schema;
 mod state;
 mod tags;
 mod validate;
+mod watchdog;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub struct Cli {
     /// Maximum Jsonnet call depth.
     #[arg(long, global = true, default_value_t = 500, value_name = "FRAMES")]
     pub max_stack: usize,
+    /// Stop with an error when the command's resident memory passes this
+    /// many MiB.
+    #[arg(long, global = true, env = "CONTROLCENTER_MAX_MEMORY", default_value_t = watchdog::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..))]
+    pub max_memory: u64,
     /// Show at most this many problems (all are still counted).
     #[arg(long, global = true, default_value_t = 200, value_name = "N")]
     pub max_errors: usize,
@@ -107,8 +112,28 @@ pub enum Command {
 
 /// Runs a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> i32 {
-    // The command's deadline starts now.
+    // The command's deadline starts now; its memory is watched from now.
     let _ = cli.limits();
+    let over = Diagnostic::error(
+        crate::diagnostics::Code::MemoryLimit,
+        format!(
+            "the command used more than {} MiB of memory and was stopped",
+            cli.max_memory
+        ),
+    )
+    .help("look for a template that multiplies objects or strings; raise --max-memory (or CONTROLCENTER_MAX_MEMORY) only if the repository really needs it");
+    let plugin = matches!(cli.command, Command::Cmp(_));
+    let report = if plugin {
+        crate::diagnostics::render::short(&over, &Sources::default())
+    } else {
+        cli.format_report(&Sources::default(), vec![over])
+    };
+    let machine = cli.error_format != ErrorFormat::Human;
+    watchdog::start(
+        cli.max_memory,
+        report,
+        !plugin && machine && matches!(cli.command, Command::Validate(_)),
+    );
     match &cli.command {
         Command::Render(a) => render::run(&cli, a),
         Command::Validate(a) => validate::run(&cli, a),

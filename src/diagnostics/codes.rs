@@ -69,6 +69,8 @@ codes! {
     // 08xx: policies
     PolicyViolation = "CC0801", "a rendered manifest breaks a policy";
     PolicyInvalid = "CC0802", "a repository policy file is not valid";
+    // 09xx: limits of the whole command
+    MemoryLimit = "CC0901", "the command used more memory than --max-memory allows";
 }
 
 impl std::fmt::Display for Code {

@@ -32,6 +32,7 @@ pub fn render_all(
 ) -> String {
     let mut out = String::new();
     for d in diags {
+        let d = &clipped(d, sources.secrets());
         match format {
             ErrorFormat::Human => {
                 out.push_str(&human(d, sources, color));
@@ -51,6 +52,31 @@ pub fn render_all(
     // Snippets are masked by span; a message can still quote a value (a
     // Jsonnet `error` built from a secret field): scrub them all.
     sources.secrets().scrub(&out)
+}
+
+/// Longest message, note, help or label text shown, in characters.
+pub const MAX_TEXT_CHARS: usize = 400;
+
+/// `d` with every text scrubbed of secrets, then cut to
+/// [`MAX_TEXT_CHARS`]: a message can quote a value of megabytes (a Jsonnet
+/// `error` of a long string), and a secret cut in two would escape the
+/// scrub of the rendered text.
+pub fn clipped(d: &Diagnostic, secrets: &crate::redact::SecretValues) -> Diagnostic {
+    let clip = |s: &str| -> String {
+        let s = &secrets.scrub(s);
+        match s.char_indices().nth(MAX_TEXT_CHARS) {
+            Some((i, _)) => format!("{} … ({} more characters)", &s[..i], s[i..].chars().count()),
+            None => s.to_owned(),
+        }
+    };
+    let mut d = d.clone();
+    d.message = clip(&d.message);
+    d.notes = d.notes.iter().map(|n| clip(n)).collect();
+    d.help = d.help.as_deref().map(clip);
+    for label in d.primary.iter_mut().chain(d.related.iter_mut()) {
+        label.message = clip(&label.message);
+    }
+    d
 }
 
 /// A diagnostic as rustc-style text.

@@ -19,7 +19,7 @@ use jrsonnet_evaluator::manifest::JsonFormat;
 use jrsonnet_evaluator::stack::limit_stack_depth;
 use jrsonnet_evaluator::tla::TlaArg;
 use jrsonnet_evaluator::trace::PathResolver;
-use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State};
+use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State, Val};
 use jrsonnet_interner::IStr;
 
 use super::imports::{FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, DENIED};
@@ -145,6 +145,8 @@ pub enum FailureKind {
     Unreadable,
     /// An import is nowhere on the search path.
     ImportNotFound,
+    /// A file nests deeper than the parser can take.
+    TooDeep,
 }
 
 /// A source location inside a Jsonnet file.
@@ -317,18 +319,7 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
             .map(|(k, v)| (IStr::from(k.as_str()), arg(v)))
             .collect();
         let val = apply_tla(&tla, val)?;
-        let text = val.manifest(JsonFormat::cli(indent))?;
-        if text.len() > super::MAX_OUTPUT_BYTES {
-            return Err(ErrorKind::RuntimeError(
-                format!(
-                    "{OUTPUT_LIMIT}the output is {} MiB, more than the {} MiB limit",
-                    text.len() >> 20,
-                    super::MAX_OUTPUT_BYTES >> 20
-                )
-                .into(),
-            )
-            .into());
-        }
+        let text = manifest_bounded(&val, indent)?;
         Ok(Evaluated {
             json: text,
             files: loaded.borrow().clone(),
@@ -344,6 +335,7 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
                 ImportFailure::Denied => FailureKind::ImportDenied,
                 ImportFailure::NotFound => FailureKind::ImportNotFound,
                 ImportFailure::Unreadable => FailureKind::Unreadable,
+                ImportFailure::TooDeep => FailureKind::TooDeep,
             };
             f.message = std::iter::once(fi.message.clone())
                 .chain(fi.notes.iter().cloned())
@@ -353,7 +345,11 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
                 0,
                 Frame {
                     desc: match fi.failure {
-                        ImportFailure::Unreadable if fi.span.1 > fi.span.0 => "here".to_owned(),
+                        ImportFailure::Unreadable | ImportFailure::TooDeep
+                            if fi.span.1 > fi.span.0 =>
+                        {
+                            "here".to_owned()
+                        }
                         _ => "imported here".to_owned(),
                     },
                     location: Some(FrameLocation {
@@ -380,6 +376,61 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
         }
         f
     })
+}
+
+/// Manifests the result as JSON, within [`super::MAX_OUTPUT_BYTES`] and,
+/// for an array (what templates return), [`super::MAX_OUTPUT_ITEMS`]
+/// elements checked one by one: a comprehension of a million objects stops
+/// at the limit instead of first building them all.
+fn manifest_bounded(val: &Val, indent: usize) -> jrsonnet_evaluator::Result<String> {
+    let too_large = |what: String| -> jrsonnet_evaluator::Error {
+        ErrorKind::RuntimeError(format!("{OUTPUT_LIMIT}{what}").into()).into()
+    };
+    let check = |len: usize| {
+        if len > super::MAX_OUTPUT_BYTES {
+            Err(too_large(format!(
+                "the output is more than the {} MiB limit",
+                super::MAX_OUTPUT_BYTES >> 20
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let Val::Arr(items) = val else {
+        let text = val.manifest(JsonFormat::cli(indent))?;
+        check(text.len())?;
+        return Ok(text);
+    };
+    if indent != 0 {
+        if items.len() as usize > super::MAX_OUTPUT_ITEMS {
+            return Err(too_large(format!(
+                "the output has {} elements, more than the {} limit",
+                items.len(),
+                super::MAX_OUTPUT_ITEMS
+            )));
+        }
+        let text = val.manifest(JsonFormat::cli(indent))?;
+        check(text.len())?;
+        return Ok(text);
+    }
+    let mut text = String::from("[");
+    for i in 0..items.len() {
+        if i as usize >= super::MAX_OUTPUT_ITEMS {
+            return Err(too_large(format!(
+                "the output has {} elements, more than the {} limit",
+                items.len(),
+                super::MAX_OUTPUT_ITEMS
+            )));
+        }
+        let item = items.get(i)?.unwrap_or(Val::Null);
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&item.manifest(JsonFormat::cli(0))?);
+        check(text.len())?;
+    }
+    text.push(']');
+    Ok(text)
 }
 
 fn arg(v: &ArgValue) -> TlaArg {

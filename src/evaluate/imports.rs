@@ -82,6 +82,81 @@ pub enum ImportFailure {
     NotFound,
     /// Found but not usable (too large, not UTF-8, unreadable).
     Unreadable,
+    /// Nested deeper than the parser can take.
+    TooDeep,
+}
+
+/// Deepest nesting of brackets, or longest run of prefix operators, a
+/// Jsonnet file may have: the parser recurses on each level, and real
+/// templates stay far below this.
+pub const MAX_SOURCE_NESTING: usize = 1000;
+
+/// Where `code` first nests deeper than [`MAX_SOURCE_NESTING`] (brackets
+/// or a run of `-`, `+`, `!`, `~`), outside strings and comments.
+pub fn too_deep(code: &str) -> Option<(usize, &'static str)> {
+    let bytes = code.as_bytes();
+    let (mut depth, mut run, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        let c = bytes[i];
+        let rest = &bytes[i..];
+        // Skip comments and strings whole.
+        let skip_to = |end: &[u8], from: usize| {
+            bytes[from..]
+                .windows(end.len())
+                .position(|w| w == end)
+                .map_or(bytes.len(), |p| from + p + end.len())
+        };
+        let quoted = |q: u8, from: usize, escapes: bool| {
+            let mut j = from;
+            while j < bytes.len() {
+                if escapes && bytes[j] == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if bytes[j] == q {
+                    return j + 1;
+                }
+                j += 1;
+            }
+            bytes.len()
+        };
+        let next = match c {
+            b'#' => Some(skip_to(b"\n", i)),
+            b'/' if rest.starts_with(b"//") => Some(skip_to(b"\n", i)),
+            b'/' if rest.starts_with(b"/*") => Some(skip_to(b"*/", i + 2)),
+            b'|' if rest.starts_with(b"|||") => Some(skip_to(b"|||", i + 3)),
+            b'@' if matches!(rest.get(1), Some(b'\'' | b'"')) => {
+                Some(quoted(rest[1], i + 2, false))
+            }
+            b'\'' | b'"' => Some(quoted(c, i + 1, true)),
+            _ => None,
+        };
+        if let Some(n) = next {
+            run = 0;
+            i = n;
+            continue;
+        }
+        match c {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_SOURCE_NESTING {
+                    return Some((i, "brackets"));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if matches!(c, b'-' | b'+' | b'!' | b'~') {
+            run += 1;
+            if run > MAX_SOURCE_NESTING {
+                return Some((i, "prefix operators"));
+            }
+        } else if !c.is_ascii_whitespace() {
+            run = 0;
+        }
+        i += 1;
+    }
+    None
 }
 
 /// A failed import. jrsonnet reports these without a location (and a lazy
@@ -185,9 +260,28 @@ impl Sandbox {
         ErrorKind::RuntimeError(message.into()).into()
     }
 
-    /// Refuses a file that is not UTF-8, pointing at its first bad byte.
+    /// Refuses a file that is not UTF-8 (pointing at its first bad byte)
+    /// or nests deeper than the parser can take.
     fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
         match std::str::from_utf8(&bytes) {
+            Ok(text) if too_deep(text).is_some() => {
+                let (at, what) = too_deep(text).unwrap_or_default();
+                let message = format!(
+                    "{} nests {what} deeper than {MAX_SOURCE_NESTING} levels",
+                    path.display
+                );
+                if self.failed.borrow().is_none() {
+                    *self.failed.borrow_mut() = Some(FailedImport {
+                        failure: ImportFailure::TooDeep,
+                        message: message.clone(),
+                        file: path.display.clone(),
+                        code: text.into(),
+                        span: (at, at + 1),
+                        notes: Vec::new(),
+                    });
+                }
+                bail!(ErrorKind::RuntimeError(message.into()))
+            }
             Ok(text) => {
                 self.loaded
                     .borrow_mut()
@@ -358,5 +452,30 @@ impl ImportResolver for Sandbox {
                 format!("cannot read {}: {e}", p.display).into()
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        let deep = "[".repeat(MAX_SOURCE_NESTING + 1);
+        assert_eq!(too_deep(&deep), Some((MAX_SOURCE_NESTING, "brackets")));
+        let fine = format!("{}{}", "[".repeat(500), "]".repeat(500)).repeat(10);
+        assert_eq!(too_deep(&fine), None);
+        let in_strings = format!(
+            "local s = '{0}'; local t = \"{0}\"; local u = |||\n  {0}\n|||; // {0}\n/* {0} */ # {0}\n[s, t, u]",
+            "[".repeat(2000)
+        );
+        assert_eq!(too_deep(&in_strings), None);
+        assert_eq!(
+            too_deep(&"-".repeat(2000)).map(|d| d.1),
+            Some("prefix operators")
+        );
+        assert_eq!(too_deep("local a = 1 - -1; a + +a"), None);
+        // An escaped quote does not end a string.
+        assert_eq!(too_deep(&format!("'\\'{}'", "(".repeat(2000))), None);
     }
 }

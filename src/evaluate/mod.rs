@@ -51,9 +51,13 @@ impl Default for Limits {
     }
 }
 
-/// Largest template output accepted (JSON text), far above any real
-/// environment: 1000 services render to about 30 MB.
-pub const MAX_OUTPUT_BYTES: usize = 256 * 1024 * 1024;
+/// Largest template output accepted (JSON text): 1000 services render to
+/// about 3 MB. Bounded so that the parsed output stays well under 1 GiB.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most elements a template's top-level array may have (about ten per
+/// service is usual).
+pub const MAX_OUTPUT_ITEMS: usize = 200_000;
 
 /// Display prefix of library files in messages.
 pub const LIB_LABEL: &str = "<lib>/";
@@ -144,6 +148,10 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         FailureKind::ImportNotFound => (
             Code::JsonnetError,
             "check the path: an import resolves next to the importing file, then along the search path noted above",
+        ),
+        FailureKind::TooDeep => (
+            Code::JsonnetLimit,
+            "flatten the expression; no template needs this nesting",
         ),
         FailureKind::Unreadable => (
             Code::FileUnreadable,

@@ -1,0 +1,60 @@
+//! The memory bound of a command: a thread that watches the process's
+//! resident memory and ends the command with a clear error when it passes
+//! `--max-memory`. Specific limits (YAML sizes, output size) stop the
+//! known cases earlier and at their place; this bounds everything else
+//! (a Jsonnet comprehension of millions of objects, a string bomb) whatever
+//! part of the command allocates it.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+/// Default `--max-memory`, in MiB.
+pub const DEFAULT_MAX_MEMORY_MIB: u64 = 640;
+
+/// How often resident memory is read.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Starts watching; when resident memory passes `limit_mib`, removes any
+/// `--out-dir` staging directory, prints `report` (to stdout when
+/// `to_stdout`) and exits 1. Does nothing where /proc is not available.
+pub fn start(limit_mib: u64, report: String, to_stdout: bool) {
+    if resident_kib().is_none() {
+        return;
+    }
+    let limit_kib = limit_mib.saturating_mul(1024);
+    let _ = std::thread::Builder::new()
+        .name("memory-watchdog".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            std::thread::sleep(POLL);
+            if resident_kib().is_some_and(|kib| kib > limit_kib) {
+                crate::emit::out_dir::interrupt_and_wait();
+                if to_stdout {
+                    let _ = std::io::stdout().write_all(report.as_bytes());
+                    let _ = std::io::stdout().flush();
+                } else {
+                    let _ = std::io::stderr().write_all(report.as_bytes());
+                }
+                std::process::exit(super::EXIT_INVALID);
+            }
+        });
+}
+
+/// The process's resident memory (`VmRSS`), in KiB.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_readable_here() {
+        if cfg!(target_os = "linux") {
+            assert!(resident_kib().is_some_and(|k| k > 0));
+        }
+    }
+}
