@@ -202,14 +202,6 @@ pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
         ),
         frames: Vec::new(),
     };
-    let Some(left) = job
-        .deadline
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
-    else {
-        // Nothing starts after the deadline, so nothing piles up.
-        return Err(timed_out());
-    };
     // Where to point when the failure itself has no place.
     let entry_root = &job.roots[job.entry.0];
     let entry = (
@@ -217,31 +209,14 @@ pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
         entry_root.files.clone(),
         job.entry.1.clone(),
     );
-    let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("jsonnet".into())
-        .stack_size(EVAL_STACK_BYTES)
-        .spawn(move || {
-            let _ = tx.send(evaluate_here(job));
-        });
-    if let Err(e) = spawned {
-        return Err(EvalFailure {
-            kind: FailureKind::Runtime,
-            message: format!("cannot start the evaluation thread: {e}"),
-            frames: Vec::new(),
-        });
-    }
-    let result = match rx.recv_timeout(left) {
-        Ok(result) => result,
-        // jrsonnet cannot be interrupted: the thread is left behind, but the
-        // deadline has passed, so no other evaluation starts and the
-        // command ends (exiting the process) right after reporting.
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
-            kind: FailureKind::Runtime,
-            message: "the evaluation thread stopped unexpectedly".to_owned(),
-            frames: Vec::new(),
-        }),
+    let left = job
+        .deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero());
+    let result = match left {
+        // Nothing starts after the deadline, so nothing piles up.
+        None => Err(timed_out()),
+        Some(left) => on_thread(job, left, timed_out),
     };
     result.map_err(|mut f| {
         // Every failure names a file: the entry point when nothing better
@@ -269,6 +244,41 @@ pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
         }
         f
     })
+}
+
+/// Runs `job` on its own thread (a large stack; jrsonnet's State is not
+/// Send), waiting at most `left`.
+fn on_thread(
+    job: EvalJob,
+    left: Duration,
+    timed_out: impl Fn() -> EvalFailure,
+) -> Result<Evaluated, EvalFailure> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("jsonnet".into())
+        .stack_size(EVAL_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(evaluate_here(job));
+        });
+    if let Err(e) = spawned {
+        return Err(EvalFailure {
+            kind: FailureKind::Runtime,
+            message: format!("cannot start the evaluation thread: {e}"),
+            frames: Vec::new(),
+        });
+    }
+    match rx.recv_timeout(left) {
+        Ok(result) => result,
+        // jrsonnet cannot be interrupted: the thread is left behind, but the
+        // deadline has passed, so no other evaluation starts and the
+        // command ends (exiting the process) right after reporting.
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
+            kind: FailureKind::Runtime,
+            message: "the evaluation thread stopped unexpectedly".to_owned(),
+            frames: Vec::new(),
+        }),
+    }
 }
 
 /// Where `.field` is accessed in the loaded files: jrsonnet reports a
