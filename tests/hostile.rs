@@ -47,7 +47,10 @@ fn entries(dir: &Path) -> Vec<String> {
 /// The first diagnostic of a JSON-format run.
 fn first_json_diagnostic(out: &std::process::Output) -> serde_json::Value {
     let text = String::from_utf8_lossy(&out.stderr);
-    let line = text.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{}", transcript(out)));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{}", transcript(out)));
     serde_json::from_str(line).unwrap()
 }
 
@@ -57,18 +60,54 @@ fn nothing_is_written_outside_the_out_dir() {
     let escaping_kind = b"local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) cc.new(state).manifests + [{apiVersion: 'v1', kind: '../../K', metadata: {name: 'x', namespace: state.namespace}}]\n";
     let escaping_ns = b"local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) cc.new(state).manifests + [{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'x', namespace: '../..'}}]\n";
     let cases: Vec<(&str, Vec<(&str, &[u8])>, Vec<&str>, Vec<(&str, &str)>)> = vec![
-        ("--namespace ../escape", vec![], vec!["--namespace", "../escape"], vec![]),
-        ("--namespace /abs", vec![], vec!["--namespace", "/tmp/cc-abs"], vec![]),
-        ("--namespace a/b", vec![], vec!["--namespace", "a/b"], vec![]),
-        ("template name", vec![("jsonnet/main.jsonnet", escaping_name.as_slice())], vec![], vec![]),
-        ("template kind", vec![("jsonnet/main.jsonnet", escaping_kind.as_slice())], vec![], vec![]),
-        ("template namespace", vec![("jsonnet/main.jsonnet", escaping_ns.as_slice())], vec![], vec![]),
+        (
+            "--namespace ../escape",
+            vec![],
+            vec!["--namespace", "../escape"],
+            vec![],
+        ),
+        (
+            "--namespace /abs",
+            vec![],
+            vec!["--namespace", "/tmp/cc-abs"],
+            vec![],
+        ),
+        (
+            "--namespace a/b",
+            vec![],
+            vec!["--namespace", "a/b"],
+            vec![],
+        ),
+        (
+            "template name",
+            vec![("jsonnet/main.jsonnet", escaping_name.as_slice())],
+            vec![],
+            vec![],
+        ),
+        (
+            "template kind",
+            vec![("jsonnet/main.jsonnet", escaping_kind.as_slice())],
+            vec![],
+            vec![],
+        ),
+        (
+            "template namespace",
+            vec![("jsonnet/main.jsonnet", escaping_ns.as_slice())],
+            vec![],
+            vec![],
+        ),
     ];
     for (name, files, extra_args, _) in cases {
         let repo = article(&files);
         let parent = tempfile::tempdir().unwrap();
         let out_dir = parent.path().join("a/b/out");
-        let mut args = vec!["render", "--env", "dev", "--out-dir", out_dir.to_str().unwrap()];
+        let mut args = vec![
+            "render",
+            "--env",
+            "dev",
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ];
         args.extend(extra_args);
         let out = run(&repo_args(repo.path(), &args));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", transcript(&out));
@@ -76,13 +115,20 @@ fn nothing_is_written_outside_the_out_dir() {
         assert_eq!(entries(parent.path()), Vec::<String>::new(), "{name}");
         assert!(!Path::new("/tmp/cc-abs").exists(), "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("CC0306") || stderr.contains("CC0506"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("CC0306") || stderr.contains("CC0506"),
+            "{name}: {stderr}"
+        );
         // Whatever the output mode.
         let mut args = vec!["render", "--env", "dev"];
         if name.starts_with("--namespace") {
             args.extend(["--namespace", &name[12..]]);
         }
-        assert_eq!(run(&repo_args(repo.path(), &args)).status.code(), Some(1), "{name}");
+        assert_eq!(
+            run(&repo_args(repo.path(), &args)).status.code(),
+            Some(1),
+            "{name}"
+        );
     }
     // The plugin: Argo CD's namespace is validated as one.
     let repo = article(&[]);
@@ -100,11 +146,16 @@ fn nothing_is_written_outside_the_out_dir() {
 
 #[test]
 fn a_nul_byte_is_an_error_at_its_place_not_a_lost_service() {
-    let mut cc = std::fs::read(common::root().join("controlcenter-examples/article/controlcenter.yaml")).unwrap();
+    let mut cc =
+        std::fs::read(common::root().join("controlcenter-examples/article/controlcenter.yaml"))
+            .unwrap();
     let at = cc.windows(6).position(|w| w == b"\nprod:").unwrap() + 1;
     cc.insert(at, 0);
     let repo = article(&[("controlcenter.yaml", &cc)]);
-    let out = run(&repo_args(repo.path(), &["--error-format", "json", "render", "--env", "dev"]));
+    let out = run(&repo_args(
+        repo.path(),
+        &["--error-format", "json", "render", "--env", "dev"],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let d = first_json_diagnostic(&out);
     assert_eq!(d["code"], "CC0103");
@@ -137,25 +188,47 @@ fn an_unreadable_repo_entry_point_is_an_error_not_the_library() {
     std::fs::write(outside.path().join("main.jsonnet"), "function(state) []").unwrap();
     let big = vec![b' '; 9 * 1024 * 1024];
     let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
-        ("not UTF-8", vec![("jsonnet/main.jsonnet", b"function(state) [\xff]\n".as_slice())]),
+        (
+            "not UTF-8",
+            vec![(
+                "jsonnet/main.jsonnet",
+                b"function(state) [\xff]\n".as_slice(),
+            )],
+        ),
         ("too large", vec![("jsonnet/main.jsonnet", big.as_slice())]),
         ("a symlink out", vec![]),
-        ("a directory", vec![("jsonnet/main.jsonnet/x", b"".as_slice())]),
+        (
+            "a directory",
+            vec![("jsonnet/main.jsonnet/x", b"".as_slice())],
+        ),
     ];
     for (name, files) in cases {
         let repo = article(&files);
         if name == "a symlink out" {
             std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-            std::os::unix::fs::symlink(outside.path().join("main.jsonnet"), repo.path().join("jsonnet/main.jsonnet")).unwrap();
+            std::os::unix::fs::symlink(
+                outside.path().join("main.jsonnet"),
+                repo.path().join("jsonnet/main.jsonnet"),
+            )
+            .unwrap();
         }
-        let out = run(&repo_args(repo.path(), &["--error-format", "json", "render", "--env", "dev"]));
+        let out = run(&repo_args(
+            repo.path(),
+            &["--error-format", "json", "render", "--env", "dev"],
+        ));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", transcript(&out));
         assert!(out.stdout.is_empty(), "{name}");
         let d = first_json_diagnostic(&out);
         assert_eq!(d["location"]["file"], "jsonnet/main.jsonnet", "{name}: {d}");
         assert!(d["code"] == "CC0102", "{name}: {d}");
         if name == "not UTF-8" {
-            assert_eq!((d["location"]["line"].as_u64(), d["location"]["column"].as_u64()), (Some(1), Some(18)));
+            assert_eq!(
+                (
+                    d["location"]["line"].as_u64(),
+                    d["location"]["column"].as_u64()
+                ),
+                (Some(1), Some(18))
+            );
         }
     }
 }
@@ -165,8 +238,16 @@ fn time_limits_are_usage_errors_unless_finite_and_positive() {
     for bad in ["nan", "inf", "-1", "0", "1e9", "x"] {
         let arg = format!("--timeout={bad}");
         let out = run(&[&arg, "validate", "--repo", "."]);
-        assert_eq!(out.status.code(), Some(2), "--timeout {bad}: {}", transcript(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout"), "{bad}");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--timeout {bad}: {}",
+            transcript(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--timeout"),
+            "{bad}"
+        );
     }
 }
 
@@ -178,7 +259,10 @@ fn one_deadline_covers_every_environment() {
         "jsonnet/main.jsonnet",
         b"function(state) std.foldl(function(a, b) a + b, std.range(1, 1000000000), 0)\n",
     )]);
-    let out = run(&repo_args(repo.path(), &["--timeout", "1", "--error-format", "json", "validate"]));
+    let out = run(&repo_args(
+        repo.path(),
+        &["--timeout", "1", "--error-format", "json", "validate"],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     // The same located diagnostic for each environment, printed once.
     let diagnostics: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
@@ -197,7 +281,12 @@ fn one_deadline_covers_every_environment() {
 
 #[test]
 fn eval_reads_at_most_the_input_limit_from_a_code_file() {
-    let out = run(&["eval", "--tla-code-file", "x=/dev/zero", "lib-jsonnet/main.jsonnet"]);
+    let out = run(&[
+        "eval",
+        "--tla-code-file",
+        "x=/dev/zero",
+        "lib-jsonnet/main.jsonnet",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("limit"));
 }
@@ -206,10 +295,16 @@ fn eval_reads_at_most_the_input_limit_from_a_code_file() {
 fn deep_source_nesting_is_a_located_error_not_an_abort() {
     for (name, text) in [
         ("brackets", "[".repeat(6_000_000)),
-        ("prefix operators", format!("function(state) {}1", "-".repeat(6_000_000))),
+        (
+            "prefix operators",
+            format!("function(state) {}1", "-".repeat(6_000_000)),
+        ),
     ] {
         let repo = article(&[("jsonnet/main.jsonnet", text.as_bytes())]);
-        let out = run(&repo_args(repo.path(), &["--error-format", "json", "render", "--env", "dev"]));
+        let out = run(&repo_args(
+            repo.path(),
+            &["--error-format", "json", "render", "--env", "dev"],
+        ));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", transcript(&out));
         let d = first_json_diagnostic(&out);
         assert_eq!(d["code"], "CC0403", "{name}: {d}");
@@ -218,17 +313,83 @@ fn deep_source_nesting_is_a_located_error_not_an_abort() {
     }
 }
 
+/// Runs `controlcenter args`, watching its peak resident memory (KiB).
+fn run_measured(args: &[&str]) -> (std::process::Output, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = controlcenter()
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let hwm = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .unwrap_or(0);
+        peak = peak.max(hwm);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(out_path).unwrap(),
+        stderr: std::fs::read(err_path).unwrap(),
+    };
+    (output, peak)
+}
+
 #[test]
-fn a_template_of_a_million_objects_stops_with_an_error() {
-    let repo = article(&[(
-        "jsonnet/main.jsonnet",
-        b"function(state) [{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'c' + i, namespace: 'dev'}} for i in std.range(1, 1000000)]\n",
-    )]);
-    let out = run(&repo_args(repo.path(), &["--error-format", "json", "render", "--env", "dev"]));
-    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-    let d = first_json_diagnostic(&out);
-    assert!(d["code"] == "CC0403" || d["code"] == "CC0901", "{d}");
-    assert!(out.stdout.is_empty());
+fn memory_bombs_stop_with_an_error_well_under_a_gibibyte() {
+    let mut anchors = String::new();
+    for i in 0..30 {
+        anchors.push_str(&format!("{}k{i}: &a{i}\n", "  ".repeat(i)));
+    }
+    anchors.push_str(&format!(
+        "{}leaf: [{}]\n",
+        "  ".repeat(30),
+        vec!["x"; 60_000].join(", ")
+    ));
+    let cases: Vec<(&str, Vec<(&str, &[u8])>, &[&str])> = vec![
+        (
+            "a million objects",
+            vec![(
+                "jsonnet/main.jsonnet",
+                b"function(state) [{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'c' + i, namespace: 'dev'}} for i in std.range(1, 1000000)]\n".as_slice(),
+            )],
+            &["CC0403", "CC0901"],
+        ),
+        (
+            "a string bomb",
+            vec![("jsonnet/main.jsonnet", b"function(state) [std.repeat('x', 1e9)]\n".as_slice())],
+            &["CC0403", "CC0901"],
+        ),
+        ("nested anchors", vec![("tags.yaml", anchors.as_bytes())], &["CC0105"]),
+    ];
+    for (name, files, codes) in cases {
+        let repo = article(&files);
+        let (out, peak_kib) = run_measured(&repo_args(
+            repo.path(),
+            &["--error-format", "json", "render", "--env", "dev"],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", transcript(&out));
+        let d = first_json_diagnostic(&out);
+        assert!(codes.iter().any(|c| d["code"] == *c), "{name}: {d}");
+        assert!(out.stdout.is_empty(), "{name}");
+        assert!(
+            peak_kib < 800 * 1024,
+            "{name}: peak resident memory {} MiB",
+            peak_kib / 1024
+        );
+    }
 }
 
 #[test]
@@ -257,9 +418,16 @@ fn an_error_on_a_huge_line_prints_a_bounded_message() {
     let long = format!("function(state) error '{}'\n", "a".repeat(7_000_000));
     let repo = article(&[("jsonnet/main.jsonnet", long.as_bytes())]);
     for format in ["human", "json", "github", "short"] {
-        let out = run(&repo_args(repo.path(), &["--error-format", format, "render", "--env", "dev"]));
+        let out = run(&repo_args(
+            repo.path(),
+            &["--error-format", format, "render", "--env", "dev"],
+        ));
         assert_eq!(out.status.code(), Some(1));
-        assert!(out.stderr.len() < 4096, "{format}: {} bytes", out.stderr.len());
+        assert!(
+            out.stderr.len() < 4096,
+            "{format}: {} bytes",
+            out.stderr.len()
+        );
     }
 }
 
@@ -283,15 +451,30 @@ fn jsonnet_errors_are_located() {
     ];
     for (name, text, says, line) in cases {
         let repo = article(&[("jsonnet/main.jsonnet", text)]);
-        let out = run(&repo_args(repo.path(), &["--error-format", "json", "render", "--env", "dev"]));
+        let out = run(&repo_args(
+            repo.path(),
+            &["--error-format", "json", "render", "--env", "dev"],
+        ));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", transcript(&out));
         let d = first_json_diagnostic(&out);
         assert_eq!(d["location"]["file"], "jsonnet/main.jsonnet", "{name}: {d}");
         assert_eq!(d["location"]["line"], line, "{name}: {d}");
         assert!(d["message"].as_str().unwrap().contains(says), "{name}: {d}");
-        assert!(!d["message"].as_str().unwrap().contains("infinite recursion"), "{name}: {d}");
+        assert!(
+            !d["message"]
+                .as_str()
+                .unwrap()
+                .contains("infinite recursion"),
+            "{name}: {d}"
+        );
         if name.starts_with("missing import") {
-            assert!(d["notes"][0].as_str().unwrap().starts_with("searched: jsonnet/github.com/"), "{name}: {d}");
+            assert!(
+                d["notes"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("searched: jsonnet/github.com/"),
+                "{name}: {d}"
+            );
         }
     }
 }
@@ -301,18 +484,32 @@ fn git_revisions_follow_directory_symlinks_like_the_work_tree() {
     let repo = common::root().join("controlcenter-examples/platform");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path();
-    let status = std::process::Command::new("cp").args(["-r", &format!("{}/.", repo.display()), copy.to_str().unwrap()]).status().unwrap();
+    let status = std::process::Command::new("cp")
+        .args([
+            "-r",
+            &format!("{}/.", repo.display()),
+            copy.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
     assert!(status.success());
     // jsonnet-bundler style: vendor/ holds a link to a directory, and the
     // entry point imports through it.
     std::fs::create_dir_all(copy.join("lib/netpol")).unwrap();
-    std::fs::rename(copy.join("jsonnet/networkpolicy.libsonnet"), copy.join("lib/netpol/networkpolicy.libsonnet")).unwrap();
+    std::fs::rename(
+        copy.join("jsonnet/networkpolicy.libsonnet"),
+        copy.join("lib/netpol/networkpolicy.libsonnet"),
+    )
+    .unwrap();
     std::fs::create_dir_all(copy.join("vendor")).unwrap();
     std::os::unix::fs::symlink("../lib/netpol", copy.join("vendor/netpol")).unwrap();
     let main = std::fs::read_to_string(copy.join("jsonnet/main.jsonnet")).unwrap();
     std::fs::write(
         copy.join("jsonnet/main.jsonnet"),
-        main.replace("import 'networkpolicy.libsonnet'", "import '../vendor/netpol/networkpolicy.libsonnet'"),
+        main.replace(
+            "import 'networkpolicy.libsonnet'",
+            "import '../vendor/netpol/networkpolicy.libsonnet'",
+        ),
     )
     .unwrap();
     let git = |args: &[&str]| {
@@ -322,16 +519,42 @@ fn git_revisions_follow_directory_symlinks_like_the_work_tree() {
             .current_dir(copy)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     git(&["init", "-q"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "vendored"]);
     let work_tree = run(&["--repo", copy.to_str().unwrap(), "render", "--env", "prod"]);
-    let head = run(&["--repo", copy.to_str().unwrap(), "render", "--env", "prod", "--rev", "HEAD"]);
-    assert_eq!(work_tree.status.code(), Some(0), "{}", transcript(&work_tree));
+    let head = run(&[
+        "--repo",
+        copy.to_str().unwrap(),
+        "render",
+        "--env",
+        "prod",
+        "--rev",
+        "HEAD",
+    ]);
+    assert_eq!(
+        work_tree.status.code(),
+        Some(0),
+        "{}",
+        transcript(&work_tree)
+    );
     assert_eq!(head.status.code(), Some(0), "{}", transcript(&head));
     assert_eq!(work_tree.stdout, head.stdout);
-    let diff = run(&["--repo", copy.to_str().unwrap(), "diff", "--env", "prod", "--from", "HEAD", "--exit-code"]);
+    let diff = run(&[
+        "--repo",
+        copy.to_str().unwrap(),
+        "diff",
+        "--env",
+        "prod",
+        "--from",
+        "HEAD",
+        "--exit-code",
+    ]);
     assert_eq!(diff.status.code(), Some(0), "{}", transcript(&diff));
 }
