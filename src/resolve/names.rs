@@ -16,15 +16,10 @@ pub fn dns_label(key: &str) -> Option<String> {
     is_dns_label(&name).then_some(name)
 }
 
-/// Whether `s` is a DNS-1035 label.
+/// Whether `s` is a DNS-1035 label: a DNS-1123 label that starts with a
+/// letter.
 pub fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
 }
 
 /// Whether `s` is a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at

@@ -88,3 +88,18 @@ pub fn validate_json(repo: &Path) -> (Output, Vec<serde_json::Value>) {
         .collect();
     (out, diagnostics)
 }
+
+/// Runs `git args` in `dir` as a test author; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
