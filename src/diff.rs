@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
+
+use crate::redact::SecretValues;
 use similar::TextDiff;
 
 use crate::emit::yaml_document;
@@ -23,6 +25,10 @@ pub struct DiffOptions {
     pub ignore_namespace: bool,
     /// Lines of context around each change.
     pub context: usize,
+    /// Secret values the renders read: any string holding one is hashed
+    /// before the YAML is written (a text scrub would miss a value the
+    /// YAML writer folds or escapes).
+    pub secrets: SecretValues,
 }
 
 /// What happened to one resource.
@@ -87,6 +93,14 @@ impl DiffReport {
     }
 }
 
+/// `<redacted sha256:…>` of a value: equal values stay equal, so a diff
+/// still says "changed" without showing either.
+fn hashed(text: &str) -> Json {
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Json::String(format!("<redacted sha256:{hex}>"))
+}
+
 /// Replaces secret values by `sha256:<12 hex>` so only "changed" shows.
 pub fn redact(value: &mut Json) {
     let kind = value
@@ -108,9 +122,7 @@ pub fn redact(value: &mut Json) {
         if let Some(map) = value.pointer_mut(p).and_then(Json::as_object_mut) {
             for v in map.values_mut() {
                 let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                let digest = Sha256::digest(text.as_bytes());
-                let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-                *v = Json::String(format!("<redacted sha256:{hex}>"));
+                *v = hashed(&text);
             }
         }
     }
@@ -139,6 +151,9 @@ fn remove_pointer(value: &mut Json, pointer: &str) {
 fn prepared(r: &Resource, opts: &DiffOptions) -> Resource {
     let mut r = r.clone();
     redact(&mut r.value);
+    if !opts.secrets.is_empty() {
+        opts.secrets.redact_json(&mut r.value, &hashed);
+    }
     for p in &opts.ignore {
         remove_pointer(&mut r.value, p);
     }

@@ -104,10 +104,12 @@ impl Project {
                 });
             }
         };
-        // Values of fields the schema marks secret never show in a snippet.
+        // Values of fields the schema marks secret never show in a snippet,
+        // and an alias may not copy one into a field that is not secret.
+        let mut diagnostics = Vec::new();
         let secret_fields = schemas.secret_service_fields();
         if !secret_fields.is_empty() {
-            let spans: Vec<(usize, usize)> = inputs
+            let spans: Vec<diagnostics::Span> = inputs
                 .controlcenter
                 .root
                 .as_map()
@@ -118,12 +120,27 @@ impl Project {
                 .filter(|field| secret_fields.contains(&field.key))
                 .map(|field| {
                     sources.secrets_mut().add_json(&field.value.to_json());
-                    (field.value.span.start, field.value.span.end)
+                    field.value.span
                 })
                 .collect();
-            sources.redact(inputs.controlcenter.file, &spans);
+            let ranges: Vec<(usize, usize)> = spans.iter().map(|s| (s.start, s.end)).collect();
+            sources.redact(inputs.controlcenter.file, &ranges);
+            let overlaps =
+                |a: diagnostics::Span, b: diagnostics::Span| a.start < b.end && b.start < a.end;
+            for alias in &inputs.controlcenter.aliases {
+                if spans.iter().any(|s| overlaps(*s, alias.anchor)) {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            Code::YamlUnsupported,
+                            "a YAML alias copies the value of a secret (writeOnly) field",
+                        )
+                        .at(alias.used_at, "alias")
+                        .help("write the secret only where its field is; an alias could copy it into a field that is shown"),
+                    );
+                }
+            }
         }
-        let mut diagnostics = schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root);
+        diagnostics.extend(schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root));
         let policies = match validate::policy::load_repo_policies(repo.as_ref(), &mut sources) {
             Ok(p) => p,
             Err(d) => {

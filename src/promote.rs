@@ -48,6 +48,10 @@ impl RepoFiles for Promotion {
     fn list_files(&self, rel: &str) -> Vec<String> {
         self.source.list_files(rel)
     }
+
+    fn parts(&self) -> Vec<Arc<dyn RepoFiles>> {
+        vec![self.source.clone(), self.target.clone()]
+    }
 }
 
 #[cfg(test)]

@@ -97,16 +97,34 @@ pub struct SecretValues {
 }
 
 impl SecretValues {
-    /// Remembers a secret string (and its JSON-escaped form).
+    /// Remembers a secret string in every form it could be printed in:
+    /// as it is, JSON-escaped, Rust-escaped (`\u{200b}`), YAML-escaped,
+    /// and, when it has several lines, each line.
     pub fn add(&mut self, value: &str) {
         let value = value.trim();
         if value.chars().count() < MIN_SCRUB_LEN {
             return;
         }
-        let escaped = serde_json::to_string(value).unwrap_or_default();
-        let escaped = escaped.trim_matches('"').to_owned();
-        for form in [value.to_owned(), escaped] {
-            if self.seen.insert(form.clone()) {
+        let json = serde_json::to_string(value).unwrap_or_default();
+        let debug = format!("{value:?}");
+        let yaml = serde_saphyr::to_string(&value).unwrap_or_default();
+        let mut forms = vec![
+            value.to_owned(),
+            json.trim_matches('"').to_owned(),
+            debug.trim_matches('"').to_owned(),
+            yaml.trim().trim_matches('"').to_owned(),
+        ];
+        if value.contains('\n') {
+            forms.extend(
+                value
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.chars().count() >= MIN_SCRUB_LEN)
+                    .map(str::to_owned),
+            );
+        }
+        for form in forms {
+            if form.chars().count() >= MIN_SCRUB_LEN && self.seen.insert(form.clone()) {
                 self.values.push(form);
             }
         }
@@ -114,14 +132,27 @@ impl SecretValues {
             .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     }
 
-    /// Remembers every scalar of a JSON value (strings, and numbers by
-    /// their text).
+    /// Whether `text` holds a known secret.
+    pub fn found_in(&self, text: &str) -> bool {
+        self.values.iter().any(|v| text.contains(v.as_str()))
+    }
+
+    /// Remembers every scalar of a JSON value (strings, numbers by their
+    /// text as written and as a float prints, and the keys of mappings).
     pub fn add_json(&mut self, value: &Json) {
         match value {
             Json::String(s) => self.add(s),
-            Json::Number(n) => self.add(&n.to_string()),
+            Json::Number(n) => {
+                self.add(&n.to_string());
+                if let Some(f) = n.as_f64() {
+                    self.add(&f.to_string());
+                }
+            }
             Json::Array(items) => items.iter().for_each(|v| self.add_json(v)),
-            Json::Object(map) => map.values().for_each(|v| self.add_json(v)),
+            Json::Object(map) => map.iter().for_each(|(k, v)| {
+                self.add(k);
+                self.add_json(v);
+            }),
             Json::Null | Json::Bool(_) => {}
         }
     }
@@ -135,6 +166,17 @@ impl SecretValues {
         }
         self.values
             .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    }
+
+    /// Replaces, in place, every string of `value` that holds a known
+    /// secret with `with(string)`.
+    pub fn redact_json(&self, value: &mut Json, with: &dyn Fn(&str) -> Json) {
+        match value {
+            Json::String(s) if self.found_in(s) => *value = with(s),
+            Json::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v, with)),
+            Json::Object(map) => map.values_mut().for_each(|v| self.redact_json(v, with)),
+            _ => {}
+        }
     }
 
     /// Whether no secret is known.

@@ -312,22 +312,29 @@ fn plant_sensitive_output(repo: &Path, after: &[u8]) {
 
 /// Adds a `writeOnly` service field `token` holding the canary.
 fn plant_write_only_field(repo: &Path) {
-    let schema = repo.join("schemas/service.schema.json");
-    edit(&schema, |b| {
+    plant_service_field(
+        repo,
+        "{\"type\": \"string\", \"writeOnly\": true}",
+        &format!("token: {CANARY}"),
+    );
+}
+
+/// Adds a service `tokened` with the field `token` (schema `schema`,
+/// written as `yaml` in the service).
+fn plant_service_field(repo: &Path, schema: &str, yaml: &str) {
+    edit(&repo.join("schemas/service.schema.json"), |b| {
         replace_once(
             b,
             "\"properties\": {",
-            b"\"properties\": {\n    \"token\": {\"type\": \"string\", \"writeOnly\": true},",
+            format!("\"properties\": {{\n    \"token\": {schema},").as_bytes(),
         )
     });
     edit(&repo.join("controlcenter.yaml"), |b| {
         replace_once(
             b,
             "prod:\n  namespace: acme-prod\n",
-            format!(
-                "prod:\n  namespace: acme-prod\n  tokened:\n    git_rev: v1\n    token: {CANARY}\n"
-            )
-            .as_bytes(),
+            format!("prod:\n  namespace: acme-prod\n  tokened:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 64Mi\n    {yaml}\n")
+                .as_bytes(),
         )
     });
     edit(&repo.join("tags.yaml"), |mut b| {
@@ -495,7 +502,204 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
                 );
             }),
         ),
+        // Other loaders reading a secret file through a link.
+        (
+            "a policy linking to the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::create_dir_all(r.join("policies")).unwrap();
+                std::os::unix::fs::symlink("../env-prod.yaml", r.join("policies/p.yaml")).unwrap();
+            }),
+        ),
+        (
+            "policies/ linking to the repository",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::os::unix::fs::symlink(".", r.join("policies")).unwrap();
+            }),
+        ),
+        (
+            "tags.yaml linking to the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::remove_file(r.join("tags.yaml")).unwrap();
+                std::os::unix::fs::symlink("env-prod.yaml", r.join("tags.yaml")).unwrap();
+            }),
+        ),
+        (
+            "the service schema linking to the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::remove_file(r.join("schemas/service.schema.json")).unwrap();
+                std::os::unix::fs::symlink(
+                    "../env-prod.yaml",
+                    r.join("schemas/service.schema.json"),
+                )
+                .unwrap();
+            }),
+        ),
+        // Templates reading a secret file under another name.
+        (
+            "the env file linking to a template file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::rename(r.join("env-prod.yaml"), r.join("jsonnet/tfdata.txt")).unwrap();
+                std::os::unix::fs::symlink("jsonnet/tfdata.txt", r.join("env-prod.yaml")).unwrap();
+                prefix_entry_point(
+                    r,
+                    "local leak = importstr 'tfdata.txt'; assert std.length(leak) < 0 : leak;",
+                );
+            }),
+        ),
+        (
+            "a hard link to the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::hard_link(r.join("env-prod.yaml"), r.join("jsonnet/hl.txt")).unwrap();
+                prefix_entry_point(
+                    r,
+                    "local leak = importstr 'hl.txt'; assert std.length(leak) < 0 : leak;",
+                );
+            }),
+        ),
+        // Aliases copying a secret into a plain place.
+        (
+            "an alias copying a sensitive output",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                edit(&r.join("env-prod.yaml"), |b| {
+                    let b = replace_once(
+                        b,
+                        &format!("\"{CANARY}\""),
+                        format!("&p \"{CANARY}\"").as_bytes(),
+                    );
+                    replace_once(
+                        b,
+                        "{",
+                        b"{\n  \"copy\": {\"sensitive\": false, \"value\": *p},",
+                    )
+                });
+            }),
+        ),
+        (
+            "an alias copying a writeOnly field",
+            Box::new(|r| {
+                plant_service_field(
+                    r,
+                    "{\"type\": \"string\", \"writeOnly\": true}",
+                    &format!("token: &x {CANARY}\n    env: {{X: *x}}"),
+                );
+            }),
+        ),
+        // Values quoted by parse errors.
+        (
+            "a tagged sensitive output",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                edit(&r.join("env-prod.yaml"), |b| {
+                    replace_once(
+                        b,
+                        &format!("\"{CANARY}\""),
+                        format!("!!int {CANARY}").as_bytes(),
+                    )
+                });
+            }),
+        ),
+        (
+            "a tagged secrets.yaml value",
+            Box::new(|r| {
+                append_secret(
+                    r,
+                    format!("  leaked:\n    encryptedData:\n      password: !!int {CANARY}\n")
+                        .as_bytes(),
+                )
+            }),
+        ),
+        (
+            "a tagged writeOnly field",
+            Box::new(|r| {
+                plant_service_field(
+                    r,
+                    "{\"writeOnly\": true}",
+                    &format!("token: !!int {CANARY}"),
+                )
+            }),
+        ),
+        (
+            "a duplicate key inside a sensitive value",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                edit(&r.join("env-prod.yaml"), |b| {
+                    replace_once(
+                        b,
+                        &format!("\"{CANARY}\""),
+                        format!("{{\"{CANARY}\": 1, \"{CANARY}\": 2}}").as_bytes(),
+                    )
+                });
+            }),
+        ),
+        (
+            "sensitive: \"true\" as a string",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                edit(&r.join("env-prod.yaml"), |mut b| {
+                    let text = String::from_utf8(b.clone()).unwrap();
+                    let at = text.find(CANARY).unwrap();
+                    let s = text[..at].rfind("\"sensitive\": true").unwrap();
+                    b.splice(s..s + 17, "\"sensitive\": \"true\"".bytes());
+                    b
+                });
+            }),
+        ),
+        // Secrets a template's error shows in another form.
+        (
+            "a multi-line writeOnly field in an error",
+            Box::new(|r| {
+                plant_service_field(
+                    r,
+                    "{\"type\": \"string\", \"writeOnly\": true}",
+                    &format!("token: \"{CANARY}-first\\nsecond-line-{CANARY}\\n\""),
+                );
+                prefix_entry_point(r, "if std.length(tokens) > 0 then error tokens[0] else");
+            }),
+        ),
+        (
+            "an invisible character in a writeOnly field",
+            Box::new(|r| {
+                plant_service_field(
+                    r,
+                    "{\"type\": \"string\", \"writeOnly\": true}",
+                    &format!("token: \"{CANARY}\\u200bwo\""),
+                );
+                prefix_entry_point(r, "assert std.parseInt(tokens[0]) > 0;");
+            }),
+        ),
+        (
+            "a nested writeOnly property",
+            Box::new(|r| {
+                plant_service_field(
+                r,
+                "{\"type\": \"object\", \"properties\": {\"password\": {\"type\": \"string\", \"writeOnly\": true}}}",
+                &format!("token: {{password: {CANARY}}}"),
+            );
+            }),
+        ),
+        // A template that puts a writeOnly value into a manifest: the render
+        // shows it (that is what the template asks), never a diff.
+        (
+            "a writeOnly field rendered into a ConfigMap",
+            Box::new(|r| {
+                plant_service_field(r, "{\"type\": \"string\", \"writeOnly\": true}", &format!("token: \"{CANARY} with spaces that a YAML writer may fold when the line gets long enough, {CANARY}\\nand a second line\""));
+                prefix_entry_point(r, "local shown = [{apiVersion: 'v1', kind: 'ConfigMap', metadata: {name: 'shown', namespace: state.namespace}, data: {t: tokens[0]}}];");
+                edit(&r.join("jsonnet/main.jsonnet"), |b| {
+                    replace_once(b, "}).manifests", b"}).manifests + shown")
+                });
+            }),
+        ),
     ];
+    // Plants whose template renders the secret on purpose: only diffs,
+    // states and errors are checked.
+    let rendered_on_purpose = ["a writeOnly field rendered into a ConfigMap"];
     for (name, plant) in plants {
         let dir = planted_repo(&*plant);
         let repo = dir.path();
@@ -534,11 +738,25 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
                 .args(&args)
                 .output()
                 .unwrap();
-            let all = format!("{}{}{}", transcript(&out), files_text(&out_dir), "");
+            let on_purpose = rendered_on_purpose.contains(&name) && args.contains(&"render");
+            if on_purpose && args.len() == 3 {
+                // The plant works: the render does show it.
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).contains(CANARY),
+                    "{name}: {}",
+                    transcript(&out)
+                );
+            }
+            let all = if on_purpose {
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            } else {
+                format!("{}{}", transcript(&out), files_text(&out_dir))
+            };
             assert!(
                 !all.contains(CANARY),
                 "{name}: {args:?} printed the secret:\n{all}"
             );
+            let _ = std::fs::remove_dir_all(&out_dir);
         }
         let out = common::controlcenter()
             .args(["cmp", "generate"])
@@ -546,9 +764,33 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
             .env("ARGOCD_ENV_CC_ENV", "prod")
             .output()
             .unwrap();
+        let shown = if rendered_on_purpose.contains(&name) {
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        } else {
+            transcript(&out)
+        };
+        assert!(
+            !shown.contains(CANARY),
+            "{name}: cmp generate printed the secret"
+        );
+        // `eval` of a file of the repository, the repository on the path.
+        let out = common::controlcenter()
+            .args([
+                "--repo",
+                r,
+                "eval",
+                "-J",
+                r,
+                "jsonnet/main.jsonnet",
+                "--tla-code",
+                "state={}",
+            ])
+            .current_dir(repo)
+            .output()
+            .unwrap();
         assert!(
             !transcript(&out).contains(CANARY),
-            "{name}: cmp generate printed the secret"
+            "{name}: eval printed the secret"
         );
     }
 }

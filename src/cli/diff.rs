@@ -106,6 +106,7 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         ignore: args.output.ignore.clone(),
         ignore_namespace,
         context: args.output.context,
+        secrets: secrets.clone(),
     };
     print_report(
         cli,

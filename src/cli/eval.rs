@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_USAGE};
 use crate::diagnostics::Sources;
-use crate::evaluate::imports::Root;
+use crate::evaluate::imports::{HiddenInputs, Root};
 use crate::evaluate::{diagnose, engine, ArgValue, EvalJob, LIB_LABEL};
 use crate::load::repo::{RepoFiles, WorkTree};
 
@@ -90,15 +90,19 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     for (i, dir) in dirs.iter().enumerate() {
         match WorkTree::open(dir) {
             Ok(w) => roots.push(Root {
+                // Any tree that is a control-center repository keeps its
+                // input files out of reach, as in `render`.
+                hidden: w
+                    .read(crate::load::CONTROLCENTER_FILE)
+                    .ok()
+                    .flatten()
+                    .map(|_| Arc::new(HiddenInputs::of(&w))),
                 label: if i == 0 {
                     String::new()
                 } else {
                     format!("{}/", dir.display())
                 },
                 files: Arc::new(w) as Arc<dyn RepoFiles>,
-                // Evaluating inside a control-center repository: its input
-                // files stay out of reach, as in `render`.
-                hides_inputs: i == 0 && dir.join(crate::load::CONTROLCENTER_FILE).is_file(),
             }),
             Err(e) => {
                 eprintln!("error: -J {}: {e}", dir.display());
@@ -113,7 +117,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     roots.push(Root {
         label: LIB_LABEL.to_owned(),
         files: lib,
-        hides_inputs: false,
+        hidden: None,
     });
     let jpaths = (1..roots.len()).map(|i| (i, String::new())).collect();
     let args_of = |strs: &[(String, String)], codes: &[(String, String)]| {

@@ -94,7 +94,7 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Check every environment: schemas, resolution, rendering, policies.
     Validate(validate::ValidateArgs),
-    /// Print the resolved state of one environment: what the library receives.
+    /// Print the resolved state of one environment: what the library receives (secret fields redacted).
     State(state::StateArgs),
     /// Evaluate a Jsonnet file with the library on the import path.
     Eval(eval::EvalArgs),

@@ -67,6 +67,7 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         ignore: args.output.ignore.clone(),
         ignore_namespace: false,
         context: args.output.context,
+        secrets: secrets.clone(),
     };
     print_report(
         cli,

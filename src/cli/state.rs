@@ -3,6 +3,8 @@
 
 use clap::Args;
 
+use crate::redact;
+
 use super::{print_stdout, Cli, EXIT_INVALID};
 
 /// Arguments of `state`.
@@ -23,7 +25,16 @@ pub(super) fn run(cli: &Cli, args: &StateArgs) -> i32 {
     };
     match project.resolve(&args.env) {
         Ok(resolved) => {
-            let value = serde_json::to_value(&resolved.state).unwrap_or_default();
+            let mut value = serde_json::to_value(&resolved.state).unwrap_or_default();
+            // Secret fields are already `<redacted>`; a plain value holding
+            // a secret (a copy) is redacted too. SealedSecret ciphertexts
+            // are what the library must receive, and safe to show.
+            let secrets = project.sources.secrets();
+            for part in ["params", "services"] {
+                if let Some(v) = value.get_mut(part) {
+                    secrets.redact_json(v, &|_| redact::REDACTED.into());
+                }
+            }
             let text = serde_json::to_string_pretty(&value).unwrap_or_default();
             print_stdout(&(text + "\n"))
         }

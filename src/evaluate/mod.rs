@@ -96,13 +96,13 @@ pub fn render_state(
         roots: vec![
             Root {
                 label: String::new(),
+                hidden: Some(Arc::new(imports::HiddenInputs::of(repo.as_ref()))),
                 files: repo,
-                hides_inputs: true,
             },
             Root {
                 label: LIB_LABEL.to_owned(),
                 files: lib,
-                hides_inputs: false,
+                hidden: None,
             },
         ],
         jpaths: vec![
@@ -162,14 +162,17 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
             "look for unbounded recursion or very large comprehensions; raise --timeout only if the work is legitimate",
         ),
     };
-    let first = f.message.lines().next().unwrap_or("Jsonnet error");
+    // Scrubbed whole, before it is split into lines: a secret of several
+    // lines would escape a per-line scrub.
+    let scrubbed = sources.secrets().scrub(&f.message);
+    let first = scrubbed.lines().next().unwrap_or("Jsonnet error");
     // The code already says it is a Jsonnet error.
     let message = first
         .strip_prefix("runtime error: ")
         .unwrap_or(first)
         .to_owned();
     let mut d = Diagnostic::error(code, message).help(help);
-    for line in f.message.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+    for line in scrubbed.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         d = d.note(line.trim().to_owned());
     }
     // Frames below the primary, consecutive repeats folded (recursion).

@@ -47,6 +47,8 @@ pub struct Input {
     pub path: String,
     /// The document.
     pub root: Node,
+    /// Where aliases copy anchored nodes.
+    pub aliases: Vec<yaml::AliasUse>,
 }
 
 /// The repository-wide input files (environment files are loaded per env).
@@ -68,8 +70,19 @@ pub fn read_text(
     sources: &mut Sources,
     path: &str,
 ) -> Result<Option<(FileId, std::sync::Arc<str>)>, Diagnostic> {
-    let bytes = match repo.read(path) {
-        Ok(Some(b)) => b,
+    let bytes = match repo.read_real(path) {
+        // A link to an input file from another name (`policies/p.yaml ->
+        // ../env-prod.yaml`, a linked directory) would read it without the
+        // care its own name gets: refused, and nothing of it shown.
+        Ok(Some((real, _))) if is_input_file(&real) && repo::normalize(path).as_deref() != Some(real.as_str()) => {
+            sources.add(path, "");
+            return Err(Diagnostic::error(
+                Code::FileUnreadable,
+                format!("cannot read {path}: it is a link to the input file {real}"),
+            )
+            .help("each input file is read under its own name only; replace the link with the file it should be"));
+        }
+        Ok(Some((_, b))) => b,
         Ok(None) => return Ok(None),
         Err(e) => {
             return Err(Diagnostic::error(
@@ -136,8 +149,9 @@ pub fn load_yaml(
             return Err(vec![d]);
         }
     };
-    let root = match yaml::parse(&text, file) {
-        Ok(root) => root,
+    let sensitive = sensitivity != Sensitivity::Plain;
+    let (root, aliases) = match yaml::parse_with_aliases(&text, file, sensitive) {
+        Ok(parsed) => parsed,
         Err(d) => {
             if sensitivity != Sensitivity::Plain {
                 sources.mask_unparsed(file);
@@ -160,6 +174,16 @@ pub fn load_yaml(
             sources.secrets_mut().add_json(&node.to_json());
         }
     }
+    // An alias could copy a secret value into a place that is not secret;
+    // Terraform and kubeseal never write one.
+    if let (Some(first), false) = (aliases.first(), sensitivity == Sensitivity::Plain) {
+        return Err(vec![Diagnostic::error(
+            Code::YamlUnsupported,
+            format!("{path} uses a YAML alias"),
+        )
+        .at(first.used_at, "alias")
+        .help("this file holds secret values, which an alias could copy into a plain value; write each value out")]);
+    }
     if !root.is_map() {
         let what = if matches!(root.value, yaml::Value::Null) {
             "is empty".to_owned()
@@ -179,6 +203,7 @@ pub fn load_yaml(
         file,
         path: path.to_owned(),
         root,
+        aliases,
     }))
 }
 
@@ -231,7 +256,11 @@ pub fn load_repo(
     };
     // Which fields are secret is known only from the schema: if
     // controlcenter.yaml did not parse, no value of it may show.
-    if controlcenter.is_none() && service_schema.as_ref().is_some_and(declares_write_only) {
+    if controlcenter.is_none()
+        && service_schema
+            .as_ref()
+            .is_some_and(crate::validate::schema::declares_write_only)
+    {
         if let Some(file) = sources.find(CONTROLCENTER_FILE) {
             sources.mask_unparsed(file);
         }
@@ -261,17 +290,6 @@ pub fn load_env_file(
     )
 }
 
-/// Whether a repo service schema marks any field secret (`writeOnly`).
-fn declares_write_only(schema: &serde_json::Value) -> bool {
-    schema
-        .get("properties")
-        .and_then(serde_json::Value::as_object)
-        .is_some_and(|p| {
-            p.values()
-                .any(|f| f.get("writeOnly") == Some(&serde_json::Value::Bool(true)))
-        })
-}
-
 /// Every scalar value of secrets.yaml, whatever its shape: ciphertexts,
 /// a `stringData` block, an entry missing its secret-name level. Only the
 /// names of keys stay readable. Each comes with whether printed text is
@@ -295,10 +313,19 @@ fn sealed_file_values(root: &Node) -> Vec<(&Node, bool)> {
 }
 
 /// Whether a mapping of an env file is a Terraform output marked
-/// `sensitive: true`.
+/// sensitive. Anything but a clear "no" (`false`, `"false"`, `no`, `off`,
+/// `0`, null) counts: `sensitive: "true"` or `yes` declare the intent too.
 pub fn is_sensitive_output(node: &Node) -> bool {
-    node.get("sensitive")
-        .is_some_and(|s| s.value == yaml::Value::Bool(true))
+    node.get("sensitive").is_some_and(|s| match &s.value {
+        yaml::Value::Bool(b) => *b,
+        yaml::Value::Null => false,
+        yaml::Value::Number(n) => n.as_f64() != Some(0.0),
+        yaml::Value::String(t) => !matches!(
+            t.trim().to_ascii_lowercase().as_str(),
+            "false" | "no" | "off" | "0" | ""
+        ),
+        yaml::Value::Seq(_) | yaml::Value::Map(_) => true,
+    })
 }
 
 /// Fields of a sensitive output that describe it rather than hold it.

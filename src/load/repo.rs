@@ -49,6 +49,12 @@ pub trait RepoFiles: Send + Sync {
         Ok(self.read(rel)?.map(|bytes| (real, bytes)))
     }
 
+    /// Other snapshots this one is made of (a promotion's source and
+    /// target): whatever is true of their input files holds here too.
+    fn parts(&self) -> Vec<std::sync::Arc<dyn RepoFiles>> {
+        Vec::new()
+    }
+
     /// Names of the regular files directly in directory `rel`, sorted;
     /// empty when it does not exist.
     fn list_files(&self, rel: &str) -> Vec<String> {

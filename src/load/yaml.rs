@@ -148,10 +148,32 @@ pub fn pointer_tokens(pointer: &str) -> impl Iterator<Item = String> + '_ {
 
 /// Parses one YAML document of `file`. An empty document is `Null`.
 pub fn parse(text: &str, file: FileId) -> Result<Node, Vec<Diagnostic>> {
+    parse_with_aliases(text, file, false).map(|(root, _)| root)
+}
+
+/// Where an alias (or a merge key's alias) copies an anchored node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AliasUse {
+    /// The anchored node.
+    pub anchor: Span,
+    /// The alias.
+    pub used_at: Span,
+}
+
+/// [`parse`], also returning every alias use: a value that is secret must
+/// not be copied by one into a place that is not. In a `sensitive` file
+/// (whose keys may be secret too) no message names a key.
+pub fn parse_with_aliases(
+    text: &str,
+    file: FileId,
+    sensitive: bool,
+) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
     if let Some(d) = forbidden_character(text, file) {
         return Err(vec![d]);
     }
-    Builder::new(text, file).run()
+    let mut builder = Builder::new(text, file);
+    builder.sensitive = sensitive;
+    builder.run()
 }
 
 /// Whether YAML allows `c` in a stream (YAML 1.2 `c-printable`).
@@ -245,6 +267,10 @@ struct Builder<'t> {
     nodes: usize,
     /// Scalar bytes copied by anchors and aliases.
     copied: usize,
+    /// Every alias use.
+    aliases: Vec<AliasUse>,
+    /// Keys may be secret: messages do not name them.
+    sensitive: bool,
     errors: Vec<Diagnostic>,
     root: Option<Node>,
     documents: usize,
@@ -262,6 +288,8 @@ impl<'t> Builder<'t> {
             anchors: HashMap::new(),
             nodes: 0,
             copied: 0,
+            aliases: Vec::new(),
+            sensitive: false,
             errors: Vec::new(),
             root: None,
             documents: 0,
@@ -272,7 +300,7 @@ impl<'t> Builder<'t> {
         Span::new(self.file, self.offsets.byte(start), self.offsets.byte(end))
     }
 
-    fn run(mut self) -> Result<Node, Vec<Diagnostic>> {
+    fn run(mut self) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
         let mut parser = Parser::new_from_str(&self.text[self.offsets.base..]);
         while let Some(event) = parser.next_event() {
             let (event, span) = match event {
@@ -316,11 +344,12 @@ impl<'t> Builder<'t> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
-        Ok(self.root.unwrap_or(Node {
+        let root = self.root.unwrap_or(Node {
             value: Value::Null,
             span: Span::new(self.file, 0, 0),
             plain: true,
-        }))
+        });
+        Ok((root, self.aliases))
     }
 
     fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), Diagnostic> {
@@ -355,6 +384,10 @@ impl<'t> Builder<'t> {
                     );
                 };
                 let (mut node, size) = (node.clone(), *size_of_anchor);
+                self.aliases.push(AliasUse {
+                    anchor: node.span,
+                    used_at: span,
+                });
                 self.count(size, span)?;
                 // The alias is used here: point at the use, keep the content.
                 node.span = span;
@@ -498,9 +531,10 @@ impl<'t> Builder<'t> {
                     _ => {
                         return Err(Diagnostic::error(
                             Code::YamlSyntax,
-                            format!("`{text}` is not a valid !!{}", t.suffix),
+                            // Never quote the value: it may be a secret.
+                            format!("this value is not a valid !!{}", t.suffix),
                         )
-                        .at(span, "tagged value"))
+                        .at(span, "tagged value"));
                     }
                 },
                 _ => return Err(unsupported_tag(t, span)),
@@ -554,7 +588,14 @@ impl<'t> Builder<'t> {
                     }
                     if let Some(first) = seen.get(&key) {
                         self.errors.push(
-                            Diagnostic::error(Code::DuplicateKey, format!("duplicate key `{key}`"))
+                            Diagnostic::error(
+                                Code::DuplicateKey,
+                                if self.sensitive {
+                                    "duplicate key in a mapping".to_owned()
+                                } else {
+                                    format!("duplicate key `{key}`")
+                                },
+                            )
                                 .at(key_span, "defined again here")
                                 .related(*first, "first defined here")
                                 .help("YAML keys must be unique in a mapping; remove one, or merge them"),
@@ -680,9 +721,7 @@ pub fn resolve_plain(s: &str) -> Result<Value, String> {
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
         ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
         | ".nan" | ".NaN" | ".NAN" => {
-            return Err(format!(
-                "`{s}` is an infinite or NaN number, which JSON cannot hold"
-            ))
+            return Err(format!("an infinite or NaN number, which JSON cannot hold"))
         }
         _ => {}
     }

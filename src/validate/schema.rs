@@ -90,6 +90,24 @@ impl SchemaSet {
                 .get("properties")
                 .and_then(Json::as_object)
                 .ok_or("it must be an object with a `properties` mapping")?;
+            // Only `properties` are added: a field matched by another
+            // keyword would be an unknown field, its value shown.
+            if let Some(key) = [
+                "patternProperties",
+                "additionalProperties",
+                "dependentSchemas",
+                "unevaluatedProperties",
+            ]
+            .into_iter()
+            .find(|k| ext.get(*k).is_some())
+            {
+                return Err(ExtensionError {
+                    message: format!(
+                        "`{key}` is not supported; declare each field under `properties`"
+                    ),
+                    field: Some(key.to_owned()),
+                });
+            }
             let service_props = controlcenter
                 .pointer_mut("/$defs/service/properties")
                 .and_then(Json::as_object_mut)
@@ -105,7 +123,9 @@ impl SchemaSet {
                 }
                 service_props.insert(name.clone(), schema.clone());
                 extra_service_fields.insert(name.clone());
-                if schema.get("writeOnly") == Some(&Json::Bool(true)) {
+                // `writeOnly` anywhere in a field's schema (a nested
+                // property, `items`, `allOf`) makes the whole field secret.
+                if declares_write_only(schema) {
                     secret_service_fields.insert(name.clone());
                 }
             }
@@ -253,6 +273,17 @@ impl SchemaSet {
             .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < field.len())
             .min()
             .map(|(_, k)| k.as_str())
+    }
+}
+
+/// Whether a schema says `writeOnly: true` anywhere inside it.
+pub fn declares_write_only(schema: &Json) -> bool {
+    match schema {
+        Json::Object(map) => {
+            map.get("writeOnly") == Some(&Json::Bool(true)) || map.values().any(declares_write_only)
+        }
+        Json::Array(items) => items.iter().any(declares_write_only),
+        _ => false,
     }
 }
 
