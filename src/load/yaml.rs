@@ -576,18 +576,19 @@ impl<'t> Builder<'t> {
                 pending_key,
                 merges,
                 ..
-            }) => match pending_key.take() {
-                None => {
-                    let key = key_text(&node, text)?;
-                    *pending_key = Some((key, node.span));
-                }
-                Some((key, key_span)) => {
-                    if key == "<<" && node_is_merge_source(&node) {
-                        merges.push(node);
-                        return Ok(());
+            }) => {
+                match pending_key.take() {
+                    None => {
+                        let key = key_text(&node, text)?;
+                        *pending_key = Some((key, node.span));
                     }
-                    if let Some(first) = seen.get(&key) {
-                        self.errors.push(
+                    Some((key, key_span)) => {
+                        if key == "<<" && node_is_merge_source(&node) {
+                            merges.push(node);
+                            return Ok(());
+                        }
+                        if let Some(first) = seen.get(&key) {
+                            self.errors.push(
                             Diagnostic::error(
                                 Code::DuplicateKey,
                                 if self.sensitive {
@@ -600,16 +601,17 @@ impl<'t> Builder<'t> {
                                 .related(*first, "first defined here")
                                 .help("YAML keys must be unique in a mapping; remove one, or merge them"),
                         );
-                        return Ok(());
+                            return Ok(());
+                        }
+                        seen.insert(key.clone(), key_span);
+                        entries.push(Entry {
+                            key,
+                            key_span,
+                            value: node,
+                        });
                     }
-                    seen.insert(key.clone(), key_span);
-                    entries.push(Entry {
-                        key,
-                        key_span,
-                        value: node,
-                    });
                 }
-            },
+            }
         }
         Ok(())
     }
