@@ -64,6 +64,12 @@ impl Project {
         lib: Arc<dyn RepoFiles>,
         limits: Limits,
     ) -> Result<Project, Failure> {
+        // Every read of the run, loaders and templates alike, goes through
+        // the guard: an input file's bytes only under its own name.
+        let guard = Arc::new(load::guard::InputGuard::of(repo.as_ref()));
+        let repo: Arc<dyn RepoFiles> =
+            Arc::new(load::guard::Guarded::new(repo, guard.clone(), true));
+        let lib: Arc<dyn RepoFiles> = Arc::new(load::guard::Guarded::new(lib, guard, false));
         let mut sources = Sources::default();
         let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
             Ok(i) => i,

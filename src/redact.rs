@@ -132,6 +132,16 @@ impl SecretValues {
             .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     }
 
+    /// Where in `text` the first known secret of at least `min_chars`
+    /// characters starts.
+    pub fn position_in(&self, text: &str, min_chars: usize) -> Option<usize> {
+        self.values
+            .iter()
+            .filter(|v| v.chars().count() >= min_chars)
+            .filter_map(|v| text.find(v.as_str()))
+            .min()
+    }
+
     /// Whether `text` holds a known secret.
     pub fn found_in(&self, text: &str) -> bool {
         self.values.iter().any(|v| text.contains(v.as_str()))
@@ -168,13 +178,33 @@ impl SecretValues {
             .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     }
 
-    /// Replaces, in place, every string of `value` that holds a known
-    /// secret with `with(string)`.
+    /// Replaces, in place, every string of `value` (mapping keys included)
+    /// that holds a known secret with `with(string)`.
     pub fn redact_json(&self, value: &mut Json, with: &dyn Fn(&str) -> Json) {
         match value {
             Json::String(s) if self.found_in(s) => *value = with(s),
             Json::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v, with)),
-            Json::Object(map) => map.values_mut().for_each(|v| self.redact_json(v, with)),
+            Json::Object(map) => {
+                if map.keys().any(|k| self.found_in(k)) {
+                    let old = std::mem::take(map);
+                    for (k, v) in old {
+                        let mut key = if self.found_in(&k) {
+                            match with(&k) {
+                                Json::String(s) => s,
+                                other => other.to_string(),
+                            }
+                        } else {
+                            k
+                        };
+                        // Two redacted keys must not merge.
+                        while map.contains_key(&key) {
+                            key.push('\'');
+                        }
+                        map.insert(key, v);
+                    }
+                }
+                map.values_mut().for_each(|v| self.redact_json(v, with));
+            }
             _ => {}
         }
     }

@@ -562,6 +562,44 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
                 );
             }),
         ),
+        (
+            "a policy hard-linked to the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::create_dir_all(r.join("policies")).unwrap();
+                std::fs::hard_link(r.join("env-prod.yaml"), r.join("policies/p.yaml")).unwrap();
+            }),
+        ),
+        (
+            "tags.yaml a copy of the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                std::fs::copy(r.join("env-prod.yaml"), r.join("tags.yaml")).unwrap();
+            }),
+        ),
+        (
+            "a template holding an edited copy of the env file",
+            Box::new(|r| {
+                plant_sensitive_output(r, b"");
+                let mut copy = std::fs::read(r.join("env-prod.yaml")).unwrap();
+                copy.extend_from_slice(b"\n\n");
+                std::fs::write(r.join("jsonnet/d.txt"), copy).unwrap();
+                prefix_entry_point(
+                    r,
+                    "local leak = importstr 'd.txt'; assert std.length(leak) < 0 : leak;",
+                );
+            }),
+        ),
+        (
+            "a secret used as a mapping key elsewhere",
+            Box::new(|r| {
+                plant_service_field(
+                    r,
+                    "{\"type\": \"string\", \"writeOnly\": true}",
+                    &format!("token: {CANARY}\n    env: {{{CANARY}: x}}"),
+                );
+            }),
+        ),
         // Aliases copying a secret into a plain place.
         (
             "an alias copying a sensitive output",
@@ -699,7 +737,12 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
     ];
     // Plants whose template renders the secret on purpose: only diffs,
     // states and errors are checked.
-    let rendered_on_purpose = ["a writeOnly field rendered into a ConfigMap"];
+    // (A secret the user also wrote into a plain field, here as an env var
+    // name, is rendered where the field goes; state and diffs hide it.)
+    let rendered_on_purpose = [
+        "a writeOnly field rendered into a ConfigMap",
+        "a secret used as a mapping key elsewhere",
+    ];
     for (name, plant) in plants {
         let dir = planted_repo(&*plant);
         let repo = dir.path();

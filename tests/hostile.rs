@@ -546,3 +546,32 @@ fn git_revisions_follow_directory_symlinks_like_the_work_tree() {
     ]);
     assert_eq!(diff.status.code(), Some(0), "{}", transcript(&diff));
 }
+
+/// Regression (#10): `eval` read input files as code or as its entry point.
+#[test]
+fn eval_never_reads_an_input_file() {
+    let repo = common::root().join("controlcenter-examples/platform");
+    let env = repo.join("env-prod.yaml");
+    let secret = "pR7#vQ2!mZ9wK4xT8nL3bY6c";
+    assert!(std::fs::read_to_string(&env).unwrap().contains(secret));
+    let r = repo.to_str().unwrap();
+    for args in [
+        vec!["--repo", r, "eval", env.to_str().unwrap()],
+        vec![
+            "--repo",
+            r,
+            "eval",
+            "--tla-code-file",
+            &format!("x={}", env.display()),
+            "lib-jsonnet/main.jsonnet",
+        ],
+    ] {
+        let out = run(&args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            !transcript(&out).contains(secret),
+            "{args:?}: {}",
+            transcript(&out)
+        );
+    }
+}

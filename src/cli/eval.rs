@@ -9,9 +9,11 @@ use clap::Args;
 
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_USAGE};
 use crate::diagnostics::Sources;
-use crate::evaluate::imports::{HiddenInputs, Root};
+use crate::evaluate::imports::Root;
 use crate::evaluate::{diagnose, engine, ArgValue, EvalJob, LIB_LABEL};
+use crate::load::guard::{Guarded, InputGuard};
 use crate::load::repo::{RepoFiles, WorkTree};
+use crate::load::{load_yaml, Sensitivity};
 
 /// Arguments of `eval`.
 #[derive(Args, Debug)]
@@ -84,40 +86,80 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         .strip_prefix(&root_dir)
         .map(|p| p.to_string_lossy().replace('\\', "/"))
         .unwrap_or_default();
-    let mut roots = Vec::new();
     let mut dirs = vec![root_dir.clone()];
     dirs.extend(args.jpath.iter().cloned());
-    for (i, dir) in dirs.iter().enumerate() {
+    let mut trees = Vec::new();
+    for dir in &dirs {
         match WorkTree::open(dir) {
-            Ok(w) => roots.push(Root {
-                // Any tree that is a control-center repository keeps its
-                // input files out of reach, as in `render`.
-                hidden: w
-                    .read(crate::load::CONTROLCENTER_FILE)
-                    .ok()
-                    .flatten()
-                    .map(|_| Arc::new(HiddenInputs::of(&w))),
-                label: if i == 0 {
-                    String::new()
-                } else {
-                    format!("{}/", dir.display())
-                },
-                files: Arc::new(w) as Arc<dyn RepoFiles>,
-            }),
+            Ok(w) => trees.push(Arc::new(w) as Arc<dyn RepoFiles>),
             Err(e) => {
                 eprintln!("error: -J {}: {e}", dir.display());
                 return EXIT_USAGE;
             }
         }
     }
+    // The input files of every control-center repository in reach (on
+    // the path, or --repo) are never read as Jsonnet, as in `render`.
+    let is_repo =
+        |t: &Arc<dyn RepoFiles>| matches!(t.read(crate::load::CONTROLCENTER_FILE), Ok(Some(_)));
+    let mut guard = InputGuard::default();
+    // Their secret values too: no Jsonnet file may hold one, and no
+    // message may show one.
+    let mut sources = Sources::default();
+    let mut guard_repo = |tree: &dyn RepoFiles, sources: &mut Sources| {
+        guard.add(tree);
+        for name in tree.list_files("") {
+            if name.starts_with("env-") && crate::load::is_input_file(&name) {
+                let _ = load_yaml(tree, sources, &name, Sensitivity::TerraformOutputs);
+            }
+        }
+        let _ = load_yaml(
+            tree,
+            sources,
+            crate::load::SECRETS_FILE,
+            Sensitivity::SealedSecrets,
+        );
+    };
+    for tree in trees.iter().filter(|t| is_repo(t)) {
+        guard_repo(tree.as_ref(), &mut sources);
+    }
+    if let Ok(repo) = WorkTree::open(&cli.repo) {
+        guard_repo(&repo, &mut sources);
+    }
+    let guard = Arc::new(guard);
+    if let Some((name, _)) = args.tla_code_file.iter().find(|(_, code)| {
+        guard
+            .input_behind("", code.as_bytes(), false, None)
+            .is_some()
+    }) {
+        eprintln!("error: --tla-code-file {name}=…: that file is an input file of the repository; templates read inputs through the state");
+        return EXIT_USAGE;
+    }
+    let mut roots: Vec<Root> = trees
+        .into_iter()
+        .zip(&dirs)
+        .enumerate()
+        .map(|(i, (tree, dir))| {
+            let in_repo = is_repo(&tree);
+            Root {
+                label: if i == 0 {
+                    String::new()
+                } else {
+                    format!("{}/", dir.display())
+                },
+                files: Arc::new(Guarded::new(tree, guard.clone(), in_repo)),
+                hides_inputs: in_repo,
+            }
+        })
+        .collect();
     let lib = match cli.library() {
         Ok(l) => l,
         Err(code) => return code,
     };
     roots.push(Root {
         label: LIB_LABEL.to_owned(),
-        files: lib,
-        hidden: None,
+        files: Arc::new(Guarded::new(lib, guard, false)),
+        hides_inputs: false,
     });
     let jpaths = (1..roots.len()).map(|i| (i, String::new())).collect();
     let args_of = |strs: &[(String, String)], codes: &[(String, String)]| {
@@ -147,13 +189,12 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         timeout: limits.timeout,
         deadline: limits.deadline,
         indent: 3,
-        secrets: Default::default(),
+        secrets: sources.secrets().clone(),
         trace: true,
     };
     match engine::evaluate(job) {
         Ok(done) => print_stdout(&(done.json + "\n")),
         Err(f) => {
-            let mut sources = Sources::default();
             let d = diagnose(f, &mut sources);
             cli.report(&sources, vec![d]);
             EXIT_INVALID

@@ -304,7 +304,13 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
     let failed_import = FailedImportSlot::default();
     let loaded = LoadedFiles::default();
-    let sandbox = Sandbox::new(job.roots, job.jpaths, failed_import.clone(), loaded.clone());
+    let sandbox = Sandbox::new(
+        job.roots,
+        job.jpaths,
+        failed_import.clone(),
+        loaded.clone(),
+        job.secrets.clone(),
+    );
     let entry = sandbox.path(job.entry.0, &job.entry.1);
     let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
     std.settings_mut().trace_printer = Rc::new(TraceSink {

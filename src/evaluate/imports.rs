@@ -5,7 +5,7 @@
 //! escaping symlinks are all refused with an error naming the import.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
@@ -15,10 +15,9 @@ use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, Res
 use jrsonnet_gcmodule::trace_acyclic;
 use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
-use sha2::{Digest, Sha256};
-
+use crate::load::is_input_file;
 use crate::load::repo::{normalize, ReadError, RepoFiles};
-use crate::load::{is_input_file, CONTROLCENTER_FILE, SECRETS_FILE, TAGS_FILE};
+use crate::redact::SecretValues;
 
 /// Prefix of messages for refused imports (mapped to `CC0402`).
 pub const DENIED: &str = "import denied: ";
@@ -30,84 +29,12 @@ pub struct Root {
     pub label: String,
     /// Its files.
     pub files: Arc<dyn RepoFiles>,
-    /// A control-center repository: its input files cannot be imported;
-    /// templates receive them through the state.
-    pub hidden: Option<Arc<HiddenInputs>>,
-}
-
-/// The input files of a control-center repository (controlcenter.yaml,
-/// tags.yaml, secrets.yaml, env-*.yaml), as templates must never read
-/// them: by name, by the real path an input links to (`env-prod.yaml ->
-/// terraform/prod.json`), and, for the files that hold secrets, by content
-/// (a hard link or a copy under another name).
-#[derive(Debug, Default)]
-pub struct HiddenInputs {
-    real_paths: BTreeMap<String, String>,
-    secret_contents: Vec<(usize, [u8; 32], String)>,
-}
-
-/// Files shorter than this are not compared by content: `{}` is no secret.
-const MIN_HIDDEN_CONTENT: usize = 32;
-
-impl HiddenInputs {
-    /// The input files of the repository `files` (and of every snapshot
-    /// it is made of: a promotion hides both branches' inputs).
-    pub fn of(files: &dyn RepoFiles) -> Self {
-        let mut hidden = HiddenInputs::default();
-        hidden.collect(files);
-        for part in files.parts() {
-            hidden.collect(part.as_ref());
-        }
-        hidden
-    }
-
-    fn collect(&mut self, files: &dyn RepoFiles) {
-        let hidden = self;
-        let mut names = vec![
-            CONTROLCENTER_FILE.to_owned(),
-            TAGS_FILE.to_owned(),
-            SECRETS_FILE.to_owned(),
-        ];
-        names.extend(
-            files
-                .list_files("")
-                .into_iter()
-                .filter(|n| is_input_file(n)),
-        );
-        for name in names {
-            let Ok(Some((real, bytes))) = files.read_real(&name) else {
-                continue;
-            };
-            if name != CONTROLCENTER_FILE && name != TAGS_FILE && bytes.len() >= MIN_HIDDEN_CONTENT
-            {
-                hidden.secret_contents.push((
-                    bytes.len(),
-                    Sha256::digest(&bytes).into(),
-                    name.clone(),
-                ));
-            }
-            hidden.real_paths.insert(real, name);
-        }
-    }
-
-    /// The input file that `real` (a resolved path) with content `bytes`
-    /// is, if any.
-    pub fn input_behind(&self, real: &str, bytes: &[u8]) -> Option<String> {
-        if is_input_file(real) {
-            return Some(real.to_owned());
-        }
-        if let Some(name) = self.real_paths.get(real) {
-            return Some(name.clone());
-        }
-        let mut digest = None;
-        self.secret_contents.iter().find_map(|(len, hash, name)| {
-            if *len != bytes.len() {
-                return None;
-            }
-            let d: [u8; 32] = *digest.get_or_insert_with(|| Sha256::digest(bytes).into());
-            (d == *hash).then(|| name.clone())
-        })
-    }
+    /// A control-center repository: its input files cannot be imported,
+    /// even under their own names; templates receive them through the
+    /// state. (Every tree is also read through a
+    /// [`crate::load::guard::Guarded`], which refuses their bytes under
+    /// any other name.)
+    pub hides_inputs: bool,
 }
 
 /// A file inside one of the sandbox roots.
@@ -272,7 +199,13 @@ pub struct Sandbox {
     failed: FailedImportSlot,
     /// What was loaded, for locating values in templates afterwards.
     loaded: LoadedFiles,
+    /// Secret values of the run: no Jsonnet file may hold one.
+    secrets: SecretValues,
 }
+
+/// Secrets shorter than this are not searched for in Jsonnet files: a
+/// short value is likely to be written there for other reasons.
+const MIN_SECRET_IN_SOURCE: usize = 12;
 trace_acyclic!(Sandbox);
 
 impl Sandbox {
@@ -283,6 +216,7 @@ impl Sandbox {
         jpaths: Vec<(usize, String)>,
         failed: FailedImportSlot,
         loaded: LoadedFiles,
+        secrets: SecretValues,
     ) -> Self {
         Sandbox {
             roots,
@@ -290,6 +224,7 @@ impl Sandbox {
             cache: RefCell::new(HashMap::new()),
             failed,
             loaded,
+            secrets,
         }
     }
 
@@ -339,6 +274,28 @@ impl Sandbox {
     /// Refuses a file that is not UTF-8 (pointing at its first bad byte)
     /// or nests deeper than the parser can take.
     fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        if let Some(at) = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| self.secrets.position_in(text, MIN_SECRET_IN_SOURCE))
+        {
+            // A copy of an input (or a secret pasted into a template) would
+            // put the secret into a manifest.
+            let message = format!(
+                "{DENIED}{} holds the value of a secret (a sensitive Terraform output, a secrets.yaml value or a writeOnly field); templates receive secrets through the state only",
+                path.display
+            );
+            if self.failed.borrow().is_none() {
+                *self.failed.borrow_mut() = Some(FailedImport {
+                    failure: ImportFailure::Denied,
+                    message: message.clone(),
+                    file: path.display.clone(),
+                    code: String::from_utf8_lossy(&bytes).into_owned().into(),
+                    span: (at, at),
+                    notes: Vec::new(),
+                });
+            }
+            bail!(ErrorKind::RuntimeError(message.into()))
+        }
         match std::str::from_utf8(&bytes) {
             Ok(text) if too_deep(text).is_some() => {
                 let (at, what) = too_deep(text).unwrap_or_default();
@@ -401,16 +358,19 @@ impl Sandbox {
         if self.cache.borrow().contains_key(&(root, rel.to_owned())) {
             return Ok(Some(SourcePath::new(self.path(root, rel))));
         }
-        let hidden = self.roots[root].hidden.as_deref();
+        let hides_inputs = self.roots[root].hides_inputs;
         match self.roots[root].files.read_real(rel) {
-            Ok(Some((real, bytes))) if hidden.and_then(|h| h.input_behind(&real, &bytes)).is_some() => {
-                let input = hidden.and_then(|h| h.input_behind(&real, &bytes)).unwrap_or_default();
-                Err(self.deny(
-                    from,
-                    import,
-                    format!("`{import}` is the input file {input}; templates read inputs through the state, never as files"),
-                ))
-            }
+            // By the name asked for or the file it leads to.
+            Ok(Some((real, _))) if hides_inputs && (is_input_file(rel) || is_input_file(&real)) => Err(self.deny(
+                from,
+                import,
+                format!("`{import}` is the input file {real}; templates read inputs through the state, never as files"),
+            )),
+            Err(ReadError::InputFile(input)) => Err(self.deny(
+                from,
+                import,
+                format!("`{import}` is the input file {input} under another name; templates read inputs through the state, never as files"),
+            )),
             Ok(Some((_, bytes))) => {
                 self.cache.borrow_mut().insert((root, rel.to_owned()), bytes);
                 Ok(Some(SourcePath::new(self.path(root, rel))))
@@ -518,15 +478,18 @@ impl ImportResolver for Sandbox {
         if let Some(bytes) = cached {
             return self.check_utf8(p, bytes);
         }
-        let hidden = self.roots[p.root].hidden.as_deref();
         match self.roots[p.root].files.read_real(&p.rel) {
-            Ok(Some((real, bytes)))
-                if hidden.and_then(|h| h.input_behind(&real, &bytes)).is_some() =>
+            Ok(Some((real, _)))
+                if self.roots[p.root].hides_inputs
+                    && (is_input_file(&p.rel) || is_input_file(&real)) =>
             {
                 bail!(ErrorKind::RuntimeError(
                     format!("{DENIED}{} is an input file", p.display).into()
                 ))
             }
+            Err(ReadError::InputFile(_)) => bail!(ErrorKind::RuntimeError(
+                format!("{DENIED}{} is an input file", p.display).into()
+            )),
             Ok(Some((_, bytes))) => self.check_utf8(p, bytes),
             Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
             Err(e) => bail!(ErrorKind::RuntimeError(

@@ -96,13 +96,13 @@ pub fn render_state(
         roots: vec![
             Root {
                 label: String::new(),
-                hidden: Some(Arc::new(imports::HiddenInputs::of(repo.as_ref()))),
                 files: repo,
+                hides_inputs: true,
             },
             Root {
                 label: LIB_LABEL.to_owned(),
                 files: lib,
-                hidden: None,
+                hides_inputs: false,
             },
         ],
         jpaths: vec![

@@ -5,6 +5,7 @@
 //! keys, and registered in [`Sources`] for diagnostics.
 
 pub mod git;
+pub mod guard;
 pub mod repo;
 pub mod yaml;
 
@@ -71,29 +72,23 @@ pub fn read_text(
     path: &str,
 ) -> Result<Option<(FileId, std::sync::Arc<str>)>, Diagnostic> {
     let bytes = match repo.read_real(path) {
-        // A link to an input file from another name (`policies/p.yaml ->
-        // ../env-prod.yaml`, a linked directory) would read it without the
-        // care its own name gets: refused, and nothing of it shown.
-        Ok(Some((real, _))) if is_input_file(&real) && repo::normalize(path).as_deref() != Some(real.as_str()) => {
-            sources.add(path, "");
-            return Err(Diagnostic::error(
-                Code::FileUnreadable,
-                format!("cannot read {path}: it is a link to the input file {real}"),
-            )
-            .help("each input file is read under its own name only; replace the link with the file it should be"));
-        }
         Ok(Some((_, b))) => b,
         Ok(None) => return Ok(None),
         Err(e) => {
+            // Registered empty: the error names the file, and its snippet
+            // shows nothing of it.
+            let id = sources.add(path, "");
             return Err(Diagnostic::error(
                 Code::FileUnreadable,
                 format!("cannot read {path}: {e}"),
             )
+            .at(Span::new(id, 0, 0), "this file")
             .help(match e {
                 ReadError::TooLarge(_) => "input files are small hand- or CI-written YAML; check that the right file is committed",
                 ReadError::OutsideRepo => "inputs must live inside the repository; replace the symlink with the file",
+                ReadError::InputFile(_) => "each input file is read under its own name only; replace the link or copy with the file it should be",
                 _ => "check the file's type and permissions",
-            }))
+            }));
         }
     };
     match String::from_utf8(bytes) {
@@ -213,6 +208,15 @@ pub fn load_repo(
     sources: &mut Sources,
 ) -> Result<RepoInputs, Vec<Diagnostic>> {
     let mut diags = Vec::new();
+    // Secret values first, so that whatever is loaded after them (a copy
+    // pasted into a policy, a schema) is scrubbed from every message. An
+    // env file's own problems are reported when its environment resolves.
+    for name in repo.list_files("") {
+        if name.starts_with("env-") && is_input_file(&name) {
+            let _ = load_yaml(repo, sources, &name, Sensitivity::TerraformOutputs);
+        }
+    }
+    let secrets = load_yaml(repo, sources, SECRETS_FILE, Sensitivity::SealedSecrets);
     let controlcenter = match load_yaml(repo, sources, CONTROLCENTER_FILE, Sensitivity::Plain) {
         Ok(Some(i)) => Some(i),
         Ok(None) => {
@@ -235,7 +239,13 @@ pub fn load_repo(
         }
     };
     let tags = optional(TAGS_FILE, Sensitivity::Plain);
-    let secrets = optional(SECRETS_FILE, Sensitivity::SealedSecrets);
+    let secrets = match secrets {
+        Ok(i) => i,
+        Err(d) => {
+            diags.extend(d);
+            None
+        }
+    };
     let service_schema = match read_text(repo, sources, SERVICE_SCHEMA_FILE) {
         Ok(None) => None,
         Ok(Some((file, text))) => match serde_json::from_str(&text) {
@@ -314,15 +324,16 @@ fn sealed_file_values(root: &Node) -> Vec<(&Node, bool)> {
 
 /// Whether a mapping of an env file is a Terraform output marked
 /// sensitive. Anything but a clear "no" (`false`, `"false"`, `no`, `off`,
-/// `0`, null) counts: `sensitive: "true"` or `yes` declare the intent too.
+/// `0`) counts: `sensitive: "true"`, `yes` or an empty value declare the
+/// intent too.
 pub fn is_sensitive_output(node: &Node) -> bool {
     node.get("sensitive").is_some_and(|s| match &s.value {
         yaml::Value::Bool(b) => *b,
-        yaml::Value::Null => false,
+        yaml::Value::Null => true,
         yaml::Value::Number(n) => n.as_f64() != Some(0.0),
         yaml::Value::String(t) => !matches!(
             t.trim().to_ascii_lowercase().as_str(),
-            "false" | "no" | "off" | "0" | ""
+            "false" | "no" | "off" | "0"
         ),
         yaml::Value::Seq(_) | yaml::Value::Map(_) => true,
     })

@@ -18,6 +18,9 @@ pub enum ReadError {
     NotAFile,
     /// The file is larger than [`MAX_FILE_BYTES`].
     TooLarge(u64),
+    /// The bytes of an input file (named here) read under another name:
+    /// through a link, a hard link or a copy.
+    InputFile(String),
     /// Any other I/O error, as text.
     Io(String),
 }
@@ -30,6 +33,10 @@ impl std::fmt::Display for ReadError {
             ReadError::TooLarge(n) => write!(
                 f,
                 "it is {n} bytes, more than the {MAX_FILE_BYTES}-byte limit for an input file"
+            ),
+            ReadError::InputFile(name) => write!(
+                f,
+                "it is the input file {name} under another name (a link or a copy)"
             ),
             ReadError::Io(e) => f.write_str(e),
         }
