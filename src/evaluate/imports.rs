@@ -271,72 +271,72 @@ impl Sandbox {
         ErrorKind::RuntimeError(message.into()).into()
     }
 
-    /// Refuses a file that is not UTF-8 (pointing at its first bad byte)
-    /// or nests deeper than the parser can take.
+    /// Refuses a file that is not UTF-8 (pointing at its first bad byte),
+    /// holds a secret value, or nests deeper than the parser can take.
     fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
-        if let Some(at) = std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|text| self.secrets.position_in(text, MIN_SECRET_IN_SOURCE))
-        {
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let at = e.valid_up_to();
+                let message = format!("{} is not valid UTF-8 (byte {at})", path.display);
+                return Err(self.refuse_file(
+                    path,
+                    &bytes,
+                    ImportFailure::Unreadable,
+                    message,
+                    (at, at + 1),
+                ));
+            }
+        };
+        if let Some(at) = self.secrets.position_in(text, MIN_SECRET_IN_SOURCE) {
             // A copy of an input (or a secret pasted into a template) would
             // put the secret into a manifest.
             let message = format!(
                 "{DENIED}{} holds the value of a secret (a sensitive Terraform output, a secrets.yaml value or a writeOnly field); templates receive secrets through the state only",
                 path.display
             );
-            if self.failed.borrow().is_none() {
-                *self.failed.borrow_mut() = Some(FailedImport {
-                    failure: ImportFailure::Denied,
-                    message: message.clone(),
-                    file: path.display.clone(),
-                    code: String::from_utf8_lossy(&bytes).into_owned().into(),
-                    span: (at, at),
-                    notes: Vec::new(),
-                });
-            }
-            bail!(ErrorKind::RuntimeError(message.into()))
+            return Err(self.refuse_file(path, &bytes, ImportFailure::Denied, message, (at, at)));
         }
-        match std::str::from_utf8(&bytes) {
-            Ok(text) if too_deep(text).is_some() => {
-                let (at, what) = too_deep(text).unwrap_or_default();
-                let message = format!(
-                    "{} nests {what} deeper than {MAX_SOURCE_NESTING} levels",
-                    path.display
-                );
-                if self.failed.borrow().is_none() {
-                    *self.failed.borrow_mut() = Some(FailedImport {
-                        failure: ImportFailure::TooDeep,
-                        message: message.clone(),
-                        file: path.display.clone(),
-                        code: text.into(),
-                        span: (at, at + 1),
-                        notes: Vec::new(),
-                    });
-                }
-                bail!(ErrorKind::RuntimeError(message.into()))
-            }
-            Ok(text) => {
-                self.loaded
-                    .borrow_mut()
-                    .push((path.display.clone(), text.into()));
-                Ok(bytes)
-            }
-            Err(e) => {
-                let at = e.valid_up_to();
-                let message = format!("{} is not valid UTF-8 (byte {at})", path.display);
-                if self.failed.borrow().is_none() {
-                    *self.failed.borrow_mut() = Some(FailedImport {
-                        failure: ImportFailure::Unreadable,
-                        message: message.clone(),
-                        file: path.display.clone(),
-                        code: String::from_utf8_lossy(&bytes).into_owned().into(),
-                        span: (at, at + 1),
-                        notes: Vec::new(),
-                    });
-                }
-                bail!(ErrorKind::RuntimeError(message.into()))
-            }
+        if let Some((at, what)) = too_deep(text) {
+            let message = format!(
+                "{} nests {what} deeper than {MAX_SOURCE_NESTING} levels",
+                path.display
+            );
+            return Err(self.refuse_file(
+                path,
+                &bytes,
+                ImportFailure::TooDeep,
+                message,
+                (at, at + 1),
+            ));
         }
+        self.loaded
+            .borrow_mut()
+            .push((path.display.clone(), text.into()));
+        Ok(bytes)
+    }
+
+    /// Records (if it is the first) and returns the refusal of a file,
+    /// pointing at `span` in it.
+    fn refuse_file(
+        &self,
+        path: &SandboxPath,
+        bytes: &[u8],
+        failure: ImportFailure,
+        message: String,
+        span: (usize, usize),
+    ) -> jrsonnet_evaluator::Error {
+        if self.failed.borrow().is_none() {
+            *self.failed.borrow_mut() = Some(FailedImport {
+                failure,
+                message: message.clone(),
+                file: path.display.clone(),
+                code: String::from_utf8_lossy(bytes).into_owned().into(),
+                span,
+                notes: Vec::new(),
+            });
+        }
+        ErrorKind::RuntimeError(message.into()).into()
     }
 
     /// The source path of `rel` in `root`.
