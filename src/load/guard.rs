@@ -56,19 +56,17 @@ impl InputGuard {
         );
         names.sort();
         names.dedup();
+        let mut found: Vec<(String, String, Vec<u8>)> = names
+            .into_iter()
+            .filter_map(|name| {
+                let (real, bytes) = files.read_real(&name).ok().flatten()?;
+                Some((name, real, bytes))
+            })
+            .collect();
         // The file that is itself at the real path owns it; other names
         // leading there are links, read under the owner's name only.
-        names.sort_by_key(|n| {
-            files
-                .read_real(n)
-                .ok()
-                .flatten()
-                .map(|(real, _)| real != *n)
-        });
-        for name in names {
-            let Ok(Some((real, bytes))) = files.read_real(&name) else {
-                continue;
-            };
+        found.sort_by_key(|(name, real, _)| real != name);
+        for (name, real, bytes) in found {
             let holds_secrets = name != CONTROLCENTER_FILE && name != TAGS_FILE;
             if holds_secrets && bytes.len() >= MIN_GUARDED_CONTENT {
                 // (an env file identical to another is read as itself)
