@@ -8,24 +8,22 @@
 //! file span; nothing is printed here.
 
 pub mod cli;
-pub mod cmp;
+pub mod commands;
 pub mod diagnostics;
-pub mod diff;
 pub mod emit;
 pub mod evaluate;
 pub mod load;
 pub mod process;
-pub mod promote;
 pub mod redact;
+pub mod repo;
 pub mod resolve;
-pub mod tags;
 pub mod validate;
 
 use std::sync::Arc;
 
 use diagnostics::{Code, Diagnostic, Sources};
 use evaluate::Limits;
-use load::repo::RepoFiles;
+use repo::RepoFiles;
 use load::RepoInputs;
 use process::Resource;
 use resolve::ResolvedEnv;
@@ -66,10 +64,10 @@ impl Project {
     ) -> Result<Project, Failure> {
         // Every read of the run, loaders and templates alike, goes through
         // the guard: an input file's bytes only under its own name.
-        let guard = Arc::new(load::guard::InputGuard::of(repo.as_ref()));
+        let guard = Arc::new(crate::repo::guard::InputGuard::of(repo.as_ref()));
         let repo: Arc<dyn RepoFiles> =
-            Arc::new(load::guard::Guarded::new(repo, guard.clone(), true));
-        let lib: Arc<dyn RepoFiles> = Arc::new(load::guard::Guarded::new(lib, guard, false));
+            Arc::new(crate::repo::guard::Guarded::new(repo, guard.clone(), true));
+        let lib: Arc<dyn RepoFiles> = Arc::new(crate::repo::guard::Guarded::new(lib, guard, false));
         let mut sources = Sources::default();
         let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
             Ok(i) => i,
@@ -87,13 +85,13 @@ impl Project {
                     Code::RepoSchemaInvalid,
                     format!(
                         "{} is not a usable extension: {}",
-                        load::SERVICE_SCHEMA_FILE,
+                        crate::repo::layout::SERVICE_SCHEMA_FILE,
                         why.message
                     ),
                 )
                 .help("it must be a JSON Schema object whose `properties` add new service fields");
                 // Point at the offending property name, else the file's start.
-                if let Some(file) = sources.find(load::SERVICE_SCHEMA_FILE) {
+                if let Some(file) = sources.find(crate::repo::layout::SERVICE_SCHEMA_FILE) {
                     let text = sources.get(file).text.clone();
                     let (start, end) = why
                         .field
@@ -206,15 +204,15 @@ impl Project {
                     .map(|e| e.key_span);
                 let mut d = Diagnostic::error(
                     Code::EnvFileMissing,
-                    format!("{} not found", load::env_file_name(env)),
+                    format!("{} not found", crate::repo::layout::env_file_name(env)),
                 );
                 if let Some(span) = section {
-                    d = d.at(span, format!("`{env}` needs {}", load::env_file_name(env)));
+                    d = d.at(span, format!("`{env}` needs {}", crate::repo::layout::env_file_name(env)));
                 }
                 return Err(vec![d
                 .help(format!(
                     "environment branches carry only their own Terraform outputs; render `{env}` on its branch, or add {}",
-                    load::env_file_name(env)
+                    crate::repo::layout::env_file_name(env)
                 ))]);
             }
         };

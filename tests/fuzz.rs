@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use controlcenter::evaluate::library::EmbeddedLibrary;
 use controlcenter::evaluate::Limits;
-use controlcenter::load::repo::{normalize, ReadError, RepoFiles};
+use controlcenter::repo::{normalize, ReadError, RepoFiles};
 use controlcenter::Project;
 
 /// A repository held in memory.

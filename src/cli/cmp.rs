@@ -11,11 +11,11 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
-use crate::cmp::{annotate_revision, find_repo_root, select_env, NAMESPACE_VAR, REVISION_VAR};
+use crate::commands::cmp::{annotate_revision, find_repo_root, select_env, NAMESPACE_VAR, REVISION_VAR};
 use crate::diagnostics::render::short;
 use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
 use crate::emit::json_lines;
-use crate::load::repo::WorkTree;
+use crate::repo::WorkTree;
 use crate::resolve::Settings;
 use crate::Project;
 
@@ -65,7 +65,7 @@ pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
             if let Some(root) = find_repo_root(&start) {
                 print_stdout(&format!(
                     "{}\n",
-                    root.join(crate::load::CONTROLCENTER_FILE).display()
+                    root.join(crate::repo::layout::CONTROLCENTER_FILE).display()
                 ));
             }
             EXIT_OK

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use clap::Args;
 
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
-use crate::diff::{diff, ChangeKind, DiffOptions, DiffReport};
+use crate::commands::diff::{diff, ChangeKind, DiffOptions, DiffReport};
 use crate::redact::SecretValues;
 
 /// Output of `diff`.

@@ -11,8 +11,8 @@ use super::{print_stdout, Cli, EXIT_INVALID, EXIT_USAGE};
 use crate::diagnostics::Sources;
 use crate::evaluate::imports::Root;
 use crate::evaluate::{diagnose, engine, ArgValue, EvalJob, LIB_LABEL};
-use crate::load::guard::{Guarded, InputGuard};
-use crate::load::repo::{RepoFiles, WorkTree};
+use crate::repo::guard::{Guarded, InputGuard};
+use crate::repo::{RepoFiles, WorkTree};
 use crate::load::{load_yaml, Sensitivity};
 
 /// Arguments of `eval`.
@@ -55,7 +55,7 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 fn parse_file_var(s: &str) -> Result<(String, String), String> {
     use std::io::Read as _;
     let (k, path) = s.split_once('=').ok_or("expected NAME=PATH")?;
-    let limit = crate::load::repo::MAX_FILE_BYTES;
+    let limit = crate::repo::MAX_FILE_BYTES;
     let mut code = String::new();
     // Bounded: `/dev/zero` or a runaway pipe must not fill memory.
     std::fs::File::open(path)
@@ -101,7 +101,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     // The input files of every control-center repository in reach (on
     // the path, or --repo) are never read as Jsonnet, as in `render`.
     let is_repo =
-        |t: &Arc<dyn RepoFiles>| matches!(t.read(crate::load::CONTROLCENTER_FILE), Ok(Some(_)));
+        |t: &Arc<dyn RepoFiles>| matches!(t.read(crate::repo::layout::CONTROLCENTER_FILE), Ok(Some(_)));
     let mut guard = InputGuard::default();
     // Their secret values too: no Jsonnet file may hold one, and no
     // message may show one.
@@ -109,14 +109,14 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     let mut guard_repo = |tree: &dyn RepoFiles, sources: &mut Sources| {
         guard.add(tree);
         for name in tree.list_files("") {
-            if name.starts_with("env-") && crate::load::is_input_file(&name) {
+            if name.starts_with("env-") && crate::repo::layout::is_input_file(&name) {
                 let _ = load_yaml(tree, sources, &name, Sensitivity::TerraformOutputs);
             }
         }
         let _ = load_yaml(
             tree,
             sources,
-            crate::load::SECRETS_FILE,
+            crate::repo::layout::SECRETS_FILE,
             Sensitivity::SealedSecrets,
         );
     };

@@ -24,8 +24,8 @@ use crate::diagnostics::render::{render_all, ErrorFormat};
 use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
 use crate::evaluate::library::EmbeddedLibrary;
 use crate::evaluate::Limits;
-use crate::load::git::GitRevision;
-use crate::load::repo::{RepoFiles, WorkTree};
+use crate::repo::git::GitRevision;
+use crate::repo::{RepoFiles, WorkTree};
 use crate::redact::SecretValues;
 use crate::{Failure, Project};
 

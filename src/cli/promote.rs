@@ -7,9 +7,9 @@ use clap::Args;
 
 use super::diff::{print_report, DiffOutputArgs};
 use super::{Cli, EXIT_USAGE};
-use crate::diff::{diff, DiffOptions};
-use crate::load::repo::RepoFiles;
-use crate::promote::Promotion;
+use crate::commands::diff::{diff, DiffOptions};
+use crate::repo::RepoFiles;
+use crate::repo::promotion::Promotion;
 
 /// Arguments of `promote`.
 #[derive(Args, Debug)]
@@ -86,6 +86,6 @@ fn branch(cli: &Cli, rev: Option<&str>, env: &str) -> Result<(Arc<dyn RepoFiles>
         return cli.snapshot(Some(r));
     }
     let remote = format!("origin/{env}");
-    let local = crate::load::git::GitRevision::open(&cli.repo, env).is_ok();
+    let local = crate::repo::git::GitRevision::open(&cli.repo, env).is_ok();
     cli.snapshot(Some(if local { env } else { &remote }))
 }

@@ -5,8 +5,9 @@ use clap::{Args, Subcommand};
 use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diagnostics::{Code, Diagnostic, Sources};
 use crate::emit::atomic;
-use crate::load::{self, repo::WorkTree, TAGS_FILE};
-use crate::tags::{self, SetOutcome};
+use crate::load;
+use crate::repo::{layout::TAGS_FILE, WorkTree};
+use crate::commands::tags::{self, SetOutcome};
 use crate::validate::schema::{InputKind, SchemaSet};
 
 /// Arguments of `tags`.

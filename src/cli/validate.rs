@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::{Cli, EXIT_INVALID, EXIT_OK};
 use crate::diagnostics::Code;
-use crate::load::env_file_name;
+use crate::repo::layout::env_file_name;
 
 /// Arguments of `validate`.
 #[derive(Args, Debug)]

@@ -15,8 +15,8 @@ use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, Res
 use jrsonnet_gcmodule::trace_acyclic;
 use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
-use crate::load::is_input_file;
-use crate::load::repo::{normalize, ReadError, RepoFiles};
+use crate::repo::layout::is_input_file;
+use crate::repo::{normalize, ReadError, RepoFiles};
 use crate::redact::SecretValues;
 
 /// Prefix of messages for refused imports (mapped to `CC0402`).
@@ -32,7 +32,7 @@ pub struct Root {
     /// A control-center repository: its input files cannot be imported,
     /// even under their own names; templates receive them through the
     /// state. (Every tree is also read through a
-    /// [`crate::load::guard::Guarded`], which refuses their bytes under
+    /// [`crate::repo::guard::Guarded`], which refuses their bytes under
     /// any other name.)
     pub hides_inputs: bool,
 }

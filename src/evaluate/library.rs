@@ -1,7 +1,7 @@
 //! The shipped Jsonnet library (lib-jsonnet/), compiled into the binary, or
 //! read from a directory given with `--lib` while developing it.
 
-use crate::load::repo::{normalize, ReadError, RepoFiles};
+use crate::repo::{normalize, ReadError, RepoFiles};
 
 include!(concat!(env!("OUT_DIR"), "/lib_files.rs"));
 

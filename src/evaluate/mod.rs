@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
-use crate::load::repo::RepoFiles;
+use crate::repo::RepoFiles;
 use crate::redact::SecretValues;
 pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind};
 use imports::Root;

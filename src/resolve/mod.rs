@@ -17,7 +17,8 @@ use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::yaml::{Node, Value};
-use crate::load::{Input, RepoInputs, CONTROLCENTER_FILE};
+use crate::load::{Input, RepoInputs};
+use crate::repo::layout::CONTROLCENTER_FILE;
 pub use state::State;
 
 /// Reserved top-level key deep-merged under every environment.

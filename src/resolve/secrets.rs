@@ -9,7 +9,8 @@ use base64::Engine as _;
 use super::state::SealedSecretState;
 use crate::diagnostics::{Code, Diagnostic};
 use crate::load::yaml::Node;
-use crate::load::{Input, SECRETS_FILE};
+use crate::load::Input;
+use crate::repo::layout::SECRETS_FILE;
 
 /// The SealedSecrets of `env` (an absent section means none).
 pub fn sealed_secrets(

@@ -12,7 +12,8 @@ use super::names;
 use super::state::{Autoscaling, CloudResource, Ingress, Probes, SecretRef, ServiceState};
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
 use crate::load::yaml::{Node, Value};
-use crate::load::{Input, TAGS_FILE};
+use crate::load::Input;
+use crate::repo::layout::TAGS_FILE;
 
 /// Default container port.
 pub const DEFAULT_PORT: u16 = 8080;

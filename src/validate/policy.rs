@@ -25,7 +25,7 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
-use crate::load::repo::RepoFiles;
+use crate::repo::RepoFiles;
 use crate::load::{self, Sensitivity};
 use crate::process::{locate, Resource};
 

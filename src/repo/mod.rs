@@ -1,6 +1,12 @@
-//! Read access to a repository: the work tree today, a Git revision through
-//! the same trait. Paths are repo-relative with `/` separators; nothing
-//! outside the repository root can be read, symlinks included.
+//! The repository as the pipeline reads it: the work tree, a Git revision
+//! or a promotion's two branches, all behind [`RepoFiles`]. Paths are
+//! repo-relative with `/` separators; nothing outside the repository root
+//! can be read, symlinks included.
+
+pub mod git;
+pub mod guard;
+pub mod layout;
+pub mod promotion;
 
 use std::fs;
 use std::io::Read;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic};
-use crate::load::CONTROLCENTER_FILE;
+use crate::repo::layout::CONTROLCENTER_FILE;
 use crate::process::Resource;
 
 /// Plugin `env` entry naming the environment (`ARGOCD_ENV_CC_ENV`).

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use git2::{ObjectType, Oid, Repository};
 
-use super::repo::{normalize, ReadError, RepoFiles, MAX_FILE_BYTES};
+use super::{normalize, ReadError, RepoFiles, MAX_FILE_BYTES};
 
 /// Symlink hops followed before giving up (a loop).
 const MAX_LINK_HOPS: usize = 16;
