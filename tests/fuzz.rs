@@ -248,7 +248,7 @@ fn exercise(repo: MemRepo, render: bool) -> Shown {
         std::time::Duration::from_secs(5),
         std::time::Instant::now(),
     );
-    let mut project = match Project::load(Arc::new(repo), Arc::new(EmbeddedLibrary), limits) {
+    let mut project = match Project::load(options(repo, limits)) {
         Ok(p) => p,
         Err(f) => {
             show(&mut shown, &f.diagnostics, &f.sources);
@@ -263,7 +263,9 @@ fn exercise(repo: MemRepo, render: bool) -> Shown {
                 continue;
             }
         };
-        shown.0.push_str(&controlcenter::state_json(&resolved));
+        shown
+            .0
+            .push_str(&serde_json::to_value(&resolved.state).unwrap().to_string());
         if !render {
             continue;
         }
@@ -350,9 +352,7 @@ fn diagnostics_of_mutated_inputs_render_in_every_format() {
         let donor = seeds[rng.below(seeds.len())].clone();
         mutate(&mut rng, &mut repo, &donor);
         let result = std::panic::catch_unwind(|| {
-            if let Err(f) =
-                Project::load(Arc::new(repo), Arc::new(EmbeddedLibrary), Limits::default())
-            {
+            if let Err(f) = Project::load(options(repo, Limits::default())) {
                 for format in [ErrorFormat::Human, ErrorFormat::Json, ErrorFormat::Github] {
                     let _ = render_all(&f.diagnostics, &f.sources, format, seed % 2 == 0);
                 }
@@ -362,5 +362,14 @@ fn diagnostics_of_mutated_inputs_render_in_every_format() {
             result.is_ok(),
             "panic rendering diagnostics of CC_FUZZ_SEED={seed}"
         );
+    }
+}
+
+fn options(repo: MemRepo, limits: Limits) -> controlcenter::RenderOptions {
+    controlcenter::RenderOptions {
+        repo: Arc::new(repo),
+        lib: Arc::new(EmbeddedLibrary),
+        limits,
+        default_namespace: None,
     }
 }

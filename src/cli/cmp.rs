@@ -10,21 +10,15 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
-use crate::commands::cmp::{annotate_revision, find_repo_root, select_env, NAMESPACE_VAR, REVISION_VAR};
-use crate::diagnostics::render::short;
-use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
+use super::output::MAX_PLUGIN_TRACE_LINES;
+use super::{Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::commands::cmp::{
+    annotate_revision, find_repo_root, select_env, NAMESPACE_VAR, REVISION_VAR,
+};
+use crate::diagnostics::{Code, Diagnostic};
 use crate::emit::json_lines;
 use crate::repo::WorkTree;
-use crate::resolve::Settings;
-use crate::Project;
-
-/// Most lines of error text the plugin prints (Argo CD shows them in the UI).
-pub const MAX_ERROR_LINES: usize = 20;
-
-/// Most `std.trace` lines the plugin prints (plus one saying the rest was
-/// suppressed); errors get what is left of [`MAX_ERROR_LINES`].
-pub const MAX_TRACE_LINES: usize = 9;
+use crate::{Project, RenderOptions};
 
 /// Arguments of `cmp`.
 #[derive(Args, Debug)]
@@ -52,8 +46,11 @@ pub enum CmpAction {
 
 pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
     let Ok(cwd) = std::env::current_dir() else {
-        eprintln!("error: the current directory is not readable");
-        return EXIT_USAGE;
+        return cli.fail(
+            Diagnostic::error(Code::DirUnreadable, "the current directory is not readable")
+                .help("Argo CD runs the plugin in the application's directory"),
+            EXIT_USAGE,
+        );
     };
     let start = if cli.repo.as_os_str() == "." {
         cwd
@@ -63,7 +60,7 @@ pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
     match args.action {
         CmpAction::Discover => {
             if let Some(root) = find_repo_root(&start) {
-                print_stdout(&format!(
+                cli.output().stdout(&format!(
                     "{}\n",
                     root.join(crate::repo::layout::CONTROLCENTER_FILE).display()
                 ));
@@ -76,76 +73,70 @@ pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
 
 fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
     // Argo CD shows stderr in its UI: traces share the short budget.
-    crate::evaluate::engine::set_trace_budget(MAX_TRACE_LINES);
+    crate::evaluate::engine::set_trace_budget(MAX_PLUGIN_TRACE_LINES);
     let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let out = cli.output();
     let Some(root) = find_repo_root(start) else {
-        eprintln!(
-            "error: no controlcenter.yaml in {} or any parent directory",
-            start.display()
+        return cli.fail(
+            Diagnostic::error(
+                Code::DirUnreadable,
+                format!(
+                    "no controlcenter.yaml in {} or any parent directory",
+                    start.display()
+                ),
+            )
+            .help("point the Application's source path at the control-center repository"),
+            EXIT_INVALID,
         );
-        return EXIT_INVALID;
     };
     let repo = match WorkTree::open(&root) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot open {}: {e}", root.display());
-            return EXIT_USAGE;
+            return cli.fail(
+                Diagnostic::error(
+                    Code::DirUnreadable,
+                    format!("cannot open {}: {e}", root.display()),
+                )
+                .help("check the repository checkout's permissions"),
+                EXIT_USAGE,
+            );
         }
     };
     let lib = match cli.library() {
         Ok(l) => l,
         Err(code) => return code,
     };
-    let mut project = match Project::load(Arc::new(repo), lib, cli.limits()) {
+    let options = RenderOptions {
+        repo: Arc::new(repo),
+        lib,
+        limits: cli.limits(),
+        default_namespace: vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned(),
+    };
+    let mut project = match Project::load(options) {
         Ok(p) => p,
-        Err(f) => return fail(&f.sources, f.diagnostics),
+        Err(f) => {
+            out.report(&f.sources, f.diagnostics);
+            return EXIT_INVALID;
+        }
     };
     let env = match select_env(&vars, &project.envs()) {
         Ok((env, _)) => env,
-        Err(d) => return fail(&project.sources, vec![d]),
+        Err(d) => {
+            out.report(&project.sources, vec![d]);
+            return EXIT_INVALID;
+        }
     };
-    project.default_namespace = vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned();
     let mut resources = match project.render(&env) {
         Ok(r) => r,
-        Err(d) => return fail(&project.sources, d),
+        Err(d) => {
+            out.report(&project.sources, d);
+            return EXIT_INVALID;
+        }
     };
-    if Settings::from_inputs(&project.inputs).revision_annotation {
+    if project.settings.revision_annotation {
         if let Some(rev) = vars.get(REVISION_VAR).filter(|v| !v.is_empty()) {
             annotate_revision(&mut resources, rev);
         }
     }
-    print_stdout(&json_lines(&resources))
-}
-
-/// Prints at most [`MAX_ERROR_LINES`] short lines to stderr; exit 1.
-fn fail(sources: &Sources, diagnostics: Vec<Diagnostic>) -> i32 {
-    let mut all = Diagnostics::default();
-    all.extend(diagnostics);
-    let sorted = all.into_sorted(sources);
-    let lines: Vec<String> = sorted
-        .iter()
-        .flat_map(|d| {
-            short(
-                &crate::diagnostics::render::clipped(d, sources.secrets()),
-                sources,
-            )
-            .lines()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-        })
-        .collect();
-    // Trace lines already printed count against the plugin's budget.
-    let budget = MAX_ERROR_LINES
-        .saturating_sub(crate::evaluate::engine::trace_lines_printed().min(MAX_TRACE_LINES + 1))
-        .max(2);
-    let mut text: Vec<String> = lines.iter().take(budget).cloned().collect();
-    if lines.len() > budget {
-        text.truncate(budget - 1);
-        text.push(format!(
-            "… {} problems in all; run `controlcenter validate` on the repository for every detail",
-            sorted.len()
-        ));
-    }
-    eprintln!("{}", sources.secrets().scrub(&text.join("\n")));
-    EXIT_INVALID
+    out.stdout(&json_lines(&resources))
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use clap::Args;
 
-use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK};
+use super::{Cli, EXIT_INVALID, EXIT_OK};
 use crate::commands::diff::{diff, ChangeKind, DiffOptions, DiffReport};
 use crate::redact::SecretValues;
 
@@ -142,7 +142,7 @@ pub(super) fn print_report(
     };
     // Secret data is hashed in the report; a template may still have
     // copied a secret value elsewhere (a writeOnly field into a ConfigMap).
-    let code = print_stdout(&secrets.scrub(&text));
+    let code = cli.output().stdout(&secrets.scrub(&text));
     if code != EXIT_OK {
         code
     } else if out.exit_code && !report.is_empty() {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{print_stdout, Cli, EXIT_INVALID, EXIT_USAGE};
-use crate::diagnostics::Sources;
+use super::{Cli, EXIT_INVALID, EXIT_USAGE};
+use crate::diagnostics::{Code, Diagnostic, Sources};
 use crate::evaluate::imports::Root;
 use crate::evaluate::{diagnose, engine, ArgValue, EvalJob, LIB_LABEL};
+use crate::load::{load_yaml, Sensitivity};
 use crate::repo::guard::{Guarded, InputGuard};
 use crate::repo::{RepoFiles, WorkTree};
-use crate::load::{load_yaml, Sensitivity};
 
 /// Arguments of `eval`.
 #[derive(Args, Debug)]
@@ -74,8 +74,11 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
     let file = match args.file.canonicalize() {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.file.display());
-            return EXIT_USAGE;
+            return cli.fail(
+                Diagnostic::error(Code::FileMissing, format!("{}: {e}", args.file.display()))
+                    .help("name a Jsonnet file to evaluate"),
+                EXIT_USAGE,
+            );
         }
     };
     // The file's tree: the repository when the file is inside it, else its directory.
@@ -93,15 +96,19 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         match WorkTree::open(dir) {
             Ok(w) => trees.push(Arc::new(w) as Arc<dyn RepoFiles>),
             Err(e) => {
-                eprintln!("error: -J {}: {e}", dir.display());
-                return EXIT_USAGE;
+                return cli.fail(
+                    Diagnostic::error(Code::DirUnreadable, format!("-J {}: {e}", dir.display()))
+                        .help("-J names a directory of Jsonnet libraries"),
+                    EXIT_USAGE,
+                );
             }
         }
     }
     // The input files of every control-center repository in reach (on
     // the path, or --repo) are never read as Jsonnet, as in `render`.
-    let is_repo =
-        |t: &Arc<dyn RepoFiles>| matches!(t.read(crate::repo::layout::CONTROLCENTER_FILE), Ok(Some(_)));
+    let is_repo = |t: &Arc<dyn RepoFiles>| {
+        matches!(t.read(crate::repo::layout::CONTROLCENTER_FILE), Ok(Some(_)))
+    };
     let mut guard = InputGuard::default();
     // Their secret values too: no Jsonnet file may hold one, and no
     // message may show one.
@@ -132,8 +139,14 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
             .input_behind("", code.as_bytes(), false, None)
             .is_some()
     }) {
-        eprintln!("error: --tla-code-file {name}=…: that file is an input file of the repository; templates read inputs through the state");
-        return EXIT_USAGE;
+        return cli.fail(
+            Diagnostic::error(
+                Code::ImportDenied,
+                format!("--tla-code-file {name}=…: that file is an input file of the repository"),
+            )
+            .help("templates read inputs through the state (`controlcenter state --env E`)"),
+            EXIT_USAGE,
+        );
     }
     let mut roots: Vec<Root> = trees
         .into_iter()
@@ -193,10 +206,10 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         trace: true,
     };
     match engine::evaluate(job) {
-        Ok(done) => print_stdout(&(done.json + "\n")),
+        Ok(done) => cli.output().stdout(&(done.json + "\n")),
         Err(f) => {
             let d = diagnose(f, &mut sources);
-            cli.report(&sources, vec![d]);
+            cli.output().report(&sources, vec![d]);
             EXIT_INVALID
         }
     }

@@ -5,6 +5,7 @@
 mod cmp;
 mod diff;
 mod eval;
+pub mod output;
 mod promote;
 mod render;
 mod schema;
@@ -13,21 +14,22 @@ mod tags;
 mod validate;
 mod watchdog;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::diagnostics::render::{render_all, ErrorFormat};
-use crate::diagnostics::{Diagnostic, Diagnostics, Sources};
+use crate::diagnostics::render::ErrorFormat;
+use crate::diagnostics::{Code, Diagnostic, Sources};
 use crate::evaluate::library::EmbeddedLibrary;
 use crate::evaluate::Limits;
+use crate::redact::SecretValues;
 use crate::repo::git::GitRevision;
 use crate::repo::{RepoFiles, WorkTree};
-use crate::redact::SecretValues;
-use crate::{Failure, Project};
+use crate::{Failure, Project, RenderOptions};
+use output::Output;
 
 /// Everything went well.
 pub const EXIT_OK: i32 = 0;
@@ -52,8 +54,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub lib: Option<PathBuf>,
     /// How to print problems.
-    #[arg(long, global = true, value_enum, default_value_t = ErrorFormat::Human)]
-    pub error_format: ErrorFormat,
+    #[arg(long, global = true, value_enum, default_value_t = ErrorFormatArg::Human)]
+    pub error_format: ErrorFormatArg,
     /// Colour in human diagnostics.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
@@ -74,6 +76,30 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--error-format`: how problems are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ErrorFormatArg {
+    /// Source snippets with file:line:col, colour on a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+    /// GitHub Actions workflow annotations (`::error file=…`).
+    Github,
+    /// One line per problem and its hint.
+    Short,
+}
+
+impl From<ErrorFormatArg> for ErrorFormat {
+    fn from(a: ErrorFormatArg) -> Self {
+        match a {
+            ErrorFormatArg::Human => ErrorFormat::Human,
+            ErrorFormatArg::Json => ErrorFormat::Json,
+            ErrorFormatArg::Github => ErrorFormat::Github,
+            ErrorFormatArg::Short => ErrorFormat::Short,
+        }
+    }
 }
 
 /// When to colour human diagnostics.
@@ -122,17 +148,12 @@ pub fn run(cli: Cli) -> i32 {
         ),
     )
     .help("look for a template that multiplies objects or strings; raise --max-memory (or CONTROLCENTER_MAX_MEMORY) only if the repository really needs it");
-    let plugin = matches!(cli.command, Command::Cmp(_));
-    let report = if plugin {
-        crate::diagnostics::render::short(&over, &Sources::default())
-    } else {
-        cli.format_report(&Sources::default(), vec![over])
-    };
-    let machine = cli.error_format != ErrorFormat::Human;
+    let out = cli.output();
+    let report = out.format(&Sources::default(), vec![over]);
     watchdog::start(
         cli.max_memory,
         report,
-        !plugin && machine && matches!(cli.command, Command::Validate(_)),
+        out.problems_to_stdout && out.format != ErrorFormat::Human && !out.plugin,
     );
     match &cli.command {
         Command::Render(a) => render::run(&cli, a),
@@ -158,7 +179,29 @@ impl Cli {
         )
     }
 
-    /// The embedded library, or `--lib DIR`; on failure prints and
+    /// How this command reports.
+    pub fn output(&self) -> Output {
+        let plugin = matches!(self.command, Command::Cmp(_));
+        Output {
+            format: if plugin {
+                ErrorFormat::Short
+            } else {
+                self.error_format.into()
+            },
+            color: self.color(),
+            max_errors: self.max_errors,
+            problems_to_stdout: matches!(self.command, Command::Validate(_)),
+            plugin,
+        }
+    }
+
+    /// Reports one problem that no file explains; returns `exit`.
+    fn fail(&self, d: Diagnostic, exit: i32) -> i32 {
+        self.output().report(&Sources::default(), vec![d]);
+        exit
+    }
+
+    /// The embedded library, or `--lib DIR`; on failure reports and
     /// returns the exit code.
     fn library(&self) -> Result<Arc<dyn RepoFiles>, i32> {
         match &self.lib {
@@ -166,16 +209,22 @@ impl Cli {
             Some(dir) => WorkTree::open(dir)
                 .map(|w| Arc::new(w) as Arc<dyn RepoFiles>)
                 .map_err(|e| {
-                    eprintln!("error: --lib {}: {e}", dir.display());
-                    EXIT_USAGE
+                    self.fail(
+                        Diagnostic::error(
+                            Code::DirUnreadable,
+                            format!("--lib {}: {e}", dir.display()),
+                        )
+                        .help("--lib names a lib-jsonnet directory (with main.jsonnet)"),
+                        EXIT_USAGE,
+                    )
                 }),
         }
     }
 
-    /// Opens and validates the repository; on failure prints and returns the exit code.
+    /// Opens and validates the repository; on failure reports and returns the exit code.
     fn project(&self) -> Result<Project, i32> {
         let (repo, _) = self.snapshot(None)?;
-        self.project_of(repo)
+        self.project_of(repo, None)
     }
 
     /// The repository's work tree (`rev` = None) or a Git revision of it,
@@ -185,50 +234,90 @@ impl Cli {
             None => WorkTree::open(&self.repo)
                 .map(|w| (Arc::new(w) as Arc<dyn RepoFiles>, "the work tree".to_owned()))
                 .map_err(|e| {
-                    eprintln!("error: cannot open repository {}: {e}", self.repo.display());
-                    EXIT_USAGE
+                    self.fail(
+                        Diagnostic::error(
+                            Code::DirUnreadable,
+                            format!("cannot open repository {}: {e}", self.repo.display()),
+                        )
+                        .help("--repo names the control-center repository's directory"),
+                        EXIT_USAGE,
+                    )
                 }),
             Some(rev) => GitRevision::open(&self.repo, rev)
                 .map(|g| (Arc::new(g) as Arc<dyn RepoFiles>, rev.to_owned()))
                 .map_err(|e| {
-                    eprintln!("error[CC0101]: {e}");
-                    eprintln!("  help: name a commit, branch or tag of the repository's Git history (git log --oneline)");
-                    EXIT_INVALID
+                    self.fail(
+                        Diagnostic::error(Code::UnknownRevision, e.to_string()).help(
+                            "name a commit, branch or tag of the repository's Git history (git log --oneline)",
+                        ),
+                        EXIT_INVALID,
+                    )
                 }),
         }
     }
 
     /// Renders `env` of a snapshot, with the secret values it read (so a
     /// report about the result can scrub them); failures are reported
-    /// under a header naming the snapshot.
+    /// with a note naming the snapshot.
     fn render_snapshot(
         &self,
         repo: Arc<dyn RepoFiles>,
         env: &str,
         label: &str,
     ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
-        let mut project = self
-            .project_of(repo)
-            .inspect_err(|_| eprintln!("(while loading {label})"))?;
+        let lib = self.library()?;
+        let options = RenderOptions {
+            repo,
+            lib,
+            limits: self.limits(),
+            default_namespace: None,
+        };
+        let mut project = match Project::load(options) {
+            Ok(p) => p,
+            Err(Failure {
+                sources,
+                diagnostics,
+            }) => {
+                let noted = diagnostics
+                    .into_iter()
+                    .map(|d| d.note(format!("while loading {label}")))
+                    .collect();
+                self.output().report(&sources, noted);
+                return Err(EXIT_INVALID);
+            }
+        };
         match project.render(env) {
             Ok(resources) => Ok((resources, project.sources.secrets().clone())),
             Err(d) => {
-                self.report(&project.sources, d);
-                eprintln!("(while rendering `{env}` at {label})");
+                let noted = d
+                    .into_iter()
+                    .map(|d| d.note(format!("while rendering `{env}` at {label}")))
+                    .collect();
+                self.output().report(&project.sources, noted);
                 Err(EXIT_INVALID)
             }
         }
     }
 
-    /// Loads and validates a snapshot; on failure prints and returns the exit code.
-    fn project_of(&self, repo: Arc<dyn RepoFiles>) -> Result<Project, i32> {
+    /// Loads and validates a snapshot; on failure reports and returns the exit code.
+    fn project_of(
+        &self,
+        repo: Arc<dyn RepoFiles>,
+        default_namespace: Option<String>,
+    ) -> Result<Project, i32> {
         let lib = self.library()?;
-        Project::load(repo, lib, self.limits()).map_err(
+        let options = RenderOptions {
+            repo,
+            lib,
+            limits: self.limits(),
+            default_namespace,
+        };
+        Project::load(options).map_err(
             |Failure {
                  sources,
                  diagnostics,
              }| {
-                self.report(&sources, diagnostics);
+                self.output().report(&sources, diagnostics);
                 EXIT_INVALID
             },
         )
@@ -243,44 +332,6 @@ impl Cli {
             }
         }
     }
-
-    /// Prints diagnostics in the chosen format: to stderr, except the
-    /// machine formats of `validate`, which go to stdout where CI reads them
-    /// (render's stdout is reserved for manifests).
-    fn report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) {
-        let text = self.format_report(sources, diagnostics);
-        let machine = self.error_format != ErrorFormat::Human;
-        if machine && matches!(self.command, Command::Validate(_)) {
-            print_stdout(&text);
-        } else {
-            let _ = std::io::stderr().write_all(text.as_bytes());
-        }
-    }
-
-    fn format_report(&self, sources: &Sources, diagnostics: Vec<Diagnostic>) -> String {
-        let mut all = Diagnostics::default();
-        all.extend(diagnostics);
-        let mut sorted = all.into_sorted(sources);
-        let errors = sorted.iter().filter(|d| d.is_error()).count();
-        let hidden = sorted.len().saturating_sub(self.max_errors.max(1));
-        sorted.truncate(self.max_errors.max(1));
-        let mut text = render_all(&sorted, sources, self.error_format, self.color());
-        if self.error_format == ErrorFormat::Human {
-            if hidden > 0 {
-                text.push_str(&format!(
-                    "note: {hidden} more not shown (--max-errors {})\n",
-                    self.max_errors
-                ));
-            }
-            if errors > 0 {
-                text.push_str(&format!(
-                    "error: {errors} problem{} found\n",
-                    if errors == 1 { "" } else { "s" }
-                ));
-            }
-        }
-        text
-    }
 }
 
 /// `--timeout`: a finite number of seconds, more than 0, at most a day.
@@ -294,18 +345,5 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         Err(format!(
             "`{s}` is not a time limit: give seconds, more than 0 and at most 86400"
         ))
-    }
-}
-
-/// Writes to stdout, treating a closed pipe (`| head`) as success.
-fn print_stdout(text: &str) -> i32 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => EXIT_OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: cannot write to stdout: {e}");
-            EXIT_USAGE
-        }
     }
 }

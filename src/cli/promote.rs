@@ -8,8 +8,8 @@ use clap::Args;
 use super::diff::{print_report, DiffOutputArgs};
 use super::{Cli, EXIT_USAGE};
 use crate::commands::diff::{diff, DiffOptions};
-use crate::repo::RepoFiles;
 use crate::repo::promotion::Promotion;
+use crate::repo::RepoFiles;
 
 /// Arguments of `promote`.
 #[derive(Args, Debug)]
@@ -39,8 +39,17 @@ pub struct PromoteArgs {
 
 pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
     if !args.dry_run {
-        eprintln!("error: promote only previews; pass --dry-run (the promotion itself is a merge of the {} branch into {})", args.from, args.to);
-        return EXIT_USAGE;
+        return cli.fail(
+            crate::diagnostics::Diagnostic::error(
+                crate::diagnostics::Code::Usage,
+                "promote only previews; pass --dry-run",
+            )
+            .help(format!(
+                "the promotion itself is a merge of the {} branch into {}",
+                args.from, args.to
+            )),
+            EXIT_USAGE,
+        );
     }
     let (source, source_label) = match branch(cli, args.from_rev.as_deref(), &args.from) {
         Ok(s) => s,

@@ -4,8 +4,26 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{print_stdout, Cli, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
+use super::{Cli, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use crate::emit::{self, out_dir, Format};
+
+/// `--format` of `render`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Multi-document YAML.
+    Yaml,
+    /// One compact JSON object per line.
+    Json,
+}
+
+impl From<FormatArg> for Format {
+    fn from(a: FormatArg) -> Self {
+        match a {
+            FormatArg::Yaml => Format::Yaml,
+            FormatArg::Json => Format::Json,
+        }
+    }
+}
 
 /// Arguments of `render`.
 #[derive(Args, Debug)]
@@ -17,8 +35,8 @@ pub struct RenderArgs {
     #[arg(long, short)]
     pub env: String,
     /// Output format.
-    #[arg(long, short, value_enum, default_value_t = Format::Yaml)]
-    pub format: Format,
+    #[arg(long, short, value_enum, default_value_t = FormatArg::Yaml)]
+    pub format: FormatArg,
     /// Write one YAML file per resource into this directory (replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
@@ -33,32 +51,37 @@ pub struct RenderArgs {
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
     let project = cli
         .snapshot(args.rev.as_deref())
-        .and_then(|(repo, _)| cli.project_of(repo));
+        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone()));
     let mut project = match project {
         Ok(p) => p,
         Err(code) => return code,
     };
-    project.default_namespace = args.namespace.clone();
     let resources = match project.render(&args.env) {
         Ok(r) => r,
         Err(d) => {
-            cli.report(&project.sources, d);
+            cli.output().report(&project.sources, d);
             return EXIT_INVALID;
         }
     };
     match &args.out_dir {
         Some(dir) => match out_dir::write(dir, &resources, project.entry_span()) {
             Ok(()) => {
-                eprintln!("wrote {} resources to {}", resources.len(), dir.display());
+                cli.output().status(&format!(
+                    "wrote {} resources to {}",
+                    resources.len(),
+                    dir.display()
+                ));
                 EXIT_OK
             }
             // The interrupt handler exits 130 once the staging directory is gone.
             Err(_) if out_dir::interrupted() => EXIT_INTERRUPTED,
             Err(d) => {
-                cli.report(&project.sources, vec![d]);
+                cli.output().report(&project.sources, vec![d]);
                 EXIT_INVALID
             }
         },
-        None => print_stdout(&emit::render(&resources, args.format)),
+        None => cli
+            .output()
+            .stdout(&emit::render(&resources, args.format.into())),
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{Cli, EXIT_OK, EXIT_USAGE};
+use crate::diagnostics::{Code, Diagnostic};
 use crate::validate::schema::{CONTROLCENTER_SCHEMA, ENV_SCHEMA, SECRETS_SCHEMA, TAGS_SCHEMA};
 
 /// Arguments of `schema`.
@@ -38,11 +39,17 @@ pub const SCHEMAS: &[(&str, &str)] = &[
     ("secrets.schema.json", SECRETS_SCHEMA),
 ];
 
-pub(super) fn run(_cli: &Cli, args: &SchemaArgs) -> i32 {
+pub(super) fn run(cli: &Cli, args: &SchemaArgs) -> i32 {
     let SchemaAction::Export { dir } = &args.action;
+    let failed = |what: String| {
+        cli.fail(
+            Diagnostic::error(Code::OutputFailed, what)
+                .help("check that the directory is writable"),
+            EXIT_USAGE,
+        )
+    };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        eprintln!("error: cannot create {}: {e}", dir.display());
-        return EXIT_USAGE;
+        return failed(format!("cannot create {}: {e}", dir.display()));
     }
     for (name, text) in SCHEMAS {
         let path = dir.join(name);
@@ -51,10 +58,9 @@ pub(super) fn run(_cli: &Cli, args: &SchemaArgs) -> i32 {
             f.persist(&path).map_err(|e| e.error)
         });
         if let Err(e) = written {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return EXIT_USAGE;
+            return failed(format!("cannot write {}: {e}", path.display()));
         }
-        eprintln!("wrote {}", path.display());
+        cli.output().status(&format!("wrote {}", path.display()));
     }
     EXIT_OK
 }

@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::redact;
 
-use super::{print_stdout, Cli, EXIT_INVALID};
+use super::{Cli, EXIT_INVALID};
 
 /// Arguments of `state`.
 #[derive(Args, Debug)]
@@ -36,10 +36,10 @@ pub(super) fn run(cli: &Cli, args: &StateArgs) -> i32 {
                 }
             }
             let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-            print_stdout(&(text + "\n"))
+            cli.output().stdout(&(text + "\n"))
         }
         Err(d) => {
-            cli.report(&project.sources, d);
+            cli.output().report(&project.sources, d);
             EXIT_INVALID
         }
     }

@@ -2,12 +2,12 @@
 
 use clap::{Args, Subcommand};
 
-use super::{print_stdout, Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use super::{Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::commands::tags::{self, SetOutcome};
 use crate::diagnostics::{Code, Diagnostic, Sources};
 use crate::emit::atomic;
 use crate::load;
 use crate::repo::{layout::TAGS_FILE, WorkTree};
-use crate::commands::tags::{self, SetOutcome};
 use crate::validate::schema::{InputKind, SchemaSet};
 
 /// Arguments of `tags`.
@@ -63,8 +63,14 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
     let repo = match WorkTree::open(&cli.repo) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot open repository {}: {e}", cli.repo.display());
-            return EXIT_USAGE;
+            return cli.fail(
+                Diagnostic::error(
+                    Code::DirUnreadable,
+                    format!("cannot open repository {}: {e}", cli.repo.display()),
+                )
+                .help("--repo names the control-center repository's directory"),
+                EXIT_USAGE,
+            );
         }
     };
     let path = repo.root().join(TAGS_FILE);
@@ -74,25 +80,25 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
         // A first build: tags.yaml does not exist yet.
         Ok(None) => (sources.add(TAGS_FILE, ""), String::new()),
         Err(d) => {
-            cli.report(&sources, vec![d]);
+            cli.output().report(&sources, vec![d]);
             return EXIT_INVALID;
         }
     };
     match &args.action {
         TagsAction::Get { service, rev } => match crate::load::yaml::parse(&text, file) {
             Ok(root) => match tags::get(&root, service, rev) {
-                Some(image) => print_stdout(&format!("{image}\n")),
+                Some(image) => cli.output().stdout(&format!("{image}\n")),
                 None => {
                     let d = Diagnostic::error(
                         Code::MissingTag,
                         format!("{TAGS_FILE} has no image for `{service}` at `{rev}`"),
                     );
-                    cli.report(&sources, vec![d]);
+                    cli.output().report(&sources, vec![d]);
                     EXIT_INVALID
                 }
             },
             Err(d) => {
-                cli.report(&sources, d);
+                cli.output().report(&sources, d);
                 EXIT_INVALID
             }
         },
@@ -119,13 +125,13 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
                 );
             }
             if !problems.is_empty() {
-                cli.report(&sources, problems);
+                cli.output().report(&sources, problems);
                 return EXIT_INVALID;
             }
             let (new_text, outcome) = match tags::set(&text, file, service, rev, image, *force) {
                 Ok(r) => r,
                 Err(d) => {
-                    cli.report(&sources, d);
+                    cli.output().report(&sources, d);
                     return EXIT_INVALID;
                 }
             };
@@ -148,7 +154,7 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
             let inputs = match load::load_repo(&repo, &mut sources) {
                 Ok(i) => i,
                 Err(d) => {
-                    cli.report(&sources, d);
+                    cli.output().report(&sources, d);
                     return EXIT_INVALID;
                 }
             };
@@ -156,7 +162,7 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
             let (new_text, removed) = match tags::prune(&text, file, &referenced, *keep) {
                 Ok(r) => r,
                 Err(d) => {
-                    cli.report(&sources, d);
+                    cli.output().report(&sources, d);
                     return EXIT_INVALID;
                 }
             };
@@ -197,7 +203,7 @@ fn write_validated(
         Err(d) => d,
     };
     if !problems.is_empty() {
-        cli.report(sources, problems);
+        cli.output().report(sources, problems);
         return Err(EXIT_INVALID);
     }
     atomic::write_file(path, text.as_bytes()).map_err(|e| {
@@ -206,7 +212,7 @@ fn write_validated(
             format!("cannot write {}: {e}", path.display()),
         )
         .help("the previous tags.yaml is unchanged");
-        cli.report(sources, vec![d]);
+        cli.output().report(sources, vec![d]);
         EXIT_INVALID
     })
 }

@@ -50,7 +50,7 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
         }
     }
     let failed = diagnostics.iter().any(|d| d.is_error());
-    cli.report(&project.sources, diagnostics);
+    cli.output().report(&project.sources, diagnostics);
     for line in summary {
         eprintln!("{line}");
     }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic};
-use crate::repo::layout::CONTROLCENTER_FILE;
 use crate::process::Resource;
+use crate::repo::layout::CONTROLCENTER_FILE;
 
 /// Plugin `env` entry naming the environment (`ARGOCD_ENV_CC_ENV`).
 pub const ENV_VAR: &str = "ARGOCD_ENV_CC_ENV";

@@ -163,13 +163,12 @@ fn prepared(r: &Resource, opts: &DiffOptions) -> Resource {
     r
 }
 
-fn key(r: &Resource, opts: &DiffOptions) -> (String, String, String, String) {
-    let ns = if opts.ignore_namespace {
-        String::new()
-    } else {
-        r.id.namespace.clone()
-    };
-    (r.id.group.clone(), r.id.kind.clone(), ns, r.id.name.clone())
+fn key(r: &Resource, opts: &DiffOptions) -> crate::process::ResourceKey {
+    let mut key = r.id.key();
+    if opts.ignore_namespace {
+        key.namespace.clear();
+    }
+    key
 }
 
 /// Compares two renders, `old` → `new`.

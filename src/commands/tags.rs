@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Span};
+use crate::image::ImageRef;
 use crate::load::yaml::{self, Entry, Node};
 use crate::resolve::names;
 
@@ -29,69 +30,20 @@ pub enum SetOutcome {
     Unchanged,
 }
 
-/// Checks an image reference: `registry/repository[:tag][@sha256:digest]`.
+/// Checks an image CI writes back: a valid reference
+/// ([`ImageRef::parse`]) that is immutable, since a revision's image must
+/// never change under it.
 pub fn check_image(image: &str) -> Result<(), String> {
-    let (name, digest) = match image.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (image, None),
-    };
-    if let Some(d) = digest {
-        let hex = d
-            .strip_prefix("sha256:")
-            .ok_or("a digest must be @sha256:<64 hex digits>")?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err("a digest must be @sha256:<64 lowercase hex digits>".into());
-        }
-    }
-    let last_slash = name.rfind('/');
-    let (path, tag) = match name.rfind(':') {
-        Some(i) if last_slash.is_none_or(|s| i > s) => (&name[..i], Some(&name[i + 1..])),
-        _ => (name, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && t.bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && t.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if !ok {
-            return Err(format!("`{t}` is not a valid tag"));
-        }
-    }
-    if tag.is_none() && digest.is_none() {
-        return Err(
+    let r = ImageRef::parse(image)?;
+    match (r.tag, r.digest) {
+        (None, None) => Err(
             "the image has neither a tag nor a digest; CI writes immutable references".into(),
-        );
+        ),
+        _ if r.is_mutable() => Err(
+            "`latest` can change under a revision; CI writes immutable references (a version tag or @sha256 digest)".into(),
+        ),
+        _ => Ok(()),
     }
-    let mut parts = path.split('/');
-    let first = parts.next().unwrap_or_default();
-    let registry_like =
-        path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    let repo_parts: Vec<&str> = if registry_like {
-        parts.collect()
-    } else {
-        path.split('/').collect()
-    };
-    if repo_parts.is_empty() || repo_parts.iter().any(|p| !is_path_component(p)) {
-        return Err(format!("`{path}` is not a valid repository path"));
-    }
-    Ok(())
-}
-
-/// `[a-z0-9]+([._-]+[a-z0-9]+)*`
-fn is_path_component(p: &str) -> bool {
-    !p.is_empty()
-        && p.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        })
-        && p.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && p.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// Sort order of keys: natural (digit runs compare as numbers), so
@@ -513,6 +465,7 @@ mod tests {
         }
         for bad in [
             "reg.io/app",
+            "reg.io/app:latest",
             "reg.io/App:1",
             "reg.io/app:",
             "reg.io/app:-x",

@@ -27,6 +27,8 @@ macro_rules! codes {
 }
 
 codes! {
+    // 00xx: the command line
+    Usage = "CC0001", "the command line asks for something the command does not do";
     // 01xx: reading files
     FileMissing = "CC0101", "a required input file is missing";
     FileUnreadable = "CC0102", "an input file cannot be read (I/O error, not UTF-8, too large, outside the repository)";
@@ -34,6 +36,8 @@ codes! {
     DuplicateKey = "CC0104", "a mapping has the same key twice";
     YamlLimit = "CC0105", "the YAML exceeds a safety limit (alias expansion, nesting depth)";
     YamlUnsupported = "CC0106", "the YAML uses a construct that has no JSON equivalent (complex keys, several documents, unknown tags)";
+    UnknownRevision = "CC0107", "a Git revision is not in the repository's history";
+    DirUnreadable = "CC0108", "a directory the command needs (--repo, --lib, -J) cannot be opened, or holds no control-center repository";
     // 02xx: schema
     SchemaViolation = "CC0201", "a value does not match the schema of its file";
     UnknownField = "CC0202", "a field is not part of the schema (often a typo)";

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Diagnostic, Label, Severity, Sources};
 
 /// Output format for diagnostics (`--error-format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorFormat {
     /// Source snippets with file:line:col, colour on a terminal.
     Human,

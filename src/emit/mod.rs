@@ -8,7 +8,7 @@ pub mod out_dir;
 use crate::process::Resource;
 
 /// Output format of `render`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// A YAML stream, documents separated by `---`.
     Yaml,

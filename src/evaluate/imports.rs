@@ -15,9 +15,9 @@ use jrsonnet_evaluator::{bail, error::ErrorKind, AsPathLike, ImportResolver, Res
 use jrsonnet_gcmodule::trace_acyclic;
 use jrsonnet_ir::{SourceFifo, SourcePath, SourcePathT};
 
+use crate::redact::SecretValues;
 use crate::repo::layout::is_input_file;
 use crate::repo::{normalize, ReadError, RepoFiles};
-use crate::redact::SecretValues;
 
 /// Prefix of messages for refused imports (mapped to `CC0402`).
 pub const DENIED: &str = "import denied: ";

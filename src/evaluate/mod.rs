@@ -5,6 +5,7 @@
 //! then in the repo's `jsonnet/`, the repo root and the library, and
 //! nowhere else. The state goes in as the top-level argument `state`.
 
+pub mod blame;
 pub mod engine;
 pub mod imports;
 pub mod library;
@@ -12,9 +13,13 @@ pub mod library;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::diagnostics::{Code, Diagnostic, Sources, Span};
-use crate::repo::RepoFiles;
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
+use crate::load::yaml::Node;
 use crate::redact::SecretValues;
+use crate::repo::RepoFiles;
+use crate::resolve::{ResolvedEnv, State};
 pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind};
 use imports::Root;
 
@@ -61,6 +66,112 @@ pub const MAX_OUTPUT_ITEMS: usize = 200_000;
 
 /// Display prefix of library files in messages.
 pub const LIB_LABEL: &str = "<lib>/";
+
+/// The templates of a render: the repository's and the library's Jsonnet,
+/// evaluated within limits.
+#[derive(Clone)]
+pub struct Templates {
+    /// The repository (its `jsonnet/`, and its root).
+    pub repo: Arc<dyn RepoFiles>,
+    /// The library.
+    pub lib: Arc<dyn RepoFiles>,
+    /// Evaluation bounds.
+    pub limits: Limits,
+}
+
+/// What the templates made of one environment.
+pub struct Rendered {
+    /// The entry point's result.
+    pub output: Json,
+    /// Every Jsonnet file the render loaded, registered for snippets.
+    pub files: Vec<(FileId, Arc<str>)>,
+}
+
+impl Templates {
+    /// Evaluates the entry point on the resolved state. A failure is one
+    /// diagnostic at the failing template, pointing at the input of the
+    /// service that causes it when one does.
+    pub fn render(
+        &self,
+        resolved: &ResolvedEnv,
+        controlcenter: &Node,
+        sources: &mut Sources,
+    ) -> Result<Rendered, Diagnostic> {
+        let evaluated = self
+            .run(&resolved.state, sources.secrets(), true)
+            .map_err(|f| {
+                let culprit = match f.kind {
+                    FailureKind::Runtime => blame::culprit_service(resolved, |keys| {
+                        let mut state = resolved.state.clone();
+                        state.services.retain(|k, _| keys.contains(k));
+                        matches!(self.run(&state, sources.secrets(), false), Err(g) if g.message == f.message)
+                    }),
+                    _ => None,
+                };
+                let d = diagnose(f, sources);
+                match culprit {
+                    Some(key) => {
+                        let failing = d.primary.as_ref().and_then(|p| {
+                            let s = p.span;
+                            sources.get(s.file).text.get(s.start..s.end).map(str::to_owned)
+                        });
+                        blame::point_at_service(d, failing.as_deref(), resolved, controlcenter, &key)
+                    }
+                    None => d,
+                }
+            })?;
+        let output = serde_json::from_str(&evaluated.json).map_err(|e| {
+            Diagnostic::error(
+                Code::JsonnetError,
+                format!("the template output is not valid JSON: {e}"),
+            )
+        })?;
+        let files = evaluated
+            .files
+            .into_iter()
+            .map(|(path, text)| (sources.add(path, text.clone()), text))
+            .collect();
+        Ok(Rendered { output, files })
+    }
+
+    fn run(
+        &self,
+        state: &State,
+        secrets: &SecretValues,
+        trace: bool,
+    ) -> Result<Evaluated, EvalFailure> {
+        render_state(
+            self.repo.clone(),
+            self.lib.clone(),
+            engine_input(state),
+            self.limits,
+            secrets,
+            trace,
+        )
+    }
+
+    /// The start of the entry point, registered for snippets: where
+    /// problems of the rendered output as a whole are shown.
+    pub fn entry_span(&self, sources: &mut Sources) -> Option<Span> {
+        let (files, path, label) = match self.repo.read(REPO_ENTRY) {
+            Ok(Some(_)) => (&self.repo, REPO_ENTRY, ""),
+            _ => (&self.lib, library::LIB_ENTRY, LIB_LABEL),
+        };
+        let text = String::from_utf8(files.read(path).ok()??).ok()?;
+        let id = sources.add(format!("{label}{path}"), text);
+        Some(Span::new(id, 0, 0))
+    }
+}
+
+/// The state as the library receives it: compact JSON, sorted keys, secret
+/// fields holding their values. Never printed.
+fn engine_input(state: &State) -> String {
+    crate::redact::exposed(|| {
+        serde_json::to_value(state)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    })
+}
 
 /// Evaluates the entry point on `state_json`; returns the result as JSON text.
 pub fn render_state(

@@ -7,8 +7,10 @@
 pub mod yaml;
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
+use crate::repo::layout::{
+    env_file_name, is_input_file, CONTROLCENTER_FILE, SECRETS_FILE, SERVICE_SCHEMA_FILE, TAGS_FILE,
+};
 use crate::repo::{ReadError, RepoFiles};
-use crate::repo::layout::{env_file_name, is_input_file, CONTROLCENTER_FILE, SECRETS_FILE, SERVICE_SCHEMA_FILE, TAGS_FILE};
 use yaml::Node;
 
 /// One parsed input file.
@@ -35,6 +37,27 @@ pub struct RepoInputs {
     pub secrets: Option<Input>,
     /// The repo's `schemas/service.schema.json`, parsed, if present.
     pub service_schema: Option<serde_json::Value>,
+}
+
+/// Reserved top-level key of controlcenter.yaml deep-merged under every
+/// environment.
+pub const DEFAULTS_KEY: &str = "defaults";
+/// Reserved top-level key of controlcenter.yaml for repository settings.
+pub const SETTINGS_KEY: &str = "settings";
+
+impl RepoInputs {
+    /// The environments of controlcenter.yaml with their key spans, in
+    /// file order.
+    pub fn env_names(&self) -> Vec<(String, Span)> {
+        self.controlcenter
+            .root
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.key != DEFAULTS_KEY && e.key != SETTINGS_KEY)
+            .map(|e| (e.key.clone(), e.key_span))
+            .collect()
+    }
 }
 
 /// Reads a file's text, registering it in `sources`. `Ok(None)` if absent.

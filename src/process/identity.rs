@@ -48,6 +48,19 @@ pub const KIND_ORDER: &[&str] = &[
     "ValidatingWebhookConfiguration",
 ];
 
+/// What makes two objects the same object for Kubernetes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceKey {
+    /// API group (`apps`, `` for core).
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace, empty when unset.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
 /// What makes a Kubernetes object unique in one render.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ResourceId {
@@ -88,13 +101,21 @@ impl ResourceId {
         })
     }
 
-    /// Same object for Kubernetes: group, kind, namespace, name (the
-    /// version of the group does not matter).
+    /// The object's identity for Kubernetes: group, kind, namespace, name
+    /// (the version of the group does not matter). The one key of
+    /// duplicate detection, diffs and lookups.
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey {
+            group: self.group.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Same object for Kubernetes (same [`ResourceId::key`]).
     pub fn same_object(&self, other: &Self) -> bool {
-        self.group == other.group
-            && self.kind == other.kind
-            && self.namespace == other.namespace
-            && self.name == other.name
+        self.key() == other.key()
     }
 
     /// `Deployment/dev/service-rpps`.

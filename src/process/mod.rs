@@ -2,8 +2,9 @@
 //! list of Kubernetes objects. Arrays and `*List` kinds are flattened,
 //! objects without `apiVersion`/`kind` are walked (Tanka style, keys in
 //! sorted order), `null` is skipped; every object must have apiVersion, kind
-//! and metadata.name; duplicates, the Argo CD-owned instance label, plain
-//! Secrets and empty renders are refused.
+//! and metadata.name; duplicates, the Argo CD-owned instance label and
+//! empty renders are refused. (Rules about the objects' content, plain
+//! Secrets included, live in `rules/`.)
 
 pub mod identity;
 
@@ -12,8 +13,9 @@ use std::collections::BTreeMap;
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::evaluate::blame::locate;
 use crate::resolve::names;
-pub use identity::ResourceId;
+pub use identity::{ResourceId, ResourceKey};
 
 /// Label Argo CD sets on everything it tracks.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -35,8 +37,6 @@ pub struct ProcessOptions<'a> {
     pub env: &'a str,
     /// Zero resources is fine.
     pub allow_empty: bool,
-    /// Plain Secrets are fine.
-    pub allow_plain_secrets: bool,
     /// Service DNS name → its key span in controlcenter.yaml, to locate problems.
     pub service_spans: &'a BTreeMap<String, Span>,
     /// The template entry point, where problems that no service explains are shown.
@@ -45,21 +45,17 @@ pub struct ProcessOptions<'a> {
     pub env_span: Option<Span>,
 }
 
-/// Extracts, checks and sorts the objects of a template result.
-pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+/// Extracts, checks and sorts the objects of a template result. Every
+/// object that could be extracted is returned, beside every problem found.
+pub fn process(output: Json, opts: &ProcessOptions<'_>) -> (Vec<Resource>, Vec<Diagnostic>) {
     let mut found = Vec::new();
     let mut diags = Vec::new();
     extract(output, String::new(), &mut found, &mut diags, opts);
 
     let mut resources: Vec<Resource> = Vec::with_capacity(found.len());
-    let mut seen: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+    let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
     for r in found {
-        let key = (
-            r.id.group.clone(),
-            r.id.kind.clone(),
-            r.id.namespace.clone(),
-            r.id.name.clone(),
-        );
+        let key = r.id.key();
         if let Some(&first) = seen.get(&key) {
             let other = &resources[first];
             diags.push(locate(
@@ -99,11 +95,8 @@ pub fn process(output: Json, opts: &ProcessOptions<'_>) -> Result<Vec<Resource>,
             )),
         );
     }
-    if !diags.is_empty() {
-        return Err(diags);
-    }
     resources.sort_by(|a, b| a.id.output_order(&b.id));
-    Ok(resources)
+    (resources, diags)
 }
 
 fn extract(
@@ -263,40 +256,6 @@ fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
             ));
         }
     }
-    if r.id.kind == "Secret" && r.id.group.is_empty() && !opts.allow_plain_secrets {
-        diags.push(locate(
-            Diagnostic::error(
-                Code::PlainSecret,
-                format!("{} is a plain Secret; its data would sit unencrypted in Git and in Argo CD", r.id.display()),
-            )
-            .help("use a SealedSecret (secrets.yaml) or an ExternalSecret (service `secrets:`); switch the policy off only if you must: settings.policies: {no-plain-secrets: false}"),
-            &r.value,
-            opts.service_spans,
-            opts.entry,
-        ));
-    }
-}
-
-/// Points a diagnostic about a rendered object at the controlcenter.yaml
-/// service it was rendered for (by its `app.kubernetes.io/name` label),
-/// else at the template entry point.
-pub fn locate(
-    d: Diagnostic,
-    value: &Json,
-    service_spans: &BTreeMap<String, Span>,
-    entry: Option<Span>,
-) -> Diagnostic {
-    let name = value
-        .pointer("/metadata/labels/app.kubernetes.io~1name")
-        .and_then(Json::as_str);
-    if d.primary.is_some() {
-        return d;
-    }
-    match (name.and_then(|n| service_spans.get(n)), entry) {
-        (Some(span), _) => d.at(*span, "rendered for this service"),
-        (None, Some(entry)) => d.at(entry, "rendered by this template"),
-        (None, None) => d,
-    }
 }
 
 fn display_origin(path: &str) -> String {
@@ -325,17 +284,21 @@ mod tests {
 
     fn run(v: Json) -> Result<Vec<Resource>, Vec<Diagnostic>> {
         let spans = BTreeMap::new();
-        process(
+        let (resources, diags) = process(
             v,
             &ProcessOptions {
                 env: "dev",
                 allow_empty: false,
-                allow_plain_secrets: false,
                 service_spans: &spans,
                 entry: None,
                 env_span: None,
             },
-        )
+        );
+        if diags.is_empty() {
+            Ok(resources)
+        } else {
+            Err(diags)
+        }
     }
 
     fn obj(kind: &str, name: &str) -> Json {
@@ -373,16 +336,12 @@ mod tests {
     }
 
     #[test]
-    fn instance_label_plain_secret_and_empty_render_are_refused() {
+    fn instance_label_and_empty_render_are_refused() {
         let mut labelled = obj("ConfigMap", "a");
         labelled["metadata"]["labels"] = json!({"app.kubernetes.io/instance": "x"});
         assert_eq!(
             run(json!([labelled])).unwrap_err()[0].code,
             Code::ReservedLabel
-        );
-        assert_eq!(
-            run(json!([obj("Secret", "s")])).unwrap_err()[0].code,
-            Code::PlainSecret
         );
         assert_eq!(run(json!([])).unwrap_err()[0].code, Code::EmptyRender);
     }

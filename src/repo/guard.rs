@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{normalize, ReadError, RepoFiles};
 use super::layout::{is_input_file, CONTROLCENTER_FILE, SECRETS_FILE, TAGS_FILE};
+use super::{normalize, ReadError, RepoFiles};
 
 /// Files shorter than this are not compared by content: `{}` is no secret.
 const MIN_GUARDED_CONTENT: usize = 32;

@@ -26,4 +26,3 @@ pub fn is_input_file(rel: &str) -> bool {
 pub fn env_file_name(env: &str) -> String {
     format!("env-{env}.yaml")
 }
-

@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use crate::repo::{normalize, ReadError, RepoFiles};
 use crate::repo::layout::SECRETS_FILE;
+use crate::repo::{normalize, ReadError, RepoFiles};
 
 /// The files of a promotion: shared inputs from the source, per-environment
 /// inputs from the target.

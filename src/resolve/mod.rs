@@ -17,75 +17,11 @@ use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::yaml::{Node, Value};
-use crate::load::{Input, RepoInputs};
+use crate::load::{Input, RepoInputs, DEFAULTS_KEY};
 use crate::repo::layout::CONTROLCENTER_FILE;
 pub use state::State;
 
-/// Reserved top-level key deep-merged under every environment.
-pub const DEFAULTS_KEY: &str = "defaults";
-/// Reserved top-level key for repository settings.
-pub const SETTINGS_KEY: &str = "settings";
-
-/// `app.kubernetes.io/part-of` when `settings.part_of` is unset. A fixed
-/// value: the checkout directory's name would change between Argo CD
-/// refreshes (it checks repositories out into random directories).
-pub const DEFAULT_PART_OF: &str = "platform";
-
-/// Repository settings (`settings:` in controlcenter.yaml), defaulted.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `app.kubernetes.io/part-of`; [`DEFAULT_PART_OF`] when unset.
-    pub part_of: String,
-    /// Environments where mutable images are refused.
-    pub protected_envs: Vec<String>,
-    /// Environments allowed to render nothing.
-    pub allow_empty_envs: Vec<String>,
-    /// Policies switched off (`settings.policies: {id: false}`).
-    pub disabled_policies: std::collections::BTreeSet<String>,
-    /// Whether the Argo CD plugin annotates resources with the commit.
-    pub revision_annotation: bool,
-}
-
-impl Settings {
-    /// Whether policy `id` is on (every policy is, unless switched off).
-    pub fn policy_on(&self, id: &str) -> bool {
-        !self.disabled_policies.contains(id)
-    }
-
-    /// Reads `settings:` (already schema-checked).
-    pub fn from_inputs(inputs: &RepoInputs) -> Self {
-        let s = inputs.controlcenter.root.get(SETTINGS_KEY);
-        let strings = |key: &str| -> Option<Vec<String>> {
-            s?.get(key)?.to_json().as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-        };
-        let flag = |key: &str| {
-            s.and_then(|s| s.get(key))
-                .is_some_and(|n| n.value == Value::Bool(true))
-        };
-        Settings {
-            part_of: s
-                .and_then(|s| s.get("part_of"))
-                .and_then(Node::as_str)
-                .unwrap_or(DEFAULT_PART_OF)
-                .to_owned(),
-            protected_envs: strings("protected_envs").unwrap_or_else(|| vec!["prod".to_owned()]),
-            allow_empty_envs: strings("allow_empty_envs").unwrap_or_default(),
-            disabled_policies: s
-                .and_then(|s| s.get("policies"))
-                .and_then(Node::as_map)
-                .unwrap_or_default()
-                .iter()
-                .filter(|e| e.value.value == Value::Bool(false))
-                .map(|e| e.key.clone())
-                .collect(),
-            revision_annotation: flag("revision_annotation"),
-        }
-    }
-}
+use crate::settings::Settings;
 
 /// One environment, resolved.
 #[derive(Debug, Clone)]
@@ -100,17 +36,16 @@ pub struct ResolvedEnv {
     pub env_span: Span,
 }
 
-/// The environments of controlcenter.yaml with their key spans, in file order.
-pub fn env_names(inputs: &RepoInputs) -> Vec<(String, Span)> {
-    inputs
-        .controlcenter
-        .root
-        .as_map()
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| e.key != DEFAULTS_KEY && e.key != SETTINGS_KEY)
-        .map(|e| (e.key.clone(), e.key_span))
-        .collect()
+impl ResolvedEnv {
+    /// Each enabled service's key span by its Kubernetes name (what
+    /// rendered objects carry in `app.kubernetes.io/name`).
+    pub fn spans_by_name(&self) -> BTreeMap<String, Span> {
+        self.state
+            .services
+            .values()
+            .filter_map(|s| Some((s.name.clone(), *self.service_spans.get(&s.key)?)))
+            .collect()
+    }
 }
 
 /// Every (service, git_rev) some environment of controlcenter.yaml uses,
@@ -118,7 +53,7 @@ pub fn env_names(inputs: &RepoInputs) -> Vec<(String, Span)> {
 pub fn referenced_revisions(inputs: &RepoInputs) -> std::collections::BTreeSet<(String, String)> {
     let root = &inputs.controlcenter.root;
     let mut out = std::collections::BTreeSet::new();
-    for (env, _) in env_names(inputs) {
+    for (env, _) in inputs.env_names() {
         let Some(section) = root.get(&env) else {
             continue;
         };
@@ -135,37 +70,9 @@ pub fn referenced_revisions(inputs: &RepoInputs) -> std::collections::BTreeSet<(
     out
 }
 
-/// Environment names must be lowercase DNS labels (they name branches,
-/// files and namespaces).
-pub fn check_env_names(inputs: &RepoInputs) -> Vec<Diagnostic> {
-    env_names(inputs)
-        .into_iter()
-        .filter(|(name, _)| !is_env_name(name))
-        .map(|(name, span)| {
-            Diagnostic::error(
-                Code::InvalidEnvName,
-                format!("`{name}` is not a valid environment name"),
-            )
-            .at(span, "environment section")
-            .help(format!(
-                "environment names match ^[a-z][a-z0-9-]*$ (they name branches and env-<env>.yaml); try `{}`",
-                names::dns_label(&name).unwrap_or_else(|| "dev".to_owned())
-            ))
-        })
-        .collect()
-}
-
-fn is_env_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
 /// The error for an environment that is not in controlcenter.yaml.
 pub fn unknown_env(inputs: &RepoInputs, env: &str) -> Diagnostic {
-    let envs = env_names(inputs);
+    let envs = inputs.env_names();
     let known: Vec<String> = envs.iter().map(|(n, _)| n.clone()).collect();
     let mut d = Diagnostic::error(
         Code::UnknownEnv,
@@ -190,18 +97,39 @@ pub fn display_list(items: &[String]) -> String {
     }
 }
 
-/// Resolves environment `env` (which must exist in controlcenter.yaml).
-/// `env_file` is its parsed env-<env>.yaml; `default_namespace` replaces the
-/// environment name as the namespace when the section sets none.
-pub fn resolve_env(
-    inputs: &RepoInputs,
-    env_file: Option<&Input>,
-    sources: &Sources,
-    extra_fields: &std::collections::BTreeSet<String>,
-    secret_fields: &std::collections::BTreeSet<String>,
-    env: &str,
-    default_namespace: Option<&str>,
-) -> Outcome<ResolvedEnv> {
+/// What resolving one environment reads.
+pub struct ResolveInput<'a> {
+    /// The repository-wide inputs.
+    pub inputs: &'a RepoInputs,
+    /// The environment's env-<env>.yaml, validated.
+    pub env_file: &'a Input,
+    /// For the text of plain scalars.
+    pub sources: &'a Sources,
+    /// Repository settings.
+    pub settings: &'a Settings,
+    /// Service fields the repository's schema adds.
+    pub extra_fields: &'a std::collections::BTreeSet<String>,
+    /// Of those, the ones it marks secret (`writeOnly`).
+    pub secret_fields: &'a std::collections::BTreeSet<String>,
+    /// The environment (it exists in controlcenter.yaml).
+    pub env: &'a str,
+    /// Replaces the environment name as the namespace when the section
+    /// sets none.
+    pub default_namespace: Option<&'a str>,
+}
+
+/// Resolves one environment into the state the library receives.
+pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
+    let ResolveInput {
+        inputs,
+        env_file,
+        sources,
+        settings,
+        extra_fields,
+        secret_fields,
+        env,
+        default_namespace,
+    } = *input;
     let root = &inputs.controlcenter.root;
     let section = root
         .get(env)
@@ -210,10 +138,7 @@ pub fn resolve_env(
         Some(d) if section.is_map() => merge::deep_merge(d, section),
         _ => section.clone(),
     };
-    let settings = Settings::from_inputs(inputs);
     let protected = settings.protected_envs.iter().any(|p| p == env);
-    let refuse_mutable =
-        protected && settings.policy_on(crate::validate::policy::NO_MUTABLE_IMAGES);
     let mut diags = Vec::new();
 
     // Split the section: services, parameters, params:, namespace.
@@ -260,7 +185,8 @@ pub fn resolve_env(
     }
 
     // Terraform outputs, never overriding a hand-written key.
-    if let Some(file) = env_file {
+    {
+        let file = env_file;
         let outputs = terraform_outputs(&file.root);
         let span = file.root.span;
         if let Some(first) = param_spans.get("terraform") {
@@ -292,14 +218,12 @@ pub fn resolve_env(
             "sensitive_outputs".to_owned(),
             Json::Array(outputs.sensitive.into_iter().map(Json::String).collect()),
         );
-    } else {
-        params.insert("terraform".to_owned(), Json::Object(Default::default()));
-        params.insert("sensitive_outputs".to_owned(), Json::Array(Vec::new()));
     }
 
     let ctx = services::Context {
         env,
-        refuse_mutable,
+        protected,
+        settings,
         tags: inputs.tags.as_ref(),
         sources,
         terraform: params.get("terraform"),
@@ -369,7 +293,7 @@ pub fn resolve_env(
             labels,
         },
         service_spans,
-        settings,
+        settings: settings.clone(),
         env_span: root.entry(env).map_or(root.span, |e| e.key_span),
     })
 }

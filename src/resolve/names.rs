@@ -104,19 +104,6 @@ pub fn label_value(s: &str) -> String {
         .to_owned()
 }
 
-/// Whether an image reference is mutable: tagged `latest` or not tagged,
-/// and not pinned by digest.
-pub fn is_mutable_image(image: &str) -> bool {
-    if image.contains('@') {
-        return false;
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.rsplit_once(':') {
-        Some((_, tag)) => tag == "latest",
-        None => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,15 +145,5 @@ mod tests {
         assert_eq!(label_value("feature/new-login"), "feature-new-login");
         assert_eq!(label_value("-x-"), "x");
         assert_eq!(label_value(&"a".repeat(80)).len(), 63);
-    }
-
-    #[test]
-    fn mutable_images() {
-        assert!(is_mutable_image("reg.io/app:latest"));
-        assert!(is_mutable_image("reg.io:5000/app"));
-        assert!(!is_mutable_image("reg.io:5000/app:1.2"));
-        assert!(!is_mutable_image(
-            "reg.io/app:latest@sha256:0000000000000000000000000000000000000000000000000000000000000000"
-        ));
     }
 }

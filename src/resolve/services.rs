@@ -26,8 +26,10 @@ pub const DEFAULT_CPU_UTILIZATION: u32 = 80;
 pub struct Context<'a> {
     /// Environment name.
     pub env: &'a str,
-    /// Whether mutable images are refused (protected env, policy on).
-    pub refuse_mutable: bool,
+    /// Whether the environment is protected.
+    pub protected: bool,
+    /// Which rules are on.
+    pub settings: &'a crate::settings::Settings,
     /// tags.yaml.
     pub tags: Option<&'a Input>,
     /// For the text of plain scalars.
@@ -43,7 +45,7 @@ pub struct Context<'a> {
 /// The typed knobs (already schema-checked; fields the resolver reads raw,
 /// like `env` and quantities, are taken from the node instead).
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct Knobs {
     git_rev: Option<String>,
     enabled: Option<bool>,
@@ -128,7 +130,19 @@ pub fn resolve_service(
     }
     let image = match (&knobs.git_rev, node.get("git_rev")) {
         (Some(rev), Some(rev_node)) => match lookup_image(ctx, key, rev, rev_node.span) {
-            Ok(image) => Some(image),
+            Ok((image, image_span)) => {
+                let checked = crate::rules::TagImage {
+                    service: key,
+                    env: ctx.env,
+                    image: &image,
+                    rev_span: rev_node.span,
+                    image_span,
+                };
+                let refused = crate::rules::check_tag_image(&checked, ctx.settings, ctx.protected);
+                let ok = refused.is_empty();
+                diags.extend(refused);
+                Some(image).filter(|_| ok)
+            }
             Err(d) => {
                 diags.push(d);
                 None
@@ -303,13 +317,13 @@ fn written_text(sources: &Sources, node: Option<&Node>) -> Option<String> {
     }
 }
 
-/// `tags.yaml[service][rev]`, with the protected-env image policy.
+/// `tags.yaml[service][rev]` and where it is written.
 fn lookup_image(
     ctx: &Context<'_>,
     key: &str,
     rev: &str,
     rev_span: Span,
-) -> Result<String, Diagnostic> {
+) -> Result<(String, Span), Diagnostic> {
     let Some(tags) = ctx.tags else {
         return Err(Diagnostic::error(
             Code::MissingTag,
@@ -350,21 +364,8 @@ fn lookup_image(
         ));
     };
     let image = entry.value.as_str().unwrap_or_default().to_owned();
-    if ctx.refuse_mutable && names::is_mutable_image(&image) {
-        return Err(Diagnostic::error(
-            Code::MutableImage,
-            format!(
-                "`{key}` would run a mutable image (`latest` or untagged) in protected environment `{}`",
-                ctx.env
-            ),
-        )
-        .at(rev_span, "this revision")
-        .related(entry.value.span, "resolves to this image")
-        .help("pin an immutable tag or a @sha256 digest in tags.yaml for this revision"));
-    }
-    Ok(image)
+    Ok((image, entry.value.span))
 }
-
 fn tags_key_span(tags: &Input, key: &str) -> Span {
     tags.root.entry(key).map_or(tags.root.span, |e| e.key_span)
 }
@@ -374,6 +375,90 @@ mod tests {
     use super::*;
     use crate::diagnostics::Sources;
     use crate::load::yaml::parse;
+
+    /// Every knob of the service schema, with a valid value. The schema is
+    /// the one list of knobs: adding one there fails this table until the
+    /// knob is decoded, reaches the state and is documented.
+    const EVERY_KNOB: &[(&str, &str)] = &[
+        ("git_rev", "v1"),
+        ("enabled", "true"),
+        ("replicas", "2"),
+        ("port", "9090"),
+        ("memory_min", "1Gi"),
+        ("memory_max", "2Gi"),
+        ("cpu_min", "100m"),
+        ("cpu_max", "1"),
+        ("env", "{A: b}"),
+        ("flags", "{beta: true}"),
+        ("probes", "{path: /ready}"),
+        ("autoscaling", "{max_replicas: 4}"),
+        ("disruption_budget", "{min_available: 1}"),
+        ("ingress", "{host: svc.example.com}"),
+        ("irsa_role_arn", "arn:aws:iam::123456789012:role/svc"),
+        ("secrets", "{DB_PASSWORD: {store: vault, key: db}}"),
+        ("resources", "{db: {module: rds}}"),
+        ("annotations", "{a: b}"),
+    ];
+
+    #[test]
+    fn every_schema_knob_is_decoded_reaches_the_state_and_is_documented() {
+        let schema: serde_json::Value =
+            serde_json::from_str(crate::validate::schema::CONTROLCENTER_SCHEMA).unwrap();
+        let in_schema: BTreeSet<&str> = schema["$defs"]["service"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let in_table: BTreeSet<&str> = EVERY_KNOB.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            in_schema, in_table,
+            "EVERY_KNOB lists the schema's service properties"
+        );
+
+        let yaml: String = EVERY_KNOB
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        // Valid for the schema, decoded (Knobs refuses unknown fields) and resolved.
+        let mut sources = Sources::default();
+        let text = format!(
+            "dev:\n  svc:\n{}",
+            yaml.lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>()
+        );
+        let file = sources.add("controlcenter.yaml", text.as_str());
+        let problems = crate::validate::schema::SchemaSet::new(None)
+            .unwrap()
+            .check(
+                crate::validate::schema::InputKind::ControlCenter,
+                &parse(&text, file).unwrap(),
+            );
+        assert!(problems.is_empty(), "{problems:?}");
+        let state = serde_json::to_value(resolve(&yaml)).unwrap();
+        let docs =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/state.md")).unwrap();
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for knob in in_schema {
+            // `enabled` decides whether the service is in the state at all.
+            if knob != "enabled" {
+                assert!(
+                    !state[knob].is_null(),
+                    "knob `{knob}` does not reach the state: {state}"
+                );
+                assert!(
+                    docs.contains(&format!("\"{knob}\"")),
+                    "docs/state.md does not document `{knob}`"
+                );
+            }
+            assert!(
+                readme.contains(knob),
+                "README.md does not mention the knob `{knob}`"
+            );
+        }
+    }
 
     fn resolve(service_yaml: &str) -> ServiceState {
         let mut sources = Sources::default();
@@ -388,9 +473,11 @@ mod tests {
         let f = sources.add("c.yaml", service_yaml);
         let node = parse(service_yaml, f).unwrap();
         let extra = BTreeSet::new();
+        let settings = crate::settings::Settings::default();
         let ctx = Context {
             env: "dev",
-            refuse_mutable: false,
+            protected: false,
+            settings: &settings,
             tags: Some(&tags),
             sources: &sources,
             terraform: None,

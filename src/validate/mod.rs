@@ -1,5 +1,164 @@
-//! Validate: the input files against their JSON Schemas, and the rendered
-//! manifests against policies.
+//! Validate: every input file against its JSON Schema, before anything is
+//! resolved. The repository-wide files once per run; an environment's
+//! env-<env>.yaml when that environment is rendered. (Rules over the
+//! rendered manifests live in `rules/`.)
 
-pub mod policy;
 pub mod schema;
+
+use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
+use crate::load::{self, Input, RepoInputs};
+use crate::repo::layout::{env_file_name, SERVICE_SCHEMA_FILE};
+use crate::repo::RepoFiles;
+use crate::resolve::names;
+use schema::{InputKind, SchemaSet};
+
+/// Checks controlcenter.yaml, tags.yaml and secrets.yaml against their
+/// schemas (with the repository's extension), and environment names. The
+/// values of fields the schema marks secret are registered as secrets
+/// first, so no snippet shows them. All problems are reported at once.
+pub fn repo(inputs: &RepoInputs, sources: &mut Sources) -> Outcome<SchemaSet> {
+    let schemas = SchemaSet::new(inputs.service_schema.as_ref())
+        .map_err(|why| vec![extension_invalid(why, sources)])?;
+    let mut diags = mask_secret_fields(inputs, &schemas, sources);
+    diags.extend(schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root));
+    diags.extend(env_names(inputs));
+    if let Some(tags) = &inputs.tags {
+        diags.extend(schemas.check(InputKind::Tags, &tags.root));
+    }
+    if let Some(secrets) = &inputs.secrets {
+        diags.extend(schemas.check(InputKind::Secrets, &secrets.root));
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        Err(diags)
+    } else {
+        Ok(schemas)
+    }
+}
+
+/// Loads env-<env>.yaml and checks it against its schema. Its absence is
+/// an error (`CC0302`): environment branches carry only their own.
+pub fn env_file(
+    repo: &dyn RepoFiles,
+    inputs: &RepoInputs,
+    schemas: &SchemaSet,
+    sources: &mut Sources,
+    env: &str,
+) -> Outcome<Input> {
+    let Some(file) = load::load_env_file(repo, sources, env)? else {
+        let name = env_file_name(env);
+        let mut d = Diagnostic::error(Code::EnvFileMissing, format!("{name} not found"));
+        if let Some(e) = inputs.controlcenter.root.entry(env) {
+            d = d.at(e.key_span, format!("`{env}` needs {name}"));
+        }
+        return Err(vec![d.help(format!(
+            "environment branches carry only their own Terraform outputs; render `{env}` on its branch, or add {name}"
+        ))]);
+    };
+    let diags = schemas.check(InputKind::Env, &file.root);
+    if diags.is_empty() {
+        Ok(file)
+    } else {
+        Err(diags)
+    }
+}
+
+/// `CC0204`, at the offending property name of the extension (else the
+/// file's start).
+fn extension_invalid(why: schema::ExtensionError, sources: &Sources) -> Diagnostic {
+    let d = Diagnostic::error(
+        Code::RepoSchemaInvalid,
+        format!(
+            "{SERVICE_SCHEMA_FILE} is not a usable extension: {}",
+            why.message
+        ),
+    )
+    .help("it must be a JSON Schema object whose `properties` add new service fields");
+    let Some(file) = sources.find(SERVICE_SCHEMA_FILE) else {
+        return d;
+    };
+    // The extension is parsed as plain JSON: find the property by its
+    // quoted name.
+    let text = &sources.get(file).text;
+    let (start, end) = why
+        .field
+        .and_then(|f| {
+            let quoted = format!("\"{f}\"");
+            text.find(&quoted).map(|i| (i, i + quoted.len()))
+        })
+        .unwrap_or((0, 0));
+    d.at(Span::new(file, start, end), "here")
+}
+
+/// Registers the values of service fields the schema marks secret
+/// (`writeOnly`) and masks them in controlcenter.yaml's snippets; an alias
+/// may not copy one into a field that is shown.
+fn mask_secret_fields(
+    inputs: &RepoInputs,
+    schemas: &SchemaSet,
+    sources: &mut Sources,
+) -> Vec<Diagnostic> {
+    let secret_fields = schemas.secret_service_fields();
+    if secret_fields.is_empty() {
+        return Vec::new();
+    }
+    let spans: Vec<Span> = inputs
+        .controlcenter
+        .root
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|section| section.value.as_map().unwrap_or_default())
+        .flat_map(|service| service.value.as_map().unwrap_or_default())
+        .filter(|field| secret_fields.contains(&field.key))
+        .map(|field| {
+            sources.secrets_mut().add_json(&field.value.to_json());
+            field.value.span
+        })
+        .collect();
+    let ranges: Vec<(usize, usize)> = spans.iter().map(|s| (s.start, s.end)).collect();
+    sources.redact(inputs.controlcenter.file, &ranges);
+    let overlaps = |a: Span, b: Span| a.start < b.end && b.start < a.end;
+    inputs
+        .controlcenter
+        .aliases
+        .iter()
+        .filter(|alias| spans.iter().any(|s| overlaps(*s, alias.anchor)))
+        .map(|alias| {
+            Diagnostic::error(
+                Code::YamlUnsupported,
+                "a YAML alias copies the value of a secret (writeOnly) field",
+            )
+            .at(alias.used_at, "alias")
+            .help("write the secret only where its field is; an alias could copy it into a field that is shown")
+        })
+        .collect()
+}
+
+/// Environment names must be lowercase DNS labels (they name branches,
+/// files and namespaces).
+fn env_names(inputs: &RepoInputs) -> Vec<Diagnostic> {
+    inputs
+        .env_names()
+        .into_iter()
+        .filter(|(name, _)| !is_env_name(name))
+        .map(|(name, span)| {
+            Diagnostic::error(
+                Code::InvalidEnvName,
+                format!("`{name}` is not a valid environment name"),
+            )
+            .at(span, "environment section")
+            .help(format!(
+                "environment names match ^[a-z][a-z0-9-]*$ (they name branches and env-<env>.yaml); try `{}`",
+                names::dns_label(&name).unwrap_or_else(|| "dev".to_owned())
+            ))
+        })
+        .collect()
+}
+
+fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}

@@ -12,6 +12,7 @@ use jsonschema::Validator;
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
+use crate::image::ImageRef;
 use crate::load::yaml::{pointer_tokens, Node};
 
 /// The built-in schema of `controlcenter.yaml`.
@@ -244,6 +245,18 @@ impl SchemaSet {
                         .note(format!("expected pattern: {pattern}")),
                 ]
             }
+            ValidationErrorKind::Format { format } if format == IMAGE_REFERENCE_FORMAT => {
+                let why = node.as_str().map_or_else(
+                    || "not a string".to_owned(),
+                    |s| ImageRef::parse(s).err().unwrap_or_default(),
+                );
+                vec![Diagnostic::error(
+                    Code::SchemaViolation,
+                    format!("`{path}` is not an image reference (registry/repository:tag or registry/repository@sha256:digest)"),
+                )
+                .at(node.span, "this value")
+                .note(why)]
+            }
             ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
                 vec![Diagnostic::error(
                     Code::SchemaViolation,
@@ -287,9 +300,13 @@ pub fn declares_write_only(schema: &Json) -> bool {
     }
 }
 
+/// The JSON Schema `format` of image references, checked by [`ImageRef::parse`].
+pub const IMAGE_REFERENCE_FORMAT: &str = "image-reference";
+
 fn compile(schema: &Json) -> Result<Validator, String> {
     jsonschema::draft202012::options()
         .should_validate_formats(true)
+        .with_format(IMAGE_REFERENCE_FORMAT, |s: &str| ImageRef::parse(s).is_ok())
         .build(schema)
         .map_err(|e| e.to_string())
 }
@@ -313,9 +330,7 @@ fn collect_property_names(schema: &Json, out: &mut BTreeSet<String>) {
 
 /// A readable name for the patterns the built-in schemas use.
 fn pattern_name(pattern: &str) -> &'static str {
-    if pattern.contains("sha256") {
-        "an image reference (registry/repository:tag or registry/repository@sha256:digest)"
-    } else if pattern.starts_with("^arn:") {
+    if pattern.starts_with("^arn:") {
         "an IAM role ARN"
     } else if pattern == "^/" {
         "a path starting with `/`"

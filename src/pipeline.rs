@@ -1,0 +1,191 @@
+//! The pipeline as a recipe, one call per stage:
+//!
+//! load → validate → resolve → evaluate → process → check → emit
+//!
+//! [`Project::load`] runs the stages that concern the whole repository
+//! (load, validate) once; [`Project::render`] runs the rest for one
+//! environment. Emitting is the commands' part (`emit/`). Every problem is
+//! a [`Diagnostic`] with a file span; nothing is printed here.
+
+use std::sync::Arc;
+
+use crate::diagnostics::{Diagnostic, Outcome, Sources};
+use crate::evaluate::{Limits, Templates};
+use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
+use crate::process::{self, Resource};
+use crate::repo::guard::{Guarded, InputGuard};
+use crate::repo::RepoFiles;
+use crate::resolve::{self, ResolvedEnv};
+use crate::rules::{self, repo_policies::RepoPolicy, RenderContext, Stage};
+use crate::settings::Settings;
+use crate::validate::{self, schema::SchemaSet};
+
+/// What a render reads and how: fixed before loading, never changed after.
+#[derive(Clone)]
+pub struct RenderOptions {
+    /// The repository (work tree, Git revision, promotion).
+    pub repo: Arc<dyn RepoFiles>,
+    /// The Jsonnet library (built in, or `--lib`).
+    pub lib: Arc<dyn RepoFiles>,
+    /// Evaluation bounds.
+    pub limits: Limits,
+    /// Namespace for environments whose section sets none (default: the
+    /// environment name). The Argo CD plugin passes the Application's.
+    pub default_namespace: Option<String>,
+}
+
+/// A loaded repository whose shared inputs match their schemas.
+pub struct Project {
+    /// Every file read so far, for rendering diagnostics.
+    pub sources: Sources,
+    /// The repository-wide inputs.
+    pub inputs: RepoInputs,
+    /// Repository settings.
+    pub settings: Settings,
+    schemas: SchemaSet,
+    policies: Vec<RepoPolicy>,
+    repo: Arc<dyn RepoFiles>,
+    templates: Templates,
+    default_namespace: Option<String>,
+}
+
+/// Diagnostics of a failed step, with the files they point into.
+pub struct Failure {
+    /// Files the diagnostics refer to.
+    pub sources: Sources,
+    /// What went wrong (at least one error).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Project {
+    /// Loads the repository and validates controlcenter.yaml, tags.yaml,
+    /// secrets.yaml and the repository's policies. All problems at once.
+    pub fn load(options: RenderOptions) -> Result<Project, Failure> {
+        // Every read of the run, loaders and templates alike, goes through
+        // the guard: an input file's bytes only under its own name.
+        let guard = Arc::new(InputGuard::of(options.repo.as_ref()));
+        let repo: Arc<dyn RepoFiles> = Arc::new(Guarded::new(options.repo, guard.clone(), true));
+        let lib: Arc<dyn RepoFiles> = Arc::new(Guarded::new(options.lib, guard, false));
+        let mut sources = Sources::default();
+        let fail = |sources, diagnostics| Failure {
+            sources,
+            diagnostics,
+        };
+
+        let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
+            Ok(i) => i,
+            Err(d) => return Err(fail(sources, d)),
+        };
+        let validated = validate::repo(&inputs, &mut sources);
+        let policies = rules::repo_policies::load(repo.as_ref(), &mut sources);
+        let (schemas, policies) = match (validated, policies) {
+            (Ok(s), Ok(p)) => (s, p),
+            (s, p) => {
+                let diagnostics = [s.err(), p.err()].into_iter().flatten().flatten().collect();
+                return Err(fail(sources, diagnostics));
+            }
+        };
+        Ok(Project {
+            settings: Settings::from_inputs(&inputs),
+            sources,
+            inputs,
+            schemas,
+            policies,
+            repo: repo.clone(),
+            templates: Templates {
+                repo,
+                lib,
+                limits: options.limits,
+            },
+            default_namespace: options.default_namespace,
+        })
+    }
+
+    /// Environment names, in file order.
+    pub fn envs(&self) -> Vec<String> {
+        self.inputs
+            .env_names()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Renders `env`: resolve, evaluate, process, check. The resources
+    /// are checked and sorted, ready to emit.
+    pub fn render(&mut self, env: &str) -> Outcome<Vec<Resource>> {
+        let resolved = self.resolve(env)?;
+        self.render_resolved(&resolved)
+    }
+
+    /// Validates `env`'s env-<env>.yaml and resolves `env` into the state
+    /// the library receives.
+    pub fn resolve(&mut self, env: &str) -> Outcome<ResolvedEnv> {
+        if self.inputs.controlcenter.root.get(env).is_none()
+            || env == DEFAULTS_KEY
+            || env == SETTINGS_KEY
+        {
+            return Err(vec![resolve::unknown_env(&self.inputs, env)]);
+        }
+        let env_file = validate::env_file(
+            self.repo.as_ref(),
+            &self.inputs,
+            &self.schemas,
+            &mut self.sources,
+            env,
+        )?;
+        resolve::resolve_env(&resolve::ResolveInput {
+            inputs: &self.inputs,
+            env_file: &env_file,
+            sources: &self.sources,
+            settings: &self.settings,
+            extra_fields: self.schemas.extra_service_fields(),
+            secret_fields: self.schemas.secret_service_fields(),
+            env,
+            default_namespace: self.default_namespace.as_deref(),
+        })
+    }
+
+    /// Evaluates, processes and checks an already resolved environment.
+    pub fn render_resolved(&mut self, resolved: &ResolvedEnv) -> Outcome<Vec<Resource>> {
+        let rendered = self
+            .templates
+            .render(resolved, &self.inputs.controlcenter.root, &mut self.sources)
+            .map_err(|d| vec![d])?;
+        let entry = self.entry_span();
+        let service_spans = resolved.spans_by_name();
+        let ctx = RenderContext {
+            env: &resolved.state.env,
+            protected: resolved.state.protected,
+            settings: &self.settings,
+            service_spans: &service_spans,
+            entry,
+            templates: &rendered.files,
+            repo_policies: &self.policies,
+        };
+        let (resources, mut diagnostics) = process::process(
+            rendered.output,
+            &process::ProcessOptions {
+                env: &resolved.state.env,
+                allow_empty: self.settings.allow_empty_envs.contains(&resolved.state.env),
+                service_spans: &service_spans,
+                entry,
+                env_span: Some(resolved.env_span),
+            },
+        );
+        diagnostics.extend(rules::check_resources(Stage::Process, &resources, &ctx));
+        if diagnostics.is_empty() {
+            diagnostics.extend(rules::check_resources(Stage::Check, &resources, &ctx));
+        }
+        if diagnostics.is_empty() {
+            Ok(resources)
+        } else {
+            Err(diagnostics)
+        }
+    }
+
+    /// The start of the template entry point, registered for snippets:
+    /// where problems of the rendered output as a whole are shown.
+    pub fn entry_span(&mut self) -> Option<crate::diagnostics::Span> {
+        self.templates.entry_span(&mut self.sources)
+    }
+}
