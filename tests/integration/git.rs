@@ -1,0 +1,318 @@
+//! Rendering Git revisions and diffing them, on real repositories built
+//! with git2 in temporary directories: a history of commits on `dev` and an
+//! environment branch `preprod`.
+
+use crate::common;
+
+use std::path::Path;
+
+use git2::{IndexAddOption, Oid, Repository, Signature};
+
+use common::{root, run, transcript};
+
+/// Writes `files` into the work tree and commits them on the current branch.
+fn commit(repo: &Repository, files: &[(&str, String)], message: &str) -> Oid {
+    let dir = repo.workdir().unwrap();
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::new("dev", "dev@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+    let parents: Vec<git2::Commit<'_>> = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .into_iter()
+        .collect();
+    let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parent_refs)
+        .unwrap()
+}
+
+fn checkout_branch(repo: &Repository, name: &str, from: Oid) {
+    let c = repo.find_commit(from).unwrap();
+    repo.branch(name, &c, true).unwrap();
+    repo.set_head(&format!("refs/heads/{name}")).unwrap();
+    repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+        .unwrap();
+}
+
+fn article(file: &str) -> String {
+    std::fs::read_to_string(root().join("controlcenter-examples/article").join(file)).unwrap()
+}
+
+/// dev: A (the article example) → B (dev bumps service_rpps to v1.0.151)
+/// → C (the preprod section takes v1.0.150, ready to promote).
+/// preprod, prod: branches at A.
+struct History {
+    dir: tempfile::TempDir,
+    a: Oid,
+    b: Oid,
+    c: Oid,
+}
+
+fn history() -> History {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    repo.set_head("refs/heads/dev").unwrap();
+    let files: Vec<(&str, String)> = [
+        "controlcenter.yaml",
+        "tags.yaml",
+        "env-dev.yaml",
+        "env-preprod.yaml",
+        "env-prod.yaml",
+    ]
+    .iter()
+    .map(|f| (*f, article(f)))
+    .collect();
+    let a = commit(&repo, &files, "article example");
+    let cc_b = article("controlcenter.yaml").replacen("git_rev: v1.0.150", "git_rev: v1.0.151", 1);
+    let tags_b = article("tags.yaml").replace(
+        "service_rpps:\n",
+        "service_rpps:\n  v1.0.151: 123456789012.dkr.ecr.us-east-1.amazonaws.com/service_rpps:60\n",
+    );
+    let b = commit(
+        &repo,
+        &[("controlcenter.yaml", cc_b.clone()), ("tags.yaml", tags_b)],
+        "dev: service_rpps v1.0.151",
+    );
+    let cc_c = cc_b.replacen("git_rev: v1.0.148", "git_rev: v1.0.150", 1);
+    let c = commit(
+        &repo,
+        &[("controlcenter.yaml", cc_c)],
+        "preprod: service_rpps v1.0.150",
+    );
+    checkout_branch(&repo, "prod", a);
+    checkout_branch(&repo, "preprod", a);
+    checkout_branch(&repo, "dev", c);
+    History { dir, a, b, c }
+}
+
+fn cc(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--repo", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+#[test]
+fn render_of_an_old_revision_equals_its_checkout() {
+    let h = history();
+    let at_rev = cc(
+        h.dir.path(),
+        &["render", "--env", "dev", "--rev", &h.a.to_string()],
+    );
+    assert_eq!(at_rev.status.code(), Some(0), "{}", transcript(&at_rev));
+    let checkout = tempfile::tempdir().unwrap();
+    let repo = Repository::clone(h.dir.path().to_str().unwrap(), checkout.path()).unwrap();
+    repo.set_head_detached(h.a).unwrap();
+    repo.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+        .unwrap();
+    let checked_out = cc(checkout.path(), &["render", "--env", "dev"]);
+    assert_eq!(at_rev.stdout, checked_out.stdout);
+    let head = cc(h.dir.path(), &["render", "--env", "dev"]);
+    assert_ne!(at_rev.stdout, head.stdout, "the revisions really differ");
+    // Branch names work too.
+    let preprod = cc(
+        h.dir.path(),
+        &["render", "--env", "preprod", "--rev", "preprod"],
+    );
+    assert_eq!(preprod.status.code(), Some(0), "{}", transcript(&preprod));
+}
+
+fn scrub(text: &str, h: &History) -> String {
+    text.replace(&h.a.to_string(), "[A]")
+        .replace(&h.b.to_string(), "[B]")
+        .replace(&h.c.to_string(), "[C]")
+}
+
+#[test]
+fn diff_between_two_commits_shows_exactly_the_bumped_service() {
+    let h = history();
+    let out = cc(
+        h.dir.path(),
+        &[
+            "--color",
+            "never",
+            "diff",
+            "--env",
+            "dev",
+            "--from",
+            &h.a.to_string(),
+            "--to",
+            &h.b.to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    insta::assert_snapshot!(scrub(&String::from_utf8_lossy(&out.stdout), &h));
+    let stat = cc(
+        h.dir.path(),
+        &[
+            "diff",
+            "--env",
+            "dev",
+            "--from",
+            &h.a.to_string(),
+            "--to",
+            &h.b.to_string(),
+            "--stat",
+        ],
+    );
+    insta::assert_snapshot!("stat", scrub(&String::from_utf8_lossy(&stat.stdout), &h));
+    // prod is untouched by these commits.
+    let prod = cc(
+        h.dir.path(),
+        &[
+            "diff",
+            "--env",
+            "prod",
+            "--from",
+            &h.a.to_string(),
+            "--to",
+            &h.b.to_string(),
+            "--exit-code",
+        ],
+    );
+    assert_eq!(prod.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&prod.stdout)
+        .ends_with("0 changed, 0 added, 0 removed, 8 unchanged\n"));
+}
+
+#[test]
+fn diff_against_the_work_tree_and_exit_code() {
+    let h = history();
+    let d = h.dir.path();
+    let clean = cc(d, &["diff", "--env", "dev", "--exit-code"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", transcript(&clean));
+    let cc_path = d.join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc_path).unwrap();
+    std::fs::write(&cc_path, text.replacen("replicas: 1", "replicas: 3", 1)).unwrap();
+    let dirty = cc(
+        d,
+        &["--color", "never", "diff", "--env", "dev", "--exit-code"],
+    );
+    assert_eq!(
+        dirty.status.code(),
+        Some(1),
+        "--exit-code: differences exit 1"
+    );
+    insta::assert_snapshot!(String::from_utf8_lossy(&dirty.stdout));
+    let json = cc(d, &["diff", "--env", "dev", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"changed": 1, "added": 0, "removed": 0, "unchanged": 7})
+    );
+    assert_eq!(v["changes"][0]["resource"], "Deployment/dev/service-rpps");
+    assert_eq!(v["to"], "the work tree");
+    // A noisy path can be ignored.
+    let ignored = cc(
+        d,
+        &[
+            "diff",
+            "--env",
+            "dev",
+            "--exit-code",
+            "--ignore",
+            "/spec/replicas",
+        ],
+    );
+    assert_eq!(ignored.status.code(), Some(0), "{}", transcript(&ignored));
+}
+
+#[test]
+fn two_environments_of_one_revision() {
+    let h = history();
+    let out = cc(
+        h.dir.path(),
+        &[
+            "--color",
+            "never",
+            "diff",
+            "--env",
+            "preprod",
+            "--against-env",
+            "prod",
+            "--stat",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn promotion_preview_between_branches() {
+    let h = history();
+    let out = cc(
+        h.dir.path(),
+        &[
+            "--color",
+            "never",
+            "promote",
+            "--from",
+            "dev",
+            "--to",
+            "preprod",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("preprod → dev promoted into preprod\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("service_rpps:59"),
+        "v1.0.150's image reaches preprod: {text}"
+    );
+    insta::assert_snapshot!(text);
+    let without = cc(
+        h.dir.path(),
+        &["promote", "--from", "dev", "--to", "preprod"],
+    );
+    assert_eq!(without.status.code(), Some(2), "promote only previews");
+}
+
+#[test]
+fn unknown_revisions_and_revisions_without_inputs_are_clear_errors() {
+    let h = history();
+    let out = cc(
+        h.dir.path(),
+        &["render", "--env", "dev", "--rev", "no-such-branch"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown revision: `no-such-branch`"),
+        "{}",
+        transcript(&out)
+    );
+
+    let repo = Repository::open(h.dir.path()).unwrap();
+    checkout_branch(&repo, "docs", h.a);
+    let mut index = repo.index().unwrap();
+    index.clear().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = Signature::new("dev", "dev@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+    let empty = repo.commit(None, &sig, &sig, "empty", &tree, &[]).unwrap();
+    let out = cc(
+        h.dir.path(),
+        &["render", "--env", "dev", "--rev", &empty.to_string()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("controlcenter.yaml not found"),
+        "{}",
+        transcript(&out)
+    );
+    let not_git = tempfile::tempdir().unwrap();
+    let out = cc(not_git.path(), &["render", "--env", "dev", "--rev", "HEAD"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Git repository"));
+}

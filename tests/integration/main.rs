@@ -1,0 +1,18 @@
+//! The end-to-end tests: the real binary on example repositories and
+//! fixtures, one test binary (one link of jrsonnet, git2 and jsonschema).
+//! Snapshots hold exit code, stdout and stderr; temp paths are filtered.
+
+mod cli;
+mod cmp;
+mod common;
+mod engines;
+mod errors;
+mod fuzz;
+mod git;
+mod hostile;
+mod k8s_schemas;
+mod library;
+mod policies;
+mod precommit;
+mod render;
+mod tags;
