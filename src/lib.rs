@@ -14,6 +14,7 @@ pub mod emit;
 pub mod evaluate;
 pub mod image;
 pub mod load;
+pub mod names;
 pub mod pipeline;
 pub mod process;
 pub mod redact;

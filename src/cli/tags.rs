@@ -136,17 +136,20 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
                 }
             };
             if outcome == SetOutcome::Unchanged {
-                eprintln!("{service} {rev}: already {image}");
+                cli.output()
+                    .status(&format!("{service} {rev}: already {image}"));
                 return EXIT_OK;
             }
             if let Err(code) = write_validated(cli, &mut sources, &path, &new_text) {
                 return code;
             }
             match outcome {
-                SetOutcome::Repointed { previous } => {
-                    eprintln!("{service} {rev}: repointed from {previous} to {image}")
-                }
-                _ => eprintln!("{service} {rev}: added {image}"),
+                SetOutcome::Repointed { previous } => cli.output().status(&format!(
+                    "{service} {rev}: repointed from {previous} to {image}"
+                )),
+                _ => cli
+                    .output()
+                    .status(&format!("{service} {rev}: added {image}")),
             }
             EXIT_OK
         }
@@ -166,15 +169,14 @@ pub(super) fn run(cli: &Cli, args: &TagsArgs) -> i32 {
                     return EXIT_INVALID;
                 }
             };
-            for (s, r) in &removed {
-                println!(
-                    "{}{s} {r}",
-                    if *dry_run {
-                        "would remove "
-                    } else {
-                        "removed "
-                    }
-                );
+            let verb = if *dry_run { "would remove" } else { "removed" };
+            let listing: String = removed
+                .iter()
+                .map(|(s, r)| format!("{verb} {s} {r}\n"))
+                .collect();
+            let code = cli.output().stdout(&listing);
+            if code != EXIT_OK {
+                return code;
             }
             if removed.is_empty() || *dry_run {
                 return EXIT_OK;

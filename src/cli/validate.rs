@@ -52,7 +52,7 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
     let failed = diagnostics.iter().any(|d| d.is_error());
     cli.output().report(&project.sources, diagnostics);
     for line in summary {
-        eprintln!("{line}");
+        cli.output().status(&line);
     }
     if failed {
         EXIT_INVALID

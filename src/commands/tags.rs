@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 use crate::image::ImageRef;
 use crate::load::yaml::{self, Entry, Node};
-use crate::resolve::names;
+use crate::names;
 
 /// What `set` did.
 #[derive(Debug, PartialEq, Eq)]

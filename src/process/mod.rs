@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::evaluate::blame::locate;
-use crate::resolve::names;
+use crate::names;
 pub use identity::{ResourceId, ResourceKey};
 
 /// Label Argo CD sets on everything it tracks.

@@ -6,7 +6,6 @@
 //! Every problem is collected: one bad service does not hide another.
 
 pub mod merge;
-pub mod names;
 pub mod secrets;
 pub mod services;
 pub mod state;
@@ -18,6 +17,7 @@ use serde_json::Value as Json;
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::yaml::{Node, Value};
 use crate::load::{Input, RepoInputs, DEFAULTS_KEY};
+use crate::names;
 use crate::repo::layout::CONTROLCENTER_FILE;
 pub use state::State;
 

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use crate::redact::{MaybeSecret, Secret};
 use serde_json::Value as Json;
 
-use super::names;
 use super::state::{Autoscaling, CloudResource, Ingress, Probes, SecretRef, ServiceState};
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
 use crate::load::yaml::{Node, Value};
 use crate::load::Input;
+use crate::names;
 use crate::repo::layout::TAGS_FILE;
 
 /// Default container port.

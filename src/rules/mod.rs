@@ -281,7 +281,7 @@ mod tests {
         for rule in RULES {
             assert!(seen.insert(rule.id), "{} registered twice", rule.id);
             assert!(
-                crate::resolve::names::is_dns1123_label(rule.id),
+                crate::names::is_dns1123_label(rule.id),
                 "{}: ids are kebab-case",
                 rule.id
             );

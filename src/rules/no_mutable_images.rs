@@ -10,7 +10,7 @@ use crate::diagnostics::{Code, Diagnostic};
 use crate::evaluate::blame::locate;
 use crate::image::ImageRef;
 use crate::process::Resource;
-use crate::resolve::names::clip;
+use crate::names::clip;
 
 /// The rule.
 pub const RULE: Rule = Rule {

@@ -7,9 +7,9 @@ pub mod schema;
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::{self, Input, RepoInputs};
+use crate::names;
 use crate::repo::layout::{env_file_name, SERVICE_SCHEMA_FILE};
 use crate::repo::RepoFiles;
-use crate::resolve::names;
 use schema::{InputKind, SchemaSet};
 
 /// Checks controlcenter.yaml, tags.yaml and secrets.yaml against their

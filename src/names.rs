@@ -1,4 +1,6 @@
-//! Kubernetes names and label values derived from controlcenter.yaml keys.
+//! Kubernetes names: the one parser and checker of object names, label
+//! values, kinds and apiVersions, used by every stage (service keys become
+//! names in resolve, rendered names are checked in process).
 
 /// Turns a service key into a DNS-1035 label (`service_rpps` → `service-rpps`):
 /// lowercase, `_` and `.` become `-`. `None` when the result is not a valid
