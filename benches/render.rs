@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use controlcenter::evaluate::library::EmbeddedLibrary;
 use controlcenter::evaluate::Limits;
-use controlcenter::load::repo::WorkTree;
+use controlcenter::repo::WorkTree;
 use controlcenter::Project;
 
 /// Writes a repository with `n` services in dev and prod: every fourth with
@@ -159,11 +159,12 @@ fn time_stages(repo: &Path, env: &str, runs: usize) {
     let mut render = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let mut project = Project::load(
-            Arc::new(WorkTree::open(repo).unwrap()),
-            Arc::new(EmbeddedLibrary),
-            Limits::default(),
-        )
+        let mut project = Project::load(controlcenter::RenderOptions {
+            repo: Arc::new(WorkTree::open(repo).unwrap()),
+            lib: Arc::new(EmbeddedLibrary),
+            limits: Limits::default(),
+            default_namespace: None,
+        })
         .ok()
         .unwrap();
         load.push(t.elapsed());

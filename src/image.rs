@@ -30,9 +30,13 @@ impl<'a> ImageRef<'a> {
             Some(i) if last_slash.is_none_or(|s| i > s) => (&name[..i], Some(&name[i + 1..])),
             _ => (name, None),
         };
+        // As Docker splits: the first part names a registry when it has a
+        // `.`, a `:` or an uppercase letter, or is `localhost`.
         let (registry, repository) = match path.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
                 (Some(first), rest)
             }
@@ -46,19 +50,20 @@ impl<'a> ImageRef<'a> {
         }
     }
 
-    /// Parses and checks a reference; the error says what is wrong.
+    /// Parses and checks a reference; the error says which part is wrong
+    /// without quoting it (messages never quote values).
     pub fn parse(text: &'a str) -> Result<Self, String> {
         let r = Self::split(text);
         if let Some(d) = r.digest {
             let hex = d
                 .strip_prefix("sha256:")
-                .ok_or("a digest must be @sha256:<64 hex digits>")?;
+                .ok_or("the digest must be @sha256:<64 hex digits>")?;
             if hex.len() != 64
                 || !hex
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             {
-                return Err("a digest must be @sha256:<64 lowercase hex digits>".into());
+                return Err("the digest must be @sha256:<64 lowercase hex digits>".into());
             }
         }
         if let Some(t) = r.tag {
@@ -70,21 +75,26 @@ impl<'a> ImageRef<'a> {
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
             if !ok {
-                return Err(format!("`{t}` is not a valid tag"));
+                return Err("the tag is not valid: letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128".into());
             }
         }
         if let Some(host) = r.registry {
-            let (name, port) = host.split_once(':').unwrap_or((host, ""));
+            let (name, port) = match host.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            };
             let name_ok = !name.is_empty()
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
-            if !name_ok || !port.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("`{host}` is not a valid registry host"));
+            let port_ok =
+                port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if !name_ok || !port_ok {
+                return Err("the registry host is not valid: letters, digits, `.` and `-`, then an optional :port".into());
             }
         }
         if r.repository.split('/').any(|p| !is_path_component(p)) {
-            return Err(format!("`{}` is not a valid repository path", r.repository));
+            return Err("the repository path is not valid: lowercase letters and digits, parts separated by `/`, words by `.`, `_` or `-`".into());
         }
         Ok(r)
     }
@@ -122,6 +132,8 @@ mod tests {
             "localhost:5000/app:v1",
             "reg.io/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
             "reg.io/app:1@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "Team/app:1",
+            "LOCALHOST/app",
         ] {
             assert!(ImageRef::parse(ok).is_ok(), "{ok}");
         }
@@ -139,6 +151,9 @@ mod tests {
             "",
             "reg.io//app:1",
             "re g.io/app:1",
+            "reg.io:/app:1",
+            "my_reg.io/app:1",
+            "x-/app:1",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
         }

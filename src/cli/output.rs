@@ -80,11 +80,13 @@ impl Output {
             Ok(()) => EXIT_OK,
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Err(e) => {
+                // To stderr whatever the routing: stdout is what failed.
                 let d = Diagnostic::error(
                     crate::diagnostics::Code::OutputFailed,
                     format!("cannot write to stdout: {e}"),
                 );
-                self.report(&Sources::default(), vec![d]);
+                let text = self.format(&Sources::default(), vec![d]);
+                let _ = std::io::stderr().write_all(text.as_bytes());
                 EXIT_USAGE
             }
         }

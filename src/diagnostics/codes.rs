@@ -36,7 +36,7 @@ codes! {
     DuplicateKey = "CC0104", "a mapping has the same key twice";
     YamlLimit = "CC0105", "the YAML exceeds a safety limit (alias expansion, nesting depth)";
     YamlUnsupported = "CC0106", "the YAML uses a construct that has no JSON equivalent (complex keys, several documents, unknown tags)";
-    UnknownRevision = "CC0107", "a Git revision is not in the repository's history";
+    UnknownRevision = "CC0107", "a Git revision cannot be read: not in the repository's history, or no Git repository";
     DirUnreadable = "CC0108", "a directory the command needs (--repo, --lib, -J) cannot be opened, or holds no control-center repository";
     // 02xx: schema
     SchemaViolation = "CC0201", "a value does not match the schema of its file";

@@ -30,8 +30,6 @@ pub struct ResolvedEnv {
     pub state: State,
     /// Where each enabled service is declared, for later diagnostics.
     pub service_spans: BTreeMap<String, Span>,
-    /// Repository settings in force.
-    pub settings: Settings,
     /// The environment's key in controlcenter.yaml.
     pub env_span: Span,
 }
@@ -293,7 +291,6 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
             labels,
         },
         service_spans,
-        settings: settings.clone(),
         env_span: root.entry(env).map_or(root.span, |e| e.key_span),
     })
 }

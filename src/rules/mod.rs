@@ -42,8 +42,8 @@ rules! {
 pub enum Stage {
     /// While a service resolves: at the input that causes the problem.
     Resolve,
-    /// On each rendered object as it is extracted, beside the object
-    /// checks of post-processing.
+    /// On the extracted objects, whatever else post-processing found:
+    /// reported together with its object checks.
     Process,
     /// On the whole, valid render.
     Check,

@@ -315,7 +315,31 @@ fn command_line_failures_are_diagnostics_in_every_format() {
     common::git(repo.path(), &["add", "."]);
     common::git(repo.path(), &["commit", "-q", "-m", "init"]);
     let r = repo.path().to_str().unwrap();
+    std::fs::write(repo.path().join("x.jsonnet"), "{}").unwrap();
+    let entry = repo.path().join("x.jsonnet");
+    let entry = entry.to_str().unwrap();
+    let platform = root().join("controlcenter-examples/platform");
+    let platform = platform.to_str().unwrap();
+    let input = format!("s={platform}/secrets.yaml");
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
     let cases: &[(&str, &[&str])] = &[
+        (
+            "eval -J missing",
+            &["--repo", r, "eval", entry, "-J", "/nonexistent/jpath"],
+        ),
+        (
+            "eval --tla-code-file an input file",
+            &["--repo", platform, "eval", entry, "--tla-code-file", &input],
+        ),
+        (
+            "schema export into a file",
+            &["schema", "export", "/dev/null/schemas"],
+        ),
+        (
+            "plugin outside a repository",
+            &["--repo", empty, "cmp", "generate"],
+        ),
         (
             "unknown revision",
             &[
@@ -355,8 +379,12 @@ fn command_line_failures_are_diagnostics_in_every_format() {
             let mut full = vec!["--error-format", format];
             full.extend_from_slice(args);
             let out = run(&full);
-            let text = transcript(&out).replace(r, "[REPO]");
-            if format == "json" {
+            let text = transcript(&out)
+                .replace(r, "[REPO]")
+                .replace(empty, "[EMPTY]")
+                .replace(platform, "[PLATFORM]");
+            // The plugin prints short lines whatever the format (Argo CD's UI).
+            if format == "json" && !args.contains(&"cmp") {
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 for line in stderr.lines() {
                     let d: serde_json::Value = serde_json::from_str(line)

@@ -7,9 +7,9 @@
 //!   must give back the strings `yes`, `no`, `on`, `0755`, `1e3`, `1.10`,
 //!   `null`, `~` … as strings.
 //!
-//! Both need Python packages that `.ci/run` installs. Locally they are
-//! skipped with a message when missing; in CI (CI=true) a missing package
-//! fails the test.
+//! Both need Python packages that `.ci/run` installs: they are `#[ignore]`d,
+//! run with `cargo test -- --include-ignored`, and fail when a package is
+//! missing.
 
 use crate::common;
 

@@ -1,8 +1,8 @@
 //! Regression tests for #10, one per class of hostile input: nothing
 //! written outside --out-dir, nothing silently dropped, every run bounded,
 //! every Jsonnet error located, Git revisions read like the work tree.
-//! (Secrets have their own canary test in tests/errors.rs, and the fuzz
-//! harness in tests/fuzz.rs runs the classes open-endedly.)
+//! (Secrets have their own canary test in tests/integration/errors.rs, and the fuzz
+//! harness in tests/integration/fuzz.rs runs the classes open-endedly.)
 
 use crate::common;
 

@@ -232,7 +232,7 @@ impl Schemas {
         Err(format!(
             "no vendored schema for apiVersion {api_version:?} kind {kind:?} (looked for {name} in {}); \
              vendor it (tests/fixtures/k8s-schemas/refresh.py) or, if it is a custom resource, \
-             add it to CUSTOM_RESOURCES in tests/k8s_schemas.rs",
+             add it to CUSTOM_RESOURCES in tests/integration/k8s_schemas.rs",
             self.dir.display()
         ))
     }
