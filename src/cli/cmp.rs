@@ -18,7 +18,7 @@ use crate::commands::cmp::{
 use crate::diagnostics::{Code, Diagnostic};
 use crate::emit::json_lines;
 use crate::repo::WorkTree;
-use crate::{Project, RenderOptions};
+use crate::Project;
 
 /// Arguments of `cmp`.
 #[derive(Args, Debug)]
@@ -102,15 +102,10 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
             );
         }
     };
-    let lib = match cli.library() {
-        Ok(l) => l,
+    let namespace = vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned();
+    let options = match cli.render_options(Arc::new(repo), namespace) {
+        Ok(o) => o,
         Err(code) => return code,
-    };
-    let options = RenderOptions {
-        repo: Arc::new(repo),
-        lib,
-        limits: cli.limits(),
-        default_namespace: vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned(),
     };
     let mut project = match Project::load(options) {
         Ok(p) => p,

@@ -265,14 +265,7 @@ impl Cli {
         env: &str,
         label: &str,
     ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
-        let lib = self.library()?;
-        let options = RenderOptions {
-            repo,
-            lib,
-            limits: self.limits(),
-            default_namespace: None,
-        };
-        let mut project = match Project::load(options) {
+        let mut project = match Project::load(self.render_options(repo, None)?) {
             Ok(p) => p,
             Err(Failure {
                 sources,
@@ -299,20 +292,28 @@ impl Cli {
         }
     }
 
+    /// What a render of `repo` reads, with this command line's library and
+    /// limits; on failure reports and returns the exit code.
+    fn render_options(
+        &self,
+        repo: Arc<dyn RepoFiles>,
+        default_namespace: Option<String>,
+    ) -> Result<RenderOptions, i32> {
+        Ok(RenderOptions {
+            repo,
+            lib: self.library()?,
+            limits: self.limits(),
+            default_namespace,
+        })
+    }
+
     /// Loads and validates a snapshot; on failure reports and returns the exit code.
     fn project_of(
         &self,
         repo: Arc<dyn RepoFiles>,
         default_namespace: Option<String>,
     ) -> Result<Project, i32> {
-        let lib = self.library()?;
-        let options = RenderOptions {
-            repo,
-            lib,
-            limits: self.limits(),
-            default_namespace,
-        };
-        Project::load(options).map_err(
+        Project::load(self.render_options(repo, default_namespace)?).map_err(
             |Failure {
                  sources,
                  diagnostics,
