@@ -164,6 +164,9 @@ fn time_stages(repo: &Path, env: &str, runs: usize) {
             lib: Arc::new(EmbeddedLibrary),
             limits: Limits::default(),
             default_namespace: None,
+            workers: 0,
+            cache: None,
+            services: None,
         })
         .ok()
         .unwrap();

@@ -7,10 +7,11 @@
 //! environment. Emitting is the commands' part (`emit/`). Every problem is
 //! a [`Diagnostic`] with a file span; nothing is printed here.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::diagnostics::{Diagnostic, Outcome, Sources};
-use crate::evaluate::{Limits, Templates};
+use crate::diagnostics::{Code, Diagnostic, Outcome, Sources};
+use crate::evaluate::{Cache, Evaluation, Limits, Plan, Templates, UnitCounts};
 use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::process::{self, Resource};
 use crate::repo::guard::{Guarded, InputGuard};
@@ -32,6 +33,37 @@ pub struct RenderOptions {
     /// Namespace for environments whose section sets none (default: the
     /// environment name). The Argo CD plugin passes the Application's.
     pub default_namespace: Option<String>,
+    /// Evaluation threads; 0 for one per core.
+    pub workers: usize,
+    /// The evaluation cache, if one is used.
+    pub cache: Option<Arc<Cache>>,
+    /// Render only these services (keys in controlcenter.yaml); `None`
+    /// for the whole environment.
+    pub services: Option<BTreeSet<String>>,
+}
+
+impl RenderOptions {
+    /// Options that read `repo` with the built-in library and default
+    /// limits, on every core, without a cache.
+    pub fn new(repo: Arc<dyn RepoFiles>) -> Self {
+        RenderOptions {
+            repo,
+            lib: Arc::new(crate::evaluate::library::EmbeddedLibrary),
+            limits: Limits::default(),
+            default_namespace: None,
+            workers: 0,
+            cache: None,
+            services: None,
+        }
+    }
+}
+
+/// Threads to evaluate on when asked for `0`: one per core.
+fn workers(asked: usize) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A loaded repository whose shared inputs match their schemas.
@@ -47,6 +79,8 @@ pub struct Project {
     repo: Arc<dyn RepoFiles>,
     templates: Templates,
     default_namespace: Option<String>,
+    services: Option<BTreeSet<String>>,
+    units: UnitCounts,
 }
 
 /// Diagnostics of a failed step, with the files they point into.
@@ -96,8 +130,12 @@ impl Project {
                 repo,
                 lib,
                 limits: options.limits,
+                workers: workers(options.workers),
+                cache: options.cache,
             },
             default_namespace: options.default_namespace,
+            services: options.services,
+            units: UnitCounts::default(),
         })
     }
 
@@ -147,10 +185,34 @@ impl Project {
 
     /// Evaluates, processes and checks an already resolved environment.
     pub fn render_resolved(&mut self, resolved: &ResolvedEnv) -> Outcome<Vec<Resource>> {
-        let rendered = self
-            .templates
-            .render(resolved, &self.inputs.controlcenter.root, &mut self.sources)
-            .map_err(|d| vec![d])?;
+        if let Some(unknown) = self.unknown_service(resolved) {
+            return Err(vec![unknown]);
+        }
+        match self.evaluate_and_check(resolved, true) {
+            // Problems are located in the templates that made the objects:
+            // when cached units loaded none, evaluate them again to show where.
+            Err(_) if self.units.cached > 0 => self.evaluate_and_check(resolved, false),
+            result => result,
+        }
+    }
+
+    fn evaluate_and_check(
+        &mut self,
+        resolved: &ResolvedEnv,
+        use_cache: bool,
+    ) -> Outcome<Vec<Resource>> {
+        let plan = Plan {
+            evaluation: self.settings.evaluation,
+            services: self.services.as_ref(),
+            use_cache,
+        };
+        let rendered = self.templates.render(
+            resolved,
+            &self.inputs.controlcenter.root,
+            &mut self.sources,
+            plan,
+        )?;
+        self.units = rendered.units;
         let entry = self.entry_span();
         let service_spans = resolved.spans_by_name();
         let ctx = RenderContext {
@@ -166,10 +228,13 @@ impl Project {
             rendered.output,
             &process::ProcessOptions {
                 env: &resolved.state.env,
-                allow_empty: self.settings.allow_empty_envs.contains(&resolved.state.env),
+                // A selection of services renders what they have, maybe nothing.
+                allow_empty: self.services.is_some()
+                    || self.settings.allow_empty_envs.contains(&resolved.state.env),
                 service_spans: &service_spans,
                 entry,
                 env_span: Some(resolved.env_span),
+                per_service: self.settings.evaluation == Evaluation::PerService,
             },
         );
         diagnostics.extend(rules::check_resources(Stage::Process, &resources, &ctx));
@@ -181,6 +246,36 @@ impl Project {
         } else {
             Err(diagnostics)
         }
+    }
+
+    /// A selected service (`--service`) the environment does not have.
+    fn unknown_service(&self, resolved: &ResolvedEnv) -> Option<Diagnostic> {
+        let selected = self.services.as_ref()?;
+        let known = &resolved.state.services;
+        let missing = selected.iter().find(|k| !known.contains_key(*k))?;
+        let mut d = Diagnostic::error(
+            Code::UnknownService,
+            format!(
+                "environment `{}` has no enabled service `{missing}`",
+                resolved.state.env
+            ),
+        )
+        .at(resolved.env_span, "in this environment");
+        let closest = known
+            .keys()
+            .map(|k| (strsim::jaro_winkler(k, missing), k))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        d = match closest {
+            Some((_, k)) => d.help(format!("did you mean `{k}`? `--service` takes a service key of controlcenter.yaml")),
+            None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml"),
+        };
+        Some(d)
+    }
+
+    /// Units evaluated and taken from the cache by the last render.
+    pub fn units(&self) -> UnitCounts {
+        self.units
     }
 
     /// The start of the template entry point, registered for snippets:

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::evaluate::Evaluation;
 use crate::load::yaml::{Node, Value};
 use crate::load::RepoInputs;
 use crate::load::SETTINGS_KEY;
@@ -26,6 +27,8 @@ pub struct Settings {
     pub disabled_policies: BTreeSet<String>,
     /// Whether the Argo CD plugin annotates resources with the commit.
     pub revision_annotation: bool,
+    /// How templates are evaluated (`settings.evaluation`).
+    pub evaluation: Evaluation,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
             allow_empty_envs: Vec::new(),
             disabled_policies: BTreeSet::new(),
             revision_annotation: false,
+            evaluation: Evaluation::PerService,
         }
     }
 }
@@ -78,6 +82,10 @@ impl Settings {
                 .map(|e| e.key.clone())
                 .collect(),
             revision_annotation: flag("revision_annotation"),
+            evaluation: match s.and_then(|s| s.get("evaluation")).and_then(Node::as_str) {
+                Some("environment") => Evaluation::Environment,
+                _ => Evaluation::PerService,
+            },
         }
     }
 }

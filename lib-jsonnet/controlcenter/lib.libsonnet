@@ -198,12 +198,20 @@ local workspace = import 'k8s/workspace.libsonnet';
 
     // ---- output ----------------------------------------------------------
 
+    // unit: which objects this evaluation renders. controlcenter evaluates
+    // each service on its own (state.unit: 'service', state.services holding
+    // that service only) and the environment-level objects apart
+    // (state.unit: 'environment'); a state without `unit` (any other
+    // engine, or settings.evaluation: environment) renders everything.
+    unit:: if std.objectHas(state, 'unit') then state.unit else 'all',
+
     // manifests: the array to return; nulls removed. controlcenter sorts it
     // (kind install order, namespace, name), so the order here is cosmetic.
     manifests: util.compact(
-      std.flatMap(function(svc) lib.serviceManifests(svc), lib.services)
-      + lib.sealedSecrets
-      + lib.extraManifests
+      (if lib.unit == 'environment' then []
+       else std.flatMap(function(svc) lib.serviceManifests(svc), lib.services))
+      + (if lib.unit == 'service' then []
+         else lib.sealedSecrets + lib.extraManifests)
     ),
   },
 }

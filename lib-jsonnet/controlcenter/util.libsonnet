@@ -38,14 +38,21 @@
   // not an ASCII letter or digit becomes '_'; a lower-case letter or digit
   // followed by an upper-case letter gets a '_' in between.
   upperSnake(s)::
-    local cs = std.stringChars(s);
-    local isUpper(c) = c >= 'A' && c <= 'Z';
-    local isLowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    std.join('', [
-      (if i > 0 && isUpper(cs[i]) && isLowerOrDigit(cs[i - 1]) then '_' else '')
-      + (if $.isAlnum(cs[i]) then std.asciiUpper(cs[i]) else '_')
-      for i in std.range(0, std.length(cs) - 1)
-    ]),
+    // Fast path, identical result: a name without upper-case letters has
+    // no camelCase boundary, so only '-' and '.' need replacing, when
+    // nothing else is outside [a-z0-9_].
+    local plain = std.strReplace(std.strReplace(s, '-', '_'), '.', '_');
+    if std.asciiLower(s) == s && std.length(std.stripChars(plain, 'abcdefghijklmnopqrstuvwxyz0123456789_')) == 0
+    then std.asciiUpper(plain)
+    else
+      local cs = std.stringChars(s);
+      local isUpper(c) = c >= 'A' && c <= 'Z';
+      local isLowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+      std.join('', [
+        (if i > 0 && isUpper(cs[i]) && isLowerOrDigit(cs[i - 1]) then '_' else '')
+        + (if $.isAlnum(cs[i]) then std.asciiUpper(cs[i]) else '_')
+        for i in std.range(0, std.length(cs) - 1)
+      ]),
 
   // dnsName(s): the DNS-1123 form controlcenter uses for names: lower case,
   // '_' and '.' become '-' ('media_bucket' -> 'media-bucket').

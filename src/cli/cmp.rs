@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use super::output::MAX_PLUGIN_TRACE_LINES;
 use super::{Cli, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::commands::cmp::{
-    annotate_revision, find_repo_root, select_env, NAMESPACE_VAR, REVISION_VAR,
+    annotate_revision, find_repo_root, select_env, selected_services, NAMESPACE_VAR, REVISION_VAR,
 };
 use crate::diagnostics::{Code, Diagnostic};
 use crate::emit::json_lines;
@@ -103,7 +103,8 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
         }
     };
     let namespace = vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned();
-    let options = match cli.render_options(Arc::new(repo), namespace) {
+    let services = selected_services(&vars);
+    let options = match cli.render_options(Arc::new(repo), namespace, &services) {
         Ok(o) => o,
         Err(code) => return code,
     };

@@ -57,6 +57,9 @@ pub struct DiffArgs {
     /// Compare `--env` with this environment, both at `--to`.
     #[arg(long, value_name = "ENV", conflicts_with = "from")]
     pub against_env: Option<String>,
+    /// Only this service's objects (its key in controlcenter.yaml); repeatable.
+    #[arg(long = "service", short = 's', value_name = "NAME")]
+    pub services: Vec<String>,
     /// Output options.
     #[command(flatten)]
     pub output: DiffOutputArgs,
@@ -87,8 +90,10 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         }
     };
     let (old, new) = std::thread::scope(|s| {
-        let old = s.spawn(|| cli.render_snapshot(old_side.0.clone(), &old_side.1, &old_side.2));
-        let new = cli.render_snapshot(new_side.0.clone(), &new_side.1, &new_side.2);
+        let old = s.spawn(|| {
+            cli.render_snapshot(old_side.0.clone(), &old_side.1, &old_side.2, &args.services)
+        });
+        let new = cli.render_snapshot(new_side.0.clone(), &new_side.1, &new_side.2, &args.services);
         (old.join().unwrap_or(Err(EXIT_INVALID)), new)
     });
     let ((old, mut secrets), (new, new_secrets)) = match (old, new) {

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 use crate::diagnostics::render::ErrorFormat;
 use crate::diagnostics::{Code, Diagnostic, Sources};
 use crate::evaluate::library::EmbeddedLibrary;
-use crate::evaluate::Limits;
+use crate::evaluate::{cache, Cache, Limits};
 use crate::redact::SecretValues;
 use crate::repo::git::GitRevision;
 use crate::repo::{RepoFiles, WorkTree};
@@ -73,6 +73,22 @@ pub struct Cli {
     /// Show at most this many problems (all are still counted).
     #[arg(long, global = true, default_value_t = 200, value_name = "N")]
     pub max_errors: usize,
+    /// Evaluation threads (default: one per core).
+    #[arg(
+        long,
+        short = 'j',
+        global = true,
+        env = "CONTROLCENTER_JOBS",
+        default_value_t = 0,
+        value_name = "N",
+        hide_default_value = true
+    )]
+    pub jobs: usize,
+    /// Evaluate every unit, neither reading nor writing the evaluation
+    /// cache ($CONTROLCENTER_CACHE_DIR, else $XDG_CACHE_HOME/controlcenter,
+    /// else ~/.cache/controlcenter).
+    #[arg(long, global = true, env = "CONTROLCENTER_NO_CACHE")]
+    pub no_cache: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -224,7 +240,7 @@ impl Cli {
     /// Opens and validates the repository; on failure reports and returns the exit code.
     fn project(&self) -> Result<Project, i32> {
         let (repo, _) = self.snapshot(None)?;
-        self.project_of(repo, None)
+        self.project_of(repo, None, &[])
     }
 
     /// The repository's work tree (`rev` = None) or a Git revision of it,
@@ -264,8 +280,9 @@ impl Cli {
         repo: Arc<dyn RepoFiles>,
         env: &str,
         label: &str,
+        services: &[String],
     ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
-        let mut project = match Project::load(self.render_options(repo, None)?) {
+        let mut project = match Project::load(self.render_options(repo, None, services)?) {
             Ok(p) => p,
             Err(Failure {
                 sources,
@@ -298,13 +315,25 @@ impl Cli {
         &self,
         repo: Arc<dyn RepoFiles>,
         default_namespace: Option<String>,
+        services: &[String],
     ) -> Result<RenderOptions, i32> {
         Ok(RenderOptions {
             repo,
             lib: self.library()?,
             limits: self.limits(),
             default_namespace,
+            workers: self.jobs,
+            cache: self.cache(),
+            services: (!services.is_empty()).then(|| services.iter().cloned().collect()),
         })
+    }
+
+    /// The evaluation cache, unless `--no-cache` (or no home directory).
+    fn cache(&self) -> Option<Arc<Cache>> {
+        if self.no_cache {
+            return None;
+        }
+        cache::default_dir().map(|dir| Arc::new(Cache::new(dir)))
     }
 
     /// Loads and validates a snapshot; on failure reports and returns the exit code.
@@ -312,8 +341,9 @@ impl Cli {
         &self,
         repo: Arc<dyn RepoFiles>,
         default_namespace: Option<String>,
+        services: &[String],
     ) -> Result<Project, i32> {
-        Project::load(self.render_options(repo, default_namespace)?).map_err(
+        Project::load(self.render_options(repo, default_namespace, services)?).map_err(
             |Failure {
                  sources,
                  diagnostics,

@@ -59,13 +59,14 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let (before, mut secrets) = match cli.render_snapshot(target.clone(), &args.to, &target_label) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let (before, mut secrets) =
+        match cli.render_snapshot(target.clone(), &args.to, &target_label, &[]) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let promoted: Arc<dyn RepoFiles> = Arc::new(Promotion { source, target });
     let label = format!("{source_label} promoted into {target_label}");
-    let after = match cli.render_snapshot(promoted, &args.to, &label) {
+    let after = match cli.render_snapshot(promoted, &args.to, &label, &[]) {
         Ok((r, s)) => {
             secrets.extend(&s);
             r

@@ -28,7 +28,7 @@ impl From<FormatArg> for Format {
 /// Arguments of `render`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter render --env prod --format json\n  controlcenter render --env dev --out-dir rendered/dev"
+    after_help = "Examples:\n  controlcenter render --env dev\n  controlcenter render --env prod --format json\n  controlcenter render --env dev --out-dir rendered/dev\n  controlcenter render --env prod --service api"
 )]
 pub struct RenderArgs {
     /// Environment to render.
@@ -46,12 +46,15 @@ pub struct RenderArgs {
     /// Render a Git revision (commit, branch, tag) without checking it out.
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+    /// Only this service's objects (its key in controlcenter.yaml); repeatable.
+    #[arg(long = "service", short = 's', value_name = "NAME")]
+    pub services: Vec<String>,
 }
 
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
     let project = cli
         .snapshot(args.rev.as_deref())
-        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone()));
+        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone(), &args.services));
     let mut project = match project {
         Ok(p) => p,
         Err(code) => return code,

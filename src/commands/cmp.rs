@@ -26,6 +26,30 @@ pub const TARGET_REVISION_VAR: &str = "ARGOCD_APP_SOURCE_TARGET_REVISION";
 pub const NAMESPACE_VAR: &str = "ARGOCD_APP_NAMESPACE";
 /// The commit being rendered.
 pub const REVISION_VAR: &str = "ARGOCD_APP_REVISION";
+
+/// Plugin `env` entry selecting services (`ARGOCD_ENV_CC_SERVICE`): render
+/// only these services (keys of controlcenter.yaml, comma-separated), as an
+/// ApplicationSet that makes one Application per service sets it.
+pub const SERVICE_VAR: &str = "ARGOCD_ENV_CC_SERVICE";
+/// Plugin parameter selecting services, as `CC_SERVICE`.
+pub const SERVICE_PARAMETER: &str = "service";
+
+/// The services the plugin env entry `CC_SERVICE`, else the parameter
+/// `service`, selects (none: all of them).
+pub fn selected_services(vars: &BTreeMap<String, String>) -> Vec<String> {
+    vars.get(SERVICE_VAR)
+        .filter(|v| !v.trim().is_empty())
+        .cloned()
+        .or_else(|| parameter(vars, SERVICE_PARAMETER))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 /// Annotation carrying the commit, when `settings.revision_annotation` asks.
 pub const REVISION_ANNOTATION: &str = "controlcenter.dev/git-revision";
 

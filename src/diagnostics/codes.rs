@@ -53,6 +53,7 @@ codes! {
     NameCollision = "CC0307", "two services map to the same Kubernetes name";
     ParamClash = "CC0308", "two inputs define the same parameter";
     SecretNotSealed = "CC0309", "a secrets.yaml value is not a SealedSecret ciphertext";
+    UnknownService = "CC0310", "a selected service (`--service`) is not an enabled service of the environment";
     // 04xx: Jsonnet
     JsonnetError = "CC0401", "a Jsonnet template failed to evaluate";
     ImportDenied = "CC0402", "a Jsonnet import reaches outside the repository and the library";

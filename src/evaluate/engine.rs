@@ -19,8 +19,11 @@ use jrsonnet_evaluator::manifest::JsonFormat;
 use jrsonnet_evaluator::stack::limit_stack_depth;
 use jrsonnet_evaluator::tla::TlaArg;
 use jrsonnet_evaluator::trace::PathResolver;
-use jrsonnet_evaluator::{apply_tla, error::ErrorKind, State, Val};
+use jrsonnet_evaluator::{
+    apply_tla, error::ErrorKind, NumValue, ObjValueBuilder, State, Thunk, Val,
+};
 use jrsonnet_interner::IStr;
+use serde_json::Value as Json;
 
 use super::imports::{FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, DENIED};
 use crate::redact::SecretValues;
@@ -193,38 +196,55 @@ pub struct Evaluated {
 
 /// Evaluates `job` and returns its result as JSON text.
 pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
-    let timeout = job.timeout;
-    let timed_out = || EvalFailure {
-        kind: FailureKind::Timeout,
-        message: format!(
-            "the command did not finish within its {} s time limit",
-            timeout.as_secs_f64()
-        ),
-        frames: Vec::new(),
-    };
-    // Where to point when the failure itself has no place.
-    let entry_root = &job.roots[job.entry.0];
-    let entry = (
-        format!("{}{}", entry_root.label, job.entry.1),
-        entry_root.files.clone(),
-        job.entry.1.clone(),
-    );
+    let entry = EntryPlace::of(&job);
     let left = job
         .deadline
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero());
     let result = match left {
         // Nothing starts after the deadline, so nothing piles up.
-        None => Err(timed_out()),
-        Some(left) => on_thread(job, left, timed_out),
+        None => Err(timed_out(job.timeout)),
+        Some(left) => on_thread(job, left),
     };
-    result.map_err(|mut f| {
-        // Every failure names a file: the entry point when nothing better
-        // is known (a timeout, an error jrsonnet raised outside any frame).
+    result.map_err(|f| entry.locate(f))
+}
+
+fn timed_out(timeout: Duration) -> EvalFailure {
+    EvalFailure {
+        kind: FailureKind::Timeout,
+        message: format!(
+            "the command did not finish within its {} s time limit",
+            timeout.as_secs_f64()
+        ),
+        frames: Vec::new(),
+    }
+}
+
+/// The entry point: where to point when a failure itself has no place.
+#[derive(Clone)]
+struct EntryPlace {
+    display: String,
+    files: Arc<dyn crate::repo::RepoFiles>,
+    rel: String,
+}
+
+impl EntryPlace {
+    fn of(job: &EvalJob) -> Self {
+        let root = &job.roots[job.entry.0];
+        EntryPlace {
+            display: format!("{}{}", root.label, job.entry.1),
+            files: root.files.clone(),
+            rel: job.entry.1.clone(),
+        }
+    }
+
+    /// Every failure names a file: the entry point when nothing better is
+    /// known (a timeout, an error jrsonnet raised outside any frame).
+    fn locate(&self, mut f: EvalFailure) -> EvalFailure {
         if f.frames.iter().all(|fr| fr.location.is_none()) {
-            let (path, files, rel) = entry;
-            let code = files
-                .read(&rel)
+            let code = self
+                .files
+                .read(&self.rel)
                 .ok()
                 .flatten()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -234,7 +254,7 @@ pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
                 Frame {
                     desc: "while evaluating this entry point".to_owned(),
                     location: Some(FrameLocation {
-                        path,
+                        path: self.display.clone(),
                         code: code.into(),
                         start: 0,
                         end: 0,
@@ -243,16 +263,13 @@ pub fn evaluate(job: EvalJob) -> Result<Evaluated, EvalFailure> {
             );
         }
         f
-    })
+    }
 }
 
 /// Runs `job` on its own thread (a large stack; jrsonnet's State is not
 /// Send), waiting at most `left`.
-fn on_thread(
-    job: EvalJob,
-    left: Duration,
-    timed_out: impl Fn() -> EvalFailure,
-) -> Result<Evaluated, EvalFailure> {
+fn on_thread(job: EvalJob, left: Duration) -> Result<Evaluated, EvalFailure> {
+    let timeout = job.timeout;
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("jsonnet".into())
@@ -272,7 +289,7 @@ fn on_thread(
         // jrsonnet cannot be interrupted: the thread is left behind, but the
         // deadline has passed, so no other evaluation starts and the
         // command ends (exiting the process) right after reporting.
-        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out()),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out(timeout)),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(EvalFailure {
             kind: FailureKind::Runtime,
             message: "the evaluation thread stopped unexpectedly".to_owned(),
@@ -300,53 +317,75 @@ fn find_field_access(files: &[(String, Arc<str>)], field: &str) -> Option<FrameL
     })
 }
 
-fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
-    let _depth = limit_stack_depth(job.max_stack);
-    let failed_import = FailedImportSlot::default();
-    let loaded = LoadedFiles::default();
-    let sandbox = Sandbox::new(
-        job.roots,
-        job.jpaths,
-        failed_import.clone(),
-        loaded.clone(),
-        job.secrets.clone(),
-    );
-    let entry = sandbox.path(job.entry.0, &job.entry.1);
-    let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
-    std.settings_mut().trace_printer = Rc::new(TraceSink {
-        secrets: job.secrets.clone(),
-        print: job.trace,
-    });
-    for (name, value) in &job.ext {
-        std.settings_mut()
-            .ext_vars
-            .insert(name.as_str().into(), arg(value));
+/// A jrsonnet `State` set up for one job on the current thread, with what
+/// its sandbox records.
+struct Session {
+    state: State,
+    failed_import: FailedImportSlot,
+    /// Failed imports seen by earlier units, by the error jrsonnet raised:
+    /// it remembers a failed import (the file's locals are evaluated once)
+    /// and raises the same error again without asking the sandbox.
+    import_failures: std::cell::RefCell<HashMap<String, super::imports::FailedImport>>,
+    loaded: LoadedFiles,
+    entry: super::imports::SandboxPath,
+}
+
+impl Session {
+    fn new(job: &EvalJob) -> Self {
+        let failed_import = FailedImportSlot::default();
+        let loaded = LoadedFiles::default();
+        let sandbox = Sandbox::new(
+            job.roots.clone(),
+            job.jpaths.clone(),
+            failed_import.clone(),
+            loaded.clone(),
+            job.secrets.clone(),
+        );
+        let entry = sandbox.path(job.entry.0, &job.entry.1);
+        let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+        std.settings_mut().trace_printer = Rc::new(TraceSink {
+            secrets: job.secrets.clone(),
+            print: job.trace,
+        });
+        for (name, value) in &job.ext {
+            std.settings_mut()
+                .ext_vars
+                .insert(name.as_str().into(), arg(value));
+        }
+        let mut builder = State::builder();
+        builder.import_resolver(sandbox).context_initializer(std);
+        Session {
+            state: builder.build(),
+            failed_import,
+            import_failures: Default::default(),
+            loaded,
+            entry,
+        }
     }
-    let mut builder = State::builder();
-    builder.import_resolver(sandbox).context_initializer(std);
-    let state = builder.build();
-    let _entered = state.enter();
-    let indent = job.indent;
-    let result = (|| {
-        let val = state.import_resolved(jrsonnet_ir::SourcePath::new(entry))?;
-        let tla: HashMap<IStr, TlaArg> = job
-            .tla
-            .iter()
-            .map(|(k, v)| (IStr::from(k.as_str()), arg(v)))
-            .collect();
-        let val = apply_tla(&tla, val)?;
-        let text = manifest_bounded(&val, indent)?;
-        Ok(Evaluated {
-            json: text,
-            files: loaded.borrow().clone(),
-        })
-    })();
-    result.map_err(|e| {
-        let mut f = failure(&e);
+
+    /// The entry point's value (imports are cached: a second call is free).
+    fn entry(&self) -> jrsonnet_evaluator::Result<Val> {
+        self.state
+            .import_resolved(jrsonnet_ir::SourcePath::new(self.entry.clone()))
+    }
+
+    /// A jrsonnet error as plain data, located as well as the sandbox can.
+    fn failure(&self, e: &jrsonnet_evaluator::Error) -> EvalFailure {
+        let mut f = failure(e);
         // A failed import is the cause whatever jrsonnet says after it (a
         // lazy field that imported it reads as "infinite recursion"), and
         // jrsonnet gives it no location: point at the import literal.
-        if let Some(fi) = failed_import.borrow().as_ref() {
+        let fresh = self.failed_import.borrow_mut().take();
+        let known = match fresh {
+            Some(fi) => {
+                self.import_failures
+                    .borrow_mut()
+                    .insert(f.message.clone(), fi.clone());
+                Some(fi)
+            }
+            None => self.import_failures.borrow().get(&f.message).cloned(),
+        };
+        if let Some(fi) = known.as_ref() {
             f.kind = match fi.failure {
                 ImportFailure::Denied => FailureKind::ImportDenied,
                 ImportFailure::NotFound => FailureKind::ImportNotFound,
@@ -379,7 +418,7 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
         }
         if f.frames.iter().all(|fr| fr.location.is_none()) {
             if let ErrorKind::NoSuchField(field, _) = e.error() {
-                if let Some(location) = find_field_access(&loaded.borrow(), field) {
+                if let Some(location) = find_field_access(&self.loaded.borrow(), field) {
                     f.frames.insert(
                         0,
                         Frame {
@@ -391,7 +430,349 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
             }
         }
         f
+    }
+}
+
+fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
+    let _depth = limit_stack_depth(job.max_stack);
+    let session = Session::new(&job);
+    let _entered = session.state.enter();
+    let result = (|| {
+        let val = session.entry()?;
+        let tla: HashMap<IStr, TlaArg> = job
+            .tla
+            .iter()
+            .map(|(k, v)| (IStr::from(k.as_str()), arg(v)))
+            .collect();
+        let val = apply_tla(&tla, val)?;
+        let text = manifest_bounded(&val, job.indent)?;
+        Ok(Evaluated {
+            json: text,
+            files: session.loaded.borrow().clone(),
+        })
+    })();
+    result.map_err(|e| session.failure(&e))
+}
+
+/// The input of one evaluation unit: the top-level argument `state`.
+#[derive(Clone, Debug)]
+pub struct UnitInput {
+    /// The state (a JSON object), built into engine values directly.
+    pub state: Json,
+    /// Top-level fields of `state` present in name only: reading one fails
+    /// with the given message (what the unit must not see).
+    pub withheld: Vec<(String, String)>,
+}
+
+/// What one unit returned: each element of the array it evaluated to, as
+/// compact JSON (one element holding the whole value when it is not an
+/// array).
+#[derive(Clone, Debug, Default)]
+pub struct UnitOutput {
+    /// Compact JSON texts.
+    pub items: Vec<String>,
+    /// Whether the value was an array.
+    pub array: bool,
+}
+
+/// Every unit's result, in unit order, and the Jsonnet files loaded.
+pub struct UnitsEvaluated {
+    /// One result per unit.
+    pub results: Vec<Result<UnitOutput, EvalFailure>>,
+    /// Every Jsonnet file loaded (display path, text), first load order.
+    pub files: Vec<(String, Arc<str>)>,
+}
+
+/// Evaluates the entry point of `job` once per unit, with the unit's
+/// state as the top-level argument `state`, on up to `workers` threads.
+/// Each worker has its own jrsonnet `State` (they are not `Send`) that
+/// parses the library once and reuses it for every unit it takes.
+pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> UnitsEvaluated {
+    let count = units.len();
+    let entry = EntryPlace::of(&job);
+    let timeout = job.timeout;
+    let left = job
+        .deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero());
+    let mut results: Vec<Option<Result<UnitOutput, EvalFailure>>> = vec![None; count];
+    let mut files: Vec<(String, Arc<str>)> = Vec::new();
+    if left.is_none() || count == 0 {
+        let results = results
+            .into_iter()
+            .map(|_| Err(entry.locate(timed_out(timeout))))
+            .collect();
+        return UnitsEvaluated {
+            results: if count == 0 { Vec::new() } else { results },
+            files,
+        };
+    }
+    let queue = Arc::new(UnitQueue {
+        units: std::sync::Mutex::new(units.into_iter().map(Some).collect()),
+        next: AtomicUsize::new(0),
+        budget: OutputBudget::default(),
+    });
+    let job = Arc::new(job);
+    let (tx, rx) = mpsc::channel::<WorkerMessage>();
+    let workers = workers.clamp(1, count);
+    let mut running = 0;
+    for _ in 0..workers {
+        let task = Task {
+            job: job.clone(),
+            queue: queue.clone(),
+            tx: tx.clone(),
+        };
+        if pool::run(task) {
+            running += 1;
+        }
+    }
+    drop(tx);
+    if running == 0 {
+        let stopped = EvalFailure {
+            kind: FailureKind::Runtime,
+            message: "cannot start an evaluation thread".to_owned(),
+            frames: Vec::new(),
+        };
+        return UnitsEvaluated {
+            results: (0..count)
+                .map(|_| Err(entry.locate(stopped.clone())))
+                .collect(),
+            files,
+        };
+    }
+    let mut seen = std::collections::HashSet::new();
+    while running > 0 {
+        let left = job.deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(WorkerMessage::Unit(i, r)) => results[i] = Some(r.map_err(|f| entry.locate(f))),
+            Ok(WorkerMessage::Done(loaded)) => {
+                running -= 1;
+                for (path, text) in loaded {
+                    if seen.insert(path.clone()) {
+                        files.push((path, text));
+                    }
+                }
+            }
+            // jrsonnet cannot be interrupted: the workers are left behind,
+            // take no further unit, and the command ends right after
+            // reporting.
+            Err(_) => break,
+        }
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(entry.locate(timed_out(timeout)))))
+        .collect();
+    UnitsEvaluated { results, files }
+}
+
+/// Units not yet taken, shared by the workers.
+struct UnitQueue {
+    units: std::sync::Mutex<Vec<Option<UnitInput>>>,
+    next: AtomicUsize,
+    budget: OutputBudget,
+}
+
+/// The output limits, counted over every unit of a render.
+#[derive(Default)]
+struct OutputBudget {
+    bytes: AtomicUsize,
+    items: AtomicUsize,
+}
+
+enum WorkerMessage {
+    Unit(usize, Result<UnitOutput, EvalFailure>),
+    Done(Vec<(String, Arc<str>)>),
+}
+
+/// A share of one render for one worker.
+struct Task {
+    job: Arc<EvalJob>,
+    queue: Arc<UnitQueue>,
+    tx: mpsc::Sender<WorkerMessage>,
+}
+
+/// Evaluation threads, kept for the life of the process and reused by
+/// every render of it (`validate` renders each environment, `diff` two
+/// revisions).
+///
+/// jrsonnet frees cyclic garbage only in a cycle collection, which at a
+/// few thousand services costs more than the whole render (the jrsonnet
+/// CLI skips the one at exit too). A worker therefore never exits, so the
+/// collection at thread exit never runs, and collects after a task only
+/// when the task was small (cheap, and it keeps a long-running process
+/// that renders many small repositories, like the test suite, bounded).
+mod pool {
+    use std::sync::{mpsc, Mutex};
+
+    use super::{work, Task, EVAL_STACK_BYTES};
+
+    /// Idle workers, each waiting on its own channel.
+    static IDLE: Mutex<Vec<mpsc::Sender<Task>>> = Mutex::new(Vec::new());
+
+    /// Hands `task` to an idle worker, or a new one; false when no thread
+    /// can be started.
+    pub(super) fn run(task: Task) -> bool {
+        let idle = IDLE.lock().ok().and_then(|mut idle| idle.pop());
+        let task = match idle {
+            Some(worker) => match worker.send(task) {
+                Ok(()) => return true,
+                Err(mpsc::SendError(task)) => task,
+            },
+            None => task,
+        };
+        let (tx, rx) = mpsc::channel::<Task>();
+        if tx.send(task).is_err() {
+            return false;
+        }
+        std::thread::Builder::new()
+            .name("jsonnet".into())
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn(move || {
+                // The worker holds its own sender, so it waits here for
+                // the next task for as long as the process lives.
+                while let Ok(task) = rx.recv() {
+                    if work(&task.job, &task.queue, &task.tx) {
+                        jrsonnet_gcmodule::collect_thread_cycles();
+                    }
+                    drop(task);
+                    if let Ok(mut idle) = IDLE.lock() {
+                        idle.push(tx.clone());
+                    }
+                }
+            })
+            .is_ok()
+    }
+}
+
+/// Output bytes under which a worker collects its garbage after a task.
+const SMALL_TASK_BYTES: usize = 4 << 20;
+
+/// One worker's share of a render: takes units until none is left or the
+/// deadline has passed. Returns whether the share was small.
+fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> bool {
+    let _depth = limit_stack_depth(job.max_stack);
+    let session = Session::new(job);
+    let mut bytes = 0;
+    {
+        let _entered = session.state.enter();
+        loop {
+            let i = queue.next.fetch_add(1, Ordering::SeqCst);
+            let Some(unit) = queue
+                .units
+                .lock()
+                .ok()
+                .and_then(|mut u| u.get_mut(i).and_then(Option::take))
+            else {
+                break;
+            };
+            if Instant::now() >= job.deadline {
+                break;
+            }
+            let result =
+                evaluate_unit(&session, &unit, &queue.budget).map_err(|e| session.failure(&e));
+            drop(unit);
+            if let Ok(out) = &result {
+                bytes += out.items.iter().map(String::len).sum::<usize>();
+            }
+            if tx.send(WorkerMessage::Unit(i, result)).is_err() {
+                break;
+            }
+        }
+    }
+    let loaded = session.loaded.borrow().clone();
+    let _ = tx.send(WorkerMessage::Done(loaded));
+    bytes < SMALL_TASK_BYTES
+}
+
+fn evaluate_unit(
+    session: &Session,
+    unit: &UnitInput,
+    budget: &OutputBudget,
+) -> jrsonnet_evaluator::Result<UnitOutput> {
+    let entry = session.entry()?;
+    let state = unit_state(unit);
+    let mut tla: HashMap<IStr, TlaArg> = HashMap::with_capacity(1);
+    tla.insert(IStr::from("state"), TlaArg::Val(state));
+    let val = apply_tla(&tla, entry)?;
+    let too_large = |what: String| -> jrsonnet_evaluator::Error {
+        ErrorKind::RuntimeError(format!("{OUTPUT_LIMIT}{what}").into()).into()
+    };
+    let take = |text: String| -> jrsonnet_evaluator::Result<String> {
+        let bytes = budget.bytes.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+        if bytes > super::MAX_OUTPUT_BYTES {
+            return Err(too_large(format!(
+                "the output is more than the {} MiB limit",
+                super::MAX_OUTPUT_BYTES >> 20
+            )));
+        }
+        Ok(text)
+    };
+    let Val::Arr(items) = &val else {
+        let text = val.manifest(JsonFormat::cli(0))?;
+        return Ok(UnitOutput {
+            items: vec![take(text)?],
+            array: false,
+        });
+    };
+    let mut out = Vec::with_capacity(items.len() as usize);
+    for i in 0..items.len() {
+        let total = budget.items.fetch_add(1, Ordering::Relaxed) + 1;
+        if total > super::MAX_OUTPUT_ITEMS {
+            return Err(too_large(format!(
+                "the output has more than the {} elements limit",
+                super::MAX_OUTPUT_ITEMS
+            )));
+        }
+        let item = items.get(i)?.unwrap_or(Val::Null);
+        out.push(take(item.manifest(JsonFormat::cli(0))?)?);
+    }
+    Ok(UnitOutput {
+        items: out,
+        array: true,
     })
+}
+
+/// The unit's state as an engine value: built from the JSON tree (never
+/// through text, and never through `Val::from_serde`, which turns integers
+/// into strings), withheld fields failing when read.
+fn unit_state(unit: &UnitInput) -> Val {
+    let Json::Object(fields) = &unit.state else {
+        return json_val(&unit.state);
+    };
+    let mut obj = ObjValueBuilder::with_capacity(fields.len() + unit.withheld.len());
+    for (k, v) in fields {
+        obj.field(k.as_str()).value(json_val(v));
+    }
+    for (k, message) in &unit.withheld {
+        let error: jrsonnet_evaluator::Error =
+            ErrorKind::RuntimeError(message.as_str().into()).into();
+        obj.field(k.as_str()).thunk(Thunk::errored(error));
+    }
+    Val::Obj(obj.build())
+}
+
+/// A JSON value as an engine value.
+fn json_val(v: &Json) -> Val {
+    match v {
+        Json::Null => Val::Null,
+        Json::Bool(b) => Val::Bool(*b),
+        // JSON numbers are finite; as in every Jsonnet engine, a number is
+        // a double.
+        Json::Number(n) => n
+            .as_f64()
+            .and_then(NumValue::new)
+            .map_or(Val::Null, Val::Num),
+        Json::String(s) => Val::string(s.as_str()),
+        Json::Array(items) => Val::arr(items.iter().map(json_val).collect::<Vec<Val>>()),
+        Json::Object(fields) => {
+            let mut obj = ObjValueBuilder::with_capacity(fields.len());
+            for (k, v) in fields {
+                obj.field(k.as_str()).value(json_val(v));
+            }
+            Val::Obj(obj.build())
+        }
+    }
 }
 
 /// Manifests the result as JSON, within [`super::MAX_OUTPUT_BYTES`] and,

@@ -6,10 +6,12 @@
 //! nowhere else. The state goes in as the top-level argument `state`.
 
 pub mod blame;
+pub mod cache;
 pub mod engine;
 pub mod imports;
 pub mod library;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,8 @@ use crate::load::yaml::Node;
 use crate::redact::SecretValues;
 use crate::repo::RepoFiles;
 use crate::resolve::{ResolvedEnv, State};
-pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind};
+pub use cache::Cache;
+pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind, UnitInput, UnitOutput};
 use imports::Root;
 
 /// The repo's own entry point, when it has one.
@@ -67,6 +70,23 @@ pub const MAX_OUTPUT_ITEMS: usize = 200_000;
 /// Display prefix of library files in messages.
 pub const LIB_LABEL: &str = "<lib>/";
 
+/// How an environment's templates are evaluated (`settings.evaluation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Evaluation {
+    /// One unit per service plus one for environment-level objects, in
+    /// parallel and cached: a unit sees the environment and its own
+    /// service only.
+    #[default]
+    PerService,
+    /// The whole environment in one evaluation: for templates that need
+    /// every service at once.
+    Environment,
+}
+
+/// The field of the unit state that tells the library which objects a
+/// unit renders (absent: all of them).
+pub const UNIT_FIELD: &str = "unit";
+
 /// The templates of a render: the repository's and the library's Jsonnet,
 /// evaluated within limits.
 #[derive(Clone)]
@@ -77,77 +97,343 @@ pub struct Templates {
     pub lib: Arc<dyn RepoFiles>,
     /// Evaluation bounds.
     pub limits: Limits,
+    /// Evaluation threads (at least 1).
+    pub workers: usize,
+    /// Where unit outputs are kept between runs, if anywhere.
+    pub cache: Option<Arc<Cache>>,
+}
+
+/// What to evaluate of one environment.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    /// Per service, or the whole environment at once.
+    pub evaluation: Evaluation,
+    /// Only these services' objects (service keys); `None` for everything.
+    pub services: Option<&'a BTreeSet<String>>,
+    /// Read and write the cache (when there is one).
+    pub use_cache: bool,
 }
 
 /// What the templates made of one environment.
 pub struct Rendered {
-    /// The entry point's result.
-    pub output: Json,
+    /// Every value the templates returned, with where it sits in the
+    /// output (`[3]`, or `""` for a non-array result), in output order.
+    pub output: Vec<(String, Json)>,
     /// Every Jsonnet file the render loaded, registered for snippets.
     pub files: Vec<(FileId, Arc<str>)>,
+    /// Units evaluated, and units taken from the cache.
+    pub units: UnitCounts,
+}
+
+/// How much of a render was evaluated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnitCounts {
+    /// Units evaluated now.
+    pub evaluated: usize,
+    /// Units whose output came from the cache.
+    pub cached: usize,
+}
+
+/// One unit of a render: whose objects, and its input.
+struct Unit {
+    /// The service key, `None` for the environment-level unit (or the
+    /// whole environment).
+    service: Option<String>,
+    input: UnitInput,
 }
 
 impl Templates {
-    /// Evaluates the entry point on the resolved state. A failure is one
-    /// diagnostic at the failing template, pointing at the input of the
-    /// service that causes it when one does.
+    /// Evaluates the entry point on the resolved state, unit by unit. A
+    /// failure is a diagnostic at the failing template, pointing at the
+    /// input of the service that causes it when one does.
     pub fn render(
         &self,
         resolved: &ResolvedEnv,
         controlcenter: &Node,
         sources: &mut Sources,
-    ) -> Result<Rendered, Diagnostic> {
-        let evaluated = self
-            .run(&resolved.state, sources.secrets(), true)
-            .map_err(|f| {
-                let culprit = match f.kind {
-                    FailureKind::Runtime => blame::culprit_service(resolved, |keys| {
-                        let mut state = resolved.state.clone();
-                        state.services.retain(|k, _| keys.contains(k));
-                        matches!(self.run(&state, sources.secrets(), false), Err(g) if g.message == f.message)
-                    }),
-                    _ => None,
+        plan: Plan<'_>,
+    ) -> Result<Rendered, Vec<Diagnostic>> {
+        let units = plan_units(&resolved.state, plan);
+        let secrets = sources.secrets().clone();
+        let cache = self.cache.as_ref().filter(|_| plan.use_cache);
+        let digest =
+            cache.and_then(|_| cache::templates_digest(self.repo.as_ref(), self.lib.as_ref()));
+        let lib_dirs = self.lib.list_dirs("");
+        let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
+
+        // Cache lookups; what misses is evaluated.
+        let keys: Vec<Option<String>> = units
+            .iter()
+            .map(|u| {
+                digest.as_ref().map(|d| {
+                    let text = crate::redact::exposed(|| {
+                        serde_json::to_vec(&(&u.input.state, &u.input.withheld)).unwrap_or_default()
+                    });
+                    cache::unit_key(d, &text)
+                })
+            })
+            .collect();
+        let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
+        let mut counts = UnitCounts::default();
+        if let Some(cache) = cache {
+            for (i, key) in keys.iter().enumerate() {
+                let Some(entry) = key.as_ref().and_then(|k| cache.get(k)) else {
+                    continue;
                 };
-                let d = diagnose(f, sources);
-                match culprit {
-                    Some(key) => {
-                        let failing = d.primary.as_ref().and_then(|p| {
-                            let s = p.span;
-                            sources.get(s.file).text.get(s.start..s.end).map(str::to_owned)
-                        });
-                        blame::point_at_service(d, failing.as_deref(), resolved, controlcenter, &key)
-                    }
-                    None => d,
+                let fresh = entry.depends.iter().all(|(path, d)| {
+                    dependency_digests
+                        .entry(path.clone())
+                        .or_insert_with(|| cache::file_digest(self.repo.as_ref(), path))
+                        == d
+                });
+                if fresh {
+                    counts.cached += 1;
+                    outputs[i] = Some(UnitOutput {
+                        items: entry.items,
+                        array: entry.array,
+                    });
                 }
-            })?;
-        let output = serde_json::from_str(&evaluated.json).map_err(|e| {
-            Diagnostic::error(
-                Code::JsonnetError,
-                format!("the template output is not valid JSON: {e}"),
-            )
-        })?;
-        let files = evaluated
-            .files
+            }
+        }
+        let misses: Vec<usize> = (0..units.len()).filter(|i| outputs[*i].is_none()).collect();
+        let mut files = Vec::new();
+        if !misses.is_empty() {
+            counts.evaluated = misses.len();
+            let job = self
+                .job(&secrets, true)
+                .map_err(|f| vec![diagnose(f, sources)])?;
+            let evaluated = engine::evaluate_units(
+                job,
+                misses.iter().map(|i| units[*i].input.clone()).collect(),
+                self.workers,
+            );
+            files = evaluated.files;
+            let mut failed: Vec<(usize, EvalFailure)> = Vec::new();
+            for (&i, result) in misses.iter().zip(evaluated.results) {
+                match result {
+                    Ok(out) => outputs[i] = Some(out),
+                    Err(f) => failed.push((i, f)),
+                }
+            }
+            // One mistake in a template fails every unit: say it once, and
+            // blame a service only for what fails in some services alone.
+            let mut failures: Vec<Diagnostic> = Vec::new();
+            let mut said: BTreeSet<String> = BTreeSet::new();
+            let service_units = units.iter().filter(|u| u.service.is_some()).count();
+            for (i, f) in &failed {
+                if !said.insert(f.message.clone()) {
+                    continue;
+                }
+                let alike: Vec<&Unit> = failed
+                    .iter()
+                    .filter(|(_, g)| g.message == f.message)
+                    .map(|(j, _)| &units[*j])
+                    .collect();
+                let of_services = alike.iter().all(|u| u.service.is_some())
+                    && (alike.len() < service_units || service_units == 1);
+                failures.push(self.explain_failure(
+                    f.clone(),
+                    &units[*i],
+                    plan,
+                    of_services,
+                    resolved,
+                    controlcenter,
+                    sources,
+                ));
+            }
+            if !failures.is_empty() {
+                return Err(failures);
+            }
+            // Store what was evaluated, except outputs holding a secret.
+            if let (Some(cache), Some(_)) = (cache, &digest) {
+                let depends: Vec<(String, String)> = files
+                    .iter()
+                    .filter(|(path, _)| !cache::in_template_trees(path, LIB_LABEL, &lib_dirs))
+                    .map(|(path, _)| {
+                        let d = dependency_digests
+                            .entry(path.clone())
+                            .or_insert_with(|| cache::file_digest(self.repo.as_ref(), path))
+                            .clone();
+                        (path.clone(), d)
+                    })
+                    .collect();
+                for &i in &misses {
+                    let (Some(key), Some(out)) = (&keys[i], &outputs[i]) else {
+                        continue;
+                    };
+                    if out.items.iter().any(|item| secrets.found_in(item)) {
+                        continue;
+                    }
+                    cache.put(
+                        key,
+                        &cache::Entry {
+                            array: out.array,
+                            depends: depends.clone(),
+                            items: out.items.clone(),
+                        },
+                    );
+                }
+                cache.trim();
+            }
+        }
+
+        // The units' outputs, in order, as one output: the indices are
+        // those of the whole environment's array.
+        let mut output = Vec::new();
+        let mut index = 0;
+        for (unit, out) in units.iter().zip(outputs) {
+            let Some(out) = out else { continue };
+            for item in out.items {
+                let value: Json = serde_json::from_str(&item).map_err(|e| {
+                    vec![Diagnostic::error(
+                        Code::JsonnetError,
+                        format!("the template output is not valid JSON: {e}"),
+                    )]
+                })?;
+                let path = if out.array {
+                    format!("[{index}]")
+                } else {
+                    String::new()
+                };
+                index += 1;
+                if plan.evaluation == Evaluation::Environment
+                    && plan.services.is_some()
+                    && !of_selected_service(&value, &resolved.state, plan.services)
+                {
+                    continue;
+                }
+                output.push((path, value));
+            }
+            let _ = unit;
+        }
+        let files = files
             .into_iter()
             .map(|(path, text)| (sources.add(path, text.clone()), text))
             .collect();
-        Ok(Rendered { output, files })
+        Ok(Rendered {
+            output,
+            files,
+            units: counts,
+        })
     }
 
-    fn run(
+    /// A unit's failure as a diagnostic, at the service that causes it.
+    fn explain_failure(
         &self,
-        state: &State,
-        secrets: &SecretValues,
-        trace: bool,
-    ) -> Result<Evaluated, EvalFailure> {
-        render_state(
-            self.repo.clone(),
-            self.lib.clone(),
-            engine_input(state),
-            self.limits,
-            secrets,
+        f: EvalFailure,
+        unit: &Unit,
+        plan: Plan<'_>,
+        of_one_service: bool,
+        resolved: &ResolvedEnv,
+        controlcenter: &Node,
+        sources: &mut Sources,
+    ) -> Diagnostic {
+        let culprit = match (&unit.service, plan.evaluation, &f.kind) {
+            // Which unit was running when time ran out says nothing.
+            (_, _, FailureKind::Timeout) => None,
+            (Some(key), Evaluation::PerService, _) if of_one_service => Some(key.clone()),
+            (_, Evaluation::Environment, FailureKind::Runtime) => {
+                blame::culprit_service(resolved, |keys| {
+                    let mut state = resolved.state.clone();
+                    state.services.retain(|k, _| keys.contains(k));
+                    matches!(self.run_whole(&state, sources.secrets()), Err(g) if g.message == f.message)
+                })
+            }
+            _ => None,
+        };
+        let other = match (&unit.service, plan.evaluation) {
+            (Some(own), Evaluation::PerService) => reads_other_service(&f, own, &resolved.state),
+            _ => None,
+        };
+        let mut d = diagnose(f, sources);
+        if let Some(other) = other {
+            d = d
+                .note(format!(
+                    "`{other}` is another service: with per-service evaluation, a service's templates see the environment and that service only"
+                ))
+                .help("read only `svc` and the environment, or set `settings.evaluation: environment` in controlcenter.yaml to evaluate every service at once");
+        }
+        match culprit {
+            Some(key) => {
+                let failing = d.primary.as_ref().and_then(|p| {
+                    let s = p.span;
+                    sources
+                        .get(s.file)
+                        .text
+                        .get(s.start..s.end)
+                        .map(str::to_owned)
+                });
+                blame::point_at_service(d, failing.as_deref(), resolved, controlcenter, &key)
+            }
+            None => d,
+        }
+    }
+
+    /// Evaluates the whole environment of `state` in one unit, silently
+    /// (for locating a failure).
+    fn run_whole(&self, state: &State, secrets: &SecretValues) -> Result<UnitOutput, EvalFailure> {
+        let job = self.job(secrets, false)?;
+        let input = UnitInput {
+            state: state_json(state),
+            withheld: Vec::new(),
+        };
+        engine::evaluate_units(job, vec![input], 1)
+            .results
+            .pop()
+            .unwrap_or_else(|| Ok(UnitOutput::default()))
+    }
+
+    /// The evaluation of the entry point, without its top-level argument.
+    fn job(&self, secrets: &SecretValues, trace: bool) -> Result<EvalJob, EvalFailure> {
+        // A repo entry point that exists but cannot be read is an error:
+        // falling back to the library would silently drop what it adds.
+        let entry = match self.repo.read(REPO_ENTRY) {
+            Ok(Some(_)) => (0, REPO_ENTRY.to_owned()),
+            Ok(None) => (1, library::LIB_ENTRY.to_owned()),
+            Err(e) => {
+                return Err(EvalFailure {
+                    kind: FailureKind::Unreadable,
+                    message: format!("cannot read {REPO_ENTRY}: {e}"),
+                    frames: vec![engine::Frame {
+                        desc: "the repository's entry point".to_owned(),
+                        location: Some(engine::FrameLocation {
+                            path: REPO_ENTRY.to_owned(),
+                            code: "".into(),
+                            start: 0,
+                            end: 0,
+                        }),
+                    }],
+                })
+            }
+        };
+        Ok(EvalJob {
+            roots: vec![
+                Root {
+                    label: String::new(),
+                    files: self.repo.clone(),
+                    hides_inputs: true,
+                },
+                Root {
+                    label: LIB_LABEL.to_owned(),
+                    files: self.lib.clone(),
+                    hides_inputs: false,
+                },
+            ],
+            jpaths: vec![
+                (0, "jsonnet".to_owned()),
+                (0, String::new()),
+                (1, String::new()),
+            ],
+            entry,
+            tla: Vec::new(),
+            ext: Vec::new(),
+            max_stack: self.limits.max_stack,
+            timeout: self.limits.timeout,
+            deadline: self.limits.deadline,
+            indent: 0,
+            secrets: secrets.clone(),
             trace,
-        )
+        })
     }
 
     /// The start of the entry point, registered for snippets: where
@@ -163,74 +449,99 @@ impl Templates {
     }
 }
 
-/// The state as the library receives it: compact JSON, sorted keys, secret
-/// fields holding their values. Never printed.
-fn engine_input(state: &State) -> String {
-    crate::redact::exposed(|| {
-        serde_json::to_value(state)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
+/// The state as the library receives it: secret fields holding their
+/// values. Never printed.
+fn state_json(state: &State) -> Json {
+    crate::redact::exposed(|| serde_json::to_value(state).unwrap_or_default())
+}
+
+/// The units of a render. Per service: one per (selected) service, in key
+/// order, then the environment-level unit (unless services are selected).
+/// Whole environment: one unit with the full state.
+fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
+    let Json::Object(mut base) = state_json(state) else {
+        return Vec::new();
+    };
+    if plan.evaluation == Evaluation::Environment {
+        return vec![Unit {
+            service: None,
+            input: UnitInput {
+                state: Json::Object(base),
+                withheld: Vec::new(),
+            },
+        }];
+    }
+    let Some(Json::Object(services)) = base.remove("services") else {
+        return Vec::new();
+    };
+    let sealed = base.remove("sealed_secrets").unwrap_or_default();
+    let selected = |k: &String| plan.services.is_none_or(|s| s.contains(k));
+    let mut units: Vec<Unit> = services
+        .into_iter()
+        .filter(|(k, _)| selected(k))
+        .map(|(key, svc)| {
+            let mut state = base.clone();
+            state.insert(UNIT_FIELD.to_owned(), Json::from("service"));
+            state.insert("services".to_owned(), Json::Object([(key.clone(), svc)].into_iter().collect()));
+            Unit {
+                service: Some(key),
+                input: UnitInput {
+                    state: Json::Object(state),
+                    withheld: vec![(
+                        "sealed_secrets".to_owned(),
+                        "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
+                    )],
+                },
+            }
+        })
+        .collect();
+    if plan.services.is_none() {
+        base.insert(UNIT_FIELD.to_owned(), Json::from("environment"));
+        base.insert("sealed_secrets".to_owned(), sealed);
+        units.push(Unit {
+            service: None,
+            input: UnitInput {
+                state: Json::Object(base),
+                withheld: vec![(
+                    "services".to_owned(),
+                    "state.services is not visible to environment-level objects (SealedSecrets, extraManifests): with per-service evaluation they are evaluated apart from the services; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
+                )],
+            },
+        });
+    }
+    units
+}
+
+/// Whether an object of a whole-environment render belongs to one of the
+/// selected services (by its `app.kubernetes.io/name` label).
+fn of_selected_service(value: &Json, state: &State, selected: Option<&BTreeSet<String>>) -> bool {
+    let Some(selected) = selected else {
+        return true;
+    };
+    let name = value
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get("app.kubernetes.io/name"))
+        .and_then(Json::as_str);
+    name.is_some_and(|name| {
+        selected
+            .iter()
+            .filter_map(|k| state.services.get(k))
+            .any(|s| s.name == name)
     })
 }
 
-/// Evaluates the entry point on `state_json`; returns the result as JSON text.
-pub fn render_state(
-    repo: Arc<dyn RepoFiles>,
-    lib: Arc<dyn RepoFiles>,
-    state_json: String,
-    limits: Limits,
-    secrets: &SecretValues,
-    trace: bool,
-) -> Result<Evaluated, EvalFailure> {
-    // A repo entry point that exists but cannot be read is an error:
-    // falling back to the library would silently drop what it adds.
-    let entry = match repo.read(REPO_ENTRY) {
-        Ok(Some(_)) => (0, REPO_ENTRY.to_owned()),
-        Ok(None) => (1, library::LIB_ENTRY.to_owned()),
-        Err(e) => {
-            return Err(EvalFailure {
-                kind: FailureKind::Unreadable,
-                message: format!("cannot read {REPO_ENTRY}: {e}"),
-                frames: vec![engine::Frame {
-                    desc: "the repository's entry point".to_owned(),
-                    location: Some(engine::FrameLocation {
-                        path: REPO_ENTRY.to_owned(),
-                        code: "".into(),
-                        start: 0,
-                        end: 0,
-                    }),
-                }],
-            })
-        }
-    };
-    engine::evaluate(EvalJob {
-        roots: vec![
-            Root {
-                label: String::new(),
-                files: repo,
-                hides_inputs: true,
-            },
-            Root {
-                label: LIB_LABEL.to_owned(),
-                files: lib,
-                hides_inputs: false,
-            },
-        ],
-        jpaths: vec![
-            (0, "jsonnet".to_owned()),
-            (0, String::new()),
-            (1, String::new()),
-        ],
-        entry,
-        tla: vec![("state".to_owned(), ArgValue::Code(state_json))],
-        ext: Vec::new(),
-        max_stack: limits.max_stack,
-        timeout: limits.timeout,
-        deadline: limits.deadline,
-        indent: 0,
-        secrets: secrets.clone(),
-        trace,
-    })
+/// The other service a unit's failure reads, when it is a missing field
+/// named like one.
+fn reads_other_service(f: &EvalFailure, own: &str, state: &State) -> Option<String> {
+    state
+        .services
+        .keys()
+        .filter(|k| k.as_str() != own)
+        .find(|k| {
+            f.message.contains(&format!("field does not exist: {k}"))
+                || f.message.contains(&format!("no such field: {k}"))
+        })
+        .cloned()
 }
 
 /// Most frames shown under a Jsonnet error.

@@ -8,7 +8,7 @@
 
 pub mod identity;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
@@ -43,17 +43,27 @@ pub struct ProcessOptions<'a> {
     pub entry: Option<Span>,
     /// The environment's section in controlcenter.yaml.
     pub env_span: Option<Span>,
+    /// The entry point ran once per service and once for the environment
+    /// (`settings.evaluation: per-service`).
+    pub per_service: bool,
 }
 
-/// Extracts, checks and sorts the objects of a template result. Every
-/// object that could be extracted is returned, beside every problem found.
-pub fn process(output: Json, opts: &ProcessOptions<'_>) -> (Vec<Resource>, Vec<Diagnostic>) {
-    let mut found = Vec::new();
+/// Extracts, checks and sorts the objects of a template result: each value
+/// with where it sits in the output (`[3]`; `""` for the whole result).
+/// Every object that could be extracted is returned, beside every problem
+/// found.
+pub fn process(
+    output: Vec<(String, Json)>,
+    opts: &ProcessOptions<'_>,
+) -> (Vec<Resource>, Vec<Diagnostic>) {
+    let mut found = Vec::with_capacity(output.len());
     let mut diags = Vec::new();
-    extract(output, String::new(), &mut found, &mut diags, opts);
+    for (path, value) in output {
+        extract(value, path, &mut found, &mut diags, opts);
+    }
 
     let mut resources: Vec<Resource> = Vec::with_capacity(found.len());
-    let mut seen: BTreeMap<ResourceKey, usize> = BTreeMap::new();
+    let mut seen: HashMap<ResourceKey, usize> = HashMap::with_capacity(found.len());
     for r in found {
         let key = r.id.key();
         if let Some(&first) = seen.get(&key) {
@@ -68,7 +78,11 @@ pub fn process(output: Json, opts: &ProcessOptions<'_>) -> (Vec<Resource>, Vec<D
                         r.origin
                     ),
                 )
-                .help("each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"),
+                .help(if opts.per_service {
+                    "each object must be unique by group, kind, namespace and name. The entry point runs once per service and once for the environment: return objects that belong to no service from the library's `extraManifests` (rendered once), or set `settings.evaluation: environment`"
+                } else {
+                    "each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"
+                }),
                 &r.value,
                 opts.service_spans,
                 opts.entry,
@@ -285,13 +299,14 @@ mod tests {
     fn run(v: Json) -> Result<Vec<Resource>, Vec<Diagnostic>> {
         let spans = BTreeMap::new();
         let (resources, diags) = process(
-            v,
+            vec![(String::new(), v)],
             &ProcessOptions {
                 env: "dev",
                 allow_empty: false,
                 service_spans: &spans,
                 entry: None,
                 env_span: None,
+                per_service: false,
             },
         );
         if diags.is_empty() {

@@ -43,6 +43,31 @@ impl std::fmt::Display for RevisionError {
 }
 
 impl GitRevision {
+    /// Names of the entries of kind `kind` directly in directory `rel`, sorted.
+    fn entries(&self, rel: &str, kind: ObjectType) -> Vec<String> {
+        let Ok(repo) = self.repo.lock() else {
+            return Vec::new();
+        };
+        let Ok(Some(found)) = self.resolve(&repo, rel) else {
+            return Vec::new();
+        };
+        let Some(dir) = found
+            .is_tree
+            .then(|| repo.find_tree(found.id).ok())
+            .flatten()
+        else {
+            return Vec::new();
+        };
+        // Blobs are regular files and symlinks, as the work tree lists them.
+        let mut names: Vec<String> = dir
+            .iter()
+            .filter(|e| e.kind() == Some(kind))
+            .filter_map(|e| e.name().ok().map(str::to_owned))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Opens revision `rev` (a commit, branch, tag, `HEAD~2`, …) of the Git
     /// repository that contains `dir`; `dir`'s place in it is kept, so a
     /// control-center repository in a subdirectory works.
@@ -200,26 +225,10 @@ impl RepoFiles for GitRevision {
     }
 
     fn list_files(&self, rel: &str) -> Vec<String> {
-        let Ok(repo) = self.repo.lock() else {
-            return Vec::new();
-        };
-        let Ok(Some(found)) = self.resolve(&repo, rel) else {
-            return Vec::new();
-        };
-        let Some(dir) = found
-            .is_tree
-            .then(|| repo.find_tree(found.id).ok())
-            .flatten()
-        else {
-            return Vec::new();
-        };
-        // Regular files and symlinks, as the work tree lists them.
-        let mut names: Vec<String> = dir
-            .iter()
-            .filter(|e| e.kind() == Some(ObjectType::Blob))
-            .filter_map(|e| e.name().ok().map(str::to_owned))
-            .collect();
-        names.sort();
-        names
+        self.entries(rel, ObjectType::Blob)
+    }
+
+    fn list_dirs(&self, rel: &str) -> Vec<String> {
+        self.entries(rel, ObjectType::Tree)
     }
 }

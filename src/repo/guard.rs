@@ -164,6 +164,10 @@ impl RepoFiles for Guarded {
         self.inner.list_files(rel)
     }
 
+    fn list_dirs(&self, rel: &str) -> Vec<String> {
+        self.inner.list_dirs(rel)
+    }
+
     fn parts(&self) -> Vec<Arc<dyn RepoFiles>> {
         self.inner.parts()
     }

@@ -74,6 +74,13 @@ pub trait RepoFiles: Send + Sync {
         let _ = rel;
         Vec::new()
     }
+
+    /// Names of the directories directly in directory `rel`, sorted;
+    /// empty when it does not exist.
+    fn list_dirs(&self, rel: &str) -> Vec<String> {
+        let _ = rel;
+        Vec::new()
+    }
 }
 
 /// Normalizes a repo-relative path lexically; `None` if it is absolute or
@@ -123,6 +130,22 @@ impl RepoFiles for WorkTree {
         let mut names: Vec<String> = entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn list_dirs(&self, rel: &str) -> Vec<String> {
+        let Some(rel) = normalize(rel) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(self.root.join(rel)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();

@@ -49,6 +49,10 @@ impl RepoFiles for Promotion {
         self.source.list_files(rel)
     }
 
+    fn list_dirs(&self, rel: &str) -> Vec<String> {
+        self.source.list_dirs(rel)
+    }
+
     fn parts(&self) -> Vec<Arc<dyn RepoFiles>> {
         vec![self.source.clone(), self.target.clone()]
     }

@@ -20,6 +20,11 @@ pub fn controlcenter() -> Command {
         }
     }
     cmd.env("NO_COLOR", "1");
+    // One evaluation cache for the test run, never the user's.
+    cmd.env(
+        "CONTROLCENTER_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"),
+    );
     cmd
 }
 

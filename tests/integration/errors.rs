@@ -364,8 +364,12 @@ fn plant_service_field(repo: &Path, schema: &str, yaml: &str) {
 }
 
 /// Makes the repo's entry point run `prefix` first (with `tokens`, the
-/// values of every service's `token`, in scope).
+/// values of every service's `token`, in scope): a template that reads
+/// every service, so the repository evaluates the whole environment at once.
 fn prefix_entry_point(repo: &Path, prefix: &str) {
+    edit(&repo.join("controlcenter.yaml"), |b| {
+        replace_once(b, "settings:\n", b"settings:\n  evaluation: environment\n")
+    });
     edit(&repo.join("jsonnet/main.jsonnet"), |b| {
         replace_once(
             b,

@@ -373,5 +373,8 @@ fn options(repo: MemRepo, limits: Limits) -> controlcenter::RenderOptions {
         lib: Arc::new(EmbeddedLibrary),
         limits,
         default_namespace: None,
+        workers: 0,
+        cache: None,
+        services: None,
     }
 }

@@ -195,7 +195,7 @@ fn mutable_images_in_rendered_workloads() {
         for image in ["busybox:latest", "busybox", "reg.example.com:5000/tools"] {
             let body = wrap.replace("POD", &pod(image));
             let main = format!(
-                "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  cc.new(state).manifests + [\n    {{apiVersion: '{api}', kind: '{kind}', metadata: {{name: 'extra', namespace: state.namespace}}}} + {body},\n  ]\n"
+                "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {{ extraManifests:: [\n    {{apiVersion: '{api}', kind: '{kind}', metadata: {{name: 'extra', namespace: state.namespace}}}} + {body},\n  ] }}).manifests\n"
             );
             let dir = repo(cc, &[("jsonnet/main.jsonnet", &main)]);
             let out = render(dir.path(), "prod");
