@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources};
 use crate::evaluate::{Cache, Evaluation, Limits, Plan, Templates, UnitCounts};
@@ -81,6 +82,7 @@ pub struct Project {
     default_namespace: Option<String>,
     services: Option<BTreeSet<String>>,
     units: UnitCounts,
+    timings: Vec<(&'static str, Duration)>,
 }
 
 /// Diagnostics of a failed step, with the files they point into.
@@ -95,6 +97,7 @@ impl Project {
     /// Loads the repository and validates controlcenter.yaml, tags.yaml,
     /// secrets.yaml and the repository's policies. All problems at once.
     pub fn load(options: RenderOptions) -> Result<Project, Failure> {
+        let start = Instant::now();
         // Every read of the run, loaders and templates alike, goes through
         // the guard: an input file's bytes only under its own name.
         let guard = Arc::new(InputGuard::of(options.repo.as_ref()));
@@ -136,6 +139,7 @@ impl Project {
             default_namespace: options.default_namespace,
             services: options.services,
             units: UnitCounts::default(),
+            timings: vec![("load", start.elapsed())],
         })
     }
 
@@ -151,8 +155,16 @@ impl Project {
     /// Renders `env`: resolve, evaluate, process, check. The resources
     /// are checked and sorted, ready to emit.
     pub fn render(&mut self, env: &str) -> Outcome<Vec<Resource>> {
+        let start = Instant::now();
         let resolved = self.resolve(env)?;
+        self.timings.push(("resolve", start.elapsed()));
         self.render_resolved(&resolved)
+    }
+
+    /// How long each stage of this project's renders took, in order
+    /// (`load`, then per render `resolve`, `evaluate`, `process`, `check`).
+    pub fn timings(&self) -> &[(&'static str, Duration)] {
+        &self.timings
     }
 
     /// Validates `env`'s env-<env>.yaml and resolves `env` into the state
@@ -206,6 +218,7 @@ impl Project {
             services: self.services.as_ref(),
             use_cache,
         };
+        let start = Instant::now();
         let rendered = self.templates.render(
             resolved,
             &self.inputs.controlcenter.root,
@@ -213,6 +226,8 @@ impl Project {
             plan,
         )?;
         self.units = rendered.units;
+        self.timings.push(("evaluate", start.elapsed()));
+        let start = Instant::now();
         let entry = self.entry_span();
         let service_spans = resolved.spans_by_name();
         let ctx = RenderContext {
@@ -238,9 +253,12 @@ impl Project {
             },
         );
         diagnostics.extend(rules::check_resources(Stage::Process, &resources, &ctx));
+        self.timings.push(("process", start.elapsed()));
+        let start = Instant::now();
         if diagnostics.is_empty() {
             diagnostics.extend(rules::check_resources(Stage::Check, &resources, &ctx));
         }
+        self.timings.push(("check", start.elapsed()));
         if diagnostics.is_empty() {
             Ok(resources)
         } else {

@@ -142,6 +142,20 @@ impl SecretValues {
             .min()
     }
 
+    /// The secrets of `self` that are not also in `other`.
+    pub fn without(&self, other: &SecretValues) -> SecretValues {
+        let values: Vec<String> = self
+            .values
+            .iter()
+            .filter(|v| !other.seen.contains(*v))
+            .cloned()
+            .collect();
+        SecretValues {
+            seen: values.iter().cloned().collect(),
+            values,
+        }
+    }
+
     /// Whether `text` holds a known secret.
     pub fn found_in(&self, text: &str) -> bool {
         self.values.iter().any(|v| text.contains(v.as_str()))

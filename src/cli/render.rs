@@ -7,6 +7,9 @@ use clap::Args;
 use super::{Cli, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
 use crate::emit::{self, out_dir, Format};
 
+/// Set to print how long each stage took (for benchmarks).
+pub const TIMINGS_VAR: &str = "CONTROLCENTER_TIMINGS";
+
 /// `--format` of `render`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
@@ -66,6 +69,20 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
+    if std::env::var_os(TIMINGS_VAR).is_some() {
+        let units = project.units();
+        let stages: Vec<String> = project
+            .timings()
+            .iter()
+            .map(|(stage, d)| format!("{stage} {:.1} ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        eprintln!(
+            "timings: {} ({} units evaluated, {} cached)",
+            stages.join(", "),
+            units.evaluated,
+            units.cached
+        );
+    }
     match &args.out_dir {
         Some(dir) => match out_dir::write(dir, &resources, project.entry_span()) {
             Ok(()) => {
@@ -83,8 +100,15 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
                 EXIT_INVALID
             }
         },
-        None => cli
-            .output()
-            .stdout(&emit::render(&resources, args.format.into())),
+        None => {
+            let code = cli
+                .output()
+                .stdout(&emit::render(&resources, args.format.into()));
+            // The process exits next: freeing every object one by one
+            // would only cost time.
+            std::mem::forget(resources);
+            std::mem::forget(project);
+            code
+        }
     }
 }

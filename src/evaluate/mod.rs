@@ -59,13 +59,13 @@ impl Default for Limits {
     }
 }
 
-/// Largest template output accepted (JSON text): 1000 services render to
-/// about 3 MB. Bounded so that the parsed output stays well under 1 GiB.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
+/// Largest template output accepted (JSON text, all units together): 1000
+/// services render to 3 to 8 MB. (The memory limit bounds a render too.)
+pub const MAX_OUTPUT_BYTES: usize = 512 * 1024 * 1024;
 
-/// Most elements a template's top-level array may have (about ten per
-/// service is usual).
-pub const MAX_OUTPUT_ITEMS: usize = 200_000;
+/// Most elements a template's top-level arrays may have, all units
+/// together (about ten per service is usual; 20,000 services fit).
+pub const MAX_OUTPUT_ITEMS: usize = 1_000_000;
 
 /// Display prefix of library files in messages.
 pub const LIB_LABEL: &str = "<lib>/";
@@ -162,15 +162,21 @@ impl Templates {
         let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
 
         // Cache lookups; what misses is evaluated.
+        // The shared part of the state is hashed once, not once per unit.
+        let shared_digest = units.first().map(|u| {
+            crate::redact::exposed(|| {
+                cache::digest(&serde_json::to_vec(&*u.input.shared).unwrap_or_default())
+            })
+        });
         let keys: Vec<Option<String>> = units
             .iter()
             .map(|u| {
-                digest.as_ref().map(|d| {
-                    let text = crate::redact::exposed(|| {
-                        serde_json::to_vec(&(&u.input.state, &u.input.withheld)).unwrap_or_default()
-                    });
-                    cache::unit_key(d, &text)
-                })
+                let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
+                let own = crate::redact::exposed(|| {
+                    serde_json::to_vec(&(shared, &u.input.own, &u.input.withheld))
+                        .unwrap_or_default()
+                });
+                Some(cache::unit_key(d, &own))
             })
             .collect();
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
@@ -190,6 +196,7 @@ impl Templates {
                     counts.cached += 1;
                     outputs[i] = Some(UnitOutput {
                         items: entry.items,
+                        values: Vec::new(),
                         array: entry.array,
                     });
                 }
@@ -244,7 +251,16 @@ impl Templates {
             if !failures.is_empty() {
                 return Err(failures);
             }
-            // Store what was evaluated, except outputs holding a secret.
+            // Store what was evaluated, except outputs holding a secret in
+            // clear: SealedSecret ciphertexts are made to be published.
+            let ciphertexts = {
+                let mut c = SecretValues::default();
+                for s in resolved.state.sealed_secrets.values() {
+                    s.encrypted_data.values().for_each(|v| c.add(v));
+                }
+                c
+            };
+            let secrets = secrets.without(&ciphertexts);
             if let (Some(cache), Some(_)) = (cache, &digest) {
                 let depends: Vec<(String, String)> = files
                     .iter()
@@ -283,13 +299,21 @@ impl Templates {
         let mut index = 0;
         for (unit, out) in units.iter().zip(outputs) {
             let Some(out) = out else { continue };
-            for item in out.items {
-                let value: Json = serde_json::from_str(&item).map_err(|e| {
-                    vec![Diagnostic::error(
-                        Code::JsonnetError,
-                        format!("the template output is not valid JSON: {e}"),
-                    )]
-                })?;
+            let values: Vec<Json> = if out.values.len() == out.items.len() {
+                out.values
+            } else {
+                out.items
+                    .iter()
+                    .map(|item| serde_json::from_str(item))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        vec![Diagnostic::error(
+                            Code::JsonnetError,
+                            format!("the template output is not valid JSON: {e}"),
+                        )]
+                    })?
+            };
+            for value in values {
                 let path = if out.array {
                     format!("[{index}]")
                 } else {
@@ -373,8 +397,12 @@ impl Templates {
     /// (for locating a failure).
     fn run_whole(&self, state: &State, secrets: &SecretValues) -> Result<UnitOutput, EvalFailure> {
         let job = self.job(secrets, false)?;
+        let Json::Object(fields) = state_json(state) else {
+            return Ok(UnitOutput::default());
+        };
         let input = UnitInput {
-            state: state_json(state),
+            shared: Arc::new(fields),
+            own: Vec::new(),
             withheld: Vec::new(),
         };
         engine::evaluate_units(job, vec![input], 1)
@@ -463,10 +491,13 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
         return Vec::new();
     };
     if plan.evaluation == Evaluation::Environment {
+        // Every service stays visible (selected ones' objects are picked
+        // from the output).
         return vec![Unit {
             service: None,
             input: UnitInput {
-                state: Json::Object(base),
+                shared: Arc::new(base),
+                own: Vec::new(),
                 withheld: Vec::new(),
             },
         }];
@@ -475,33 +506,38 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
         return Vec::new();
     };
     let sealed = base.remove("sealed_secrets").unwrap_or_default();
+    let shared = Arc::new(base);
     let selected = |k: &String| plan.services.is_none_or(|s| s.contains(k));
     let mut units: Vec<Unit> = services
         .into_iter()
         .filter(|(k, _)| selected(k))
-        .map(|(key, svc)| {
-            let mut state = base.clone();
-            state.insert(UNIT_FIELD.to_owned(), Json::from("service"));
-            state.insert("services".to_owned(), Json::Object([(key.clone(), svc)].into_iter().collect()));
-            Unit {
-                service: Some(key),
-                input: UnitInput {
-                    state: Json::Object(state),
-                    withheld: vec![(
-                        "sealed_secrets".to_owned(),
-                        "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
-                    )],
-                },
-            }
+        .map(|(key, svc)| Unit {
+            input: UnitInput {
+                shared: shared.clone(),
+                own: vec![
+                    (UNIT_FIELD.to_owned(), Json::from("service")),
+                    (
+                        "services".to_owned(),
+                        Json::Object([(key.clone(), svc)].into_iter().collect()),
+                    ),
+                ],
+                withheld: vec![(
+                    "sealed_secrets".to_owned(),
+                    "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
+                )],
+            },
+            service: Some(key),
         })
         .collect();
     if plan.services.is_none() {
-        base.insert(UNIT_FIELD.to_owned(), Json::from("environment"));
-        base.insert("sealed_secrets".to_owned(), sealed);
         units.push(Unit {
             service: None,
             input: UnitInput {
-                state: Json::Object(base),
+                shared,
+                own: vec![
+                    (UNIT_FIELD.to_owned(), Json::from("environment")),
+                    ("sealed_secrets".to_owned(), sealed),
+                ],
                 withheld: vec![(
                     "services".to_owned(),
                     "state.services is not visible to environment-level objects (SealedSecrets, extraManifests): with per-service evaluation they are evaluated apart from the services; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),

@@ -8,7 +8,8 @@ pub mod yaml;
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
 use crate::repo::layout::{
-    env_file_name, is_input_file, CONTROLCENTER_FILE, SECRETS_FILE, SERVICE_SCHEMA_FILE, TAGS_FILE,
+    env_file_name, is_input_file, CONTROLCENTER_DIR, CONTROLCENTER_FILE, SECRETS_FILE,
+    SERVICE_SCHEMA_FILE, TAGS_FILE,
 };
 use crate::repo::{ReadError, RepoFiles};
 use yaml::Node;
@@ -226,6 +227,7 @@ pub fn load_repo(
             None
         }
     };
+    let controlcenter = merge_split_files(repo, sources, controlcenter, &mut diags);
     let mut optional = |path: &str, sensitivity| match load_yaml(repo, sources, path, sensitivity) {
         Ok(i) => i,
         Err(d) => {
@@ -279,6 +281,102 @@ pub fn load_repo(
         }),
         _ => Err(diags),
     }
+}
+
+/// Adds `controlcenter.d/*.yaml`, in name order, to controlcenter.yaml:
+/// each file's top-level sections (environments, `defaults`, `settings`)
+/// merge into the same sections of the others, one level deep. A key that
+/// two files both define is an error naming both. A repository may hold
+/// only `controlcenter.d/`.
+fn merge_split_files(
+    repo: &dyn RepoFiles,
+    sources: &mut Sources,
+    base: Option<Input>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Input> {
+    let parts: Vec<String> = repo
+        .list_files(CONTROLCENTER_DIR)
+        .into_iter()
+        .filter(|n| n.ends_with(".yaml") && !n.starts_with('.'))
+        .collect();
+    let had_base = base.is_some() || diags.is_empty();
+    let mut merged = base;
+    for name in parts {
+        let path = format!("{CONTROLCENTER_DIR}/{name}");
+        let part = match load_yaml(repo, sources, &path, Sensitivity::Plain) {
+            Ok(Some(part)) => part,
+            Ok(None) => continue,
+            Err(d) => {
+                diags.extend(d);
+                continue;
+            }
+        };
+        let Some(into) = merged.as_mut() else {
+            merged = Some(part);
+            continue;
+        };
+        merge_sections(&mut into.root, part.root, diags);
+        into.aliases.extend(part.aliases);
+    }
+    // controlcenter.yaml missing was reported before the parts were known.
+    if merged.is_some() && !had_base {
+        diags.retain(|d| d.code != Code::FileMissing);
+    }
+    merged
+}
+
+/// Merges `part` into `into`, two levels deep (sections, then their keys).
+fn merge_sections(into: &mut Node, part: Node, diags: &mut Vec<Diagnostic>) {
+    if matches!(into.value, yaml::Value::Null) {
+        *into = part;
+        return;
+    }
+    let (yaml::Value::Map(sections), yaml::Value::Map(new)) = (&mut into.value, part.value) else {
+        diags.push(
+            Diagnostic::error(
+                Code::SchemaViolation,
+                "a controlcenter.d file is not a mapping of sections",
+            )
+            .at(
+                part.span,
+                "expected `<env>:`, `defaults:` or `settings:` sections",
+            )
+            .help("each controlcenter.d/*.yaml file holds sections like controlcenter.yaml"),
+        );
+        return;
+    };
+    for section in new {
+        let Some(existing) = sections.iter_mut().find(|e| e.key == section.key) else {
+            sections.push(section);
+            continue;
+        };
+        let (yaml::Value::Map(keys), yaml::Value::Map(more)) =
+            (&mut existing.value.value, section.value.value)
+        else {
+            diags.push(duplicate(&section.key, section.key_span, existing.key_span));
+            continue;
+        };
+        for entry in more {
+            match keys.iter().find(|e| e.key == entry.key) {
+                Some(first) => diags.push(duplicate(
+                    &format!("{}.{}", section.key, entry.key),
+                    entry.key_span,
+                    first.key_span,
+                )),
+                None => keys.push(entry),
+            }
+        }
+    }
+}
+
+fn duplicate(key: &str, at: Span, first: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::DuplicateKey,
+        format!("`{key}` is defined in two files of controlcenter.yaml and controlcenter.d/"),
+    )
+    .at(at, "defined again here")
+    .related(first, "first defined here")
+    .help("each key lives in one file: move it, or merge the two definitions")
 }
 
 /// Loads `env-<env>.yaml`; `Ok(None)` when this branch does not carry it.

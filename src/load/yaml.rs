@@ -19,7 +19,7 @@ pub const MAX_DEPTH: usize = 128;
 /// Maximum number of values (scalars, sequences, mappings, keys) a
 /// document may hold, counting each alias use and each anchored copy at
 /// its full size.
-pub const MAX_NODES: usize = 1_000_000;
+pub const MAX_NODES: usize = 4_000_000;
 /// Maximum scalar text that anchors and aliases may copy, in bytes.
 pub const MAX_COPIED_BYTES: usize = 64 * 1024 * 1024;
 /// The UTF-8 byte-order mark, legal at the start of a YAML stream.
@@ -869,7 +869,7 @@ mod tests {
         text.push_str(&format!(
             "{}leaf: [{}]\n",
             "  ".repeat(30),
-            vec!["x"; 60_000].join(", ")
+            vec!["x"; 150_000].join(", ")
         ));
         let errs = load(&text).unwrap_err();
         assert_eq!(errs[0].code, Code::YamlLimit);
@@ -883,7 +883,7 @@ mod tests {
         assert_eq!(errs[0].code, Code::YamlLimit);
         assert!(!errs[0].message.contains("alias"), "{}", errs[0].message);
         assert!(
-            errs[0].message.contains("1000000 values"),
+            errs[0].message.contains("4000000 values"),
             "{}",
             errs[0].message
         );

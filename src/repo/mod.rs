@@ -12,8 +12,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
-/// Largest input file accepted (YAML, schema, Jsonnet).
-pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+/// Largest input file accepted (YAML, schema, Jsonnet): a 20,000-service
+/// controlcenter.yaml is about 30 MB.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Why a repository file could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

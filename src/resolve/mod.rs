@@ -46,6 +46,16 @@ impl ResolvedEnv {
     }
 }
 
+/// tags.yaml's entries by service key (the first of a repeated key, as
+/// [`Node::get`] finds it).
+pub fn tags_index(tags: Option<&Input>) -> std::collections::HashMap<&str, &Node> {
+    let mut index = std::collections::HashMap::new();
+    for e in tags.and_then(|t| t.root.as_map()).unwrap_or_default() {
+        index.entry(e.key.as_str()).or_insert(&e.value);
+    }
+    index
+}
+
 /// Every (service, git_rev) some environment of controlcenter.yaml uses,
 /// after merging `defaults`: what `tags prune` must keep.
 pub fn referenced_revisions(inputs: &RepoInputs) -> std::collections::BTreeSet<(String, String)> {
@@ -218,11 +228,13 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         );
     }
 
+    let tags_index = tags_index(inputs.tags.as_ref());
     let ctx = services::Context {
         env,
         protected,
         settings,
         tags: inputs.tags.as_ref(),
+        tags_index: &tags_index,
         sources,
         terraform: params.get("terraform"),
         extra_fields,

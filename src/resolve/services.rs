@@ -32,6 +32,9 @@ pub struct Context<'a> {
     pub settings: &'a crate::settings::Settings,
     /// tags.yaml.
     pub tags: Option<&'a Input>,
+    /// tags.yaml's services by key (a lookup per service must not scan
+    /// the file: that is quadratic in the number of services).
+    pub tags_index: &'a std::collections::HashMap<&'a str, &'a Node>,
     /// For the text of plain scalars.
     pub sources: &'a Sources,
     /// params.terraform.
@@ -332,7 +335,7 @@ fn lookup_image(
         .at(rev_span, "this revision")
         .help(format!("CI writes {TAGS_FILE} after each build (`controlcenter tags set`); commit it at the repository root")));
     };
-    let Some(service) = tags.root.get(key) else {
+    let Some(service) = ctx.tags_index.get(key) else {
         return Err(Diagnostic::error(
             Code::MissingTag,
             format!("{TAGS_FILE} has no images for service `{key}`"),
@@ -474,11 +477,13 @@ mod tests {
         let node = parse(service_yaml, f).unwrap();
         let extra = BTreeSet::new();
         let settings = crate::settings::Settings::default();
+        let tags_index = super::super::tags_index(Some(&tags));
         let ctx = Context {
             env: "dev",
             protected: false,
             settings: &settings,
             tags: Some(&tags),
+            tags_index: &tags_index,
             sources: &sources,
             terraform: None,
             extra_fields: &extra,

@@ -1,7 +1,7 @@
 //! `pdb-replicas`: in a protected environment, a workload a
 //! PodDisruptionBudget covers runs at least 2 replicas.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
@@ -53,6 +53,18 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
             Some(((h.id.namespace.as_str(), kind, name), min))
         })
         .collect();
+    // Workloads by (namespace, pod label): a PDB per service would make a
+    // scan of every workload per PDB quadratic.
+    let mut by_label: HashMap<(&str, &str, &Json), Vec<usize>> = HashMap::new();
+    for (i, (w, labels)) in workloads.iter().enumerate() {
+        for (k, v) in labels.iter() {
+            by_label
+                .entry((w.id.namespace.as_str(), k.as_str(), v))
+                .or_default()
+                .push(i);
+        }
+    }
+    let all: Vec<usize> = (0..workloads.len()).collect();
     let mut diags = Vec::new();
     for pdb in resources
         .iter()
@@ -65,7 +77,14 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
         else {
             continue;
         };
-        for (w, labels) in &workloads {
+        // Only workloads carrying the selector's first label can match.
+        let candidates: &[usize] = match selector.iter().next() {
+            Some((k, v)) => by_label
+                .get(&(pdb.id.namespace.as_str(), k.as_str(), v))
+                .map_or(&[], Vec::as_slice),
+            None => &all,
+        };
+        for (w, labels) in candidates.iter().map(|i| &workloads[*i]) {
             if w.id.namespace != pdb.id.namespace
                 || !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
             {

@@ -859,5 +859,11 @@ fn a_planted_secret_never_appears_in_any_output_of_any_command() {
             !transcript(&out).contains(CANARY),
             "{name}: eval printed the secret"
         );
+        // Nor does the evaluation cache every run above used.
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache");
+        assert!(
+            !files_text(&cache).contains(CANARY),
+            "{name}: the evaluation cache holds the secret"
+        );
     }
 }

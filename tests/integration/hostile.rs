@@ -186,7 +186,7 @@ fn a_byte_order_mark_is_accepted() {
 fn an_unreadable_repo_entry_point_is_an_error_not_the_library() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("main.jsonnet"), "function(state) []").unwrap();
-    let big = vec![b' '; 9 * 1024 * 1024];
+    let big = vec![b' '; 33 * 1024 * 1024];
     let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
         (
             "not UTF-8",
@@ -356,7 +356,7 @@ fn memory_bombs_stop_with_an_error_well_under_a_gibibyte() {
     anchors.push_str(&format!(
         "{}leaf: [{}]\n",
         "  ".repeat(30),
-        vec!["x"; 60_000].join(", ")
+        vec!["x"; 150_000].join(", ")
     ));
     let cases: Vec<(&str, Vec<(&str, &[u8])>, &[&str])> = vec![
         (

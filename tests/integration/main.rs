@@ -16,3 +16,4 @@ mod policies;
 mod precommit;
 mod render;
 mod tags;
+mod units;

@@ -1,0 +1,382 @@
+//! Evaluation units and the cache: per-service, single-worker and
+//! whole-environment renders agree byte for byte; the cache hits, misses
+//! when a template changes, survives damage and concurrent use; a unit
+//! that reads another service fails clearly; `--service` and
+//! `controlcenter.d/` work. Unit counts come from `CONTROLCENTER_TIMINGS`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common::{self, controlcenter, transcript};
+
+/// A copy of `src` in a new temporary directory.
+fn copy_repo(src: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(src, dir.path());
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let t = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &t);
+        } else {
+            std::fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// A repository of `n` services in `dev`, with HPAs, PDBs, ingresses,
+/// secrets and a sealed secret.
+fn generated(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cc = String::from("dev:\n");
+    let mut tags = String::new();
+    for i in 0..n {
+        let _ = write!(
+            cc,
+            "  svc_{i:04}:\n    git_rev: v{i}\n    replicas: 2\n    memory_min: 64Mi\n    memory_max: 64Mi\n    env: {{INDEX: \"{i}\"}}\n    flags: {{newCheckout: true}}\n"
+        );
+        if i % 3 == 0 {
+            let _ = write!(
+                cc,
+                "    autoscaling: {{min_replicas: 2, max_replicas: 4}}\n    cpu_min: 100m\n    disruption_budget: {{min_available: 1}}\n    ingress: {{host: s{i}.example.com}}\n    secrets: {{TOKEN: {{store: vault, key: t/{i}}}}}\n"
+            );
+        }
+        let _ = writeln!(tags, "svc_{i:04}:\n  v{i}: registry.example.com/svc:{i}");
+    }
+    std::fs::write(dir.path().join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(dir.path().join("tags.yaml"), tags).unwrap();
+    std::fs::write(dir.path().join("env-dev.yaml"), "vpc: vpc-1\n").unwrap();
+    dir
+}
+
+/// `render --env ENV` of `repo` with the cache in `cache` (or none).
+fn render(repo: &Path, env: &str, cache: Option<&Path>, extra: &[&str]) -> Output {
+    let mut cmd = controlcenter();
+    cmd.arg("--repo").arg(repo).args(["render", "--env", env]);
+    cmd.args(extra).env("CONTROLCENTER_TIMINGS", "1");
+    match cache {
+        Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
+        None => cmd.arg("--no-cache"),
+    };
+    cmd.output().unwrap()
+}
+
+/// (units evaluated, units cached) of a render.
+fn units(out: &Output) -> (usize, usize) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("timings:"))
+        .unwrap_or_else(|| panic!("no timings line\n{}", transcript(out)));
+    let number = |after: &str| -> usize {
+        let end = line.find(after).unwrap();
+        line[..end]
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (number(" units evaluated"), number(" cached)"))
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn set_evaluation(repo: &Path, mode: &str) {
+    let path = repo.join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = match text.find("settings:\n") {
+        Some(i) => format!(
+            "{}settings:\n  evaluation: {mode}\n{}",
+            &text[..i],
+            &text[i + "settings:\n".len()..]
+        ),
+        None => format!("settings:\n  evaluation: {mode}\n{text}"),
+    };
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn parallel_single_worker_and_whole_environment_renders_are_identical() {
+    let big = generated(1000);
+    let mut repos: Vec<(PathBuf, String)> = Vec::new();
+    for example in common::examples() {
+        for env in common::envs_of(&example) {
+            repos.push((example.clone(), env));
+        }
+    }
+    repos.push((big.path().to_path_buf(), "dev".to_owned()));
+    for (repo, env) in repos {
+        let parallel = ok(&render(&repo, &env, None, &["--jobs", "2"]));
+        let single = ok(&render(&repo, &env, None, &["--jobs", "1"]));
+        let whole = copy_repo(&repo);
+        set_evaluation(whole.path(), "environment");
+        let whole_out = render(whole.path(), &env, None, &[]);
+        assert_eq!(units(&whole_out).0, 1, "{}", transcript(&whole_out));
+        let whole_out = ok(&whole_out);
+        assert!(!parallel.is_empty());
+        assert!(
+            parallel == single,
+            "{}/{env}: -j2 and -j1 differ",
+            repo.display()
+        );
+        assert!(
+            parallel == whole_out,
+            "{}/{env}: per-service and whole-environment differ",
+            repo.display()
+        );
+    }
+}
+
+#[test]
+fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
+    let cache = tempfile::tempdir().unwrap();
+    let lib = copy_repo(&common::root().join("lib-jsonnet"));
+    let lib_arg = lib.path().to_str().unwrap().to_owned();
+    let lib_args = ["--lib", lib_arg.as_str()];
+    let reference = ok(&render(repo.path(), "prod", None, &lib_args));
+
+    let cold = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    let (evaluated, cached) = units(&cold);
+    assert!(evaluated > 1 && cached == 0, "{}", transcript(&cold));
+    assert_eq!(ok(&cold), reference);
+
+    let warm = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(units(&warm), (0, evaluated), "{}", transcript(&warm));
+    assert_eq!(ok(&warm), reference);
+
+    // One service changes: one unit is evaluated.
+    let cc = repo.path().join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc).unwrap();
+    let (section, rest) = text.split_at(text.find("\nprod:\n").unwrap());
+    let first_replicas = rest.find("replicas: ").unwrap();
+    let mut changed = rest.to_owned();
+    changed.replace_range(
+        first_replicas..first_replicas + "replicas: ".len() + 1,
+        "replicas: 7",
+    );
+    std::fs::write(&cc, format!("{section}{changed}")).unwrap();
+    let one = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(units(&one), (1, evaluated - 1), "{}", transcript(&one));
+    assert_eq!(ok(&one), ok(&render(repo.path(), "prod", None, &lib_args)));
+    std::fs::write(&cc, &text).unwrap();
+
+    // A library change (even a comment) misses every unit.
+    let util = lib.path().join("controlcenter/util.libsonnet");
+    let mut lib_text = std::fs::read_to_string(&util).unwrap();
+    lib_text.push_str("// changed\n");
+    std::fs::write(&util, &lib_text).unwrap();
+    let after_lib = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(
+        units(&after_lib),
+        (evaluated, 0),
+        "{}",
+        transcript(&after_lib)
+    );
+    assert_eq!(ok(&after_lib), reference);
+
+    // So does a change to the repository's Jsonnet.
+    let policy = repo.path().join("jsonnet/networkpolicy.libsonnet");
+    let mut np = std::fs::read_to_string(&policy).unwrap();
+    np.push_str("// changed\n");
+    std::fs::write(&policy, np).unwrap();
+    let after_repo = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(
+        units(&after_repo),
+        (evaluated, 0),
+        "{}",
+        transcript(&after_repo)
+    );
+    assert_eq!(ok(&after_repo), reference);
+
+    // Damaged entries are never trusted: evaluated again, and rewritten.
+    let mut damaged = 0;
+    for shard in std::fs::read_dir(cache.path().join("units"))
+        .unwrap()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let bad = match damaged % 3 {
+                0 => bytes[..bytes.len() / 2].to_vec(),
+                1 => bytes
+                    .iter()
+                    .map(|b| if *b == b'a' { b'b' } else { *b })
+                    .collect(),
+                _ => b"{\"kind\": \"Secret\"}\n".to_vec(),
+            };
+            std::fs::write(entry.path(), bad).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let repaired = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(
+        units(&repaired),
+        (evaluated, 0),
+        "{}",
+        transcript(&repaired)
+    );
+    assert_eq!(ok(&repaired), reference);
+    let again = render(repo.path(), "prod", Some(cache.path()), &lib_args);
+    assert_eq!(units(&again), (0, evaluated), "{}", transcript(&again));
+}
+
+#[test]
+fn two_processes_share_one_cache_directory() {
+    let repo = generated(200);
+    let cache = tempfile::tempdir().unwrap();
+    let reference = ok(&render(repo.path(), "dev", None, &[]));
+    let spawn = || {
+        controlcenter()
+            .arg("--repo")
+            .arg(repo.path())
+            .args(["render", "--env", "dev"])
+            .env("CONTROLCENTER_CACHE_DIR", cache.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        let (a, b) = (spawn(), spawn());
+        assert_eq!(ok(&a.wait_with_output().unwrap()), reference);
+        assert_eq!(ok(&b.wait_with_output().unwrap()), reference);
+    }
+    let warm = render(repo.path(), "dev", Some(cache.path()), &[]);
+    assert_eq!(units(&warm).0, 0, "{}", transcript(&warm));
+    assert_eq!(ok(&warm), reference);
+    // No temporary file is left behind.
+    for shard in std::fs::read_dir(cache.path().join("units"))
+        .unwrap()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            assert!(!entry.file_name().to_string_lossy().starts_with(".tmp-"));
+        }
+    }
+}
+
+/// A repo entry point whose objects read another service.
+const READS_ANOTHER_SERVICE: &str = "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    configMap(svc):: super.configMap(svc) + { data+: { PEER: state.services.service_common.name } },\n  }).manifests\n";
+
+#[test]
+fn a_template_that_reads_another_service_fails_clearly_unless_the_environment_is_whole() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        READS_ANOTHER_SERVICE,
+    )
+    .unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(repo.path().to_str().unwrap(), "[REPO]");
+    let stderr: String = stderr
+        .lines()
+        .filter(|l| !l.starts_with("timings:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(stderr.contains("another service"), "{stderr}");
+    assert!(
+        stderr.contains("settings.evaluation: environment"),
+        "{stderr}"
+    );
+    insta::assert_snapshot!("reads-another-service", stderr);
+
+    set_evaluation(repo.path(), "environment");
+    let out = render(repo.path(), "dev", None, &[]);
+    assert!(ok(&out).contains("PEER: service-common"));
+}
+
+#[test]
+fn environment_level_objects_cannot_read_the_services_in_per_service_mode() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    extraManifests:: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'count', namespace: state.namespace }, data: { n: std.toString(std.length(state.services)) } }],\n  }).manifests\n",
+    )
+    .unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("state.services is not visible to environment-level objects"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("jsonnet/main.jsonnet:4:"), "{stderr}");
+    set_evaluation(repo.path(), "environment");
+    assert!(ok(&render(repo.path(), "dev", None, &[])).contains("name: count"));
+}
+
+#[test]
+fn service_selection_renders_that_service_only() {
+    let repo = common::root().join("controlcenter-examples/platform");
+    let full = ok(&render(&repo, "prod", None, &[]));
+    let cache = tempfile::tempdir().unwrap();
+    let one = render(
+        &repo,
+        "prod",
+        Some(cache.path()),
+        &["--service", "accounts"],
+    );
+    assert_eq!(units(&one), (1, 0), "{}", transcript(&one));
+    let one = ok(&one);
+    let docs: Vec<&str> = one.split("---\n").filter(|d| !d.is_empty()).collect();
+    assert!(docs.len() >= 4);
+    for doc in &docs {
+        assert!(doc.contains("app.kubernetes.io/name: accounts"), "{doc}");
+        assert!(full.contains(doc), "not in the full render:\n{doc}");
+    }
+    let out = render(&repo, "prod", None, &["--service", "acounts"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("timings:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    insta::assert_snapshot!("unknown-service", stderr);
+}
+
+#[test]
+fn controlcenter_d_parts_merge_and_a_key_defined_twice_names_both_files() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    let reference = ok(&render(repo.path(), "dev", None, &[]));
+    // Move the dev section's services into two parts.
+    let cc = std::fs::read_to_string(repo.path().join("controlcenter.yaml")).unwrap();
+    let start = cc.find("\ndev:\n").unwrap() + 1;
+    let end = cc[start + 5..]
+        .find("\n\n")
+        .map_or(cc.len(), |i| start + 5 + i + 1);
+    let section = &cc[start..end];
+    std::fs::write(
+        repo.path().join("controlcenter.yaml"),
+        format!("{}{}", &cc[..start], &cc[end..]),
+    )
+    .unwrap();
+    std::fs::create_dir_all(repo.path().join("controlcenter.d")).unwrap();
+    std::fs::write(repo.path().join("controlcenter.d/10-dev.yaml"), section).unwrap();
+    assert_eq!(ok(&render(repo.path(), "dev", None, &[])), reference);
+
+    std::fs::write(repo.path().join("controlcenter.d/20-again.yaml"), section).unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("controlcenter.d/20-again.yaml:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("controlcenter.d/10-dev.yaml:"), "{stderr}");
+    assert!(stderr.contains("CC0104"), "{stderr}");
+}
