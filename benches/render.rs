@@ -8,6 +8,12 @@
 //!
 //! `cargo bench --bench render -- --keep DIR` also writes the generated
 //! 1000-service repository to DIR, for profiling or `hyperfine`.
+//!
+//! `cargo bench --bench render -- --scale` instead renders plain and rich
+//! repositories of 1000 and 5000 services (`--scale-20k`: and 20000): cold
+//! time, stage split and peak memory (the binary's `CONTROLCENTER_TIMINGS`
+//! line), go-jsonnet on the same state when `gojsonnet` is installed, and a
+//! warm render after one service changed. docs/performance.md records them.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -193,8 +199,152 @@ fn time_stages(repo: &Path, env: &str, runs: usize) {
     );
 }
 
+/// A repository of `n` services in `dev` and `prod`. Plain: resources,
+/// env vars and flags. Rich adds an HPA, a PDB, an ingress with TLS, an
+/// external secret and a Terraform Cloud resource to every service.
+pub fn generate_scale_repo(dir: &Path, n: usize, rich: bool) {
+    let mut cc = String::from("settings:\n  part_of: bench\ndefaults:\n  log_level: info\n");
+    for env in ["dev", "prod"] {
+        let _ = writeln!(cc, "{env}:");
+        for i in 0..n {
+            let replicas = if env == "prod" { 3 } else { 1 };
+            let _ = write!(
+                cc,
+                "  svc_{i:05}:\n    git_rev: v1.{i}.0\n    replicas: {replicas}\n    memory_min: 256Mi\n    memory_max: 512Mi\n    cpu_min: 100m\n    env:\n      LOG_LEVEL: info\n      SERVICE_INDEX: \"{i}\"\n    flags:\n      new_checkout: true\n      darkMode: false\n"
+            );
+            if rich {
+                let _ = write!(
+                    cc,
+                    "    autoscaling: {{min_replicas: 3, max_replicas: 10, cpu_utilization: 70}}\n    disruption_budget: {{min_available: 2}}\n    ingress: {{host: svc-{i}.{env}.example.com, class: nginx, tls_secret: tls-{i}}}\n    secrets: {{DB_PASSWORD: {{store: aws-secrets, key: {env}/svc-{i}/db}}}}\n    resources: {{bucket: {{module: app.terraform.io/acme/s3/aws, variables: {{name: svc-{i}-bucket, versioning: true}}}}}}\n"
+                );
+            }
+        }
+    }
+    let mut tags = String::new();
+    let mut env_file = String::from("vpc_id: vpc-123\nirsa_role_arns:\n");
+    for i in 0..n {
+        let _ = writeln!(
+            tags,
+            "svc_{i:05}:\n  v1.{i}.0: 123456789012.dkr.ecr.us-east-1.amazonaws.com/svc_{i:05}:{i}"
+        );
+        if i % 2 == 0 {
+            let _ = writeln!(
+                env_file,
+                "  svc_{i:05}: arn:aws:iam::123456789012:role/svc-{i:05}"
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(dir.join("tags.yaml"), tags).unwrap();
+    std::fs::write(dir.join("env-dev.yaml"), &env_file).unwrap();
+    std::fs::write(dir.join("env-prod.yaml"), &env_file).unwrap();
+}
+
+/// One render of the binary: wall time and its own timings line.
+fn timed_render(repo: &Path, cache: Option<&Path>) -> (Duration, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_controlcenter"));
+    cmd.args([
+        "--repo",
+        repo.to_str().unwrap(),
+        "--timeout",
+        "600",
+        "--max-memory",
+        "4096",
+    ]);
+    cmd.args(["render", "--env", "prod", "--format", "json"]);
+    cmd.env("CONTROLCENTER_TIMINGS", "1");
+    match cache {
+        Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
+        None => cmd.arg("--no-cache"),
+    };
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    let wall = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("timings:"))
+        .unwrap_or_default()
+        .trim_start_matches("timings: ")
+        .to_owned();
+    (wall, line)
+}
+
+/// go-jsonnet (PyPI `gojsonnet`) evaluating the library on the same state,
+/// when it is installed: seconds.
+fn go_jsonnet_seconds(repo: &Path) -> Option<f64> {
+    let state = Command::new(env!("CARGO_BIN_EXE_controlcenter"))
+        .args(["--repo", repo.to_str().unwrap(), "state", "--env", "prod"])
+        .output()
+        .ok()?;
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("lib-jsonnet");
+    let script = format!(
+        "import sys, time, _gojsonnet\ns = sys.stdin.read()\nt = time.time()\n_gojsonnet.evaluate_file('{}', jpathdir=['{}'], tla_codes={{'state': s}})\nprint(time.time() - t)",
+        lib.join("main.jsonnet").display(),
+        lib.display()
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::io::Write::write_all(child.stdin.as_mut()?, &state.stdout).ok()?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Plain and rich repositories of growing size: cold render (no cache),
+/// its stages and peak memory, go-jsonnet on the same state, and a warm
+/// render after one service changed. `--scale` adds N = 20000.
+fn scale(tmp: &Path, big: bool) {
+    let sizes: &[usize] = if big {
+        &[1000, 5000, 20000]
+    } else {
+        &[1000, 5000]
+    };
+    println!(
+        "scale ({} cores): cold render [stages] | go-jsonnet eval | warm after one change [stages]",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for rich in [false, true] {
+        for &n in sizes {
+            let label = format!("{} {n}", if rich { "rich" } else { "plain" });
+            let repo = tmp.join(label.replace(' ', "-"));
+            generate_scale_repo(&repo, n, rich);
+            let (cold, stages) = timed_render(&repo, None);
+            let go = go_jsonnet_seconds(&repo)
+                .map_or_else(|| "not installed".to_owned(), |s| format!("{s:.2} s"));
+            let cache = tmp.join(format!("cache-{}", label.replace(' ', "-")));
+            timed_render(&repo, Some(&cache));
+            let cc = repo.join("controlcenter.yaml");
+            let text = std::fs::read_to_string(&cc).unwrap();
+            let at = text.rfind("replicas: 3").unwrap();
+            let mut changed = text.clone();
+            changed.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
+            std::fs::write(&cc, changed).unwrap();
+            let (warm, warm_stages) = timed_render(&repo, Some(&cache));
+            println!(
+                "{label:<12} cold {:>7.0} ms [{stages}] | go-jsonnet {go} | warm {:>6.0} ms [{warm_stages}]",
+                cold.as_secs_f64() * 1000.0,
+                warm.as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
 fn main() {
     let keep = std::env::args().skip_while(|a| a != "--keep").nth(1);
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--scale" || a == "--scale-20k") {
+        let tmp = tempfile::tempdir().unwrap();
+        scale(tmp.path(), args.iter().any(|a| a == "--scale-20k"));
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let article = root.join("controlcenter-examples/article");
     let platform = root.join("controlcenter-examples/platform");

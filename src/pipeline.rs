@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources};
-use crate::evaluate::{Cache, Evaluation, Limits, Plan, Templates, UnitCounts};
+use crate::evaluate::{
+    Cache, Evaluation, Limits, Plan, Templates, UnitCounts, ENVIRONMENT_OBJECTS,
+};
 use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::process::{self, Resource};
 use crate::repo::guard::{Guarded, InputGuard};
@@ -270,7 +272,9 @@ impl Project {
     fn unknown_service(&self, resolved: &ResolvedEnv) -> Option<Diagnostic> {
         let selected = self.services.as_ref()?;
         let known = &resolved.state.services;
-        let missing = selected.iter().find(|k| !known.contains_key(*k))?;
+        let missing = selected
+            .iter()
+            .find(|k| !known.contains_key(*k) && *k != ENVIRONMENT_OBJECTS)?;
         let mut d = Diagnostic::error(
             Code::UnknownService,
             format!(
@@ -286,7 +290,7 @@ impl Project {
             .max_by(|a, b| a.0.total_cmp(&b.0));
         d = match closest {
             Some((_, k)) => d.help(format!("did you mean `{k}`? `--service` takes a service key of controlcenter.yaml")),
-            None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml"),
+            None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml, or `@environment` for the objects of no service"),
         };
         Some(d)
     }

@@ -87,7 +87,7 @@ pub struct Cli {
     /// Evaluate every unit, neither reading nor writing the evaluation
     /// cache ($CONTROLCENTER_CACHE_DIR, else $XDG_CACHE_HOME/controlcenter,
     /// else ~/.cache/controlcenter).
-    #[arg(long, global = true, env = "CONTROLCENTER_NO_CACHE")]
+    #[arg(long, global = true, env = "CONTROLCENTER_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// What to do.
     #[command(subcommand)]

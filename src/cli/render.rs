@@ -76,8 +76,16 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
             .iter()
             .map(|(stage, d)| format!("{stage} {:.1} ms", d.as_secs_f64() * 1000.0))
             .collect();
+        // Peak resident memory so far, where the system says (Linux).
+        let peak = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or_else(String::new, |kib| format!(", peak {} MiB", kib / 1024));
         eprintln!(
-            "timings: {} ({} units evaluated, {} cached)",
+            "timings: {} ({} units evaluated, {} cached{peak})",
             stages.join(", "),
             units.evaluated,
             units.cached

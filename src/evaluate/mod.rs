@@ -83,6 +83,10 @@ pub enum Evaluation {
     Environment,
 }
 
+/// What `--service` names to select the environment-level objects
+/// (SealedSecrets, `extraManifests`), which belong to no service.
+pub const ENVIRONMENT_OBJECTS: &str = "@environment";
+
 /// The field of the unit state that tells the library which objects a
 /// unit renders (absent: all of them).
 pub const UNIT_FIELD: &str = "unit";
@@ -529,7 +533,10 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
             service: Some(key),
         })
         .collect();
-    if plan.services.is_none() {
+    if plan
+        .services
+        .is_none_or(|s| s.contains(ENVIRONMENT_OBJECTS))
+    {
         units.push(Unit {
             service: None,
             input: UnitInput {

@@ -82,7 +82,7 @@ fn units(out: &Output) -> (usize, usize) {
             .parse()
             .unwrap()
     };
-    (number(" units evaluated"), number(" cached)"))
+    (number(" units evaluated"), number(" cached"))
 }
 
 fn ok(out: &Output) -> String {
@@ -339,6 +339,10 @@ fn service_selection_renders_that_service_only() {
         assert!(doc.contains("app.kubernetes.io/name: accounts"), "{doc}");
         assert!(full.contains(doc), "not in the full render:\n{doc}");
     }
+    // Every service and `@environment` together: the whole render.
+    let everything = ok(&render(&repo, "prod", None, &["--service", "@environment"]));
+    assert!(everything.contains("kind: SealedSecret"));
+    assert!(!everything.contains("kind: Deployment"));
     let out = render(&repo, "prod", None, &["--service", "acounts"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr: String = String::from_utf8_lossy(&out.stderr)
