@@ -301,7 +301,7 @@ impl Templates {
         // those of the whole environment's array.
         let mut output = Vec::new();
         let mut index = 0;
-        for (unit, out) in units.iter().zip(outputs) {
+        for out in outputs {
             let Some(out) = out else { continue };
             let values: Vec<Json> = if out.values.len() == out.items.len() {
                 out.values
@@ -332,7 +332,6 @@ impl Templates {
                 }
                 output.push((path, value));
             }
-            let _ = unit;
         }
         let files = files
             .into_iter()

@@ -120,8 +120,9 @@ impl WorkTree {
     }
 }
 
-impl RepoFiles for WorkTree {
-    fn list_files(&self, rel: &str) -> Vec<String> {
+impl WorkTree {
+    /// Names directly in directory `rel` whose type `keep` accepts, sorted.
+    fn names(&self, rel: &str, keep: fn(fs::FileType) -> bool) -> Vec<String> {
         let Some(rel) = normalize(rel) else {
             return Vec::new();
         };
@@ -130,27 +131,21 @@ impl RepoFiles for WorkTree {
         };
         let mut names: Vec<String> = entries
             .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+            .filter(|e| e.file_type().is_ok_and(keep))
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
         names
     }
+}
+
+impl RepoFiles for WorkTree {
+    fn list_files(&self, rel: &str) -> Vec<String> {
+        self.names(rel, |t| t.is_file() || t.is_symlink())
+    }
 
     fn list_dirs(&self, rel: &str) -> Vec<String> {
-        let Some(rel) = normalize(rel) else {
-            return Vec::new();
-        };
-        let Ok(entries) = fs::read_dir(self.root.join(rel)) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        names
+        self.names(rel, |t| t.is_dir())
     }
 
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
