@@ -26,54 +26,6 @@ use controlcenter::evaluate::Limits;
 use controlcenter::repo::WorkTree;
 use controlcenter::Project;
 
-/// Writes a repository with `n` services in dev and prod: every fourth with
-/// an HPA and a PDB, every third with an ingress, env vars and flags on all.
-pub fn generate_repo(dir: &Path, n: usize) {
-    let mut cc = String::from("defaults:\n  elk_endpoint: https://search.example.com\n");
-    let mut tags = String::new();
-    let mut env_file = String::from("nat_ips: [203.0.113.10, 203.0.113.11]\nirsa_role_arns:\n");
-    for env in ["dev", "prod"] {
-        let _ = writeln!(cc, "{env}:");
-        for i in 0..n {
-            let _ = writeln!(
-                cc,
-                "  svc_{i:04}:\n    git_rev: v1.{i}.0\n    replicas: {}",
-                if env == "prod" { 3 } else { 1 }
-            );
-            cc.push_str("    memory_min: 256Mi\n    memory_max: 512Mi\n    cpu_min: 100m\n");
-            let _ = writeln!(cc, "    env:\n      LOG_LEVEL: info\n      FEATURE_SET: \"0755\"\n      SERVICE_INDEX: \"{i}\"");
-            cc.push_str("    flags:\n      new_checkout: true\n      dark_mode: false\n");
-            if i % 4 == 0 {
-                cc.push_str("    autoscaling:\n      min_replicas: 3\n      max_replicas: 10\n");
-                cc.push_str("    disruption_budget:\n      min_available: 2\n");
-            }
-            if i % 3 == 0 {
-                let _ = writeln!(
-                    cc,
-                    "    ingress:\n      host: svc-{i}.{env}.example.com\n      class: nginx"
-                );
-            }
-        }
-    }
-    for i in 0..n {
-        let _ = writeln!(
-            tags,
-            "svc_{i:04}:\n  v1.{i}.0: 123456789012.dkr.ecr.us-east-1.amazonaws.com/svc_{i:04}:{i}"
-        );
-        if i % 2 == 0 {
-            let _ = writeln!(
-                env_file,
-                "  svc_{i:04}: arn:aws:iam::123456789012:role/svc-{i:04}"
-            );
-        }
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("controlcenter.yaml"), cc).unwrap();
-    std::fs::write(dir.join("tags.yaml"), tags).unwrap();
-    std::fs::write(dir.join("env-dev.yaml"), &env_file).unwrap();
-    std::fs::write(dir.join("env-prod.yaml"), &env_file).unwrap();
-}
-
 /// A Git repository holding `src` in one commit, then a second commit that
 /// raises every `replicas: 3` to 4 (every service changes).
 fn git_history(src: &Path, dest: &Path) {
@@ -350,10 +302,10 @@ fn main() {
     let platform = root.join("controlcenter-examples/platform");
     let tmp = tempfile::tempdir().unwrap();
     let (g100, g1000) = (tmp.path().join("g100"), tmp.path().join("g1000"));
-    generate_repo(&g100, 100);
-    generate_repo(&g1000, 1000);
+    generate_scale_repo(&g100, 100, false);
+    generate_scale_repo(&g1000, 1000, false);
     if let Some(dir) = &keep {
-        generate_repo(Path::new(dir), 1000);
+        generate_scale_repo(Path::new(dir), 1000, false);
         println!("wrote a 1000-service repository to {dir}");
     }
 

@@ -257,15 +257,12 @@ impl Templates {
             }
             // Store what was evaluated, except outputs holding a secret in
             // clear: SealedSecret ciphertexts are made to be published.
-            let ciphertexts = {
-                let mut c = SecretValues::default();
-                for s in resolved.state.sealed_secrets.values() {
-                    s.encrypted_data.values().for_each(|v| c.add(v));
-                }
-                c
-            };
-            let secrets = secrets.without(&ciphertexts);
             if let (Some(cache), Some(_)) = (cache, &digest) {
+                let mut ciphertexts = SecretValues::default();
+                for s in resolved.state.sealed_secrets.values() {
+                    s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
+                }
+                let secrets = secrets.without(&ciphertexts);
                 let depends: Vec<(String, String)> = files
                     .iter()
                     .filter(|(path, _)| !cache::in_template_trees(path, LIB_LABEL, &lib_dirs))
