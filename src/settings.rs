@@ -2,7 +2,7 @@
 //! read once and defaulted. Every stage that needs a setting takes this
 //! value; nothing else reads `settings:`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::evaluate::Evaluation;
 use crate::load::yaml::{Node, Value};
@@ -13,6 +13,11 @@ use crate::load::SETTINGS_KEY;
 /// value: the checkout directory's name would change between Argo CD
 /// refreshes (it checks repositories out into random directories).
 pub const DEFAULT_PART_OF: &str = "platform";
+
+/// `hydrate` commits environment E to branch `environment/E` unless
+/// `settings.hydrate.E.branch` says otherwise (GitOps Promoter's naming;
+/// point it at `environment/E-next` when Promoter promotes from there).
+pub const DEFAULT_HYDRATE_BRANCH_PREFIX: &str = "environment/";
 
 /// Repository settings (`settings:` in controlcenter.yaml), defaulted.
 #[derive(Debug, Clone)]
@@ -29,6 +34,9 @@ pub struct Settings {
     pub revision_annotation: bool,
     /// How templates are evaluated (`settings.evaluation`).
     pub evaluation: Evaluation,
+    /// Where `hydrate` commits each environment (`settings.hydrate`):
+    /// environment → (branch, path), each defaulted when unset.
+    pub hydrate: BTreeMap<String, (Option<String>, Option<String>)>,
 }
 
 impl Default for Settings {
@@ -41,6 +49,7 @@ impl Default for Settings {
             disabled_policies: BTreeSet::new(),
             revision_annotation: false,
             evaluation: Evaluation::PerService,
+            hydrate: BTreeMap::new(),
         }
     }
 }
@@ -49,6 +58,17 @@ impl Settings {
     /// Whether policy `id` is on (every policy is, unless switched off).
     pub fn policy_on(&self, id: &str) -> bool {
         !self.disabled_policies.contains(id)
+    }
+
+    /// The branch and path `hydrate` writes `env` to: `settings.hydrate`,
+    /// else branch `environment/<env>` ([`DEFAULT_HYDRATE_BRANCH_PREFIX`])
+    /// and the branch's root.
+    pub fn hydrate_target(&self, env: &str) -> (String, String) {
+        let (branch, path) = self.hydrate.get(env).cloned().unwrap_or_default();
+        (
+            branch.unwrap_or_else(|| format!("{DEFAULT_HYDRATE_BRANCH_PREFIX}{env}")),
+            path.unwrap_or_else(|| ".".to_owned()),
+        )
     }
 
     /// Reads `settings:` (already schema-checked).
@@ -86,6 +106,16 @@ impl Settings {
                 Some("environment") => Evaluation::Environment,
                 _ => Evaluation::PerService,
             },
+            hydrate: s
+                .and_then(|s| s.get("hydrate"))
+                .and_then(Node::as_map)
+                .unwrap_or_default()
+                .iter()
+                .map(|e| {
+                    let field = |k: &str| e.value.get(k).and_then(Node::as_str).map(str::to_owned);
+                    (e.key.clone(), (field("branch"), field("path")))
+                })
+                .collect(),
         }
     }
 }

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::{Cli, EXIT_INVALID, EXIT_OK};
 use crate::commands::diff::{diff, ChangeKind, DiffOptions, DiffReport};
+use crate::commands::markdown;
 use crate::redact::SecretValues;
 
 /// Output of `diff`.
@@ -14,8 +15,11 @@ use crate::redact::SecretValues;
 pub enum DiffFormat {
     /// Change list, unified diffs, summary.
     Text,
-    /// Machine-readable change list (for pull-request comments).
+    /// Machine-readable change list.
     Json,
+    /// A pull-request comment: summary table, one collapsible diff per
+    /// resource, under GitHub's comment size limit.
+    Markdown,
 }
 
 /// Options shared by `diff` and `promote`.
@@ -113,13 +117,24 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
         context: args.output.context,
         secrets: secrets.clone(),
     };
+    let mut rerun = vec!["diff", "--env", &args.env];
+    match (&args.against_env, &args.to) {
+        (Some(other), _) => rerun.extend(["--against-env", other]),
+        (None, _) => rerun.extend(["--from", &args.from]),
+    }
+    if let Some(to) = &args.to {
+        rerun.extend(["--to", to]);
+    }
+    for s in &args.services {
+        rerun.extend(["--service", s]);
+    }
     print_report(
         cli,
         &diff(&old, &new, &opts),
-        &old_label,
-        &new_label,
+        (&old_label, &new_label),
         &args.output,
         &secrets,
+        &cli.command_line(&rerun),
     )
 }
 
@@ -127,10 +142,10 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
 pub(super) fn print_report(
     cli: &Cli,
     report: &DiffReport,
-    old: &str,
-    new: &str,
+    (old, new): (&str, &str),
     out: &DiffOutputArgs,
     secrets: &SecretValues,
+    rerun: &str,
 ) -> i32 {
     let text = match out.format {
         DiffFormat::Json => {
@@ -144,6 +159,14 @@ pub(super) fn print_report(
             serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
         }
         DiffFormat::Text => text_report(report, old, new, out.stat, color(cli)),
+        DiffFormat::Markdown => markdown::report(
+            report,
+            old,
+            new,
+            out.stat,
+            rerun,
+            markdown::GITHUB_COMMENT_LIMIT,
+        ),
     };
     // Secret data is hashed in the report; a template may still have
     // copied a secret value elsewhere (a writeOnly field into a ConfigMap).

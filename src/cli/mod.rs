@@ -5,6 +5,7 @@
 mod cmp;
 mod diff;
 mod eval;
+mod hydrate;
 pub mod output;
 mod promote;
 mod render;
@@ -150,6 +151,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Preview promoting one environment branch into another.
     Promote(promote::PromoteArgs),
+    /// Commit an environment's rendered manifests to a branch (rendered manifests in Git).
+    Hydrate(hydrate::HydrateArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -181,6 +184,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Tags(a) => tags::run(&cli, a),
         Command::Diff(a) => diff::run(&cli, a),
         Command::Promote(a) => promote::run(&cli, a),
+        Command::Hydrate(a) => hydrate::run(&cli, a),
     }
 }
 
@@ -215,6 +219,20 @@ impl Cli {
     fn fail(&self, d: Diagnostic, exit: i32) -> i32 {
         self.output().report(&Sources::default(), vec![d]);
         exit
+    }
+
+    /// `controlcenter [--repo R] [--lib L] <words>`: a command line that
+    /// runs `words` on this repository, for messages that say what to run.
+    fn command_line(&self, words: &[&str]) -> String {
+        let mut all: Vec<String> = vec!["controlcenter".into()];
+        if self.repo != std::path::Path::new(".") {
+            all.extend(["--repo".into(), self.repo.to_string_lossy().into_owned()]);
+        }
+        if let Some(lib) = &self.lib {
+            all.extend(["--lib".into(), lib.to_string_lossy().into_owned()]);
+        }
+        all.extend(words.iter().map(|w| (*w).to_owned()));
+        crate::commands::markdown::shell_words(&all)
     }
 
     /// The embedded library, or `--lib DIR`; on failure reports and

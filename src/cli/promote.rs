@@ -79,13 +79,27 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         context: args.output.context,
         secrets: secrets.clone(),
     };
+    let mut rerun = vec![
+        "promote",
+        "--from",
+        &args.from,
+        "--to",
+        &args.to,
+        "--dry-run",
+    ];
+    if let Some(r) = &args.from_rev {
+        rerun.extend(["--from-rev", r]);
+    }
+    if let Some(r) = &args.to_rev {
+        rerun.extend(["--to-rev", r]);
+    }
     print_report(
         cli,
         &diff(&before, &after, &opts),
-        &target_label,
-        &label,
+        (&target_label, &label),
         &args.output,
         &secrets,
+        &cli.command_line(&rerun),
     )
 }
 

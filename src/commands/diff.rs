@@ -50,6 +50,9 @@ pub struct Change {
     pub change: ChangeKind,
     /// `Kind/namespace/name`.
     pub resource: String,
+    /// The resource's kind (for summaries by kind).
+    #[serde(skip)]
+    pub kind: String,
     /// apiVersion of the resource (the new one when both exist).
     #[serde(rename = "apiVersion")]
     pub api_version: String,
@@ -222,6 +225,7 @@ pub fn diff(old: &[Resource], new: &[Resource], opts: &DiffOptions) -> DiffRepor
             Change {
                 change: kind,
                 resource: name,
+                kind: id.kind.clone(),
                 api_version: id.api_version.clone(),
                 diff: unified,
                 insertions,

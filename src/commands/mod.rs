@@ -3,4 +3,5 @@
 
 pub mod cmp;
 pub mod diff;
+pub mod markdown;
 pub mod tags;

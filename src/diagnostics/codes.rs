@@ -68,6 +68,8 @@ codes! {
     // 06xx: output
     OutputFailed = "CC0601", "the output could not be written";
     OutputCollision = "CC0602", "two resources would be written to the same file";
+    HydrateRefused = "CC0603", "hydrated manifests cannot be committed to the target branch";
+    UncommittedChanges = "CC0604", "the work tree has uncommitted changes, so no dry commit describes it";
     // 07xx: tags.yaml write-back
     ImmutableRevision = "CC0701", "a revision already points to another image (revisions are immutable)";
     InvalidImage = "CC0702", "not an image reference (registry/repository:tag or @sha256:digest)";

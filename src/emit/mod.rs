@@ -3,6 +3,7 @@
 //! is replaced atomically.
 
 pub mod atomic;
+pub mod hydrate;
 pub mod out_dir;
 
 use crate::process::Resource;

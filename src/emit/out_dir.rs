@@ -48,41 +48,7 @@ pub fn file_name(r: &Resource) -> String {
 /// atomically. `origin` is where the resources came from (the template
 /// entry point), to locate a file-name collision.
 pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result<(), Diagnostic> {
-    let mut files: BTreeMap<String, &Resource> = BTreeMap::new();
-    for r in resources {
-        let name = file_name(r);
-        // Identities are validated in post-processing; never trust that
-        // here: a file name is two plain components or nothing is written.
-        let components: Vec<_> = Path::new(&name).components().collect();
-        let plain = components.len() == 2
-            && components
-                .iter()
-                .all(|c| matches!(c, std::path::Component::Normal(_)))
-            && name.split('/').count() == 2;
-        if !plain {
-            return Err(fail(
-                dir,
-                &format!("{} would be written outside its directory", r.id.display()),
-            ));
-        }
-        if let Some(other) = files.insert(name.clone(), r) {
-            let mut d = Diagnostic::error(
-                Code::OutputCollision,
-                format!(
-                    "{} ({}) and {} ({}) would both be written to {name}",
-                    other.id.display(),
-                    other.id.api_version,
-                    r.id.display(),
-                    r.id.api_version
-                ),
-            )
-            .help("they differ only by API group; rename one of them");
-            if let Some(span) = origin {
-                d = d.at(span, "rendered by this template");
-            }
-            return Err(d);
-        }
-    }
+    let files = files(resources, origin)?;
     if dir.exists() && !is_ours(dir) {
         return Err(fail(
             dir,
@@ -142,6 +108,51 @@ pub fn write(dir: &Path, resources: &[Resource], origin: Option<Span>) -> Result
         let _ = fs::remove_dir_all(b);
     }
     Ok(())
+}
+
+/// The file of each resource, by file name; refuses collisions and any
+/// name that is not two plain path components. `origin` locates a
+/// collision (the template entry point).
+pub fn files(
+    resources: &[Resource],
+    origin: Option<Span>,
+) -> Result<BTreeMap<String, &Resource>, Diagnostic> {
+    let mut files: BTreeMap<String, &Resource> = BTreeMap::new();
+    for r in resources {
+        let name = file_name(r);
+        // Identities are validated in post-processing; never trust that
+        // here: a file name is two plain components or nothing is written.
+        let components: Vec<_> = Path::new(&name).components().collect();
+        let plain = components.len() == 2
+            && components
+                .iter()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+            && name.split('/').count() == 2;
+        if !plain {
+            return Err(Diagnostic::error(
+                Code::OutputFailed,
+                format!("{} would be written outside its directory", r.id.display()),
+            ));
+        }
+        if let Some(other) = files.insert(name.clone(), r) {
+            let mut d = Diagnostic::error(
+                Code::OutputCollision,
+                format!(
+                    "{} ({}) and {} ({}) would both be written to {name}",
+                    other.id.display(),
+                    other.id.api_version,
+                    r.id.display(),
+                    r.id.api_version
+                ),
+            )
+            .help("they differ only by API group; rename one of them");
+            if let Some(span) = origin {
+                d = d.at(span, "rendered by this template");
+            }
+            return Err(d);
+        }
+    }
+    Ok(files)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

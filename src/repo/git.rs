@@ -72,21 +72,7 @@ impl GitRevision {
     /// repository that contains `dir`; `dir`'s place in it is kept, so a
     /// control-center repository in a subdirectory works.
     pub fn open(dir: &Path, rev: &str) -> Result<Self, RevisionError> {
-        let repo = Repository::discover(dir)
-            .map_err(|e| RevisionError::NotARepository(e.message().to_owned()))?;
-        let workdir = repo
-            .workdir()
-            .and_then(|w| w.canonicalize().ok())
-            .ok_or_else(|| {
-                RevisionError::NotARepository("a bare repository has no work tree".into())
-            })?;
-        let here = dir
-            .canonicalize()
-            .map_err(|e| RevisionError::NotARepository(e.to_string()))?;
-        let prefix = here
-            .strip_prefix(&workdir)
-            .map(|p| p.to_string_lossy().replace('\\', "/"))
-            .unwrap_or_default();
+        let (repo, prefix) = discover(dir)?;
         let object = repo
             .revparse_single(rev)
             .map_err(|e| RevisionError::UnknownRevision(format!("`{rev}`: {}", e.message())))?;
@@ -115,6 +101,27 @@ impl GitRevision {
             format!("{}/{rel}", self.prefix)
         }
     }
+}
+
+/// The Git repository that contains `dir`, and `dir`'s path inside its
+/// work tree (`""` at the top level).
+pub fn discover(dir: &Path) -> Result<(Repository, String), RevisionError> {
+    let repo = Repository::discover(dir)
+        .map_err(|e| RevisionError::NotARepository(e.message().to_owned()))?;
+    let workdir = repo
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .ok_or_else(|| {
+            RevisionError::NotARepository("a bare repository has no work tree".into())
+        })?;
+    let here = dir
+        .canonicalize()
+        .map_err(|e| RevisionError::NotARepository(e.to_string()))?;
+    let prefix = here
+        .strip_prefix(&workdir)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default();
+    Ok((repo, prefix))
 }
 
 /// Where a path of the snapshot leads, symlinks followed.

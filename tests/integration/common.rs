@@ -72,6 +72,11 @@ pub fn transcript(out: &Output) -> String {
     )
 }
 
+/// [`transcript`] with the repository's temporary path replaced by `[REPO]`.
+pub fn normalize_transcript(out: &Output, repo: &Path) -> String {
+    transcript(out).replace(repo.to_str().unwrap(), "[REPO]")
+}
+
 /// Runs `validate --error-format json` on `repo`: the output and the
 /// diagnostics, one JSON object per stdout line.
 pub fn validate_json(repo: &Path) -> (Output, Vec<serde_json::Value>) {

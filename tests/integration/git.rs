@@ -316,3 +316,135 @@ fn unknown_revisions_and_revisions_without_inputs_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a Git repository"));
 }
+
+#[test]
+fn markdown_diff_and_promotion_for_a_pull_request_comment() {
+    let h = history();
+    let out = cc(
+        h.dir.path(),
+        &[
+            "diff",
+            "--env",
+            "dev",
+            "--from",
+            &h.a.to_string(),
+            "--to",
+            &h.b.to_string(),
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    insta::assert_snapshot!(
+        "markdown",
+        scrub(&String::from_utf8_lossy(&out.stdout), &h)
+            .replace(&h.dir.path().display().to_string(), "[REPO]")
+    );
+    let promote = cc(
+        h.dir.path(),
+        &[
+            "promote",
+            "--from",
+            "dev",
+            "--to",
+            "preprod",
+            "--dry-run",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!(promote.status.code(), Some(0), "{}", transcript(&promote));
+    insta::assert_snapshot!(
+        "markdown-promote",
+        String::from_utf8_lossy(&promote.stdout)
+            .replace(&h.dir.path().display().to_string(), "[REPO]")
+    );
+}
+
+/// A repository of `n` services on dev, every image at `build`.
+fn many_services(n: usize, build: u32, secret: &str) -> Vec<(&'static str, String)> {
+    let mut cc = String::from("dev:\n");
+    let mut tags = String::new();
+    for i in 0..n {
+        cc.push_str(&format!(
+            "  svc_{i:03}:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 128Mi\n"
+        ));
+        tags.push_str(&format!(
+            "svc_{i:03}:\n  v1: registry.example.com/acme/svc-{i:03}:{build}\n"
+        ));
+    }
+    let secrets =
+        format!("dev:\n  db-credentials:\n    encryptedData:\n      password: {secret}\n");
+    vec![
+        ("controlcenter.yaml", cc),
+        ("tags.yaml", tags),
+        ("env-dev.yaml", "db_endpoint: db.dev.internal\n".to_owned()),
+        ("secrets.yaml", secrets),
+    ]
+}
+
+#[test]
+fn markdown_diff_stays_under_github_s_comment_limit_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(dir.path()).unwrap();
+    // Two real ciphertexts from the platform example.
+    let sealed: Vec<String> =
+        std::fs::read_to_string(root().join("controlcenter-examples/platform/secrets.yaml"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("password: ").map(str::to_owned))
+            .collect();
+    let (old_secret, new_secret) = (sealed[0].clone(), sealed[1].clone());
+    let a = commit(&repo, &many_services(400, 1, &old_secret), "400 services");
+    let b = commit(
+        &repo,
+        &many_services(400, 2, &new_secret),
+        "every image rebuilt, password rotated",
+    );
+    let out = cc(
+        dir.path(),
+        &[
+            "diff",
+            "--env",
+            "dev",
+            "--from",
+            &a.to_string(),
+            "--to",
+            &b.to_string(),
+            "--format",
+            "markdown",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        md.chars().count() <= 65_536,
+        "{} characters",
+        md.chars().count()
+    );
+    assert!(md.contains("| Deployment | 0 | 0 | 400 |"), "{md}");
+    assert!(md.contains("not shown here to keep this comment under GitHub's size limit"));
+    assert!(md.contains(&format!(
+        "See them all with `controlcenter --repo {} diff --env dev --from {a} --to {b}`",
+        dir.path().display()
+    )));
+    // The rotated password shows as a changed hash, never as ciphertext.
+    assert!(md.contains("SealedSecret"), "the SealedSecret is listed");
+    assert!(
+        !md.contains(&old_secret[..24]) && !md.contains(&new_secret[..24]),
+        "no ciphertext in the comment"
+    );
+    // Every fence opened is closed: the sections shown are whole.
+    assert_eq!(
+        md.matches("<details>").count(),
+        md.matches("</details>").count()
+    );
+    let lines: Vec<&str> = md.lines().collect();
+    let tail = lines[lines.len() - 3..].join("\n");
+    insta::assert_snapshot!(
+        "markdown-capped-tail",
+        tail.replace(&dir.path().display().to_string(), "[REPO]")
+            .replace(&a.to_string(), "[A]")
+            .replace(&b.to_string(), "[B]")
+    );
+}

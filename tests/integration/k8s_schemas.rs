@@ -458,6 +458,111 @@ fn rendered_examples_match_k8s_schemas() {
 // Self-tests: the set-up is strict, so the test above cannot pass vacuously.
 // ---------------------------------------------------------------------------
 
+/// Copies a directory tree (regular files only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Every example, committed to a fresh Git repository and hydrated with
+/// `hydrate --all`: each file of each hydrated branch is one YAML document
+/// (what `kubectl apply -f DIR` reads), equal to the rendered resource and
+/// valid under the strict schemas.
+#[test]
+fn hydrated_examples_match_k8s_schemas() {
+    let schemas = Schemas::load();
+    let mut failures: Vec<String> = Vec::new();
+    for example in examples() {
+        let name = example
+            .dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&example.dir, dir.path());
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["add", "-A"],
+            &["commit", "-q", "-m", "example"],
+        ] {
+            crate::common::git(dir.path(), args);
+        }
+        let out = crate::common::run(&["--repo", dir.path().to_str().unwrap(), "hydrate", "--all"]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            crate::common::transcript(&out)
+        );
+        let repo = git2::Repository::open(dir.path()).unwrap();
+        for env in &example.envs {
+            let rendered: BTreeSet<String> = render(dir.path(), env)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            let tree = repo
+                .revparse_single(&format!("environment/{env}"))
+                .and_then(|o| o.peel_to_tree())
+                .unwrap_or_else(|e| panic!("{name}: environment/{env} not hydrated: {e}"));
+            let mut hydrated: BTreeSet<String> = BTreeSet::new();
+            tree.walk(git2::TreeWalkMode::PreOrder, |parent, entry| {
+                let file = format!("{parent}{}", entry.name().unwrap_or_default());
+                if !file.ends_with(".yaml") {
+                    return git2::TreeWalkResult::Ok;
+                }
+                let blob = repo.find_blob(entry.id()).unwrap();
+                let text = String::from_utf8_lossy(blob.content()).into_owned();
+                let mut sources = controlcenter::diagnostics::Sources::default();
+                let id = sources.add(&file, text.as_str());
+                let value = match controlcenter::load::yaml::parse(&text, id) {
+                    Ok(node) => node.to_json(),
+                    Err(d) => {
+                        failures.push(format!(
+                            "{name} [{env}] {file}: not one YAML document: {d:?}"
+                        ));
+                        return git2::TreeWalkResult::Ok;
+                    }
+                };
+                let (api, kind) = (
+                    value["apiVersion"].as_str().unwrap_or_default(),
+                    value["kind"].as_str().unwrap_or_default(),
+                );
+                match schemas.validator_for(api, kind) {
+                    Err(message) => failures.push(format!("{name} [{env}] {file}: {message}")),
+                    Ok(None) => {}
+                    Ok(Some(validator)) => {
+                        for v in violations(validator, &value) {
+                            failures.push(format!(
+                                "{name} [{env}] {file} at {}: {}",
+                                v.instance_path, v.message
+                            ));
+                        }
+                    }
+                }
+                hydrated.insert(serde_json::to_string(&value).unwrap());
+                git2::TreeWalkResult::Ok
+            })
+            .unwrap();
+            if hydrated != rendered {
+                failures.push(format!(
+                    "{name} [{env}]: the hydrated files ({}) differ from the render ({})",
+                    hydrated.len(),
+                    rendered.len()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 fn valid_deployment() -> Value {
     json!({
         "apiVersion": "apps/v1",

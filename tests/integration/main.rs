@@ -10,6 +10,7 @@ mod errors;
 mod fuzz;
 mod git;
 mod hostile;
+mod hydrate;
 mod k8s_schemas;
 mod library;
 mod policies;
