@@ -14,6 +14,12 @@
 //! time, stage split and peak memory (the binary's `CONTROLCENTER_TIMINGS`
 //! line), go-jsonnet on the same state when `gojsonnet` is installed, and a
 //! warm render after one service changed. docs/performance.md records them.
+//!
+//! `cargo bench --bench render -- --hydrate` compares `hydrate` with
+//! `render --out-dir` (both cold: no evaluation cache) on plain repositories
+//! of 1000 and 5000 services, in turn: the first hydration (every object
+//! new), a hydration to a fresh branch (objects already stored, as in a CI
+//! clone that fetched the branch) and one after a one-service change.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -289,9 +295,142 @@ fn scale(tmp: &Path, big: bool) {
     }
 }
 
+/// Median of `runs` timings of `controlcenter args` (which must succeed).
+fn median_run(args: &[&str], runs: usize) -> Duration {
+    let bin = env!("CARGO_BIN_EXE_controlcenter");
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let out = Command::new(bin).args(args).output().unwrap();
+            let took = start.elapsed();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// `hydrate` against `render --out-dir` of the same environment.
+fn hydrate_vs_out_dir(tmp: &Path) {
+    println!("hydrate vs render --out-dir (no evaluation cache), prod, wall time:");
+    for n in [1000, 5000] {
+        let repo = tmp.join(format!("hydrate-{n}"));
+        generate_scale_repo(&repo, n, false);
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=bench",
+                    "-c",
+                    "user.email=bench@example.com",
+                ])
+                .args(args)
+                .current_dir(&repo)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "dev"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "base"]);
+        let r = repo.to_str().unwrap();
+        let out = tmp.join(format!("out-{n}"));
+        let o = out.to_str().unwrap();
+        let render = median_run(
+            &[
+                "--no-cache",
+                "--repo",
+                r,
+                "render",
+                "--env",
+                "prod",
+                "--out-dir",
+                o,
+            ],
+            5,
+        );
+        let first = median_run(
+            &[
+                "--no-cache",
+                "--repo",
+                r,
+                "hydrate",
+                "--env",
+                "prod",
+                "--to",
+                "bench/first",
+            ],
+            1,
+        );
+        let mut fresh = Vec::new();
+        for i in 0..5 {
+            let to = format!("bench/fresh-{i}");
+            fresh.push(median_run(
+                &[
+                    "--no-cache",
+                    "--repo",
+                    r,
+                    "hydrate",
+                    "--env",
+                    "prod",
+                    "--to",
+                    &to,
+                ],
+                1,
+            ));
+        }
+        fresh.sort();
+        let fresh = fresh[2];
+        let cc = repo.join("controlcenter.yaml");
+        let text = std::fs::read_to_string(&cc).unwrap();
+        let at = text.rfind("replicas: 3").unwrap();
+        let mut changed = text.clone();
+        changed.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
+        std::fs::write(&cc, changed).unwrap();
+        git(&["commit", "-q", "-am", "one service"]);
+        let one = median_run(
+            &[
+                "--no-cache",
+                "--repo",
+                r,
+                "hydrate",
+                "--env",
+                "prod",
+                "--to",
+                "bench/first",
+            ],
+            1,
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let ratio = |d: Duration| d.as_secs_f64() / render.as_secs_f64();
+        println!(
+            "plain {n:<6} render --out-dir {:>7.0} ms | hydrate: first {:>7.0} ms ({:.2}×), fresh branch {:>7.0} ms ({:.2}×), one service changed {:>7.0} ms ({:.2}×)",
+            ms(render),
+            ms(first),
+            ratio(first),
+            ms(fresh),
+            ratio(fresh),
+            ms(one),
+            ratio(one)
+        );
+    }
+}
+
 fn main() {
     let keep = std::env::args().skip_while(|a| a != "--keep").nth(1);
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--hydrate") {
+        let tmp = tempfile::tempdir().unwrap();
+        hydrate_vs_out_dir(tmp.path());
+        return;
+    }
     if args.iter().any(|a| a == "--scale" || a == "--scale-20k") {
         let tmp = tempfile::tempdir().unwrap();
         scale(tmp.path(), args.iter().any(|a| a == "--scale-20k"));

@@ -163,6 +163,17 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
         return EXIT_INVALID;
     }
 
+    if rendered.is_empty() {
+        return cli.fail(
+            Diagnostic::error(
+                Code::EnvFileMissing,
+                "no environment of controlcenter.yaml has its env-<env>.yaml on this branch: nothing to hydrate",
+            )
+            .help("run hydrate on an environment branch, or name one with --env"),
+            EXIT_INVALID,
+        );
+    }
+
     // Targets, checked before anything is written.
     let mut targets: Vec<Target> = Vec::new();
     for (env, _) in &rendered {
@@ -170,14 +181,14 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
         let branch = args.to.clone().unwrap_or(branch);
         let path = args.path.clone().unwrap_or(path);
         match Target::new(&branch, &path) {
-            Ok(t) if targets.contains(&t) => {
+            Ok(t) if targets.iter().any(|other| other.overlaps(&t)) => {
                 return refused(
                     format!(
-                        "two environments would be hydrated to {}:{}",
+                        "two environments would be hydrated to {}:{} or a directory inside it",
                         t.branch,
                         t.path_label()
                     ),
-                    "give each environment its own branch or path in settings.hydrate",
+                    "give each environment its own branch, or sibling paths on one branch, in settings.hydrate",
                 )
             }
             Ok(t) => targets.push(t),
@@ -205,7 +216,7 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
     }
 
     let dry_info = CommitInfo::of(&dry);
-    let repo_url = args.repo_url.clone().or_else(|| {
+    let repo_url = args.repo_url.as_deref().map(public_url).or_else(|| {
         repo.find_remote("origin")
             .ok()
             .and_then(|r| r.url().ok().map(public_url))

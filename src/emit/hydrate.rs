@@ -54,6 +54,16 @@ impl Target {
         })
     }
 
+    /// Whether hydrating both would write into one directory: the same
+    /// branch, and one path is the other or inside it.
+    pub fn overlaps(&self, other: &Target) -> bool {
+        let inside = |a: &str, b: &str| {
+            a.is_empty() || a == b || b.strip_prefix(a).is_some_and(|rest| rest.starts_with('/'))
+        };
+        self.branch == other.branch
+            && (inside(&self.path, &other.path) || inside(&other.path, &self.path))
+    }
+
     /// The path as users write it (`.` for the root).
     pub fn path_label(&self) -> &str {
         if self.path.is_empty() {
@@ -279,28 +289,51 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
         return Ok(Hydrated::Unchanged { commit: tip.id() });
     }
 
+    // New objects are collected in memory and stored as one pack: a
+    // loose file per object would cost more than rendering them.
+    let err = |e: git2::Error| e.message().to_owned();
+    let staging = Repository::open(repo.path()).map_err(err)?;
+    let odb = staging.odb().map_err(err)?;
+    let mempack = odb.add_new_mempack_backend(1_000).map_err(err)?;
     // Only what changed is written; the object database keeps the rest.
     let mut by_dir: BTreeMap<&str, Vec<(&str, Oid)>> = BTreeMap::new();
     for (path, bytes) in &h.manifests {
         let id = if old.get(path) == new.get(path.as_str()) {
             new[path.as_str()]
         } else {
-            repo.blob(bytes).map_err(|e| e.message().to_owned())?
+            staging.blob(bytes).map_err(err)?
         };
         let (dir, file) = path
             .split_once('/')
             .ok_or_else(|| format!("{path} is not <dir>/<file>"))?;
         by_dir.entry(dir).or_default().push((file, id));
     }
-    let dir = write_dir(repo, old_dir.as_ref(), &by_dir, h)?;
-    let tree_id = graft(repo, root.as_ref(), &components(&h.target.path), dir)?;
-    let tree = repo
-        .find_tree(tree_id)
-        .map_err(|e| e.message().to_owned())?;
-    let parents: Vec<&git2::Commit<'_>> = tip.iter().collect();
-    let commit = repo
+    let old_dir = old_dir
+        .map(|t| staging.find_tree(t.id()))
+        .transpose()
+        .map_err(err)?;
+    let root = root
+        .map(|t| staging.find_tree(t.id()))
+        .transpose()
+        .map_err(err)?;
+    let dir = write_dir(&staging, old_dir.as_ref(), &by_dir, h)?;
+    let tree_id = graft(&staging, root.as_ref(), &components(&h.target.path), dir)?;
+    let tree = staging.find_tree(tree_id).map_err(err)?;
+    let parent = tip
+        .as_ref()
+        .map(|t| staging.find_commit(t.id()))
+        .transpose()
+        .map_err(err)?;
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    let commit = staging
         .commit(None, &h.author, &h.committer, &h.message, &tree, &parents)
-        .map_err(|e| e.message().to_owned())?;
+        .map_err(err)?;
+    let mut pack = git2::Buf::new();
+    mempack.dump(&staging, &mut pack).map_err(err)?;
+    let repo_odb = repo.odb().map_err(err)?;
+    let mut writer = repo_odb.packwriter().map_err(err)?;
+    std::io::Write::write_all(&mut writer, &pack).map_err(|e| e.to_string())?;
+    writer.commit().map_err(err)?;
     let log = format!("controlcenter hydrate: {}", h.metadata.dry.sha);
     // Compare-and-swap: a concurrent hydration or push that moved the
     // branch makes this one fail instead of dropping the other's commit.
@@ -577,5 +610,10 @@ mod tests {
         assert!(Target::new("x", "../up").is_err());
         assert!(Target::new("x", "/abs").is_err());
         assert!(Target::new("x", "a/.git/b").is_err());
+        let t = |b: &str, p: &str| Target::new(b, p).unwrap();
+        assert!(t("x", ".").overlaps(&t("x", "prod")));
+        assert!(t("x", "apps/prod").overlaps(&t("x", "apps")));
+        assert!(!t("x", "apps/prod").overlaps(&t("x", "apps/production")));
+        assert!(!t("x", ".").overlaps(&t("y", ".")));
     }
 }

@@ -298,7 +298,7 @@ fn ci_examples_are_valid_yaml_and_call_real_commands() {
         }
         seen += 1;
     }
-    assert_eq!(seen, 2);
+    assert_eq!(seen, 4);
 }
 
 /// Failures outside any input file (a revision, a directory, a flag) are

@@ -406,6 +406,19 @@ fn deploy_manifests_are_valid_and_follow_argo_cd_rules() {
         parsed["applicationset.yaml"]["spec"]["template"]["spec"]["source"]["plugin"]["name"],
         plugin_name.as_str()
     );
+    // Hydrated branches: a plain directory, and Argo CD's Source Hydrator
+    // on the branches `controlcenter hydrate` writes.
+    let hydrated = &parsed["application-hydrated.yaml"]["spec"]["source"];
+    assert_eq!(hydrated["targetRevision"], "environment/prod");
+    assert!(hydrated.get("plugin").is_none(), "no sidecar");
+    let sh = &parsed["application-source-hydrator.yaml"]["spec"]["sourceHydrator"];
+    assert_eq!(sh["drySource"]["plugin"]["name"], plugin_name.as_str());
+    assert_eq!(sh["hydrateTo"]["targetBranch"], "environment/prod-next");
+    let sync_path = sh["syncSource"]["path"].as_str().unwrap();
+    assert!(
+        sync_path.len() >= 2 && sync_path != "./",
+        "Argo CD refuses the root as syncSource.path"
+    );
     let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
     assert!(dockerfile.contains("USER 999"), "non-root 999");
     assert!(dockerfile.contains("--locked"));

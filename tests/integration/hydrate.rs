@@ -147,6 +147,23 @@ fn the_same_dry_commit_hydrates_to_one_commit_with_the_same_tree_anywhere() {
     assert_eq!(there.status.code(), Some(0), "{}", transcript(&there));
     assert_eq!(tip(other.path(), "environment/dev"), Some(c1));
 
+    // The git CLI reads what git2 wrote: the pack, the branch, the note
+    // (GitOps Promoter runs `git notes --ref=… show`).
+    git(d, &["fsck", "--no-dangling"]);
+    let shown = std::process::Command::new("git")
+        .args(["notes", "--ref=refs/notes/hydrator.metadata", "show", "environment/dev"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let note: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("git shows the note");
+    assert_eq!(note["drySha"], head(d).as_str());
+    let ls = std::process::Command::new("git")
+        .args(["ls-tree", "-r", "--name-only", "environment/dev"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), 10, "8 manifests, README, metadata");
+
     // Each file is one YAML document, as `kubectl apply -f` reads them.
     let files = files_of(d, c1);
     assert!(files.contains("README.md") && files.contains("hydrator.metadata"));
