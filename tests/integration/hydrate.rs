@@ -151,18 +151,28 @@ fn the_same_dry_commit_hydrates_to_one_commit_with_the_same_tree_anywhere() {
     // (GitOps Promoter runs `git notes --ref=… show`).
     git(d, &["fsck", "--no-dangling"]);
     let shown = std::process::Command::new("git")
-        .args(["notes", "--ref=refs/notes/hydrator.metadata", "show", "environment/dev"])
+        .args([
+            "notes",
+            "--ref=refs/notes/hydrator.metadata",
+            "show",
+            "environment/dev",
+        ])
         .current_dir(d)
         .output()
         .unwrap();
-    let note: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("git shows the note");
+    let note: serde_json::Value =
+        serde_json::from_slice(&shown.stdout).expect("git shows the note");
     assert_eq!(note["drySha"], head(d).as_str());
     let ls = std::process::Command::new("git")
         .args(["ls-tree", "-r", "--name-only", "environment/dev"])
         .current_dir(d)
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&ls.stdout).lines().count(), 10, "8 manifests, README, metadata");
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout).lines().count(),
+        10,
+        "8 manifests, README, metadata"
+    );
 
     // Each file is one YAML document, as `kubectl apply -f` reads them.
     let files = files_of(d, c1);
