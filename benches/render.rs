@@ -356,23 +356,8 @@ fn hydrate_vs_out_dir(tmp: &Path) {
             ],
             5,
         );
-        let first = median_run(
-            &[
-                "--no-cache",
-                "--repo",
-                r,
-                "hydrate",
-                "--env",
-                "prod",
-                "--to",
-                "bench/first",
-            ],
-            1,
-        );
-        let mut fresh = Vec::new();
-        for i in 0..5 {
-            let to = format!("bench/fresh-{i}");
-            fresh.push(median_run(
+        let hydrate_to = |branch: &str| {
+            median_run(
                 &[
                     "--no-cache",
                     "--repo",
@@ -381,10 +366,16 @@ fn hydrate_vs_out_dir(tmp: &Path) {
                     "--env",
                     "prod",
                     "--to",
-                    &to,
+                    branch,
                 ],
                 1,
-            ));
+            )
+        };
+        let first = hydrate_to("bench/first");
+        let mut fresh = Vec::new();
+        for i in 0..5 {
+            let to = format!("bench/fresh-{i}");
+            fresh.push(hydrate_to(&to));
         }
         fresh.sort();
         let fresh = fresh[2];
@@ -395,19 +386,7 @@ fn hydrate_vs_out_dir(tmp: &Path) {
         changed.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
         std::fs::write(&cc, changed).unwrap();
         git(&["commit", "-q", "-am", "one service"]);
-        let one = median_run(
-            &[
-                "--no-cache",
-                "--repo",
-                r,
-                "hydrate",
-                "--env",
-                "prod",
-                "--to",
-                "bench/first",
-            ],
-            1,
-        );
+        let one = hydrate_to("bench/first");
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let ratio = |d: Duration| d.as_secs_f64() / render.as_secs_f64();
         println!(

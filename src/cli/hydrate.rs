@@ -216,11 +216,13 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
     }
 
     let dry_info = CommitInfo::of(&dry);
-    let repo_url = args.repo_url.as_deref().map(public_url).or_else(|| {
-        repo.find_remote("origin")
+    let repo_url = match &args.repo_url {
+        Some(url) => public_url(url),
+        None => repo
+            .find_remote("origin")
             .ok()
-            .and_then(|r| r.url().ok().map(public_url))
-    });
+            .and_then(|r| r.url().ok().and_then(public_url)),
+    };
     let (author, committer) = match signatures(args, &dry) {
         Ok(s) => s,
         Err(why) => {

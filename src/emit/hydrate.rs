@@ -553,16 +553,27 @@ pub fn rfc3339(t: git2::Time) -> String {
     )
 }
 
-/// A remote URL without credentials (`https://user:token@host/x` →
-/// `https://host/x`); scp-like `git@host:x` stays as it is.
-pub fn public_url(url: &str) -> String {
+/// A remote URL as `repoURL`, without credentials
+/// (`https://user:token@host/x` → `https://host/x`; scp-like `git@host:x`
+/// kept). `None` for a path on this machine (`/srv/cc`, `../cc`,
+/// `file:///srv/cc`): it means nothing elsewhere, and would make the
+/// hydrated tree differ from one machine to the next.
+pub fn public_url(url: &str) -> Option<String> {
     match url.split_once("://") {
+        Some(("file", _)) => None,
         Some((scheme, rest)) => {
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
+            Some(format!("{scheme}://{host}{path}"))
         }
-        None => url.to_owned(),
+        // scp-like `[user@]host:path`: a colon before any slash.
+        None if url
+            .find(':')
+            .is_some_and(|c| !url[..c].contains('/') && c > 1) =>
+        {
+            Some(url.to_owned())
+        }
+        None => None,
     }
 }
 
@@ -586,14 +597,17 @@ mod tests {
     #[test]
     fn urls_lose_their_credentials() {
         assert_eq!(
-            public_url("https://x-access-token:ghs_abc@github.com/acme/cc.git"),
-            "https://github.com/acme/cc.git"
+            public_url("https://x-access-token:ghs_abc@github.com/acme/cc.git").as_deref(),
+            Some("https://github.com/acme/cc.git")
         );
         assert_eq!(
-            public_url("git@github.com:acme/cc.git"),
-            "git@github.com:acme/cc.git"
+            public_url("git@github.com:acme/cc.git").as_deref(),
+            Some("git@github.com:acme/cc.git")
         );
-        assert_eq!(public_url("file:///srv/cc"), "file:///srv/cc");
+        assert_eq!(public_url("file:///srv/cc"), None);
+        assert_eq!(public_url("/tmp/cc"), None);
+        assert_eq!(public_url("../cc"), None);
+        assert_eq!(public_url("C:/work/cc"), None);
     }
 
     #[test]

@@ -146,6 +146,21 @@ fn the_same_dry_commit_hydrates_to_one_commit_with_the_same_tree_anywhere() {
     let there = hydrate(other.path(), &["--env", "dev", "--to", "environment/dev"]);
     assert_eq!(there.status.code(), Some(0), "{}", transcript(&there));
     assert_eq!(tip(other.path(), "environment/dev"), Some(c1));
+    // Without --repo-url: the clone's `origin` is a path on this machine,
+    // which is no repoURL, so the trees still agree.
+    for dir in [d, other.path()] {
+        let out = run(&[
+            "--repo",
+            dir.to_str().unwrap(),
+            "hydrate",
+            "--env",
+            "dev",
+            "--to",
+            "x",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    }
+    assert_eq!(tip(d, "x"), tip(other.path(), "x"));
 
     // The git CLI reads what git2 wrote: the pack, the branch, the note
     // (GitOps Promoter runs `git notes --ref=… show`).

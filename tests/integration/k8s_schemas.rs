@@ -458,19 +458,6 @@ fn rendered_examples_match_k8s_schemas() {
 // Self-tests: the set-up is strict, so the test above cannot pass vacuously.
 // ---------------------------------------------------------------------------
 
-/// Copies a directory tree (regular files only).
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Every example, committed to a fresh Git repository and hydrated with
 /// `hydrate --all`: each file of each hydrated branch is one YAML document
 /// (what `kubectl apply -f DIR` reads), equal to the rendered resource and
@@ -487,7 +474,7 @@ fn hydrated_examples_match_k8s_schemas() {
             .to_string_lossy()
             .into_owned();
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(&example.dir, dir.path());
+        crate::common::copy_tree(&example.dir, dir.path());
         for args in [
             &["init", "-q", "-b", "main"][..],
             &["add", "-A"],

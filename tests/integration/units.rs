@@ -13,20 +13,8 @@ use crate::common::{self, controlcenter, transcript};
 /// A copy of `src` in a new temporary directory.
 fn copy_repo(src: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(src, dir.path());
+    common::copy_tree(src, dir.path());
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let t = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 /// A repository of `n` services in `dev`, with HPAs, PDBs, ingresses,
