@@ -267,6 +267,7 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
             message,
             author: author.clone(),
             committer: committer.clone(),
+            dry_prefix: prefix.clone(),
         };
         let where_ = format!("{}:{}", target.branch, target.path_label());
         match hydrate(&repo, &hydration) {

@@ -37,7 +37,12 @@ impl Target {
     /// Checks a branch name and a path; the error says what is wrong.
     pub fn new(branch: &str, path: &str) -> Result<Target, String> {
         let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
-        if branch.is_empty() || !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        // git's own branch rules (no `HEAD`, no leading `-`), and no name
+        // that reads as another ref (`refs/tags/v1` as refs/heads/refs/…).
+        let valid = !branch.starts_with("refs/")
+            && git2::Branch::name_is_valid(branch).unwrap_or(false)
+            && git2::Reference::is_valid_name(&format!("refs/heads/{branch}"));
+        if !valid {
             return Err(format!("`{branch}` is not a valid branch name"));
         }
         let normalized = crate::repo::normalize(path)
@@ -174,6 +179,9 @@ pub struct Hydration<'a> {
     pub author: Signature<'static>,
     /// Committer of the hydrated commit (and of the note).
     pub committer: Signature<'static>,
+    /// Where the control-center repository sits in the Git tree (`""` at
+    /// the top): a branch holding it there is a dry branch, never a target.
+    pub dry_prefix: String,
 }
 
 /// What a hydration did.
@@ -230,30 +238,29 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,
         Err(e) => return Err(e.message().to_owned().into()),
     };
-    if let Ok(head) = repo.head() {
-        if !repo.is_bare() && head.is_branch() && head.name().ok() == Some(refname.as_str()) {
-            return Err(Refusal {
-                why: format!(
-                    "{} is checked out in this work tree; hydrating it would change files under your feet",
-                    h.target.branch
-                ),
-                help: "hydrate to a branch of its own (--to, or settings.hydrate), or check out another branch",
-            });
-        }
+    if checked_out(repo, &refname) {
+        return Err(Refusal {
+            why: format!(
+                "{} is checked out in a work tree of this repository; hydrating it would change files under your feet",
+                h.target.branch
+            ),
+            help: "hydrate to a branch of its own (--to, or settings.hydrate), or check out another branch",
+        });
     }
     let root = match &tip {
         Some(c) => Some(c.tree().map_err(|e| e.message().to_owned())?),
         None => None,
     };
     if let Some(root) = &root {
-        if h.target.path.is_empty()
-            && root
+        let dry = std::path::Path::new(&h.dry_prefix).join(crate::repo::layout::CONTROLCENTER_FILE);
+        if root.get_path(&dry).is_ok()
+            || root
                 .get_name(crate::repo::layout::CONTROLCENTER_FILE)
                 .is_some()
         {
             return Err(Refusal {
                 why: format!(
-                    "{} holds a control-center repository (controlcenter.yaml at its root)",
+                    "{} holds a control-center repository (a controlcenter.yaml)",
                     h.target.branch
                 ),
                 help: "hydrated manifests go to a branch of their own: pick another --to",
@@ -359,15 +366,108 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
     })
 }
 
-fn add_note(repo: &Repository, h: &Hydration<'_>, on: Oid, note: &str) -> Result<(), String> {
-    if let Ok(existing) = repo.find_note(Some(NOTES_REF), on) {
-        if existing.message().ok() == Some(note) {
-            return Ok(());
+/// Whether a work tree of the repository (the main one or any `git
+/// worktree`) has `refname` checked out.
+fn checked_out(repo: &Repository, refname: &str) -> bool {
+    let has = |r: &Repository| {
+        !r.is_bare()
+            && r.head()
+                .ok()
+                .is_some_and(|h| h.is_branch() && h.name().ok() == Some(refname))
+    };
+    let main = Repository::open(repo.commondir()).ok();
+    let linked: Vec<Repository> = main
+        .as_ref()
+        .and_then(|m| m.worktrees().ok())
+        .map(|names| {
+            names
+                .iter()
+                .flatten()
+                .flatten()
+                .filter_map(|n| main.as_ref()?.find_worktree(n).ok())
+                .filter_map(|wt| Repository::open_from_worktree(&wt).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    has(repo) || main.iter().chain(&linked).any(has)
+}
+
+/// Attaches `note` to `on` under [`NOTES_REF`]. The notes ref moves by
+/// compare-and-swap and the write is retried when another process moved
+/// it meanwhile, so concurrent hydrations never drop each other's notes.
+fn add_note(repo: &Repository, h: &Hydration<'_>, on: Oid, note: &str) -> Result<(), Refusal> {
+    let err = |e: git2::Error| Refusal::from(format!("cannot write the note: {}", e.message()));
+    let hex = on.to_string();
+    for attempt in 0..50 {
+        let tip = match repo.find_reference(NOTES_REF) {
+            Ok(r) => Some(r.peel_to_commit().map_err(err)?),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(err(e)),
+        };
+        let tree = tip
+            .as_ref()
+            .map(git2::Commit::tree)
+            .transpose()
+            .map_err(err)?;
+        let blob = repo.blob(note.as_bytes()).map_err(err)?;
+        if let Some(t) = &tree {
+            if t.get_name(&hex).is_some_and(|e| e.id() == blob) {
+                return Ok(());
+            }
+        }
+        let mut b = repo.treebuilder(tree.as_ref()).map_err(err)?;
+        // git writes `ab/cdef…` once a notes tree grows: drop that form too.
+        let (fan, rest) = hex.split_at(2);
+        if let Some(sub) = tree
+            .as_ref()
+            .and_then(|t| t.get_name(fan))
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+        {
+            let sub = repo.find_tree(sub.id()).map_err(err)?;
+            if sub.get_name(rest).is_some() {
+                let mut sb = repo.treebuilder(Some(&sub)).map_err(err)?;
+                sb.remove(rest).map_err(err)?;
+                if sb.len() == 0 {
+                    b.remove(fan).map_err(err)?;
+                } else {
+                    let id = sb.write().map_err(err)?;
+                    b.insert(fan, id, TREE_MODE).map_err(err)?;
+                }
+            }
+        }
+        b.insert(&hex, blob, BLOB_MODE).map_err(err)?;
+        let new_tree = repo.find_tree(b.write().map_err(err)?).map_err(err)?;
+        let parents: Vec<&git2::Commit<'_>> = tip.iter().collect();
+        let commit = repo
+            .commit(
+                None,
+                &h.committer,
+                &h.committer,
+                "Notes added by 'controlcenter hydrate'\n",
+                &new_tree,
+                &parents,
+            )
+            .map_err(err)?;
+        let moved = match &tip {
+            Some(t) => repo.reference_matching(
+                NOTES_REF,
+                commit,
+                true,
+                t.id(),
+                "controlcenter hydrate: note",
+            ),
+            None => repo.reference(NOTES_REF, commit, false, "controlcenter hydrate: note"),
+        };
+        match moved {
+            Ok(_) => return Ok(()),
+            // Someone else moved the notes ref (or holds its lock): again.
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5 + 3 * attempt)),
         }
     }
-    repo.note(&h.committer, &h.committer, Some(NOTES_REF), on, note, true)
-        .map(|_| ())
-        .map_err(|e| format!("cannot write the note: {}", e.message()))
+    Err(Refusal {
+        why: format!("{NOTES_REF} kept moving; the note on {hex} was not written"),
+        help: "other processes are writing notes; run again (a no-op hydration only adds the note)",
+    })
 }
 
 /// The tree at `path` of `root`, if there is one; an error when a file
@@ -451,8 +551,8 @@ fn write_dir(
     old: Option<&Tree<'_>>,
     by_dir: &BTreeMap<&str, Vec<(&str, Oid)>>,
     h: &Hydration<'_>,
-) -> Result<Oid, String> {
-    let err = |e: git2::Error| e.message().to_owned();
+) -> Result<Oid, Refusal> {
+    let err = |e: git2::Error| Refusal::from(e.message().to_owned());
     let mut top = repo.treebuilder(old).map_err(err)?;
     let mut dirs: BTreeMap<String, Option<Tree<'_>>> = BTreeMap::new();
     if let Some(old) = old {
@@ -463,13 +563,29 @@ fn write_dir(
             }
         }
     }
+    // Never replace an entry hydration does not own: a file where a
+    // manifest directory goes, a directory where a manifest or the
+    // metadata goes.
+    let foreign = |what: String| Refusal {
+        why: format!("{what} on the branch is not hydration's to replace"),
+        help: "move it away on the branch, or hydrate to another --path",
+    };
     for dir in by_dir.keys() {
         if let Some(e) = old.and_then(|t| t.get_name(dir)) {
             if e.kind() != Some(ObjectType::Tree) {
-                top.remove(dir).map_err(err)?;
+                return Err(foreign(format!(
+                    "the file {dir}, where a manifest directory goes,"
+                )));
             }
         }
         dirs.entry((*dir).to_owned()).or_insert(None);
+    }
+    for file in [METADATA_FILE, README_FILE] {
+        if let Some(e) = old.and_then(|t| t.get_name(file)) {
+            if e.kind() != Some(ObjectType::Blob) || e.filemode() == 0o120_000 {
+                return Err(foreign(format!("{file}, not a regular file,")));
+            }
+        }
     }
     for (name, old_sub) in &dirs {
         let mut b = repo.treebuilder(old_sub.as_ref()).map_err(err)?;
@@ -483,6 +599,11 @@ fn write_dir(
             }
         }
         for (file, id) in by_dir.get(name.as_str()).into_iter().flatten() {
+            if let Some(e) = old_sub.as_ref().and_then(|t| t.get_name(file)) {
+                if e.kind() != Some(ObjectType::Blob) {
+                    return Err(foreign(format!("the directory {name}/{file}")));
+                }
+            }
             b.insert(file, *id, BLOB_MODE).map_err(err)?;
         }
         if b.len() == 0 {
@@ -561,7 +682,10 @@ pub fn rfc3339(t: git2::Time) -> String {
 pub fn public_url(url: &str) -> Option<String> {
     match url.split_once("://") {
         Some(("file", _)) => None,
+        _ if url.chars().any(|c| c.is_control() || c.is_whitespace()) => None,
         Some((scheme, rest)) => {
+            // A query or fragment can carry a token: never kept.
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
             let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             Some(format!("{scheme}://{host}{path}"))
@@ -605,6 +729,11 @@ mod tests {
             Some("git@github.com:acme/cc.git")
         );
         assert_eq!(public_url("file:///srv/cc"), None);
+        assert_eq!(
+            public_url("https://h/x.git?access_token=s3cr3t#frag").as_deref(),
+            Some("https://h/x.git")
+        );
+        assert_eq!(public_url("https://h/x\n```"), None);
         assert_eq!(public_url("/tmp/cc"), None);
         assert_eq!(public_url("../cc"), None);
         assert_eq!(public_url("C:/work/cc"), None);
@@ -629,5 +758,8 @@ mod tests {
         assert!(t("x", "apps/prod").overlaps(&t("x", "apps")));
         assert!(!t("x", "apps/prod").overlaps(&t("x", "apps/production")));
         assert!(!t("x", ".").overlaps(&t("y", ".")));
+        for bad in ["HEAD", "-x", "refs/tags/v1", "a b", "a..b"] {
+            assert!(Target::new(bad, ".").is_err(), "{bad}");
+        }
     }
 }

@@ -13,6 +13,9 @@ use super::yaml_document;
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::process::Resource;
 
+/// The longest file name most file systems accept, in bytes.
+const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// Marker file that says a directory is controlcenter's output.
 pub const MARKER: &str = ".controlcenter-out";
 
@@ -128,6 +131,18 @@ pub fn files(
                 .iter()
                 .all(|c| matches!(c, std::path::Component::Normal(_)))
             && name.split('/').count() == 2;
+        // Most file systems (and so every checkout of a hydrated branch)
+        // refuse a file name over 255 bytes.
+        if name.split('/').any(|c| c.len() > MAX_FILE_NAME_BYTES) {
+            return Err(Diagnostic::error(
+                Code::OutputFailed,
+                format!(
+                    "{}: its file name would be longer than {MAX_FILE_NAME_BYTES} bytes",
+                    r.id.display()
+                ),
+            )
+            .help("shorten the object's name"));
+        }
         if !plain {
             return Err(Diagnostic::error(
                 Code::OutputFailed,

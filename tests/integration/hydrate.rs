@@ -411,6 +411,24 @@ fn a_failing_render_or_a_refused_target_leaves_the_branch_where_it_was() {
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     insta::assert_snapshot!("checked-out", common::normalize_transcript(&out, d));
 
+    // A hydrated branch checked out in a linked work tree: refused too.
+    let linked = tempfile::tempdir().unwrap();
+    let wt = linked.path().join("wt");
+    git(
+        d,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            wt.to_str().unwrap(),
+            "environment/dev",
+        ],
+    );
+    let out = hydrate(d, &["--env", "dev"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is checked out in a work tree"));
+    git(d, &["worktree", "remove", "--force", wt.to_str().unwrap()]);
+
     // Uncommitted changes: no dry commit describes the work tree.
     edit(
         d,
