@@ -256,6 +256,16 @@ fn go_jsonnet_seconds(repo: &Path) -> Option<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// Raises the last prod service's replicas: one service of the repository
+/// changes.
+fn change_one_service(repo: &Path) {
+    let cc = repo.join("controlcenter.yaml");
+    let mut text = std::fs::read_to_string(&cc).unwrap();
+    let at = text.rfind("replicas: 3").unwrap();
+    text.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
+    std::fs::write(&cc, text).unwrap();
+}
+
 /// Plain and rich repositories of growing size: cold render (no cache),
 /// its stages and peak memory, go-jsonnet on the same state, and a warm
 /// render after one service changed. `--scale` adds N = 20000.
@@ -279,12 +289,7 @@ fn scale(tmp: &Path, big: bool) {
                 .map_or_else(|| "not installed".to_owned(), |s| format!("{s:.2} s"));
             let cache = tmp.join(format!("cache-{}", label.replace(' ', "-")));
             timed_render(&repo, Some(&cache));
-            let cc = repo.join("controlcenter.yaml");
-            let text = std::fs::read_to_string(&cc).unwrap();
-            let at = text.rfind("replicas: 3").unwrap();
-            let mut changed = text.clone();
-            changed.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
-            std::fs::write(&cc, changed).unwrap();
+            change_one_service(&repo);
             let (warm, warm_stages) = timed_render(&repo, Some(&cache));
             println!(
                 "{label:<12} cold {:>7.0} ms [{stages}] | go-jsonnet {go} | warm {:>6.0} ms [{warm_stages}]",
@@ -379,12 +384,7 @@ fn hydrate_vs_out_dir(tmp: &Path) {
         }
         fresh.sort();
         let fresh = fresh[2];
-        let cc = repo.join("controlcenter.yaml");
-        let text = std::fs::read_to_string(&cc).unwrap();
-        let at = text.rfind("replicas: 3").unwrap();
-        let mut changed = text.clone();
-        changed.replace_range(at..at + "replicas: 3".len(), "replicas: 4");
-        std::fs::write(&cc, changed).unwrap();
+        change_one_service(&repo);
         git(&["commit", "-q", "-am", "one service"]);
         let one = hydrate_to("bench/first");
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
