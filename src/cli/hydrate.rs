@@ -109,7 +109,11 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
                     Code::UnknownRevision,
                     format!("`{dry_rev}` is not a commit: {}", e.message()),
                 )
-                .help("hydrate renders a commit (the dry commit); commit the repository first"),
+                .help(if args.rev.is_some() {
+                    "--rev names a commit, branch or tag of the repository's history (git log --oneline)"
+                } else {
+                    "hydrate renders a commit (the dry commit); commit the repository first"
+                }),
                 EXIT_INVALID,
             )
         }
