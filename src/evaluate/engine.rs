@@ -25,7 +25,9 @@ use jrsonnet_evaluator::{
 use jrsonnet_interner::IStr;
 use serde_json::Value as Json;
 
-use super::imports::{FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, DENIED};
+use super::imports::{
+    FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, UndecodableFiles, DENIED,
+};
 use crate::redact::SecretValues;
 
 /// Prefix of the message for an oversized output (mapped to `CC0403`).
@@ -327,6 +329,7 @@ struct Session {
     /// and raises the same error again without asking the sandbox.
     import_failures: std::cell::RefCell<HashMap<String, super::imports::FailedImport>>,
     loaded: LoadedFiles,
+    undecodable: UndecodableFiles,
     entry: super::imports::SandboxPath,
 }
 
@@ -334,11 +337,13 @@ impl Session {
     fn new(job: &EvalJob) -> Self {
         let failed_import = FailedImportSlot::default();
         let loaded = LoadedFiles::default();
+        let undecodable = UndecodableFiles::default();
         let sandbox = Sandbox::new(
             job.roots.clone(),
             job.jpaths.clone(),
             failed_import.clone(),
             loaded.clone(),
+            undecodable.clone(),
             job.secrets.clone(),
         );
         let entry = sandbox.path(job.entry.0, &job.entry.1);
@@ -359,6 +364,7 @@ impl Session {
             failed_import,
             import_failures: Default::default(),
             loaded,
+            undecodable,
             entry,
         }
     }
@@ -383,7 +389,12 @@ impl Session {
                     .insert(f.message.clone(), fi.clone());
                 Some(fi)
             }
-            None => self.import_failures.borrow().get(&f.message).cloned(),
+            None => match e.error() {
+                ErrorKind::ImportBadFileUtf8(path) => {
+                    self.undecodable.borrow().get(&path.to_string()).cloned()
+                }
+                _ => self.import_failures.borrow().get(&f.message).cloned(),
+            },
         };
         if let Some(fi) = known.as_ref() {
             f.kind = match fi.failure {
@@ -396,23 +407,31 @@ impl Session {
                 .chain(fi.notes.iter().cloned())
                 .collect::<Vec<_>>()
                 .join("\n");
+            let in_the_file = matches!(
+                fi.failure,
+                ImportFailure::Unreadable | ImportFailure::TooDeep
+            ) && fi.span.1 > fi.span.0;
+            let mut location = FrameLocation {
+                path: fi.file.clone(),
+                code: fi.code.clone(),
+                start: fi.span.0,
+                end: fi.span.1,
+            };
+            // The import expression itself, when the trace has it: the
+            // literal found by text may be another import of the same path.
+            if !in_the_file {
+                if let Some(at) = f.frames.first().filter(|fr| fr.desc == "import") {
+                    if let Some(expr) = at.location.clone().filter(|l| l.path == fi.file) {
+                        location = import_expression(expr);
+                        f.frames.remove(0);
+                    }
+                }
+            }
             f.frames.insert(
                 0,
                 Frame {
-                    desc: match fi.failure {
-                        ImportFailure::Unreadable | ImportFailure::TooDeep
-                            if fi.span.1 > fi.span.0 =>
-                        {
-                            "here".to_owned()
-                        }
-                        _ => "imported here".to_owned(),
-                    },
-                    location: Some(FrameLocation {
-                        path: fi.file.clone(),
-                        code: fi.code.clone(),
-                        start: fi.span.0,
-                        end: fi.span.1,
-                    }),
+                    desc: if in_the_file { "here" } else { "imported here" }.to_owned(),
+                    location: Some(location),
                 },
             );
         }
@@ -431,6 +450,21 @@ impl Session {
         }
         f
     }
+}
+
+/// The span of a whole `import 'path'` expression, from the span of its
+/// keyword.
+fn import_expression(mut keyword: FrameLocation) -> FrameLocation {
+    let rest = keyword.code.get(keyword.end..).unwrap_or("");
+    let literal = rest.trim_start();
+    let skipped = rest.len() - literal.len();
+    let quote = literal.chars().next().filter(|q| matches!(q, '\'' | '"'));
+    if let Some(q) = quote {
+        if let Some(close) = literal[1..].find(q) {
+            keyword.end += skipped + close + 2;
+        }
+    }
+    keyword
 }
 
 fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {

@@ -188,6 +188,10 @@ pub type FailedImportSlot = Rc<RefCell<Option<FailedImport>>>;
 /// Every Jsonnet file an evaluation loaded: display path and text.
 pub type LoadedFiles = Rc<RefCell<Vec<(String, Arc<str>)>>>;
 
+/// Files read that are not UTF-8, by display path: fine for `importbin`;
+/// `import` and `importstr` of one fail, and this says where it breaks.
+pub type UndecodableFiles = Rc<RefCell<HashMap<String, FailedImport>>>;
+
 /// The confined import resolver.
 pub struct Sandbox {
     roots: Vec<Root>,
@@ -199,6 +203,8 @@ pub struct Sandbox {
     failed: FailedImportSlot,
     /// What was loaded, for locating values in templates afterwards.
     loaded: LoadedFiles,
+    /// What was read that is not UTF-8.
+    undecodable: UndecodableFiles,
     /// Secret values of the run: no Jsonnet file may hold one.
     secrets: SecretValues,
 }
@@ -216,6 +222,7 @@ impl Sandbox {
         jpaths: Vec<(usize, String)>,
         failed: FailedImportSlot,
         loaded: LoadedFiles,
+        undecodable: UndecodableFiles,
         secrets: SecretValues,
     ) -> Self {
         Sandbox {
@@ -224,6 +231,7 @@ impl Sandbox {
             cache: RefCell::new(HashMap::new()),
             failed,
             loaded,
+            undecodable,
             secrets,
         }
     }
@@ -271,31 +279,34 @@ impl Sandbox {
         ErrorKind::RuntimeError(message.into()).into()
     }
 
-    /// Refuses a file that is not UTF-8 (pointing at its first bad byte),
-    /// holds a secret value, or nests deeper than the parser can take.
-    fn check_utf8(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    /// Refuses a file that holds a secret value or nests deeper than the
+    /// parser can take. One that is not UTF-8 is passed on for `importbin`,
+    /// its first bad byte noted for the error `import` would raise.
+    fn check_source(&self, path: &SandboxPath, bytes: Vec<u8>) -> Result<Vec<u8>> {
         let text = match std::str::from_utf8(&bytes) {
             Ok(text) => text,
             Err(e) => {
+                let lossy = String::from_utf8_lossy(&bytes);
+                if let Some(at) = self.secrets.position_in(&lossy, MIN_SECRET_IN_SOURCE) {
+                    return Err(self.refuse_secret(path, &bytes, at));
+                }
                 let at = e.valid_up_to();
-                let message = format!("{} is not valid UTF-8 (byte {at})", path.display);
-                return Err(self.refuse_file(
-                    path,
-                    &bytes,
-                    ImportFailure::Unreadable,
-                    message,
-                    (at, at + 1),
-                ));
+                self.undecodable.borrow_mut().insert(
+                    path.display.clone(),
+                    FailedImport {
+                        failure: ImportFailure::Unreadable,
+                        message: format!("{} is not valid UTF-8 (byte {at})", path.display),
+                        file: path.display.clone(),
+                        code: lossy.into_owned().into(),
+                        span: (at, at + 1),
+                        notes: Vec::new(),
+                    },
+                );
+                return Ok(bytes);
             }
         };
         if let Some(at) = self.secrets.position_in(text, MIN_SECRET_IN_SOURCE) {
-            // A copy of an input (or a secret pasted into a template) would
-            // put the secret into a manifest.
-            let message = format!(
-                "{DENIED}{} holds the value of a secret (a sensitive Terraform output, a secrets.yaml value or a writeOnly field); templates receive secrets through the state only",
-                path.display
-            );
-            return Err(self.refuse_file(path, &bytes, ImportFailure::Denied, message, (at, at)));
+            return Err(self.refuse_secret(path, &bytes, at));
         }
         if let Some((at, what)) = too_deep(text) {
             let message = format!(
@@ -314,6 +325,22 @@ impl Sandbox {
             .borrow_mut()
             .push((path.display.clone(), text.into()));
         Ok(bytes)
+    }
+
+    /// Refuses a file holding a secret value at byte `at`: a copy of an
+    /// input (or a secret pasted into a template) would put the secret
+    /// into a manifest.
+    fn refuse_secret(
+        &self,
+        path: &SandboxPath,
+        bytes: &[u8],
+        at: usize,
+    ) -> jrsonnet_evaluator::Error {
+        let message = format!(
+            "{DENIED}{} holds the value of a secret (a sensitive Terraform output, a secrets.yaml value or a writeOnly field); templates receive secrets through the state only",
+            path.display
+        );
+        self.refuse_file(path, bytes, ImportFailure::Denied, message, (at, at))
     }
 
     /// Records (if it is the first) and returns the refusal of a file,
@@ -476,7 +503,7 @@ impl ImportResolver for Sandbox {
         };
         let cached = self.cache.borrow_mut().remove(&(p.root, p.rel.clone()));
         if let Some(bytes) = cached {
-            return self.check_utf8(p, bytes);
+            return self.check_source(p, bytes);
         }
         match self.roots[p.root].files.read_real(&p.rel) {
             Ok(Some((real, _)))
@@ -490,7 +517,7 @@ impl ImportResolver for Sandbox {
             Err(ReadError::InputFile(_)) => bail!(ErrorKind::RuntimeError(
                 format!("{DENIED}{} is an input file", p.display).into()
             )),
-            Ok(Some((_, bytes))) => self.check_utf8(p, bytes),
+            Ok(Some((_, bytes))) => self.check_source(p, bytes),
             Ok(None) => bail!(ErrorKind::ResolvedFileNotFound(resolved.clone())),
             Err(e) => bail!(ErrorKind::RuntimeError(
                 format!("cannot read {}: {e}", p.display).into()

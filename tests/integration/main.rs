@@ -11,6 +11,7 @@ mod fuzz;
 mod git;
 mod hostile;
 mod hydrate;
+mod jsonnet_compat;
 mod k8s_schemas;
 mod library;
 mod policies;

@@ -286,7 +286,21 @@ impl Error {
 	pub fn trace_mut(&mut self) -> &mut StackTrace {
 		&mut (self.0).1
 	}
+
+	/// Patched: a copy to keep for a value that failed, with at most the
+	/// [`CACHED_TRACE_FRAMES`] innermost frames of its trace (a full copy
+	/// at every level of a deep failure is quadratic).
+	pub fn clone_for_cache(&self) -> Self {
+		let frames = &self.trace().0;
+		Self(Box::new((
+			self.error().clone(),
+			StackTrace(frames[..frames.len().min(CACHED_TRACE_FRAMES)].to_vec()),
+		)))
+	}
 }
+
+/// Patched: frames of a trace kept with a value that failed.
+pub const CACHED_TRACE_FRAMES: usize = 64;
 impl fmt::Display for Error {
 	fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 		writeln!(f, "{}", self.0.0)?;

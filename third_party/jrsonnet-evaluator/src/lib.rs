@@ -491,6 +491,26 @@ pub fn in_frame<T>(
 	f().with_description_src(e, frame_desc)
 }
 
+/// Executes a function call in a new stack frame.
+///
+/// Patched: a `tailstrict` call does not count against the stack limit,
+/// as in go-jsonnet and C++ jsonnet, which reuse the caller's frame for
+/// it; it counts against the larger [`stack::check_tail_depth`] bound
+/// instead, because this evaluator still recurses natively.
+pub fn in_call_frame<T>(
+	tailstrict: bool,
+	e: CallLocation<'_>,
+	frame_desc: impl FnOnce() -> String,
+	f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+	if !tailstrict {
+		return in_frame(e, frame_desc, f);
+	}
+	let _guard = stack::check_tail_depth()?;
+
+	f().with_description_src(e, frame_desc)
+}
+
 /// Executes code creating a new stack frame, to be replaced with try{}
 pub fn in_description_frame<T>(
 	frame_desc: impl FnOnce() -> String,

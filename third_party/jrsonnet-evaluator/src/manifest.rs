@@ -197,6 +197,36 @@ impl Default for JsonFormat<'static> {
 	}
 }
 
+/// Patched: a number as go-jsonnet and C++ jsonnet convert it to a string:
+/// an integral value in full (`%.0f`, 2^60 is 1152921504606846976, not
+/// 1152921504606847000), any other as C's `%.17g` (1.42 is
+/// 1.4199999999999999).
+pub fn unparse_number(v: f64, buf: &mut String) {
+	if v == v.floor() {
+		write!(buf, "{v:.0}").unwrap();
+		return;
+	}
+	// `%.17g`: the exponent of the value rounded to 17 significant digits
+	// chooses between fixed and scientific notation.
+	let sci = format!("{v:.16e}");
+	let (digits, exp) = sci.split_once('e').expect("scientific notation");
+	let exp: i32 = exp.parse().expect("exponent");
+	let trim = |s: &str| -> String {
+		if s.contains('.') {
+			s.trim_end_matches('0').trim_end_matches('.').to_owned()
+		} else {
+			s.to_owned()
+		}
+	};
+	if (-4..17).contains(&exp) {
+		let decimals = usize::try_from(16 - exp).expect("non-negative");
+		buf.push_str(&trim(&format!("{v:.decimals$}")));
+	} else {
+		let sign = if exp < 0 { '-' } else { '+' };
+		write!(buf, "{}e{sign}{:02}", trim(digits), exp.unsigned_abs()).unwrap();
+	}
+}
+
 pub fn manifest_json_ex(val: &Val, options: &JsonFormat<'_>) -> Result<String> {
 	let mut out = String::new();
 	manifest_json_ex_buf(val, &mut out, &mut String::new(), options)?;
@@ -230,6 +260,9 @@ fn manifest_json_ex_buf(
 			});
 			buf.push('"');
 		}
+		// Patched: `std.toString`, string concatenation and `%s` write
+		// numbers as the reference engines do (see [`unparse_number`]).
+		Val::Num(n) if mtype == ToString => unparse_number(**n, buf),
 		Val::Num(n) => write!(buf, "{n}").unwrap(),
 		#[cfg(feature = "exp-bigint")]
 		Val::BigInt(n) => {

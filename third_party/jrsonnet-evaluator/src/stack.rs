@@ -5,7 +5,15 @@ use crate::error::{Error, ErrorKind};
 struct StackLimit {
 	max_stack_size: Cell<usize>,
 	current_depth: Cell<usize>,
+	/// Patched: depth of `tailstrict` calls, bounded separately.
+	tail_depth: Cell<usize>,
 }
+
+/// Patched: how many `tailstrict` calls may nest per frame of the stack
+/// limit. The reference engines run them in constant space; here each
+/// still takes native stack (grown on the heap), so they are bounded, far
+/// above the plain limit.
+pub const TAIL_CALLS_PER_FRAME: usize = 100;
 
 #[cfg(nightly)]
 struct NightlyLocalKey<T>(pub T);
@@ -42,6 +50,7 @@ const_tls! {
 	const STACK_LIMIT: StackLimit = StackLimit {
 		max_stack_size: Cell::new(200),
 		current_depth: Cell::new(0),
+		tail_depth: Cell::new(0),
 	};
 }
 
@@ -72,6 +81,28 @@ pub fn check_depth() -> Result<StackDepthGuard, StackOverflowError> {
 		if current < limit.max_stack_size.get() {
 			limit.current_depth.set(current + 1);
 			Ok(StackDepthGuard(PhantomData))
+		} else {
+			Err(StackOverflowError)
+		}
+	})
+}
+
+/// Patched: guards one level of `tailstrict` call nesting.
+pub struct TailDepthGuard(PhantomData<()>);
+impl Drop for TailDepthGuard {
+	fn drop(&mut self) {
+		STACK_LIMIT.with(|limit| limit.tail_depth.set(limit.tail_depth.get() - 1));
+	}
+}
+
+/// Patched: counts a `tailstrict` call, refused past
+/// [`TAIL_CALLS_PER_FRAME`] times the stack limit.
+pub fn check_tail_depth() -> Result<TailDepthGuard, StackOverflowError> {
+	STACK_LIMIT.with(|limit| {
+		let current = limit.tail_depth.get();
+		if current < limit.max_stack_size.get().saturating_mul(TAIL_CALLS_PER_FRAME) {
+			limit.tail_depth.set(current + 1);
+			Ok(TailDepthGuard(PhantomData))
 		} else {
 			Err(StackOverflowError)
 		}

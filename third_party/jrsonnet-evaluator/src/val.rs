@@ -74,7 +74,10 @@ impl<D: Trace, T: Trace + Clone> ThunkValue for MemoizedClosureThunk<D, T> {
 		let new_value = match closure(env) {
 			Ok(v) => v,
 			Err(e) => {
-				*self.0.borrow_mut() = MemoizedClusureThunkInner::Errored(e.clone());
+				// Patched: a deep copy of the trace in every thunk an error
+				// passes made deep failing recursion quadratic (seconds to
+				// report a stack overflow); the copy keeps the innermost frames.
+				*self.0.borrow_mut() = MemoizedClusureThunkInner::Errored(e.clone_for_cache());
 				return Err(e);
 			}
 		};

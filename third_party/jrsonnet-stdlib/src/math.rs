@@ -113,16 +113,23 @@ pub fn builtin_exp(x: f64) -> f64 {
 	x.exp()
 }
 
+/// Patched: C's `frexp`, exact. (It was computed through `log2` and
+/// `exp2`, which rounds: `std.mantissa(42)` gave 0.6562500000000002.)
 fn frexp(s: f64) -> (f64, i16) {
-	if s == 0.0 {
-		(s, 0)
-	} else {
-		let lg = s.abs().log2();
-		let x = (lg - lg.floor() - 1.0).exp2();
-		let exp = lg.floor() + 1.0;
-		#[expect(clippy::cast_possible_truncation, reason = "exponent can fit in i16")]
-		(s.signum() * x, exp as i16)
+	if s == 0.0 || !s.is_finite() {
+		return (s, 0);
 	}
+	let bits = s.to_bits();
+	#[expect(clippy::cast_possible_truncation, reason = "11-bit field")]
+	let biased = ((bits >> 52) & 0x7ff) as i16;
+	if biased == 0 {
+		// Subnormal: scale into the normal range first.
+		let (m, e) = frexp(s * f64::from_bits((1023 + 54) << 52));
+		return (m, e - 54);
+	}
+	// Same sign and fraction, exponent set so the value is in [0.5, 1).
+	let mantissa = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+	(mantissa, biased - 1022)
 }
 
 #[builtin]

@@ -22,7 +22,7 @@ use crate::{
 	error::{ErrorKind::*, suggest_object_fields},
 	evaluate::{destructure::fill_letrec_binds, operator::evaluate_unary_op},
 	function::{CallLocation, FuncDesc, FuncVal, prepared::PreparedFuncVal},
-	in_frame,
+	in_call_frame, in_frame,
 	typed::FromUntyped as _,
 	val::{CachedUnbound, Thunk},
 	with_state,
@@ -242,16 +242,20 @@ pub fn evaluate(ctx: Context, expr: &LExpr) -> Result<Val> {
 			kind_span,
 			path,
 		} => with_state(|state| {
-			let resolved = state.resolve_from(kind_span.0.source_path(), &path.clone())?;
-			Ok::<_, Error>(match kind.value {
-				ImportKind::Normal => in_frame(
-					CallLocation::new(&kind.span),
-					|| "import".to_string(),
-					|| state.import_resolved(resolved),
-				)?,
-				ImportKind::Str => Val::string(state.import_resolved_str(resolved)?),
-				ImportKind::Bin => Val::arr(state.import_resolved_bin(resolved)?),
-			})
+			// Patched: resolving and reading happen inside the frame, so a
+			// file that cannot be found or read is reported at the import.
+			in_frame(
+				CallLocation::new(&kind.span),
+				|| "import".to_string(),
+				|| {
+					let resolved = state.resolve_from(kind_span.0.source_path(), &path.clone())?;
+					Ok::<_, Error>(match kind.value {
+						ImportKind::Normal => state.import_resolved(resolved)?,
+						ImportKind::Str => Val::string(state.import_resolved_str(resolved)?),
+						ImportKind::Bin => Val::arr(state.import_resolved_bin(resolved)?),
+					})
+				},
+			)
 		})?,
 	})
 }
@@ -279,13 +283,14 @@ fn evaluate_apply(
 		let prepared_inline = PreparedCall::empty();
 		let arg = evaluate_thunk(ctx, args.unnamed[0].clone(), tailstrict)?;
 		let arg_slice = std::slice::from_ref(&arg);
-		return in_frame(
+		return in_call_frame(
+			tailstrict,
 			loc,
 			|| format!("function <{name}> call"),
 			|| {
 				func.evaluate_prepared(
 					&prepared_inline,
-					CallLocation::native(),
+					loc,
 					arg_slice,
 					&[],
 					tailstrict,
@@ -306,13 +311,14 @@ fn evaluate_apply(
 	if args.names.is_empty() && unnamed.len() == func.params().len() {
 		use crate::function::prepared::PreparedCall;
 		let prepared_inline = PreparedCall::empty();
-		return in_frame(
+		return in_call_frame(
+			tailstrict,
 			loc,
 			|| format!("function <{name}> call"),
 			|| {
 				func.evaluate_prepared(
 					&prepared_inline,
-					CallLocation::native(),
+					loc,
 					&unnamed,
 					&[],
 					tailstrict,
@@ -329,10 +335,11 @@ fn evaluate_apply(
 		.collect::<Result<Vec<_>>>()?;
 	let prepare = PreparedFuncVal::new(func, unnamed.len(), &args.names)
 		.with_description_src(loc, || format!("function <{name}> preparation"))?;
-	in_frame(
+	in_call_frame(
+		tailstrict,
 		loc,
 		|| format!("function <{name}> call"),
-		|| prepare.call(CallLocation::native(), &unnamed, &named),
+		|| prepare.call(loc, &unnamed, &named),
 	)
 }
 

@@ -32,8 +32,17 @@ pub fn evaluate_add_op(a: &Val, b: &Val) -> Result<Val> {
 	Ok(match (a, b) {
 		(Str(v1), Str(v2)) => Str(StrValue::concat(v1.clone(), v2.clone())),
 
-		(Num(a), Str(b)) => Val::string(format!("{a}{b}")),
-		(Str(a), Num(b)) => Val::string(format!("{a}{b}")),
+		// Patched: the number as `std.toString` writes it.
+		(Num(a), Str(b)) => {
+			let mut out = String::new();
+			crate::manifest::unparse_number(**a, &mut out);
+			Val::string(format!("{out}{b}"))
+		}
+		(Str(a), Num(b)) => {
+			let mut out = a.to_string();
+			crate::manifest::unparse_number(**b, &mut out);
+			Val::string(out)
+		}
 
 		(Str(a), o) | (o, Str(a)) if a.is_empty() => Val::string(o.clone().to_string()?),
 		(Str(a), o) => Val::string(format!("{a}{}", o.clone().to_string()?)),

@@ -15,14 +15,16 @@ pub use toml::TomlFormat;
 pub use xml::XmlJsonmlFormat;
 pub use yaml::YamlFormat;
 
+// Patched: like the reference engines, both take any value and escape its
+// `std.toString` (`std.escapeStringJson(null)` is `"\"null\""`).
 #[builtin]
-pub fn builtin_escape_string_json(str_: IStr) -> Result<String> {
-	Ok(escape_string_json(&str_))
+pub fn builtin_escape_string_json(str_: Val) -> Result<String> {
+	Ok(escape_string_json(&str_.to_string()?))
 }
 
 #[builtin]
-pub fn builtin_escape_string_python(str: IStr) -> Result<String> {
-	Ok(escape_string_json(&str))
+pub fn builtin_escape_string_python(str: Val) -> Result<String> {
+	Ok(escape_string_json(&str.to_string()?))
 }
 
 #[builtin]

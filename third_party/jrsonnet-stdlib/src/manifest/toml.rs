@@ -95,14 +95,15 @@ fn manifest_value(
 	cur_padding: &str,
 	options: &TomlFormat<'_>,
 ) -> Result<()> {
-	use std::fmt::Write;
 	match val {
 		Val::Bool(true) => buf.push_str("true"),
 		Val::Bool(false) => buf.push_str("false"),
 		Val::Str(s) => {
 			escape_string_json_buf(&s.clone().into_flat(), buf);
 		}
-		Val::Num(n) => write!(buf, "{n}").unwrap(),
+		// Patched: numbers as `std.toString` writes them, as the
+		// reference engines do.
+		Val::Num(n) => jrsonnet_evaluator::manifest::unparse_number(**n, buf),
 		#[cfg(feature = "exp-bigint")]
 		Val::BigInt(n) => write!(buf, "{n}").unwrap(),
 		Val::Arr(a) => ensure_sufficient_stack(|| {
@@ -216,10 +217,10 @@ fn manifest_table_internal(
 		}
 	}
 	for (k, v) in sections {
-		if !first {
-			buf.push_str("\n\n");
-		}
-		first = false;
+		// Patched: every section follows the (maybe empty) block of plain
+		// keys after a blank line, as in the reference engines:
+		// `{a: {b: 1}}` is "\n\n[a]\n  b = 1".
+		buf.push_str("\n\n");
 		path.push(k.clone());
 		ensure_sufficient_stack(|| {
 			in_description_frame(
