@@ -145,6 +145,12 @@ impl Project {
         })
     }
 
+    /// Warnings about the repository's vendored Jsonnet libraries
+    /// (jsonnet-bundler's `vendor/` against its lock file).
+    pub fn check_vendor(&mut self) -> Vec<Diagnostic> {
+        crate::validate::vendor::check(self.repo.as_ref(), &mut self.sources)
+    }
+
     /// Environment names, in file order.
     pub fn envs(&self) -> Vec<String> {
         self.inputs

@@ -91,9 +91,12 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         .unwrap_or_default();
     let mut dirs = vec![root_dir.clone()];
     dirs.extend(args.jpath.iter().cloned());
+    // One sandbox, as go-jsonnet sees it: a link in one directory may lead
+    // into another (jsonnet-bundler links local packages into vendor/).
+    let sandbox: Vec<PathBuf> = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
     let mut trees = Vec::new();
     for dir in &dirs {
-        match WorkTree::open(dir) {
+        match WorkTree::open_in_sandbox(dir, &sandbox) {
             Ok(w) => trees.push(Arc::new(w) as Arc<dyn RepoFiles>),
             Err(e) => {
                 return cli.fail(

@@ -30,7 +30,7 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
     } else {
         project.envs()
     };
-    let mut diagnostics = Vec::new();
+    let mut diagnostics = project.check_vendor();
     let mut summary = Vec::new();
     for env in &envs {
         match project.render(env) {

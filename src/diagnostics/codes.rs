@@ -58,6 +58,7 @@ codes! {
     JsonnetError = "CC0401", "a Jsonnet template failed to evaluate";
     ImportDenied = "CC0402", "a Jsonnet import reaches outside the repository and the library";
     JsonnetLimit = "CC0403", "Jsonnet evaluation exceeded the stack depth or the time limit";
+    VendorMismatch = "CC0404", "vendor/ does not hold what jsonnetfile.lock.json locks, or the lock misses a library jsonnetfile.json asks for";
     // 05xx: post-processing
     InvalidResource = "CC0501", "an emitted value is not a Kubernetes object (apiVersion, kind, metadata.name)";
     DuplicateResource = "CC0502", "two emitted objects have the same group, kind, namespace and name";

@@ -37,14 +37,14 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// First word of every entry; changes whenever the entry format, or what
 /// the engine makes of the same input, does.
-const FORMAT: &str = "controlcenter-cache-1";
+const FORMAT: &str = "controlcenter-cache-2";
 
 /// Most files of the template trees digested (a bound, not a limit users
 /// meet: past it, nothing is cached).
 const MAX_TEMPLATE_FILES: usize = 20_000;
 
 /// Directories of the repository whose whole content is part of every key.
-const TEMPLATE_TREES: [&str; 3] = ["jsonnet", "vendor", "lib"];
+const TEMPLATE_TREES: [&str; 3] = crate::repo::layout::JSONNET_PATH;
 
 /// A cache directory.
 pub struct Cache {

@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};
 use crate::load::yaml::Node;
 use crate::redact::SecretValues;
+use crate::repo::layout::JSONNET_PATH;
 use crate::repo::RepoFiles;
 use crate::resolve::{ResolvedEnv, State};
 pub use cache::Cache;
@@ -447,11 +448,11 @@ impl Templates {
                     hides_inputs: false,
                 },
             ],
-            jpaths: vec![
-                (0, "jsonnet".to_owned()),
-                (0, String::new()),
-                (1, String::new()),
-            ],
+            jpaths: JSONNET_PATH
+                .iter()
+                .map(|dir| (0, (*dir).to_owned()))
+                .chain([(0, String::new()), (1, String::new())])
+                .collect(),
             entry,
             tla: Vec::new(),
             ext: Vec::new(),

@@ -10,6 +10,20 @@ pub const SECRETS_FILE: &str = "secrets.yaml";
 /// The repo's own service schema extension.
 pub const SERVICE_SCHEMA_FILE: &str = "schemas/service.schema.json";
 
+/// The repository's Jsonnet directories, in the order imports search them
+/// (after the importing file's directory; then the repository root and the
+/// library): its own templates, then Tanka's `lib/` and jsonnet-bundler's
+/// `vendor/`, so `import 'github.com/org/repo/file.libsonnet'` finds a
+/// vendored library, from the repository's files and the library's own.
+pub const JSONNET_PATH: [&str; 3] = ["jsonnet", "lib", "vendor"];
+
+/// jsonnet-bundler's manifest and lock file.
+pub const JSONNETFILE: &str = "jsonnetfile.json";
+/// jsonnet-bundler's lock file.
+pub const JSONNETFILE_LOCK: &str = "jsonnetfile.lock.json";
+/// Where jsonnet-bundler puts the locked libraries.
+pub const VENDOR_DIR: &str = "vendor";
+
 /// Directory of further controlcenter.yaml parts (`controlcenter.d/*.yaml`,
 /// merged in name order).
 pub const CONTROLCENTER_DIR: &str = "controlcenter.d";

@@ -104,6 +104,9 @@ pub fn normalize(rel: &str) -> Option<String> {
 /// A repository checked out on disk.
 pub struct WorkTree {
     root: PathBuf,
+    /// Other directories its symlinks may lead into (`eval`'s `-J`
+    /// directories and the evaluated file's directory form one sandbox).
+    also: Vec<PathBuf>,
 }
 
 impl WorkTree {
@@ -111,7 +114,16 @@ impl WorkTree {
     pub fn open(root: &Path) -> std::io::Result<Self> {
         Ok(WorkTree {
             root: root.canonicalize()?,
+            also: Vec::new(),
         })
+    }
+
+    /// Opens `root`, whose symlinks may also lead into `sandbox` (other
+    /// canonical directories).
+    pub fn open_in_sandbox(root: &Path, sandbox: &[PathBuf]) -> std::io::Result<Self> {
+        let mut tree = Self::open(root)?;
+        tree.also = sandbox.to_vec();
+        Ok(tree)
     }
 
     /// The canonical root directory.
@@ -163,8 +175,12 @@ impl RepoFiles for WorkTree {
             Ok(p) => p,
             Err(_) => return Ok(None), // dangling symlink
         };
-        let Ok(inside) = real.strip_prefix(&self.root) else {
-            return Err(ReadError::OutsideRepo);
+        let inside = match real.strip_prefix(&self.root) {
+            Ok(inside) => inside,
+            // Into another directory of the sandbox: named in full, so it
+            // is never taken for one of this tree's files.
+            Err(_) if self.also.iter().any(|dir| real.starts_with(dir)) => &real,
+            Err(_) => return Err(ReadError::OutsideRepo),
         };
         let inside = inside
             .to_str()
@@ -215,5 +231,30 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(wt.read("link"), Err(ReadError::OutsideRepo));
         assert_eq!(wt.read("../x"), Err(ReadError::OutsideRepo));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_sandbox_of_directories_lets_links_between_them_resolve() {
+        let base = tempfile::tempdir().unwrap();
+        let (vendor, lib, other) = (
+            base.path().join("vendor"),
+            base.path().join("jsonnet"),
+            base.path().join("other"),
+        );
+        for dir in [&vendor, &lib, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::fs::write(lib.join("k.libsonnet"), "{}").unwrap();
+        std::fs::write(other.join("x.libsonnet"), "{}").unwrap();
+        std::os::unix::fs::symlink("../jsonnet", vendor.join("kube")).unwrap();
+        std::os::unix::fs::symlink("../other/x.libsonnet", vendor.join("x.libsonnet")).unwrap();
+        let sandbox = [vendor.canonicalize().unwrap(), lib.canonicalize().unwrap()];
+        let wt = WorkTree::open_in_sandbox(&vendor, &sandbox).unwrap();
+        assert_eq!(wt.read("kube/k.libsonnet").unwrap().unwrap(), b"{}");
+        assert_eq!(wt.read("x.libsonnet"), Err(ReadError::OutsideRepo));
+        // Alone, the directory is its own sandbox.
+        let alone = WorkTree::open(&vendor).unwrap();
+        assert_eq!(alone.read("kube/k.libsonnet"), Err(ReadError::OutsideRepo));
     }
 }

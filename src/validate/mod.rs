@@ -4,6 +4,7 @@
 //! rendered manifests live in `rules/`.)
 
 pub mod schema;
+pub mod vendor;
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::{self, Input, RepoInputs};

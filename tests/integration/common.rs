@@ -109,12 +109,17 @@ pub fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Copies a directory tree (regular files only).
+/// Copies a directory tree; symlinks stay symlinks (jsonnet-bundler's
+/// local packages are links).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
         let t = to.join(e.file_name());
-        if e.path().is_dir() {
+        let kind = e.file_type().unwrap();
+        if kind.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &t).unwrap();
+        } else if kind.is_dir() {
             copy_tree(&e.path(), &t);
         } else {
             std::fs::copy(e.path(), &t).unwrap();

@@ -68,7 +68,10 @@ import os
 entry = os.path.join(repo, "jsonnet", "main.jsonnet")
 if not os.path.exists(entry):
     entry = os.path.join(lib, "main.jsonnet")
-out = _gojsonnet.evaluate_file(entry, jpathdir=[os.path.join(repo, "jsonnet"), repo, lib],
+# go-jsonnet searches the last directory first: this is controlcenter's
+# order (jsonnet/, lib/, vendor/, the repository, the library).
+jpath = [lib, repo] + [os.path.join(repo, d) for d in ("vendor", "lib", "jsonnet")]
+out = _gojsonnet.evaluate_file(entry, jpathdir=jpath,
                                tla_codes={"state": sys.stdin.read()})
 print(out)
 "#;

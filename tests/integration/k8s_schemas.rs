@@ -41,6 +41,7 @@ const VENDORED: &[(&str, &str)] = &[
     ("policy/v1", "PodDisruptionBudget"),
     ("networking.k8s.io/v1", "Ingress"),
     ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("v1", "LimitRange"),
 ];
 
 /// Custom resources with no upstream Kubernetes schema: rendered resources of

@@ -19,3 +19,4 @@ mod precommit;
 mod render;
 mod tags;
 mod units;
+mod vendor;
