@@ -24,7 +24,7 @@ struct Checkout {
 
 impl Checkout {
     /// Copies `repo` like Argo CD's tar stream: regular files, mode 0644,
-    /// no `.git`.
+    /// symlinks that stay inside the repository kept as links, no `.git`.
     fn of(repo: &Path) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy(repo, dir.path());
@@ -44,7 +44,10 @@ fn copy(from: &Path, to: &Path) {
         }
         let target = to.join(&name);
         let path = entry.path();
-        if path.is_dir() {
+        if entry.file_type().unwrap().is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(&path).unwrap(), &target).unwrap();
+        } else if path.is_dir() {
             std::fs::create_dir_all(&target).unwrap();
             copy(&path, &target);
         } else {
