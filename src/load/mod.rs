@@ -457,7 +457,8 @@ fn sensitive_output_values(root: &Node) -> Vec<(&Node, bool)> {
     out
 }
 
-fn line_col_to_offset(text: &str, line: usize, col: usize) -> usize {
+/// Byte offset of a 1-based line and column in `text` (clamped to its end).
+pub fn line_col_to_offset(text: &str, line: usize, col: usize) -> usize {
     let start: usize = text
         .split_inclusive('\n')
         .take(line.saturating_sub(1))

@@ -79,7 +79,7 @@ fn read_json(
     Some(match serde_json::from_str::<Json>(&text) {
         Ok(json) => Ok((json, Span::new(id, 0, 0))),
         Err(e) => {
-            let at = offset_of(&text, e.line(), e.column());
+            let at = crate::load::line_col_to_offset(&text, e.line(), e.column());
             Err(Diagnostic::warning(
                 Code::VendorMismatch,
                 format!("{path} is not valid JSON: {e}"),
@@ -88,16 +88,6 @@ fn read_json(
             .help("jsonnet-bundler writes this file; run `jb install` again"))
         }
     })
-}
-
-/// Byte offset of a 1-based line and column.
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    (start + column.saturating_sub(1)).min(text.len())
 }
 
 /// The dependencies listed in a parsed file, each with the span of its
