@@ -83,17 +83,7 @@ fn deep_failing_recursion_reports_the_overflow_not_the_timeout() {
 /// `tailstrict` calls are bounded too, far above the plain limit.
 #[test]
 fn endless_tailstrict_recursion_is_a_stack_overflow() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("loop.jsonnet"),
-        "local f(x) = f(x + 1) tailstrict; f(0)\n",
-    )
-    .unwrap();
-    let out = controlcenter()
-        .current_dir(dir.path())
-        .args(["eval", "loop.jsonnet"])
-        .output()
-        .unwrap();
+    let out = eval("tailstrict_endless", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -106,22 +96,13 @@ fn endless_tailstrict_recursion_is_a_stack_overflow() {
 /// (`importbin` of it is fine: see the `importbin_binary` fixture).
 #[test]
 fn import_of_a_binary_file_points_at_the_bad_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixtures().join("binary.bin"), dir.path().join("binary.bin")).unwrap();
-    std::fs::write(
-        dir.path().join("main.jsonnet"),
-        "{ a: import 'binary.bin' }\n",
-    )
-    .unwrap();
-    let out = controlcenter()
-        .current_dir(dir.path())
-        .args(["--error-format", "short", "eval", "main.jsonnet"])
-        .output()
-        .unwrap();
+    let out = eval("import_binary", &["--error-format", "short"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.starts_with("binary.bin:1:1: error[CC0102]: binary.bin is not valid UTF-8 (byte 0)\n  note: at main.jsonnet:1:6: import"),
+        stderr.starts_with(
+            "binary.bin:1:1: error[CC0102]: binary.bin is not valid UTF-8 (byte 0)\n  note: at import_binary.jsonnet:1:6: import"
+        ),
         "{stderr}"
     );
 }
