@@ -11,17 +11,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::diagnostics::{Code, Diagnostic, Outcome, Sources};
+use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::evaluate::{
-    Cache, Evaluation, Limits, Plan, Templates, UnitCounts, ENVIRONMENT_OBJECTS,
+    Cache, Evaluation, Limits, OutputsSource, Plan, Templates, UnitCounts, ENVIRONMENT_OBJECTS,
 };
 use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::process::{self, Resource};
 use crate::repo::guard::{Guarded, InputGuard};
+use crate::repo::layout::env_file_name;
 use crate::repo::RepoFiles;
 use crate::resolve::{self, ResolvedEnv};
 use crate::rules::{self, repo_policies::RepoPolicy, RenderContext, Stage};
 use crate::settings::Settings;
+use crate::validate::outputs::{self, Contract};
 use crate::validate::{self, schema::SchemaSet};
 
 /// What a render reads and how: fixed before loading, never changed after.
@@ -85,6 +87,27 @@ pub struct Project {
     services: Option<BTreeSet<String>>,
     units: UnitCounts,
     timings: Vec<(&'static str, Duration)>,
+    /// The Terraform-outputs contract, once read: whether it was looked
+    /// for with derivation from the env files, and what was found.
+    contract: Option<(bool, Option<Contract>)>,
+    /// Where the environment being rendered got its Terraform outputs.
+    outputs: Option<OutputsSource>,
+}
+
+/// Where a render's Terraform outputs came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TerraformOutputs {
+    /// The environment's env-<env>.yaml.
+    EnvFile,
+    /// Placeholders built from the contract (described: its file, or the
+    /// env files it was derived from), with each placeholder value by
+    /// output path.
+    Placeholders {
+        /// The contract, for messages.
+        contract: String,
+        /// Each placeholder value by output path (sensitive ones left out).
+        values: Vec<(String, serde_json::Value)>,
+    },
 }
 
 /// Diagnostics of a failed step, with the files they point into.
@@ -142,6 +165,8 @@ impl Project {
             services: options.services,
             units: UnitCounts::default(),
             timings: vec![("load", start.elapsed())],
+            contract: None,
+            outputs: None,
         })
     }
 
@@ -161,12 +186,38 @@ impl Project {
     }
 
     /// Renders `env`: resolve, evaluate, process, check. The resources
-    /// are checked and sorted, ready to emit.
+    /// are checked and sorted, ready to emit. The environment's env file
+    /// must be present: placeholders never reach this output.
     pub fn render(&mut self, env: &str) -> Outcome<Vec<Resource>> {
+        self.render_with(env, false).map(|(resources, _)| resources)
+    }
+
+    /// Renders `env`; with `placeholders`, an env file absent from this
+    /// branch is replaced by typed placeholders from the contract (for
+    /// `validate` and review, never for a cluster). Says which it used.
+    pub fn render_with(
+        &mut self,
+        env: &str,
+        placeholders: bool,
+    ) -> Outcome<(Vec<Resource>, TerraformOutputs)> {
         let start = Instant::now();
-        let resolved = self.resolve(env)?;
+        let (resolved, outputs) = self.resolve_with(env, placeholders)?;
         self.timings.push(("resolve", start.elapsed()));
-        self.render_resolved(&resolved)
+        let rendered = self.render_resolved(&resolved);
+        self.outputs = None;
+        match (rendered, &outputs) {
+            (Ok(resources), _) => Ok((resources, outputs)),
+            (Err(d), TerraformOutputs::Placeholders { contract, .. }) => Err(d
+                .into_iter()
+                .map(|d| {
+                    d.note(format!(
+                        "`{env}` was rendered with placeholder Terraform outputs from {contract} ({} is not on this branch)",
+                        env_file_name(env)
+                    ))
+                })
+                .collect()),
+            (Err(d), TerraformOutputs::EnvFile) => Err(d),
+        }
     }
 
     /// How long each stage of this project's renders took, in order
@@ -178,20 +229,72 @@ impl Project {
     /// Validates `env`'s env-<env>.yaml and resolves `env` into the state
     /// the library receives.
     pub fn resolve(&mut self, env: &str) -> Outcome<ResolvedEnv> {
+        self.resolve_with(env, false).map(|(resolved, _)| resolved)
+    }
+
+    /// Resolves `env`; with `placeholders`, against typed placeholders
+    /// from the contract when its env file is not on this branch.
+    pub fn resolve_with(
+        &mut self,
+        env: &str,
+        placeholders: bool,
+    ) -> Outcome<(ResolvedEnv, TerraformOutputs)> {
         if self.inputs.controlcenter.root.get(env).is_none()
             || env == DEFAULTS_KEY
             || env == SETTINGS_KEY
         {
             return Err(vec![resolve::unknown_env(&self.inputs, env)]);
         }
+        let present = self.repo.read(&env_file_name(env)).ok().flatten().is_some();
+        self.load_contract(!present && placeholders)?;
+        let contract = self.contract.as_ref().and_then(|(_, c)| c.as_ref());
         let env_file = validate::env_file(
             self.repo.as_ref(),
-            &self.inputs,
             &self.schemas,
+            contract,
             &mut self.sources,
             env,
         )?;
-        resolve::resolve_env(&resolve::ResolveInput {
+        let (env_file, outputs, source) = match (env_file, contract) {
+            (Some(file), _) => {
+                let source = OutputsSource {
+                    file: file.path.clone(),
+                    declared: contract.filter(|c| c.is_file()).map(Contract::describe),
+                    span: Some(Span::new(
+                        file.root.span.file,
+                        file.root.span.start,
+                        file.root.span.start,
+                    )),
+                    placeholders: false,
+                };
+                (file, TerraformOutputs::EnvFile, source)
+            }
+            (None, Some(contract)) if placeholders => {
+                let made = contract.placeholders(&mut self.sources, env);
+                let source = OutputsSource {
+                    file: contract.describe(),
+                    declared: Some(contract.describe()),
+                    span: Some(contract.span()),
+                    placeholders: true,
+                };
+                let outputs = TerraformOutputs::Placeholders {
+                    contract: contract.describe(),
+                    values: made.values,
+                };
+                (made.input, outputs, source)
+            }
+            (None, _) => {
+                let mut d = validate::env_file_missing(&self.inputs, env);
+                if placeholders {
+                    d = d.note(format!(
+                        "no Terraform-outputs contract to make placeholders from: add {} (or any env-<env>.yaml) to this branch",
+                        crate::repo::layout::OUTPUTS_CONTRACT_FILE
+                    ));
+                }
+                return Err(vec![d]);
+            }
+        };
+        let resolved = resolve::resolve_env(&resolve::ResolveInput {
             inputs: &self.inputs,
             env_file: &env_file,
             sources: &self.sources,
@@ -200,7 +303,21 @@ impl Project {
             secret_fields: self.schemas.secret_service_fields(),
             env,
             default_namespace: self.default_namespace.as_deref(),
-        })
+        })?;
+        self.outputs = Some(source);
+        Ok((resolved, outputs))
+    }
+
+    /// The repository's Terraform-outputs contract: its file, else (with
+    /// `derive`) one derived from the env files on this branch.
+    fn load_contract(&mut self, derive: bool) -> Outcome<()> {
+        let loaded = matches!(&self.contract, Some((d, c)) if *d || !derive || c.is_some());
+        if !loaded {
+            let envs = if derive { self.envs() } else { Vec::new() };
+            let contract = outputs::load(self.repo.as_ref(), &mut self.sources, &envs)?;
+            self.contract = Some((derive, contract));
+        }
+        Ok(())
     }
 
     /// Evaluates, processes and checks an already resolved environment.
@@ -221,10 +338,14 @@ impl Project {
         resolved: &ResolvedEnv,
         use_cache: bool,
     ) -> Outcome<Vec<Resource>> {
+        let placeholders = self.outputs.as_ref().is_some_and(|o| o.placeholders);
         let plan = Plan {
             evaluation: self.settings.evaluation,
             services: self.services.as_ref(),
-            use_cache,
+            // Placeholder renders are never stored: no cached unit may
+            // hold a made-up value.
+            use_cache: use_cache && !placeholders,
+            outputs: self.outputs.as_ref(),
         };
         let start = Instant::now();
         let rendered = self.templates.render(

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Cli, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK};
+use crate::diagnostics::{Code, Diagnostic};
 use crate::emit::{self, out_dir, Format};
+use crate::pipeline::TerraformOutputs;
+use crate::repo::layout::env_file_name;
 
 /// Set to print how long each stage took (for benchmarks).
 pub const TIMINGS_VAR: &str = "CONTROLCENTER_TIMINGS";
@@ -52,6 +55,11 @@ pub struct RenderArgs {
     /// Only this service's objects (its key in controlcenter.yaml); repeatable.
     #[arg(long = "service", short = 's', value_name = "NAME")]
     pub services: Vec<String>,
+    /// For review only: when env-<env>.yaml is not on this branch, render
+    /// against typed placeholders from schemas/terraform-outputs.schema.json,
+    /// every placeholder marked. Never for a cluster.
+    #[arg(long, conflicts_with = "out_dir")]
+    pub placeholders: bool,
 }
 
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
@@ -62,7 +70,7 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let resources = match project.render(&args.env) {
+    let (resources, outputs) = match project.render_with(&args.env, args.placeholders) {
         Ok(r) => r,
         Err(d) => {
             cli.output().report(&project.sources, d);
@@ -109,9 +117,23 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
             }
         },
         None => {
-            let code = cli
-                .output()
-                .stdout(&emit::render(&resources, args.format.into()));
+            let mut text = emit::render(&resources, args.format.into());
+            if let TerraformOutputs::Placeholders { contract, values } = &outputs {
+                let warning = Diagnostic::warning(
+                    Code::EnvFileMissing,
+                    format!(
+                        "{} is not on this branch: `{}` is rendered against placeholder Terraform outputs from {contract}",
+                        env_file_name(&args.env),
+                        args.env
+                    ),
+                )
+                .help("for review only: placeholders never reach a cluster; render on the environment's branch for its manifests");
+                cli.output().report(&project.sources, vec![warning]);
+                if args.format == FormatArg::Yaml {
+                    text = emit::mark_placeholders(&text, &args.env, contract, values);
+                }
+            }
+            let code = cli.output().stdout(&text);
             // The process exits next: freeing every object one by one
             // would only cost time.
             std::mem::forget(resources);

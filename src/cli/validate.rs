@@ -5,6 +5,7 @@ use clap::Args;
 
 use super::{Cli, EXIT_INVALID, EXIT_OK};
 use crate::diagnostics::Code;
+use crate::pipeline::TerraformOutputs;
 use crate::repo::layout::env_file_name;
 
 /// Arguments of `validate`.
@@ -13,8 +14,9 @@ use crate::repo::layout::env_file_name;
     after_help = "Examples:\n  controlcenter validate\n  controlcenter validate --env dev --env prod\n  controlcenter validate --error-format github"
 )]
 pub struct ValidateArgs {
-    /// Only these environments (default: every environment; those whose
-    /// env-<env>.yaml is not on this branch are skipped and reported).
+    /// Only these environments (default: every environment). One whose
+    /// env-<env>.yaml is not on this branch is rendered against typed
+    /// placeholders from the Terraform-outputs contract, and said so.
     #[arg(long, short)]
     pub env: Vec<String>,
 }
@@ -33,10 +35,18 @@ pub(super) fn run(cli: &Cli, args: &ValidateArgs) -> i32 {
     let mut diagnostics = project.check_vendor();
     let mut summary = Vec::new();
     for env in &envs {
-        match project.render(env) {
-            Ok(resources) => summary.push(format!("ok      {env}: {} resources", resources.len())),
-            // The resolver already looked for env-<env>.yaml: when it is all
-            // that is missing, the environment lives on another branch.
+        match project.render_with(env, true) {
+            Ok((resources, TerraformOutputs::EnvFile)) => {
+                summary.push(format!("ok      {env}: {} resources", resources.len()))
+            }
+            Ok((resources, TerraformOutputs::Placeholders { contract, .. })) => {
+                summary.push(format!(
+                    "ok      {env}: {} resources (Terraform outputs: placeholders from {contract})",
+                    resources.len()
+                ))
+            }
+            // No env file and nothing to make placeholders from: the
+            // environment can only be checked on its own branch.
             Err(d) if !explicit && d.len() == 1 && d[0].code == Code::EnvFileMissing => {
                 summary.push(format!(
                     "skipped {env}: {} is not on this branch",

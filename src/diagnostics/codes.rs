@@ -29,6 +29,7 @@ macro_rules! codes {
 codes! {
     // 00xx: the command line
     Usage = "CC0001", "the command line asks for something the command does not do";
+    NotRendered = "CC0002", "the object or field `explain` asks about is not in the environment's render";
     // 01xx: reading files
     FileMissing = "CC0101", "a required input file is missing";
     FileUnreadable = "CC0102", "an input file cannot be read (I/O error, not UTF-8, too large, outside the repository)";
@@ -42,7 +43,7 @@ codes! {
     SchemaViolation = "CC0201", "a value does not match the schema of its file";
     UnknownField = "CC0202", "a field is not part of the schema (often a typo)";
     InvalidEnvName = "CC0203", "an environment name is not a lowercase DNS label";
-    RepoSchemaInvalid = "CC0204", "the repository's own schema extension is not valid";
+    RepoSchemaInvalid = "CC0204", "the repository's own schema extension or Terraform-outputs contract is not valid";
     // 03xx: resolution
     UnknownEnv = "CC0301", "the requested environment is not in controlcenter.yaml";
     EnvFileMissing = "CC0302", "env-<env>.yaml is not present (environment branches carry only their own)";
@@ -54,6 +55,8 @@ codes! {
     ParamClash = "CC0308", "two inputs define the same parameter";
     SecretNotSealed = "CC0309", "a secrets.yaml value is not a SealedSecret ciphertext";
     UnknownService = "CC0310", "a selected service (`--service`) is not an enabled service of the environment";
+    OutputContract = "CC0311", "env-<env>.yaml does not provide what schemas/terraform-outputs.schema.json declares (a missing output, a wrong type or format)";
+    UndeclaredOutput = "CC0312", "a template reads a Terraform output the contract does not declare or the env file does not have";
     // 04xx: Jsonnet
     JsonnetError = "CC0401", "a Jsonnet template failed to evaluate";
     ImportDenied = "CC0402", "a Jsonnet import reaches outside the repository and the library";

@@ -8,6 +8,27 @@ pub mod out_dir;
 
 use crate::process::Resource;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholder_lines_are_marked_and_listed() {
+        let values = vec![
+            ("nat_ips[0]".to_owned(), serde_json::json!("192.0.2.1")),
+            ("db".to_owned(), serde_json::json!("PLACEHOLDER:db")),
+            ("port".to_owned(), serde_json::json!(5432)),
+        ];
+        let yaml = "a: 192.0.2.1\nb: 192.0.2.10\nc: PLACEHOLDER:db\n";
+        let out = super::mark_placeholders(yaml, "prod", "x.json", &values);
+        assert!(
+            out.contains("a: 192.0.2.1  # PLACEHOLDER:nat_ips[0]\n"),
+            "{out}"
+        );
+        assert!(out.contains("b: 192.0.2.10\n"), "{out}");
+        assert!(out.contains("c: PLACEHOLDER:db\n"), "{out}");
+        assert!(out.contains("#   port = 5432\n"), "{out}");
+    }
+}
+
 /// Output format of `render`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -56,4 +77,48 @@ pub fn render(resources: &[Resource], format: Format) -> String {
         Format::Yaml => yaml_stream(resources),
         Format::Json => json_lines(resources),
     }
+}
+
+/// Marks a YAML stream rendered against placeholder Terraform outputs so
+/// no reader mistakes it for a real one: a header naming the contract and
+/// listing every placeholder value, and `# PLACEHOLDER:<output>` after
+/// each line showing a placeholder string that does not say so itself.
+pub fn mark_placeholders(
+    stream: &str,
+    env: &str,
+    contract: &str,
+    values: &[(String, serde_json::Value)],
+) -> String {
+    use crate::validate::outputs::PLACEHOLDER;
+    let mut out = format!(
+        "# {PLACEHOLDER} RENDER: not for a cluster. env-{env}.yaml is not on this branch;\n# its Terraform outputs are placeholders from {contract}:\n"
+    );
+    for (path, value) in values {
+        out.push_str(&format!("#   {path} = {value}\n"));
+    }
+    // Made-up values are marked where they show; `examples` values of the
+    // contract are only listed (they may be ordinary words).
+    let strings: Vec<(&str, &str)> = values
+        .iter()
+        .filter_map(|(path, v)| Some((path.as_str(), v.as_str()?)))
+        .filter(|(_, v)| !v.contains(PLACEHOLDER) && crate::validate::outputs::is_made_up(v))
+        .collect();
+    for line in stream.lines() {
+        out.push_str(line);
+        if !line.contains(PLACEHOLDER) {
+            if let Some((path, _)) = strings.iter().find(|(_, v)| contains_token(line, v)) {
+                out.push_str(&format!("  # {PLACEHOLDER}:{path}"));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether `text` holds `token` not as part of a longer word or number.
+fn contains_token(text: &str, token: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(token).any(|(i, _)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + token.len()..].chars().next())
+    })
 }

@@ -117,6 +117,22 @@ pub struct Plan<'a> {
     pub services: Option<&'a BTreeSet<String>>,
     /// Read and write the cache (when there is one).
     pub use_cache: bool,
+    /// Where `params.terraform` comes from, for a template that reads an
+    /// output it lacks.
+    pub outputs: Option<&'a OutputsSource>,
+}
+
+/// Where an environment's Terraform outputs (`params.terraform`) come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputsSource {
+    /// The env file, or the contract the placeholders come from.
+    pub file: String,
+    /// The contract file that declares the outputs, when there is one.
+    pub declared: Option<String>,
+    /// Where that is, for a related note.
+    pub span: Option<Span>,
+    /// Whether the outputs are placeholders.
+    pub placeholders: bool,
 }
 
 /// What the templates made of one environment.
@@ -370,7 +386,14 @@ impl Templates {
             (Some(own), Evaluation::PerService) => reads_other_service(&f, own, &resolved.state),
             _ => None,
         };
+        let missing = plan.outputs.and_then(|o| {
+            self.missing_output(&f, unit, resolved)
+                .map(|name| (o, name))
+        });
         let mut d = diagnose(f, sources);
+        if let Some((outputs, name)) = missing {
+            d = missing_output_diagnostic(d, outputs, &name, &resolved.state);
+        }
         if let Some(other) = other {
             d = d
                 .note(format!(
@@ -391,6 +414,42 @@ impl Templates {
                 blame::point_at_service(d, failing.as_deref(), resolved, controlcenter, &key)
             }
             None => d,
+        }
+    }
+
+    /// The Terraform output a failure reads that `params.terraform` does
+    /// not have: the unit's failure goes away (or changes) once the output
+    /// is there.
+    fn missing_output(
+        &self,
+        f: &EvalFailure,
+        unit: &Unit,
+        resolved: &ResolvedEnv,
+    ) -> Option<String> {
+        if f.kind != FailureKind::Runtime {
+            return None;
+        }
+        let name = f.message.lines().next()?.strip_prefix("no such field: ")?;
+        let terraform = resolved.state.params.get("terraform")?.as_object()?;
+        if terraform.contains_key(name) {
+            return None;
+        }
+        let mut shared = (*unit.input.shared).clone();
+        let params = shared.get_mut("params")?.as_object_mut()?;
+        let outputs = params.get_mut("terraform")?.as_object_mut()?;
+        outputs.insert(
+            name.to_owned(),
+            Json::from(format!("{}:{name}", crate::validate::outputs::PLACEHOLDER)),
+        );
+        let input = UnitInput {
+            shared: Arc::new(shared),
+            ..unit.input.clone()
+        };
+        let job = self.job(&SecretValues::default(), false).ok()?;
+        let again = engine::evaluate_units(job, vec![input], 1).results.pop()?;
+        match again {
+            Err(g) if g.message == f.message => None,
+            _ => Some(name.to_owned()),
         }
     }
 
@@ -582,6 +641,56 @@ fn reads_other_service(f: &EvalFailure, own: &str, state: &State) -> Option<Stri
                 || f.message.contains(&format!("no such field: {k}"))
         })
         .cloned()
+}
+
+/// A failure to read a Terraform output, said as such: at the template
+/// line that reads it, naming the contract or env file that lacks it.
+fn missing_output_diagnostic(
+    mut d: Diagnostic,
+    outputs: &OutputsSource,
+    name: &str,
+    state: &State,
+) -> Diagnostic {
+    let sensitive = state
+        .params
+        .get("sensitive_outputs")
+        .and_then(Json::as_array)
+        .is_some_and(|s| s.iter().any(|n| n.as_str() == Some(name)));
+    d.code = Code::UndeclaredOutput;
+    let (message, help) = if sensitive {
+        (
+            format!("the template reads the sensitive Terraform output `{name}`"),
+            "sensitive outputs never reach templates (or manifests); read the secret from the cluster, e.g. with an ExternalSecret".to_owned(),
+        )
+    } else if outputs.placeholders {
+        (
+            format!(
+                "the template reads the Terraform output `{name}`, which {} does not declare",
+                outputs.file
+            ),
+            format!(
+                "declare `{name}` in {} (with an `examples` value if its shape matters), or read only declared outputs",
+                crate::repo::layout::OUTPUTS_CONTRACT_FILE
+            ),
+        )
+    } else {
+        (
+            format!(
+                "the template reads the Terraform output `{name}`, which {} does not have",
+                outputs.file
+            ),
+            match &outputs.declared {
+                Some(contract) => format!("add `{name}` to the Terraform stack's outputs and declare it in {contract}, or read it with std.get(state.params.terraform, '{name}', <default>)"),
+                None => format!("add `{name}` to the Terraform stack's outputs, or read it with std.get(state.params.terraform, '{name}', <default>)"),
+            },
+        )
+    };
+    d.message = message;
+    d.help = Some(help);
+    if let Some(span) = outputs.span {
+        d = d.related(span, "the Terraform outputs come from here");
+    }
+    d
 }
 
 /// Most frames shown under a Jsonnet error.

@@ -9,6 +9,8 @@ pub const TAGS_FILE: &str = "tags.yaml";
 pub const SECRETS_FILE: &str = "secrets.yaml";
 /// The repo's own service schema extension.
 pub const SERVICE_SCHEMA_FILE: &str = "schemas/service.schema.json";
+/// The contract of the Terraform outputs every env-<env>.yaml provides.
+pub const OUTPUTS_CONTRACT_FILE: &str = "schemas/terraform-outputs.schema.json";
 
 /// The repository's Jsonnet directories, in the order imports search them
 /// (after the importing file's directory; then the repository root and the

@@ -3,6 +3,7 @@
 //! env-<env>.yaml when that environment is rendered. (Rules over the
 //! rendered manifests live in `rules/`.)
 
+pub mod outputs;
 pub mod schema;
 pub mod vendor;
 
@@ -36,31 +37,44 @@ pub fn repo(inputs: &RepoInputs, sources: &mut Sources) -> Outcome<SchemaSet> {
     }
 }
 
-/// Loads env-<env>.yaml and checks it against its schema. Its absence is
-/// an error (`CC0302`): environment branches carry only their own.
+/// Loads env-<env>.yaml and checks it against its schema and the
+/// repository's Terraform-outputs contract; `Ok(None)` when this branch
+/// does not carry it (environment branches carry only their own).
 pub fn env_file(
     repo: &dyn RepoFiles,
-    inputs: &RepoInputs,
     schemas: &SchemaSet,
+    contract: Option<&outputs::Contract>,
     sources: &mut Sources,
     env: &str,
-) -> Outcome<Input> {
+) -> Outcome<Option<Input>> {
     let Some(file) = load::load_env_file(repo, sources, env)? else {
-        let name = env_file_name(env);
-        let mut d = Diagnostic::error(Code::EnvFileMissing, format!("{name} not found"));
-        if let Some(e) = inputs.controlcenter.root.entry(env) {
-            d = d.at(e.key_span, format!("`{env}` needs {name}"));
-        }
-        return Err(vec![d.help(format!(
-            "environment branches carry only their own Terraform outputs; render `{env}` on its branch, or add {name}"
-        ))]);
+        return Ok(None);
     };
-    let diags = schemas.check(InputKind::Env, &file.root);
+    let mut diags = schemas.check(InputKind::Env, &file.root);
     if diags.is_empty() {
-        Ok(file)
+        diags.extend(
+            contract
+                .map(|c| c.check(schemas, &file))
+                .unwrap_or_default(),
+        );
+    }
+    if diags.is_empty() {
+        Ok(Some(file))
     } else {
         Err(diags)
     }
+}
+
+/// `CC0302`: the environment's env file is not on this branch.
+pub fn env_file_missing(inputs: &RepoInputs, env: &str) -> Diagnostic {
+    let name = env_file_name(env);
+    let mut d = Diagnostic::error(Code::EnvFileMissing, format!("{name} not found"));
+    if let Some(e) = inputs.controlcenter.root.entry(env) {
+        d = d.at(e.key_span, format!("`{env}` needs {name}"));
+    }
+    d.help(format!(
+        "environment branches carry only their own Terraform outputs; render `{env}` on its branch, add {name}, or preview with `render --placeholders`"
+    ))
 }
 
 /// `CC0204`, at the offending property name of the extension (else the

@@ -171,7 +171,12 @@ impl SchemaSet {
             .collect()
     }
 
-    fn diagnose(&self, err: &jsonschema::ValidationError<'_>, root: &Node) -> Vec<Diagnostic> {
+    /// One violation as located diagnostics (values never quoted).
+    pub(crate) fn diagnose(
+        &self,
+        err: &jsonschema::ValidationError<'_>,
+        root: &Node,
+    ) -> Vec<Diagnostic> {
         let pointer = err.instance_path().as_str();
         let Some(node) = root.pointer(pointer) else {
             return vec![
@@ -303,10 +308,15 @@ pub fn declares_write_only(schema: &Json) -> bool {
 /// The JSON Schema `format` of image references, checked by [`ImageRef::parse`].
 pub const IMAGE_REFERENCE_FORMAT: &str = "image-reference";
 
-fn compile(schema: &Json) -> Result<Validator, String> {
+/// Compiles a draft 2020-12 schema, formats asserted (with the image
+/// reference, ARN and CIDR formats).
+pub(crate) fn compile(schema: &Json) -> Result<Validator, String> {
+    use super::outputs::{is_arn, is_cidr, ARN_FORMAT, CIDR_FORMAT};
     jsonschema::draft202012::options()
         .should_validate_formats(true)
         .with_format(IMAGE_REFERENCE_FORMAT, |s: &str| ImageRef::parse(s).is_ok())
+        .with_format(ARN_FORMAT, is_arn)
+        .with_format(CIDR_FORMAT, is_cidr)
         .build(schema)
         .map_err(|e| e.to_string())
 }
