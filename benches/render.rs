@@ -320,6 +320,57 @@ fn median_run(args: &[&str], runs: usize) -> Duration {
     times[times.len() / 2]
 }
 
+/// `explain` of one resource against a plain render of the same
+/// environment (no evaluation cache for either).
+fn explain_vs_render(repo: &Path, runs: usize) {
+    let r = repo.to_str().unwrap();
+    let render = median_run(
+        &[
+            "--repo",
+            r,
+            "--no-cache",
+            "render",
+            "--env",
+            "prod",
+            "--format",
+            "json",
+        ],
+        runs,
+    );
+    let explain = median_run(
+        &[
+            "--repo",
+            r,
+            "--no-cache",
+            "explain",
+            "--env",
+            "prod",
+            "Deployment/svc-00500",
+        ],
+        runs,
+    );
+    let field = median_run(
+        &[
+            "--repo",
+            r,
+            "--no-cache",
+            "explain",
+            "--env",
+            "prod",
+            "Deployment/svc-00500.spec.template.spec.containers[0].image",
+        ],
+        runs,
+    );
+    println!(
+        "explain vs render, 1000 services (median of {runs}): render {:.0} ms | explain Deployment {:.0} ms ({:.2}x) | explain one field {:.0} ms ({:.2}x)",
+        render.as_secs_f64() * 1000.0,
+        explain.as_secs_f64() * 1000.0,
+        explain.as_secs_f64() / render.as_secs_f64(),
+        field.as_secs_f64() * 1000.0,
+        field.as_secs_f64() / render.as_secs_f64(),
+    );
+}
+
 /// `hydrate` against `render --out-dir` of the same environment.
 fn hydrate_vs_out_dir(tmp: &Path) {
     println!("hydrate vs render --out-dir (no evaluation cache), prod, wall time:");
@@ -410,6 +461,13 @@ fn main() {
         hydrate_vs_out_dir(tmp.path());
         return;
     }
+    if args.iter().any(|a| a == "--explain") {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("explain-1000");
+        generate_scale_repo(&repo, 1000, false);
+        explain_vs_render(&repo, 7);
+        return;
+    }
     if args.iter().any(|a| a == "--scale" || a == "--scale-20k") {
         let tmp = tempfile::tempdir().unwrap();
         scale(tmp.path(), args.iter().any(|a| a == "--scale-20k"));
@@ -458,6 +516,7 @@ fn main() {
         &["--repo", article.to_str().unwrap(), "validate"],
         30,
     );
+    explain_vs_render(&g1000, 5);
     println!("diff between two Git revisions vs one render (wall time):");
     for (label, src) in [("platform", &platform), ("generated 1000 services", &g1000)] {
         let repo = tmp.path().join(format!("git-{}", label.len()));

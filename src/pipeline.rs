@@ -92,6 +92,8 @@ pub struct Project {
     contract: Option<(bool, Option<Contract>)>,
     /// Where the environment being rendered got its Terraform outputs.
     outputs: Option<OutputsSource>,
+    /// The env file (or placeholders) of the last environment resolved.
+    env_file: Option<crate::load::Input>,
 }
 
 /// Where a render's Terraform outputs came from.
@@ -167,6 +169,7 @@ impl Project {
             timings: vec![("load", start.elapsed())],
             contract: None,
             outputs: None,
+            env_file: None,
         })
     }
 
@@ -305,6 +308,7 @@ impl Project {
             default_namespace: self.default_namespace.as_deref(),
         })?;
         self.outputs = Some(source);
+        self.env_file = Some(env_file);
         Ok((resolved, outputs))
     }
 
@@ -420,6 +424,16 @@ impl Project {
             None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml, or `@environment` for the objects of no service"),
         };
         Some(d)
+    }
+
+    /// The env file (or its placeholders) of the last environment resolved.
+    pub fn env_file(&self) -> Option<&crate::load::Input> {
+        self.env_file.as_ref()
+    }
+
+    /// The templates this project renders with.
+    pub fn templates(&self) -> &Templates {
+        &self.templates
     }
 
     /// Units evaluated and taken from the cache by the last render.

@@ -5,6 +5,7 @@
 mod cmp;
 mod diff;
 mod eval;
+mod explain;
 mod hydrate;
 pub mod output;
 mod promote;
@@ -141,6 +142,8 @@ pub enum Command {
     State(state::StateArgs),
     /// Evaluate a Jsonnet file with the library on the import path.
     Eval(eval::EvalArgs),
+    /// Where each value of a rendered object comes from: input lines and template lines.
+    Explain(explain::ExplainArgs),
     /// Export the JSON Schemas of the input files.
     Schema(schema::SchemaArgs),
     /// The Argo CD config-management plugin (generate, discover).
@@ -179,6 +182,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Validate(a) => validate::run(&cli, a),
         Command::State(a) => state::run(&cli, a),
         Command::Eval(a) => eval::run(&cli, a),
+        Command::Explain(a) => explain::run(&cli, a),
         Command::Schema(a) => schema::run(&cli, a),
         Command::Cmp(a) => cmp::run(&cli, a),
         Command::Tags(a) => tags::run(&cli, a),

@@ -3,5 +3,6 @@
 
 pub mod cmp;
 pub mod diff;
+pub mod explain;
 pub mod markdown;
 pub mod tags;

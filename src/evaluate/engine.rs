@@ -272,12 +272,21 @@ impl EntryPlace {
 /// Send), waiting at most `left`.
 fn on_thread(job: EvalJob, left: Duration) -> Result<Evaluated, EvalFailure> {
     let timeout = job.timeout;
+    on_eval_thread(timeout, left, move || evaluate_here(job))
+}
+
+/// Runs `work` on an evaluation thread, waiting at most `left`.
+fn on_eval_thread<T: Send + 'static>(
+    timeout: Duration,
+    left: Duration,
+    work: impl FnOnce() -> Result<T, EvalFailure> + Send + 'static,
+) -> Result<T, EvalFailure> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("jsonnet".into())
         .stack_size(EVAL_STACK_BYTES)
         .spawn(move || {
-            let _ = tx.send(evaluate_here(job));
+            let _ = tx.send(work());
         });
     if let Err(e) = spawned {
         return Err(EvalFailure {
@@ -979,17 +988,167 @@ fn failure(e: &jrsonnet_evaluator::Error) -> EvalFailure {
     for el in &e.trace().0 {
         frames.push(Frame {
             desc: el.desc.clone(),
-            location: el.location.as_ref().map(|span| FrameLocation {
-                path: span.0.source_path().to_string(),
-                code: span.0.code().into(),
-                start: span.1 as usize,
-                end: span.2 as usize,
-            }),
+            location: el.location.as_ref().map(span_location),
         });
     }
     EvalFailure {
         kind,
         message,
         frames,
+    }
+}
+
+/// One step of a path into a JSON value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathStep {
+    /// An object field.
+    Field(String),
+    /// An array element.
+    Index(usize),
+}
+
+/// Where a template writes one field: the field's name in its file, and
+/// whether it is written with `+:` (extending what is below).
+#[derive(Clone, Debug)]
+pub struct FieldWriter {
+    /// The field's name where it is written.
+    pub location: FrameLocation,
+    /// Written with `+:`.
+    pub plus: bool,
+}
+
+/// An output object the templates made, with where each of its leaves is
+/// written.
+#[derive(Clone, Debug)]
+pub struct TracedObject {
+    /// Its place in the unit's output array.
+    pub index: usize,
+    /// The object.
+    pub value: Json,
+    /// Each leaf's path and the fields that write it, the winner first
+    /// (the layers it replaced after it). Elements of an array are written
+    /// where the array is.
+    pub leaves: Vec<(Vec<PathStep>, Vec<FieldWriter>)>,
+}
+
+/// Most nesting of an output object walked for its field locations.
+const MAX_TRACE_DEPTH: usize = 200;
+
+/// Evaluates one unit with field locations tracked and returns the output
+/// objects `pick` chooses (by their JSON), each with where every leaf is
+/// written. Only the embedded engine does this: the templates stay plain
+/// Jsonnet.
+pub fn trace_objects(
+    job: EvalJob,
+    unit: UnitInput,
+    pick: Arc<dyn Fn(&Json) -> bool + Send + Sync>,
+) -> Result<(Vec<TracedObject>, Vec<(String, Arc<str>)>), EvalFailure> {
+    let entry = EntryPlace::of(&job);
+    let Some(left) = job
+        .deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+    else {
+        return Err(entry.locate(timed_out(job.timeout)));
+    };
+    let timeout = job.timeout;
+    on_eval_thread(timeout, left, move || {
+        let _depth = limit_stack_depth(job.max_stack);
+        let session = Session::new(&job);
+        let _entered = session.state.enter();
+        jrsonnet_evaluator::track_field_locations(true);
+        let result = (|| {
+            let entry = session.entry()?;
+            let mut shared = None;
+            let state = unit_state(&unit, &mut shared);
+            let mut tla: HashMap<IStr, TlaArg> = HashMap::with_capacity(1);
+            tla.insert(IStr::from("state"), TlaArg::Val(state));
+            let val = apply_tla(&tla, entry)?;
+            let items: Vec<Val> = match &val {
+                Val::Arr(items) => (0..items.len())
+                    .map(|i| items.get(i).map(|v| v.unwrap_or(Val::Null)))
+                    .collect::<jrsonnet_evaluator::Result<_>>()?,
+                other => vec![other.clone()],
+            };
+            let mut picked = Vec::new();
+            for (index, item) in items.iter().enumerate() {
+                let value = parse(&item.manifest(JsonFormat::cli(0))?)?;
+                if !pick(&value) {
+                    continue;
+                }
+                let mut leaves = Vec::new();
+                walk_fields(item, &mut Vec::new(), &[], &mut leaves)?;
+                picked.push(TracedObject {
+                    index,
+                    value,
+                    leaves,
+                });
+            }
+            Ok(picked)
+        })();
+        jrsonnet_evaluator::track_field_locations(false);
+        let files = session.loaded.borrow().clone();
+        result
+            .map(|picked| (picked, files))
+            .map_err(|e| session.failure(&e))
+    })
+    .map_err(|f| entry.locate(f))
+}
+
+/// Every leaf under `val` (as manifesting sees them: visible fields only),
+/// with the fields that write it.
+fn walk_fields(
+    val: &Val,
+    path: &mut Vec<PathStep>,
+    writers: &[FieldWriter],
+    out: &mut Vec<(Vec<PathStep>, Vec<FieldWriter>)>,
+) -> jrsonnet_evaluator::Result<()> {
+    if path.len() > MAX_TRACE_DEPTH {
+        return Ok(());
+    }
+    match val {
+        Val::Obj(obj) if !obj.is_empty() => {
+            for key in obj.fields_ex(false) {
+                let value = obj.get(key.clone())?.unwrap_or(Val::Null);
+                let own: Vec<FieldWriter> = obj
+                    .field_origins(&key)
+                    .into_iter()
+                    .filter_map(|(span, plus)| {
+                        Some(FieldWriter {
+                            location: span_location(&span?),
+                            plus,
+                        })
+                    })
+                    .collect();
+                path.push(PathStep::Field(key.to_string()));
+                walk_fields(
+                    &value,
+                    path,
+                    if own.is_empty() { writers } else { &own },
+                    out,
+                )?;
+                path.pop();
+            }
+        }
+        Val::Arr(items) if !items.is_empty() => {
+            for i in 0..items.len() {
+                let item = items.get(i)?.unwrap_or(Val::Null);
+                path.push(PathStep::Index(i as usize));
+                walk_fields(&item, path, writers, out)?;
+                path.pop();
+            }
+        }
+        _ => out.push((path.clone(), writers.to_vec())),
+    }
+    Ok(())
+}
+
+/// A jrsonnet span as a place in a file.
+fn span_location(span: &jrsonnet_evaluator::Span) -> FrameLocation {
+    FrameLocation {
+        path: span.0.source_path().to_string(),
+        code: span.0.code().into(),
+        start: span.1 as usize,
+        end: span.2 as usize,
     }
 }

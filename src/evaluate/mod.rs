@@ -24,7 +24,10 @@ use crate::repo::layout::JSONNET_PATH;
 use crate::repo::RepoFiles;
 use crate::resolve::{ResolvedEnv, State};
 pub use cache::Cache;
-pub use engine::{ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind, UnitInput, UnitOutput};
+pub use engine::{
+    ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind, FieldWriter, PathStep, TracedObject,
+    UnitInput, UnitOutput,
+};
 use imports::Root;
 
 /// The repo's own entry point, when it has one.
@@ -450,6 +453,58 @@ impl Templates {
         match again {
             Err(g) if g.message == f.message => None,
             _ => Some(name.to_owned()),
+        }
+    }
+
+    /// The input of the unit that renders `service`'s objects (`None`: the
+    /// environment-level objects), as a render evaluates it.
+    pub fn unit_input(
+        &self,
+        state: &State,
+        evaluation: Evaluation,
+        service: Option<&str>,
+    ) -> Option<UnitInput> {
+        let selected = service.map_or(ENVIRONMENT_OBJECTS, |s| s).to_owned();
+        let services = BTreeSet::from([selected]);
+        let plan = Plan {
+            evaluation,
+            services: Some(&services),
+            use_cache: false,
+            outputs: None,
+        };
+        plan_units(state, plan).into_iter().next().map(|u| u.input)
+    }
+
+    /// Evaluates one unit with field locations tracked: the output objects
+    /// `pick` chooses, each with where its leaves are written, and how many
+    /// objects the unit returned.
+    pub fn trace(
+        &self,
+        input: UnitInput,
+        pick: Arc<dyn Fn(&Json) -> bool + Send + Sync>,
+        sources: &mut Sources,
+    ) -> Result<Vec<TracedObject>, Diagnostic> {
+        let job = self
+            .job(sources.secrets(), false)
+            .map_err(|f| diagnose(f, sources))?;
+        let (objects, files) =
+            engine::trace_objects(job, input, pick).map_err(|f| diagnose(f, sources))?;
+        for (path, text) in files {
+            sources.add(path, text);
+        }
+        Ok(objects)
+    }
+
+    /// Evaluates units silently, on this render's workers (for comparing
+    /// outputs).
+    pub fn evaluate_inputs(
+        &self,
+        inputs: Vec<UnitInput>,
+        secrets: &SecretValues,
+    ) -> Vec<Result<UnitOutput, EvalFailure>> {
+        match self.job(secrets, false) {
+            Ok(job) => engine::evaluate_units(job, inputs, self.workers).results,
+            Err(f) => inputs.iter().map(|_| Err(f.clone())).collect(),
         }
     }
 

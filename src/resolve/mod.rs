@@ -6,6 +6,7 @@
 //! Every problem is collected: one bad service does not hide another.
 
 pub mod merge;
+pub mod provenance;
 pub mod secrets;
 pub mod services;
 pub mod state;

@@ -78,6 +78,11 @@ impl Contract {
         }
     }
 
+    /// The contract as a JSON Schema document.
+    pub fn schema(&self) -> &Json {
+        &self.schema
+    }
+
     /// Whether the contract is the repository's file (not derived).
     pub fn is_file(&self) -> bool {
         self.source == ContractSource::File

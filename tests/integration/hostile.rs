@@ -13,12 +13,10 @@ use common::{controlcenter, run, transcript};
 /// A copy of the article example (plus `extra` files) in a temp dir.
 fn article(extra: &[(&str, &[u8])]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(common::root().join("controlcenter-examples/article"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
-    }
+    common::copy_tree(
+        &common::root().join("controlcenter-examples/article"),
+        dir.path(),
+    );
     for (path, bytes) in extra {
         let p = dir.path().join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -365,6 +365,9 @@ pub struct LFieldMember {
 	pub plus: bool,
 	pub visibility: Visibility,
 	pub value: Rc<(ClosureShape, LExpr)>,
+	/// Patched: where the field is written (its name), for tools that ask
+	/// which expression produced an output field.
+	pub span: Span,
 }
 
 #[derive(Debug, Acyclic)]
@@ -1725,6 +1728,7 @@ fn analyze_obj_members(
 						plus: f.plus,
 						visibility: f.visibility,
 						value: Rc::new(value),
+						span: f.name.span.clone(),
 					});
 				}
 				(l_asserts_opt, l_fields)
@@ -1769,6 +1773,7 @@ fn analyze_obj_comp(
 					plus: comp.field.plus,
 					visibility: comp.field.visibility,
 					value: Rc::new(value),
+					span: comp.field.name.span.clone(),
 				}
 			})
 		});

@@ -455,6 +455,26 @@ fn evaluate_obj_body(super_obj: Option<ObjValue>, ctx: Context, body: &LObjBody)
 	}
 }
 
+thread_local! {
+	/// Patched: whether object fields remember where they are written.
+	static TRACK_FIELD_LOCATIONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Patched: makes objects built from now on, on this thread, remember
+/// where each field is written ([`crate::ObjValue::field_origins`]). Off by
+/// default: it costs a reference count per field.
+pub fn track_field_locations(on: bool) {
+	TRACK_FIELD_LOCATIONS.with(|t| t.set(on));
+}
+
+fn located<K>(member: crate::ObjMemberBuilder<K>, span: &jrsonnet_ir::Span) -> crate::ObjMemberBuilder<K> {
+	if TRACK_FIELD_LOCATIONS.with(std::cell::Cell::get) {
+		member.with_location(span.clone())
+	} else {
+		member
+	}
+}
+
 pub fn evaluate_field_member_unbound<B: Unbound<Bound = Context> + Clone>(
 	builder: &mut ObjValueBuilder,
 	ctx: Context,
@@ -481,16 +501,20 @@ pub fn evaluate_field_member_unbound<B: Unbound<Bound = Context> + Clone>(
 		plus,
 		visibility,
 		value,
+		span,
 	} = field;
 	let Some(name) = evaluate_field_name(ctx, name)? else {
 		return Ok(());
 	};
 
-	builder
-		.field(name.clone())
-		.with_add(*plus)
-		.with_visibility(*visibility)
-		.bindable(UnboundValue {
+	located(
+		builder
+			.field(name.clone())
+			.with_add(*plus)
+			.with_visibility(*visibility),
+		span,
+	)
+	.bindable(UnboundValue {
 			uctx,
 			value: value.clone(),
 			name,
@@ -507,17 +531,21 @@ pub fn evaluate_field_member_static(
 		plus,
 		visibility,
 		value,
+		span,
 	} = field;
 	let Some(name) = evaluate_field_name(field_ctx, name)? else {
 		return Ok(());
 	};
 
 	let thunk = build_b_thunk_uno(&value_ctx, value.clone());
-	builder
-		.field(name)
-		.with_add(*plus)
-		.with_visibility(*visibility)
-		.try_thunk(thunk)?;
+	located(
+		builder
+			.field(name)
+			.with_add(*plus)
+			.with_visibility(*visibility),
+		span,
+	)
+	.try_thunk(thunk)?;
 	Ok(())
 }
 

@@ -203,6 +203,12 @@ pub trait ObjectCore: Trace + Any + Debug {
 	fn field_visibility_core(&self, field: IStr) -> FieldVisibility;
 
 	fn run_assertions_core(&self, sup_this: SupThis) -> Result<()>;
+
+	/// Patched: where this layer writes `key` (if it does), and whether
+	/// with `+:`.
+	fn member_origin_core(&self, _key: &IStr) -> Option<(Option<Span>, bool)> {
+		None
+	}
 }
 
 #[derive(Clone, Trace)]
@@ -688,6 +694,18 @@ impl ObjValue {
 		values
 			.try_fold(init, |a, b| evaluate_add_op(&a, &b))
 			.map(Some)
+	}
+
+	/// Patched: every layer that writes `key`, the one whose value wins
+	/// first: where it is written (when field locations were tracked, see
+	/// [`crate::track_field_locations`]) and whether with `+:`.
+	pub fn field_origins(&self, key: &IStr) -> Vec<(Option<Span>, bool)> {
+		self.0
+			.cores
+			.iter()
+			.rev()
+			.filter_map(|core| core.0.member_origin_core(key))
+			.collect()
 	}
 
 	pub fn get_or_bail(&self, key: IStr) -> Result<Val> {

@@ -107,6 +107,11 @@ impl ObjectCore for OopObject {
 			})
 	}
 
+	fn member_origin_core(&self, key: &IStr) -> Option<(Option<jrsonnet_ir::Span>, bool)> {
+		let (member, _) = self.this_entries.get(key)?;
+		Some((member.location.clone(), member.flags.add()))
+	}
+
 	fn run_assertions_core(&self, sup_this: SupThis) -> Result<()> {
 		if let Some(assertion) = &self.assertion {
 			assertion.0.run(sup_this)?;
