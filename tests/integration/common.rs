@@ -126,3 +126,22 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs `controlcenter --repo REPO args`.
+pub fn run_in(repo: &Path, args: &[&str]) -> Output {
+    controlcenter()
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("run controlcenter")
+}
+
+/// Replaces the first `from` with `to` in a file of the repository
+/// (which must hold it).
+pub fn edit(repo: &Path, file: &str, from: &str, to: &str) {
+    let path = repo.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} has no `{from}`");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}

@@ -3,18 +3,7 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{controlcenter, copy_tree, git, normalize_transcript};
-
-fn cc(repo: &Path, args: &[&str]) -> std::process::Output {
-    controlcenter()
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{copy_tree, edit, git, normalize_transcript, run_in};
 
 fn example(name: &str) -> std::path::PathBuf {
     common::root().join("controlcenter-examples").join(name)
@@ -27,17 +16,10 @@ fn copy_of(name: &str) -> tempfile::TempDir {
     dir
 }
 
-fn edit(repo: &Path, file: &str, from: &str, to: &str) {
-    let path = repo.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} has no `{from}`");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-}
-
 #[test]
 fn an_image_comes_from_tags_chosen_by_git_rev() {
     let repo = example("article");
-    let out = cc(
+    let out = run_in(
         &repo,
         &[
             "explain",
@@ -75,7 +57,7 @@ fn a_replica_count_from_the_env_section_names_the_default_it_replaces() {
         "    git_rev: v1.0.146\n",
         "    git_rev: v1.0.146\n    replicas: 4\n",
     );
-    let out = cc(
+    let out = run_in(
         repo.path(),
         &[
             "explain",
@@ -90,7 +72,7 @@ fn a_replica_count_from_the_env_section_names_the_default_it_replaces() {
     assert!(text.contains("defaults.service_rpps.replicas: 2"), "{text}");
     insta::assert_snapshot!(text);
     // In dev, the default itself.
-    let dev = cc(
+    let dev = run_in(
         repo.path(),
         &[
             "explain",
@@ -111,7 +93,7 @@ fn a_repo_override_shows_the_library_line_it_replaces() {
         "local cc = import 'controlcenter/lib.libsonnet';\n\nfunction(state)\n  (cc.new(state) + {\n     deployment(svc):: super.deployment(svc) + {\n       spec+: { replicas: 3, revisionHistoryLimit: 5 },\n     },\n   }).manifests\n",
     )
     .unwrap();
-    let out = cc(
+    let out = run_in(
         repo.path(),
         &["explain", "--env", "prod", "Deployment/service-rpps.spec"],
     );
@@ -120,7 +102,7 @@ fn a_repo_override_shows_the_library_line_it_replaces() {
     insta::assert_snapshot!(text);
     // The platform example's own template.
     let platform = example("platform");
-    let out = cc(
+    let out = run_in(
         &platform,
         &[
             "explain",
@@ -138,7 +120,7 @@ fn a_repo_override_shows_the_library_line_it_replaces() {
 #[test]
 fn the_checksum_annotation_names_every_input_it_hashes() {
     let repo = example("platform");
-    let out = cc(
+    let out = run_in(
         &repo,
         &[
             "explain",
@@ -159,7 +141,7 @@ fn the_checksum_annotation_names_every_input_it_hashes() {
 #[test]
 fn secret_values_are_redacted() {
     let repo = example("platform");
-    let out = cc(
+    let out = run_in(
         &repo,
         &[
             "explain",
@@ -177,7 +159,7 @@ fn secret_values_are_redacted() {
         .unwrap();
     assert!(!text.contains(cipher.trim()), "{text}");
     insta::assert_snapshot!(text);
-    let json = cc(
+    let json = run_in(
         &repo,
         &[
             "explain",
@@ -194,7 +176,7 @@ fn secret_values_are_redacted() {
 #[test]
 fn a_whole_object_in_json_lists_every_leaf() {
     let repo = example("article");
-    let out = cc(
+    let out = run_in(
         &repo,
         &[
             "explain",
@@ -207,7 +189,7 @@ fn a_whole_object_in_json_lists_every_leaf() {
     );
     assert!(out.status.success());
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let render = cc(&repo, &["render", "--env", "prod", "--format", "json"]);
+    let render = run_in(&repo, &["render", "--env", "prod", "--format", "json"]);
     let deployment: serde_json::Value = String::from_utf8_lossy(&render.stdout)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -251,11 +233,11 @@ fn explain_works_at_a_revision() {
         "    git_rev: v1.0.148\n",
     );
     let field = "Deployment/service-rpps.spec.template.spec.containers[0].image";
-    let head = cc(
+    let head = run_in(
         dir.path(),
         &["explain", "--env", "prod", field, "--rev", "HEAD"],
     );
-    let work = cc(dir.path(), &["explain", "--env", "prod", field]);
+    let work = run_in(dir.path(), &["explain", "--env", "prod", field]);
     let (head, work) = (
         String::from_utf8_lossy(&head.stdout),
         String::from_utf8_lossy(&work.stdout),
@@ -272,7 +254,7 @@ fn unknown_objects_and_fields_are_errors_with_a_suggestion() {
         "Deployment/service-rpps.spec.replica",
         "Deployment/service-rpps.spec[",
     ] {
-        let out = cc(&repo, &["explain", "--env", "prod", target]);
+        let out = run_in(&repo, &["explain", "--env", "prod", target]);
         assert_eq!(out.status.code(), Some(1), "{target}");
         insta::assert_snapshot!(
             format!("unknown-{}", target.replace(['/', '.', '['], "_")),

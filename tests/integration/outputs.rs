@@ -5,9 +5,7 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{controlcenter, copy_tree, normalize_transcript};
+use common::{controlcenter, copy_tree, edit, normalize_transcript, run_in};
 
 /// An example as the dev branch carries it: without the env files of the
 /// other environments.
@@ -23,28 +21,11 @@ fn dev_branch(example: &str) -> tempfile::TempDir {
     dir
 }
 
-fn cc(repo: &Path, args: &[&str]) -> std::process::Output {
-    controlcenter()
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Replaces `from` with `to` in a file of the repository (once, checked).
-fn edit(repo: &Path, file: &str, from: &str, to: &str) {
-    let path = repo.join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains(from), "{file} has no `{from}`");
-    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-}
-
 #[test]
 fn validate_on_the_dev_branch_checks_prod_with_placeholders() {
     for example in ["article", "platform"] {
         let repo = dev_branch(example);
-        let out = cc(repo.path(), &["validate"]);
+        let out = run_in(repo.path(), &["validate"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{example}: {stderr}");
         for env in ["preprod", "prod"] {
@@ -81,7 +62,7 @@ fn a_prod_only_template_error_is_caught_on_the_dev_branch() {
         "    git_rev: v1.0.146\n",
         "    git_rev: v1.0.146\n    replicas: 5\n",
     );
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(normalize_transcript(&out, repo.path()));
 }
@@ -102,7 +83,7 @@ fn a_prod_only_policy_failure_is_caught_on_the_dev_branch() {
         "    git_rev: v1.0.146\n",
         "    git_rev: hotfix\n",
     );
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(1));
     let text = normalize_transcript(&out, repo.path());
     assert!(
@@ -121,7 +102,7 @@ fn a_prod_section_unknown_tag_is_caught_on_the_dev_branch() {
         "\nprod:\n",
         "\nprod:\n  brand_new:\n    git_rev: v0.0.1\n",
     );
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(1));
     let text = normalize_transcript(&out, repo.path());
     assert!(
@@ -146,7 +127,7 @@ fn an_env_file_missing_a_declared_output_fails_at_its_line() {
         "  - 203.0.113.10\n",
         "  - not-an-ip\n",
     );
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(1));
     let text = normalize_transcript(&out, repo.path());
     assert!(text.contains("CC0311"), "{text}");
@@ -162,7 +143,7 @@ fn a_template_reading_an_undeclared_output_names_the_contract() {
         "local cc = import 'controlcenter/lib.libsonnet';\n\nfunction(state)\n  (cc.new(state) + {\n     configMap(svc):: super.configMap(svc) + {\n       data+: { DB_HOST: state.params.terraform.rds_endpoint },\n     },\n   }).manifests\n",
     )
     .unwrap();
-    let out = cc(repo.path(), &["validate", "--env", "prod"]);
+    let out = run_in(repo.path(), &["validate", "--env", "prod"]);
     assert_eq!(out.status.code(), Some(1));
     let text = normalize_transcript(&out, repo.path());
     assert!(
@@ -181,12 +162,12 @@ fn render_refuses_placeholders_unless_asked_and_marks_them() {
         "local cc = import 'controlcenter/lib.libsonnet';\n\nfunction(state)\n  (cc.new(state) + {\n     configMap(svc):: super.configMap(svc) + {\n       data+: { DB_HOST: state.params.terraform.db_endpoint, NAT_IP: state.params.terraform.nat_ips[0] },\n     },\n   }).manifests\n",
     )
     .unwrap();
-    let plain = cc(repo.path(), &["render", "--env", "prod"]);
+    let plain = run_in(repo.path(), &["render", "--env", "prod"]);
     assert_eq!(plain.status.code(), Some(1));
     assert!(plain.stdout.is_empty());
     assert!(String::from_utf8_lossy(&plain.stderr).contains("CC0302"));
 
-    let out = cc(repo.path(), &["render", "--env", "prod", "--placeholders"]);
+    let out = run_in(repo.path(), &["render", "--env", "prod", "--placeholders"]);
     assert!(
         out.status.success(),
         "{}",
@@ -209,11 +190,11 @@ fn render_refuses_placeholders_unless_asked_and_marks_them() {
     insta::assert_snapshot!(normalize_transcript(&out, repo.path()));
 
     // With the env file present, `--placeholders` changes nothing.
-    let real = cc(
+    let real = run_in(
         &common::root().join("controlcenter-examples/article"),
         &["render", "--env", "prod", "--placeholders"],
     );
-    let plain = cc(
+    let plain = run_in(
         &common::root().join("controlcenter-examples/article"),
         &["render", "--env", "prod"],
     );
@@ -245,7 +226,7 @@ fn the_plugin_never_renders_placeholders() {
 fn without_a_contract_the_env_files_present_give_the_placeholders() {
     let repo = dev_branch("article");
     std::fs::remove_file(repo.path().join("schemas/terraform-outputs.schema.json")).unwrap();
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -254,7 +235,7 @@ fn without_a_contract_the_env_files_present_give_the_placeholders() {
     );
     // No env file and no contract: nothing to check prod against.
     std::fs::remove_file(repo.path().join("env-dev.yaml")).unwrap();
-    let out = cc(repo.path(), &["validate"]);
+    let out = run_in(repo.path(), &["validate"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("skipped prod: env-prod.yaml is not on this branch"),
@@ -265,7 +246,7 @@ fn without_a_contract_the_env_files_present_give_the_placeholders() {
 #[test]
 fn schema_export_includes_the_contract() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = cc(
+    let out = run_in(
         &common::root().join("controlcenter-examples/platform"),
         &["schema", "export", out_dir.path().to_str().unwrap()],
     );

@@ -6,9 +6,7 @@
 
 use crate::common;
 
-use std::path::Path;
-
-use common::{controlcenter, copy_tree, git, normalize_transcript};
+use common::{copy_tree, git, normalize_transcript, run_in};
 
 /// The example as a Git repository with one commit.
 fn committed_example() -> tempfile::TempDir {
@@ -23,20 +21,11 @@ fn committed_example() -> tempfile::TempDir {
     dir
 }
 
-fn cc(repo: &Path, args: &[&str]) -> std::process::Output {
-    controlcenter()
-        .arg("--repo")
-        .arg(repo)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn the_vendored_library_renders_the_same_from_git_and_from_the_work_tree() {
     let repo = committed_example();
-    let work = cc(repo.path(), &["render", "--env", "dev"]);
-    let at_rev = cc(repo.path(), &["render", "--env", "dev", "--rev", "HEAD"]);
+    let work = run_in(repo.path(), &["render", "--env", "dev"]);
+    let at_rev = run_in(repo.path(), &["render", "--env", "dev", "--rev", "HEAD"]);
     assert!(
         at_rev.status.success(),
         "{}",
@@ -60,10 +49,10 @@ fn a_change_inside_the_vendored_library_shows_in_diff_at_a_revision() {
     )
     .unwrap();
     // The work tree against the commit: through vendor/'s link in both.
-    let out = cc(repo.path(), &["diff", "--env", "dev", "--from", "HEAD"]);
+    let out = run_in(repo.path(), &["diff", "--env", "dev", "--from", "HEAD"]);
     insta::assert_snapshot!(normalize_transcript(&out, repo.path()));
     git(repo.path(), &["commit", "-qam", "pod limit"]);
-    let revs = cc(
+    let revs = run_in(
         repo.path(),
         &["diff", "--env", "dev", "--from", "HEAD~1", "--to", "HEAD"],
     );
@@ -92,13 +81,13 @@ fn validate_warns_when_vendor_does_not_hold_the_locked_packages() {
         ),
     )
     .unwrap();
-    let out = cc(repo.path(), &["validate", "--env", "dev"]);
+    let out = run_in(repo.path(), &["validate", "--env", "dev"]);
     insta::assert_snapshot!(normalize_transcript(&out, repo.path()));
 }
 
 #[test]
 fn the_vendored_example_validates_without_warnings() {
-    let out = cc(
+    let out = run_in(
         &common::root().join("controlcenter-examples/vendored"),
         &["validate"],
     );
