@@ -62,9 +62,7 @@ fn platform_repo() -> (tempfile::TempDir, tempfile::TempDir) {
     let repo = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let src = root().join("controlcenter-examples/article");
-    for entry in std::fs::read_dir(&src).unwrap().flatten() {
-        std::fs::copy(entry.path(), repo.path().join(entry.file_name())).unwrap();
-    }
+    crate::common::copy_tree(&src, repo.path());
     let d = repo.path();
     assert!(cmd(d, home.path(), "git", &["init", "-q", "-b", "dev"])
         .status
