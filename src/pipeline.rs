@@ -248,8 +248,7 @@ impl Project {
         {
             return Err(vec![resolve::unknown_env(&self.inputs, env)]);
         }
-        let present = self.repo.read(&env_file_name(env)).ok().flatten().is_some();
-        self.load_contract(!present && placeholders)?;
+        self.load_contract(false)?;
         let contract = self.contract.as_ref().and_then(|(_, c)| c.as_ref());
         let env_file = validate::env_file(
             self.repo.as_ref(),
@@ -258,6 +257,11 @@ impl Project {
             &mut self.sources,
             env,
         )?;
+        if env_file.is_none() && placeholders {
+            // No contract file: one derived from the env files present.
+            self.load_contract(true)?;
+        }
+        let contract = self.contract.as_ref().and_then(|(_, c)| c.as_ref());
         let (env_file, outputs, source) = match (env_file, contract) {
             (Some(file), _) => {
                 let source = OutputsSource {

@@ -432,6 +432,20 @@ pub fn is_sensitive_output(node: &Node) -> bool {
     })
 }
 
+/// The value of one env-file entry: the `value` of a raw `terraform output
+/// -json` entry (`{value, type, sensitive}`), else the entry itself.
+pub fn output_value(node: &Node) -> &Node {
+    let raw = node.as_map().is_some_and(|m| {
+        m.iter().any(|f| f.key == "value")
+            && m.iter()
+                .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
+    });
+    match node.get("value") {
+        Some(v) if raw => v,
+        _ => node,
+    }
+}
+
 /// Fields of a sensitive output that describe it rather than hold it.
 pub const OUTPUT_DESCRIPTORS: [&str; 2] = ["sensitive", "type"];
 

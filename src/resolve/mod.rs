@@ -352,15 +352,7 @@ pub fn terraform_outputs(root: &Node) -> TerraformOutputs {
             out.sensitive.push(e.key.clone());
             continue;
         }
-        let raw_output = e.value.as_map().is_some_and(|m| {
-            m.iter().any(|f| f.key == "value")
-                && m.iter()
-                    .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
-        });
-        let value = match e.value.get("value") {
-            Some(v) if raw_output => v,
-            _ => &e.value,
-        };
+        let value = crate::load::output_value(&e.value);
         let v = without_sensitive(value, &e.key, &mut out.sensitive);
         out.values.insert(e.key.clone(), v);
     }

@@ -291,15 +291,7 @@ pub fn unwrapped(root: &Node) -> Node {
         .unwrap_or_default()
         .iter()
         .map(|e| {
-            let raw = e.value.as_map().is_some_and(|m| {
-                m.iter().any(|f| f.key == "value")
-                    && m.iter()
-                        .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
-            });
-            let value = match e.value.get("value") {
-                Some(v) if raw => v.clone(),
-                _ => e.value.clone(),
-            };
+            let value = load::output_value(&e.value).clone();
             Entry {
                 key: e.key.clone(),
                 key_span: e.key_span,
@@ -326,15 +318,7 @@ fn derived_output(node: &Node) -> Json {
         };
         return json!({"type": ty, "writeOnly": true});
     }
-    let raw = node.as_map().is_some_and(|m| {
-        m.iter().any(|f| f.key == "value")
-            && m.iter()
-                .all(|f| matches!(f.key.as_str(), "value" | "type" | "sensitive"))
-    });
-    match node.get("value") {
-        Some(v) if raw => schema_of(v, 0),
-        _ => schema_of(node, 0),
-    }
+    schema_of(load::output_value(node), 0)
 }
 
 /// A schema that `node`'s shape matches.
