@@ -237,31 +237,31 @@ fn input_rank(role: &str) -> usize {
     }
 }
 
-/// The template lines that write a leaf: the winner, then what it
-/// replaced (or extended, with `+:`).
+/// The template lines that write a leaf: the winner, then the layers
+/// below it down to the first one it replaces (`+:` layers extend what is
+/// below them; below a replaced layer nothing counts).
 fn template_sources(
     writers: &[FieldWriter],
     sources: &mut crate::diagnostics::Sources,
 ) -> Vec<Source> {
     let mut out = Vec::new();
-    let mut replacing = false;
+    let mut above: Option<&FieldWriter> = None;
     for w in writers {
-        let file = sources.add(w.location.path.clone(), w.location.code.clone());
-        let role = match (out.is_empty(), replacing) {
-            (true, _) => "set by",
-            (false, true) => "replaces",
-            (false, false) => "extends",
+        let role = match above {
+            None => "set by",
+            Some(a) if a.plus => "extends",
+            Some(_) => "replaces",
         };
-        replacing = !w.plus;
+        let file = sources.add(w.location.path.clone(), w.location.code.clone());
         out.push(Source {
             role,
             span: Some(Span::new(file, w.location.start, w.location.end)),
             input: String::new(),
         });
-        if !w.plus && out.len() > 1 && role == "replaces" {
-            // Layers below a replaced one are replaced too; one is enough.
+        if role == "replaces" {
             break;
         }
+        above = Some(w);
     }
     out
 }

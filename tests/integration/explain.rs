@@ -3,7 +3,14 @@
 
 use crate::common;
 
+use std::path::Path;
+
 use common::{copy_tree, edit, git, normalize_transcript, run_in};
+
+/// `explain --env prod TARGET` on `repo`.
+fn explain_prod(repo: &Path, target: &str) -> std::process::Output {
+    run_in(repo, &["explain", "--env", "prod", target])
+}
 
 fn example(name: &str) -> std::path::PathBuf {
     common::root().join("controlcenter-examples").join(name)
@@ -19,14 +26,9 @@ fn copy_of(name: &str) -> tempfile::TempDir {
 #[test]
 fn an_image_comes_from_tags_chosen_by_git_rev() {
     let repo = example("article");
-    let out = run_in(
+    let out = explain_prod(
         &repo,
-        &[
-            "explain",
-            "--env",
-            "prod",
-            "Deployment/service-rpps.spec.template.spec.containers[0].image",
-        ],
+        "Deployment/service-rpps.spec.template.spec.containers[0].image",
     );
     assert!(out.status.success());
     let text = normalize_transcript(&out, &repo);
@@ -57,15 +59,7 @@ fn a_replica_count_from_the_env_section_names_the_default_it_replaces() {
         "    git_rev: v1.0.146\n",
         "    git_rev: v1.0.146\n    replicas: 4\n",
     );
-    let out = run_in(
-        repo.path(),
-        &[
-            "explain",
-            "--env",
-            "prod",
-            "Deployment/service-rpps.spec.replicas",
-        ],
-    );
+    let out = explain_prod(repo.path(), "Deployment/service-rpps.spec.replicas");
     let text = normalize_transcript(&out, repo.path());
     assert!(text.contains("\n4\n"), "{text}");
     assert!(text.contains("prod.service_rpps.replicas: 4"), "{text}");
@@ -93,23 +87,15 @@ fn a_repo_override_shows_the_library_line_it_replaces() {
         "local cc = import 'controlcenter/lib.libsonnet';\n\nfunction(state)\n  (cc.new(state) + {\n     deployment(svc):: super.deployment(svc) + {\n       spec+: { replicas: 3, revisionHistoryLimit: 5 },\n     },\n   }).manifests\n",
     )
     .unwrap();
-    let out = run_in(
-        repo.path(),
-        &["explain", "--env", "prod", "Deployment/service-rpps.spec"],
-    );
+    let out = explain_prod(repo.path(), "Deployment/service-rpps.spec");
     let text = normalize_transcript(&out, repo.path());
     assert!(text.contains("spec.replicas: 3\n  set by    jsonnet/main.jsonnet:6:17\n  replaces  <lib>/controlcenter/k8s/deployment.libsonnet:"), "{text}");
     insta::assert_snapshot!(text);
     // The platform example's own template.
     let platform = example("platform");
-    let out = run_in(
+    let out = explain_prod(
         &platform,
-        &[
-            "explain",
-            "--env",
-            "prod",
-            "Deployment/accounts.spec.template.spec.terminationGracePeriodSeconds",
-        ],
+        "Deployment/accounts.spec.template.spec.terminationGracePeriodSeconds",
     );
     insta::assert_snapshot!(
         "platform-termination-grace",
@@ -120,14 +106,9 @@ fn a_repo_override_shows_the_library_line_it_replaces() {
 #[test]
 fn the_checksum_annotation_names_every_input_it_hashes() {
     let repo = example("platform");
-    let out = run_in(
+    let out = explain_prod(
         &repo,
-        &[
-            "explain",
-            "--env",
-            "prod",
-            "Deployment/accounts.spec.template.metadata.annotations[\"checksum/config\"]",
-        ],
+        "Deployment/accounts.spec.template.metadata.annotations[\"checksum/config\"]",
     );
     let text = normalize_transcript(&out, &repo);
     assert!(text.contains("defaults.accounts.env.LOG_FORMAT"), "{text}");
@@ -141,15 +122,7 @@ fn the_checksum_annotation_names_every_input_it_hashes() {
 #[test]
 fn secret_values_are_redacted() {
     let repo = example("platform");
-    let out = run_in(
-        &repo,
-        &[
-            "explain",
-            "--env",
-            "prod",
-            "SealedSecret/db-credentials.spec.encryptedData",
-        ],
-    );
+    let out = explain_prod(&repo, "SealedSecret/db-credentials.spec.encryptedData");
     let text = normalize_transcript(&out, &repo);
     assert!(text.contains("password: <redacted>"), "{text}");
     let secrets = std::fs::read_to_string(repo.join("secrets.yaml")).unwrap();
@@ -237,7 +210,7 @@ fn explain_works_at_a_revision() {
         dir.path(),
         &["explain", "--env", "prod", field, "--rev", "HEAD"],
     );
-    let work = run_in(dir.path(), &["explain", "--env", "prod", field]);
+    let work = explain_prod(dir.path(), field);
     let (head, work) = (
         String::from_utf8_lossy(&head.stdout),
         String::from_utf8_lossy(&work.stdout),
@@ -254,7 +227,7 @@ fn unknown_objects_and_fields_are_errors_with_a_suggestion() {
         "Deployment/service-rpps.spec.replica",
         "Deployment/service-rpps.spec[",
     ] {
-        let out = run_in(&repo, &["explain", "--env", "prod", target]);
+        let out = explain_prod(&repo, target);
         assert_eq!(out.status.code(), Some(1), "{target}");
         insta::assert_snapshot!(
             format!("unknown-{}", target.replace(['/', '.', '['], "_")),
