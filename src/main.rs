@@ -3,6 +3,12 @@
 use clap::Parser;
 use controlcenter::cli::{self, Cli, EXIT_USAGE};
 
+/// Evaluation allocates and frees millions of small objects per render;
+/// mimalloc does that several times faster than the system allocator and
+/// returns freed pages to the system sooner.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
