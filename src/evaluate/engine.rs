@@ -505,8 +505,9 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
 pub struct UnitInput {
     /// Fields every unit of the render has (the environment).
     pub shared: Arc<serde_json::Map<String, Json>>,
-    /// The unit's own fields; they win over shared ones.
-    pub own: Vec<(String, Json)>,
+    /// The unit's own fields; they win over shared ones. Shared, so that
+    /// handing a unit to a worker copies no state.
+    pub own: Arc<Vec<(String, Json)>>,
     /// Fields present in name only: reading one fails with the given
     /// message (what the unit must not see).
     pub withheld: Vec<(String, String)>,
@@ -881,7 +882,7 @@ fn unit_state(unit: &UnitInput, shared: &mut Option<(usize, SharedFields)>) -> V
             obj.field(k.clone()).value(v.clone());
         }
     }
-    for (k, v) in &unit.own {
+    for (k, v) in unit.own.iter() {
         obj.field(k.as_str()).value(json_val(v));
     }
     for (k, message) in &unit.withheld {

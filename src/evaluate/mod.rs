@@ -197,7 +197,7 @@ impl Templates {
             .map(|u| {
                 let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
                 let own = crate::redact::exposed(|| {
-                    serde_json::to_vec(&(shared, &u.input.own, &u.input.withheld))
+                    serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld))
                         .unwrap_or_default()
                 });
                 Some(cache::unit_key(d, &own))
@@ -517,7 +517,7 @@ impl Templates {
         };
         let input = UnitInput {
             shared: Arc::new(fields),
-            own: Vec::new(),
+            own: Arc::default(),
             withheld: Vec::new(),
         };
         engine::evaluate_units(job, vec![input], 1)
@@ -612,7 +612,7 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
             service: None,
             input: UnitInput {
                 shared: Arc::new(base),
-                own: Vec::new(),
+                own: Arc::default(),
                 withheld: Vec::new(),
             },
         }];
@@ -629,13 +629,13 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
         .map(|(key, svc)| Unit {
             input: UnitInput {
                 shared: shared.clone(),
-                own: vec![
+                own: Arc::new(vec![
                     (UNIT_FIELD.to_owned(), Json::from("service")),
                     (
                         "services".to_owned(),
                         Json::Object([(key.clone(), svc)].into_iter().collect()),
                     ),
-                ],
+                ]),
                 withheld: vec![(
                     "sealed_secrets".to_owned(),
                     "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
@@ -652,10 +652,10 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
             service: None,
             input: UnitInput {
                 shared,
-                own: vec![
+                own: Arc::new(vec![
                     (UNIT_FIELD.to_owned(), Json::from("environment")),
                     ("sealed_secrets".to_owned(), sealed),
-                ],
+                ]),
                 withheld: vec![(
                     "services".to_owned(),
                     "state.services is not visible to environment-level objects (SealedSecrets, extraManifests): with per-service evaluation they are evaluated apart from the services; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
