@@ -207,6 +207,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         indent: 3,
         secrets: sources.secrets().clone(),
         trace: true,
+        keep_text: true,
     };
     match engine::evaluate(job) {
         Ok(done) => cli.output().stdout(&(done.json + "\n")),

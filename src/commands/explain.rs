@@ -367,7 +367,10 @@ fn changed_input(input: &UnitInput, path: &[String]) -> Option<UnitInput> {
         set(target, &p, v);
     }
     let mut changed = input.clone();
-    if let Some(slot) = Arc::make_mut(&mut changed.own).iter_mut().find(|(k, _)| k == head) {
+    if let Some(slot) = Arc::make_mut(&mut changed.own)
+        .iter_mut()
+        .find(|(k, _)| k == head)
+    {
         slot.1 = value;
     } else {
         let mut shared = (*input.shared).clone();

@@ -70,6 +70,9 @@ pub struct EvalJob {
     /// Whether `std.trace` prints (re-runs that only locate an error stay
     /// silent, so nothing is printed twice).
     pub trace: bool,
+    /// Whether unit outputs keep their JSON text next to the parsed values
+    /// (to be cached); without it the text is dropped on the worker.
+    pub keep_text: bool,
 }
 
 /// `std.trace` lines a process prints at most, unless told otherwise.
@@ -501,7 +504,7 @@ fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
 /// object made of fields shared by every unit of a render (converted into
 /// engine values once per worker, however many units use them) and the
 /// unit's own.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct UnitInput {
     /// Fields every unit of the render has (the environment).
     pub shared: Arc<serde_json::Map<String, Json>>,
@@ -518,7 +521,7 @@ pub struct UnitInput {
 /// array).
 #[derive(Clone, Debug, Default)]
 pub struct UnitOutput {
-    /// Compact JSON texts.
+    /// Compact JSON texts; empty when the job does not keep them.
     pub items: Vec<String>,
     /// The same, parsed (on the worker, so parsing runs in parallel);
     /// empty when the output came from elsewhere (the cache).
@@ -782,6 +785,12 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> b
             });
             bytes += made;
             gc.after(made);
+            let result = result.map(|mut out| {
+                if !job.keep_text {
+                    out.items = Vec::new();
+                }
+                out
+            });
             if tx.send(WorkerMessage::Unit(i, result)).is_err() {
                 break;
             }

@@ -177,7 +177,7 @@ impl Templates {
         sources: &mut Sources,
         plan: Plan<'_>,
     ) -> Result<Rendered, Vec<Diagnostic>> {
-        let units = plan_units(&resolved.state, plan);
+        let mut units = plan_units(&resolved.state, plan);
         let secrets = sources.secrets().clone();
         let cache = self.cache.as_ref().filter(|_| plan.use_cache);
         let digest =
@@ -230,14 +230,17 @@ impl Templates {
         let mut files = Vec::new();
         if !misses.is_empty() {
             counts.evaluated = misses.len();
-            let job = self
+            let mut job = self
                 .job(&secrets, true)
                 .map_err(|f| vec![diagnose(f, sources)])?;
-            let evaluated = engine::evaluate_units(
-                job,
-                misses.iter().map(|i| units[*i].input.clone()).collect(),
-                self.workers,
-            );
+            job.keep_text = cache.is_some() && digest.is_some();
+            // The inputs go to the workers, which drop each once used: the
+            // state is not held twice while the outputs pile up.
+            let inputs = misses
+                .iter()
+                .map(|i| std::mem::take(&mut units[*i].input))
+                .collect();
+            let evaluated = engine::evaluate_units(job, inputs, self.workers);
             files = evaluated.files;
             let mut failed: Vec<(usize, EvalFailure)> = Vec::new();
             for (&i, result) in misses.iter().zip(evaluated.results) {
@@ -245,6 +248,10 @@ impl Templates {
                     Ok(out) => outputs[i] = Some(out),
                     Err(f) => failed.push((i, f)),
                 }
+            }
+            if !failed.is_empty() {
+                // Explaining a failure reads the unit's input again.
+                units = plan_units(&resolved.state, plan);
             }
             // One mistake in a template fails every unit: say it once, and
             // blame a service only for what fails in some services alone.
@@ -320,7 +327,8 @@ impl Templates {
         let mut index = 0;
         for out in outputs {
             let Some(out) = out else { continue };
-            let values: Vec<Json> = if out.values.len() == out.items.len() {
+            // Cached outputs come as text only.
+            let values: Vec<Json> = if !out.values.is_empty() || out.items.is_empty() {
                 out.values
             } else {
                 out.items
@@ -576,6 +584,7 @@ impl Templates {
             indent: 0,
             secrets: secrets.clone(),
             trace,
+            keep_text: true,
         })
     }
 
