@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod image;
 pub mod load;
 pub mod names;
+pub mod parallel;
 pub mod pipeline;
 pub mod process;
 pub mod redact;

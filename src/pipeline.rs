@@ -68,7 +68,7 @@ fn workers(asked: usize) -> usize {
     if asked > 0 {
         return asked;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    crate::parallel::cores()
 }
 
 /// A loaded repository whose shared inputs match their schemas.

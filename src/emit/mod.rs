@@ -53,22 +53,42 @@ pub fn yaml_document(r: &Resource) -> String {
 
 /// A YAML stream of all resources.
 pub fn yaml_stream(resources: &[Resource]) -> String {
-    let mut out = String::new();
-    for r in resources {
+    in_shares(resources, |out, r| {
         out.push_str("---\n");
         out.push_str(&yaml_document(r));
-    }
-    out
+    })
 }
 
 /// One compact JSON object per line.
 pub fn json_lines(resources: &[Resource]) -> String {
-    let mut out = String::new();
-    for r in resources {
+    in_shares(resources, |out, r| {
         out.push_str(&serde_json::to_string(&r.value).unwrap_or_default());
         out.push('\n');
-    }
-    out
+    })
+}
+
+/// Resources under which one thread writes them all.
+const PARALLEL_FROM: usize = 512;
+
+/// The text `write` makes of each resource, in order; large outputs are
+/// written in shares on every core.
+fn in_shares(resources: &[Resource], write: impl Fn(&mut String, &Resource) + Sync) -> String {
+    let workers = if resources.len() < PARALLEL_FROM {
+        1
+    } else {
+        crate::parallel::cores()
+    };
+    let shares: Vec<&[Resource]> = resources
+        .chunks(resources.len().div_ceil(workers).max(1))
+        .collect();
+    crate::parallel::map(&shares, workers, |share| {
+        let mut out = String::new();
+        for r in *share {
+            write(&mut out, r);
+        }
+        out
+    })
+    .concat()
 }
 
 /// Renders in `format`.

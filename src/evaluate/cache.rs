@@ -15,12 +15,12 @@
 //! checksum, and one that does not match (truncated, corrupted, another
 //! format) is ignored and rewritten. A unit whose output holds a secret
 //! value is never stored. The directory is trimmed to a size bound, least
-//! recently used entries first.
+//! recently used entries (to the hour) first.
 
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -38,6 +38,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 /// First word of every entry; changes whenever the entry format, or what
 /// the engine makes of the same input, does.
 const FORMAT: &str = "controlcenter-cache-2";
+
+/// How old an entry's last use may be before a hit records a new one.
+const TOUCH_AFTER: Duration = Duration::from_secs(3600);
 
 /// Most files of the template trees digested (a bound, not a limit users
 /// meet: past it, nothing is cached).
@@ -215,11 +218,18 @@ impl Cache {
     /// The entry stored under `key`, when there is one whose checksum
     /// holds. A hit counts as a use for the size bound.
     pub fn get(&self, key: &str) -> Option<Entry> {
-        let path = self.path(key);
-        let bytes = fs::read(&path).ok()?;
+        let mut file = fs::File::open(self.path(key)).ok()?;
+        let modified = file.metadata().and_then(|m| m.modified()).ok();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
         let entry = decode(&bytes)?;
-        if let Ok(f) = fs::File::options().append(true).open(&path) {
-            let _ = f.set_modified(SystemTime::now());
+        // Recency for trimming, to the hour: a warm render of thousands of
+        // units writes nothing.
+        let now = SystemTime::now();
+        let stale =
+            modified.is_none_or(|m| now.duration_since(m).map_or(true, |age| age > TOUCH_AFTER));
+        if stale {
+            let _ = file.set_modified(now);
         }
         Some(entry)
     }
@@ -391,7 +401,7 @@ mod tests {
         for k in &keys {
             cache.put(k, &entry());
         }
-        let old = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for k in &keys[..5] {
             let f = fs::File::options()
                 .append(true)

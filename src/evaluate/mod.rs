@@ -192,38 +192,51 @@ impl Templates {
                 cache::digest(&serde_json::to_vec(&*u.input.shared).unwrap_or_default())
             })
         });
-        let keys: Vec<Option<String>> = units
-            .iter()
-            .map(|u| {
-                let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
-                let own = crate::redact::exposed(|| {
-                    serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld))
-                        .unwrap_or_default()
-                });
-                Some(cache::unit_key(d, &own))
-            })
-            .collect();
+        // Keys, cache reads and parsing the cached objects run on the
+        // workers: a warm render of thousands of units is mostly this.
+        let looked_up = crate::parallel::map(&units, self.workers, |u| {
+            let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
+            let own = crate::redact::exposed(|| {
+                serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld)).unwrap_or_default()
+            });
+            let key = cache::unit_key(d, &own);
+            let found = cache.and_then(|c| c.get(&key)).and_then(|entry| {
+                // An entry that does not parse is a miss, evaluated again.
+                let values = entry
+                    .items
+                    .iter()
+                    .map(|item| serde_json::from_str(item))
+                    .collect::<Result<Vec<Json>, _>>()
+                    .ok()?;
+                Some((entry.depends, entry.array, values))
+            });
+            Some((key, found))
+        });
+        let mut keys: Vec<Option<String>> = Vec::with_capacity(units.len());
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
         let mut counts = UnitCounts::default();
-        if let Some(cache) = cache {
-            for (i, key) in keys.iter().enumerate() {
-                let Some(entry) = key.as_ref().and_then(|k| cache.get(k)) else {
-                    continue;
-                };
-                let fresh = entry.depends.iter().all(|(path, d)| {
-                    dependency_digests
-                        .entry(path.clone())
-                        .or_insert_with(|| cache::file_digest(self.repo.as_ref(), path))
-                        == d
+        for (i, found) in looked_up.into_iter().enumerate() {
+            let Some((key, found)) = found else {
+                keys.push(None);
+                continue;
+            };
+            keys.push(Some(key));
+            let Some((depends, array, values)) = found else {
+                continue;
+            };
+            let fresh = depends.iter().all(|(path, d)| {
+                dependency_digests
+                    .entry(path.clone())
+                    .or_insert_with(|| cache::file_digest(self.repo.as_ref(), path))
+                    == d
+            });
+            if fresh {
+                counts.cached += 1;
+                outputs[i] = Some(UnitOutput {
+                    items: Vec::new(),
+                    values,
+                    array,
                 });
-                if fresh {
-                    counts.cached += 1;
-                    outputs[i] = Some(UnitOutput {
-                        items: entry.items,
-                        values: Vec::new(),
-                        array: entry.array,
-                    });
-                }
             }
         }
         let misses: Vec<usize> = (0..units.len()).filter(|i| outputs[*i].is_none()).collect();

@@ -1,0 +1,40 @@
+//! Data parallelism for the stages around evaluation (cache reads,
+//! emitting): a function over a slice on scoped threads, results in order.
+
+/// `f` of every item, in order, computed on up to `workers` threads (one
+/// contiguous share each).
+pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let shares: Vec<_> = items
+            .chunks(items.len().div_ceil(workers))
+            .map(|share| s.spawn(move || share.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        shares
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Threads the machine offers.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn results_keep_the_order_of_the_items() {
+        let items: Vec<usize> = (0..1001).collect();
+        for workers in [0, 1, 2, 7, 5000] {
+            let out = super::map(&items, workers, |i| i * 2);
+            assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        }
+        assert!(super::map(&[] as &[u8], 4, |_| 0).is_empty());
+    }
+}
