@@ -3,6 +3,7 @@
 // [1]: https://github.com/python/cpython/blob/v3.8.0/Modules/gcmodule.c
 
 // NOTE: Consider adding generation support if necessary. It won't be too hard.
+// Patched: two generations (`collect_young_cycles`).
 
 use crate::Cc;
 use crate::Trace;
@@ -58,6 +59,10 @@ use std::ptr::without_provenance;
 pub struct ObjectSpace {
     /// Linked list to the tracked objects.
     pub(crate) list: RefCell<OwnedGcHeader>,
+
+    /// Patched: objects that survived a young collection, looked at again
+    /// only by a full one (`collect_cycles`).
+    pub(crate) old: RefCell<OwnedGcHeader>,
 
     /// Mark `ObjectSpace` as `!Send` and `!Sync`. This enforces thread-exclusive
     /// access to the linked list so methods can use `&self` instead of
@@ -135,6 +140,7 @@ impl Default for ObjectSpace {
         let header = new_gc_list();
         Self {
             list: RefCell::new(header),
+            old: RefCell::new(new_gc_list()),
             _phantom: PhantomData,
         }
     }
@@ -147,6 +153,8 @@ impl ObjectSpace {
         let list: &GcHeader = list.inner();
         let mut count = 0;
         visit_list(list, |_| count += 1);
+        let old = self.old.borrow();
+        visit_list(old.inner(), |_| count += 1);
         count
     }
 
@@ -155,7 +163,22 @@ impl ObjectSpace {
     pub fn collect_cycles(&self) -> usize {
         let list = self.list.borrow();
         let list: &GcHeader = list.inner();
+        // Patched: a full collection looks at the old objects too.
+        splice(self.old.borrow().inner(), list);
         collect_list(list, ())
+    }
+
+    /// Patched: collects cyclic garbage among the objects tracked since the
+    /// last young collection only; those that survive become old. An old
+    /// object counts as a root, so the cost is that of the young objects,
+    /// however many old ones there are; garbage that an old cycle holds
+    /// waits for a full collection.
+    pub fn collect_young_cycles(&self) -> usize {
+        let list = self.list.borrow();
+        let list: &GcHeader = list.inner();
+        let count = collect_list(list, ());
+        splice(list, self.old.borrow().inner());
+        count
     }
 
     /// Constructs a new [`Cc<T>`](type.Cc.html) in this
@@ -171,6 +194,7 @@ impl ObjectSpace {
     /// Leak all objects allocated in this space
     pub fn leak(&self) {
         *self.list.borrow_mut() = new_gc_list();
+        *self.old.borrow_mut() = new_gc_list();
     }
 
     // TODO: Consider implementing "merge" or method to collect multiple spaces
@@ -253,6 +277,13 @@ pub fn collect_thread_cycles() -> usize {
     THREAD_OBJECT_SPACE.with(|list| list.collect_cycles())
 }
 
+/// Patched: collects cyclic garbage among the objects created in the
+/// current thread since its last young collection (see
+/// [`ObjectSpace::collect_young_cycles`]).
+pub fn collect_thread_young_cycles() -> usize {
+    THREAD_OBJECT_SPACE.with(|list| list.collect_young_cycles())
+}
+
 /// Count number of objects tracked by the collector in the current thread
 /// created by [`Cc::new`](type.Cc.html#method.new).
 /// Return the number of objects tracked.
@@ -288,6 +319,28 @@ pub(crate) fn new_gc_list() -> OwnedGcHeader {
     unsafe { (*header).next.set(header) };
 
     OwnedGcHeader { raw: header }
+}
+
+/// Patched: moves every object of the list headed by `from` to the front of
+/// the list headed by `to`, leaving `from` empty. Both lists must be at
+/// rest (no collection running on them).
+fn splice(from: &GcHeader, to: &GcHeader) {
+    let first = from.next.get();
+    if std::ptr::eq(first, from) {
+        return;
+    }
+    let last = from.prev.get();
+    let to_first = to.next.get();
+    // The lists are maintained, so the pointers are valid.
+    unsafe {
+        debug_assert!(std::ptr::eq((*last).next.get(), from));
+        to.next.set(first);
+        (*first).prev.set(to);
+        (*last).next.set(to_first);
+        (*to_first).prev.set(last);
+    }
+    from.next.set(from);
+    from.prev.set(from);
 }
 
 /// Scan the specified linked list. Collect cycles.

@@ -284,8 +284,10 @@ mod trace_impls;
 pub use trace_impls::TraceBox;
 
 pub use cc::{Cc, RawCc, RawWeak, Weak};
+// Patched: exports collect_thread_young_cycles.
 pub use collect::{
-    ObjectSpace, collect_thread_cycles, count_thread_tracked, with_thread_object_space,
+    ObjectSpace, collect_thread_cycles, collect_thread_young_cycles, count_thread_tracked,
+    with_thread_object_space,
 };
 pub use trace::{Acyclic, Trace, Tracer};
 
