@@ -16,7 +16,7 @@ use crate::commands::cmp::{
     annotate_revision, find_repo_root, select_env, selected_services, NAMESPACE_VAR, REVISION_VAR,
 };
 use crate::diagnostics::{Code, Diagnostic};
-use crate::emit::json_lines;
+use crate::emit;
 use crate::repo::WorkTree;
 use crate::Project;
 
@@ -134,5 +134,5 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
             annotate_revision(&mut resources, rev);
         }
     }
-    out.stdout(&json_lines(&resources))
+    out.stdout_with(|w| emit::write(&resources, emit::Format::Json, w))
 }

@@ -75,8 +75,13 @@ impl Output {
     /// Writes a command's result to stdout, treating a closed pipe
     /// (`| head`) as success.
     pub fn stdout(&self, text: &str) -> i32 {
+        self.stdout_with(|out| out.write_all(text.as_bytes()))
+    }
+
+    /// Like [`Output::stdout`], for a result written in parts by `write`.
+    pub fn stdout_with(&self, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> i32 {
         let mut out = std::io::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        match write(&mut out).and_then(|()| out.flush()) {
             Ok(()) => EXIT_OK,
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
             Err(e) => {

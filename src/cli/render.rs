@@ -117,8 +117,8 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
             }
         },
         None => {
-            let mut text = emit::render(&resources, args.format.into());
-            if let TerraformOutputs::Placeholders { contract, values } = &outputs {
+            let code = if let TerraformOutputs::Placeholders { contract, values } = &outputs {
+                let mut text = emit::render(&resources, args.format.into());
                 let warning = Diagnostic::warning(
                     Code::EnvFileMissing,
                     format!(
@@ -132,8 +132,11 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
                 if args.format == FormatArg::Yaml {
                     text = emit::mark_placeholders(&text, &args.env, contract, values);
                 }
-            }
-            let code = cli.output().stdout(&text);
+                cli.output().stdout(&text)
+            } else {
+                cli.output()
+                    .stdout_with(|out| emit::write(&resources, args.format.into(), out))
+            };
             // The process exits next: freeing every object one by one
             // would only cost time.
             std::mem::forget(resources);

@@ -6,6 +6,8 @@ pub mod atomic;
 pub mod hydrate;
 pub mod out_dir;
 
+use std::io::Write;
+
 use crate::process::Resource;
 
 #[cfg(test)]
@@ -53,19 +55,49 @@ pub fn yaml_document(r: &Resource) -> String {
 
 /// A YAML stream of all resources.
 pub fn yaml_stream(resources: &[Resource]) -> String {
-    in_shares(resources, |out, r| {
-        out.push_str("---\n");
-        out.push_str(&yaml_document(r));
-    })
+    in_shares(resources, yaml_entry)
 }
 
 /// One compact JSON object per line.
 pub fn json_lines(resources: &[Resource]) -> String {
-    in_shares(resources, |out, r| {
-        out.push_str(&serde_json::to_string(&r.value).unwrap_or_default());
-        out.push('\n');
-    })
+    in_shares(resources, json_line)
 }
+
+fn yaml_entry(out: &mut String, r: &Resource) {
+    out.push_str("---\n");
+    out.push_str(&yaml_document(r));
+}
+
+fn json_line(out: &mut String, r: &Resource) {
+    out.push_str(&serde_json::to_string(&r.value).unwrap_or_default());
+    out.push('\n');
+}
+
+/// Writes the resources in `format` to `out` as they are serialized, so
+/// the text of a large render is never held whole. JSON is written by one
+/// thread straight into the buffer (extra threads would each take fresh
+/// memory for less than they save); YAML, several times dearer to make,
+/// a round at a time on every core.
+pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
+    match format {
+        Format::Json => {
+            for r in resources {
+                serde_json::to_writer(&mut out, &r.value)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Yaml => {
+            for round in resources.chunks(ROUND) {
+                out.write_all(in_shares(round, yaml_entry).as_bytes())?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// Resources written per round of [`write`].
+const ROUND: usize = 1024;
 
 /// Resources under which one thread writes them all.
 const PARALLEL_FROM: usize = 512;
