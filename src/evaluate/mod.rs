@@ -192,6 +192,7 @@ impl Templates {
                 cache::digest(&serde_json::to_vec(&*u.input.shared).unwrap_or_default())
             })
         });
+        let packs = cache.filter(|_| digest.is_some()).map(|c| c.open());
         // Keys, cache reads and parsing the cached objects run on the
         // workers: a warm render of thousands of units is mostly this.
         let looked_up = crate::parallel::map(&units, self.workers, |u| {
@@ -200,19 +201,27 @@ impl Templates {
                 serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld)).unwrap_or_default()
             });
             let key = cache::unit_key(d, &own);
-            let found = cache.and_then(|c| c.get(&key)).and_then(|entry| {
-                // An entry that does not parse is a miss, evaluated again.
-                let values = entry
-                    .items
-                    .iter()
-                    .map(|item| serde_json::from_str(item))
-                    .collect::<Result<Vec<Json>, _>>()
-                    .ok()?;
-                Some((entry.depends, entry.array, values))
-            });
+            let found = packs
+                .as_ref()
+                .and_then(|p| p.get(&key))
+                .and_then(|(entry, raw)| {
+                    // An entry that does not parse is a miss, evaluated again.
+                    let values = entry
+                        .items
+                        .iter()
+                        .map(|item| serde_json::from_str(item))
+                        .collect::<Result<Vec<Json>, _>>()
+                        .ok()?;
+                    Some((entry.depends, entry.array, values, raw))
+                });
             Some((key, found))
         });
+        if let Some(packs) = &packs {
+            packs.touch_used();
+        }
         let mut keys: Vec<Option<String>> = Vec::with_capacity(units.len());
+        // Entries to store again (hits) if this render writes a pack.
+        let mut stored: Vec<Option<Vec<u8>>> = vec![None; units.len()];
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
@@ -221,7 +230,7 @@ impl Templates {
                 continue;
             };
             keys.push(Some(key));
-            let Some((depends, array, values)) = found else {
+            let Some((depends, array, values, raw)) = found else {
                 continue;
             };
             let fresh = depends.iter().all(|(path, d)| {
@@ -232,6 +241,7 @@ impl Templates {
             });
             if fresh {
                 counts.cached += 1;
+                stored[i] = Some(raw);
                 outputs[i] = Some(UnitOutput {
                     items: Vec::new(),
                     values,
@@ -314,23 +324,34 @@ impl Templates {
                         (path.clone(), d)
                     })
                     .collect();
-                for &i in &misses {
-                    let (Some(key), Some(out)) = (&keys[i], &outputs[i]) else {
-                        continue;
-                    };
-                    if out.items.iter().any(|item| secrets.found_in(item)) {
-                        continue;
+                // One pack of every unit this render used, so the next
+                // render finds them all in the newest pack. Evaluated
+                // outputs are encoded as the pack is written, their text
+                // dropped once stored.
+                let mut outputs_text: Vec<Option<(bool, Vec<String>)>> = outputs
+                    .iter_mut()
+                    .map(|out| {
+                        out.as_mut()
+                            .map(|o| (o.array, std::mem::take(&mut o.items)))
+                    })
+                    .collect();
+                let pack = keys.iter().enumerate().filter_map(|(i, key)| {
+                    let key = key.clone()?;
+                    if let Some(raw) = stored[i].take() {
+                        return Some((key, raw));
                     }
-                    cache.put(
-                        key,
-                        &cache::Entry {
-                            array: out.array,
-                            depends: depends.clone(),
-                            items: out.items.clone(),
-                        },
-                    );
-                }
-                cache.trim();
+                    let (array, items) = outputs_text[i].take()?;
+                    if items.iter().any(|item| secrets.found_in(item)) {
+                        return None;
+                    }
+                    let entry = cache::Entry {
+                        array,
+                        depends: depends.clone(),
+                        items,
+                    };
+                    Some((key, cache::encode_entry(&entry)?))
+                });
+                cache.write_pack(pack);
             }
         }
 

@@ -137,6 +137,9 @@ fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
     let (evaluated, cached) = units(&cold);
     assert!(evaluated > 1 && cached == 0, "{}", transcript(&cold));
     assert_eq!(ok(&cold), reference);
+    // One file per render, not one per unit.
+    let packs = std::fs::read_dir(cache.path().join("packs")).unwrap();
+    assert_eq!(packs.count(), 1);
 
     let warm = render(repo.path(), "prod", Some(cache.path()), &lib_args);
     assert_eq!(units(&warm), (0, evaluated), "{}", transcript(&warm));
@@ -188,23 +191,21 @@ fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
 
     // Damaged entries are never trusted: evaluated again, and rewritten.
     let mut damaged = 0;
-    for shard in std::fs::read_dir(cache.path().join("units"))
+    for pack in std::fs::read_dir(cache.path().join("packs"))
         .unwrap()
         .flatten()
     {
-        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
-            let bytes = std::fs::read(entry.path()).unwrap();
-            let bad = match damaged % 3 {
-                0 => bytes[..bytes.len() / 2].to_vec(),
-                1 => bytes
-                    .iter()
-                    .map(|b| if *b == b'a' { b'b' } else { *b })
-                    .collect(),
-                _ => b"{\"kind\": \"Secret\"}\n".to_vec(),
-            };
-            std::fs::write(entry.path(), bad).unwrap();
-            damaged += 1;
-        }
+        let bytes = std::fs::read(pack.path()).unwrap();
+        let bad = match damaged % 3 {
+            0 => bytes[..bytes.len() / 2].to_vec(),
+            1 => bytes
+                .iter()
+                .map(|b| if *b == b'a' { b'b' } else { *b })
+                .collect(),
+            _ => b"{\"kind\": \"Secret\"}\n".to_vec(),
+        };
+        std::fs::write(pack.path(), bad).unwrap();
+        damaged += 1;
     }
     assert!(damaged > 0);
     let repaired = render(repo.path(), "prod", Some(cache.path()), &lib_args);
@@ -244,13 +245,11 @@ fn two_processes_share_one_cache_directory() {
     assert_eq!(units(&warm).0, 0, "{}", transcript(&warm));
     assert_eq!(ok(&warm), reference);
     // No temporary file is left behind.
-    for shard in std::fs::read_dir(cache.path().join("units"))
+    for pack in std::fs::read_dir(cache.path().join("packs"))
         .unwrap()
         .flatten()
     {
-        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
-            assert!(!entry.file_name().to_string_lossy().starts_with(".tmp-"));
-        }
+        assert!(!pack.file_name().to_string_lossy().starts_with(".tmp-"));
     }
 }
 
