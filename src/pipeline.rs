@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::evaluate::{
-    Cache, Evaluation, Limits, OutputsSource, Plan, Templates, UnitCounts, ENVIRONMENT_OBJECTS,
+    Cache, CacheUse, Evaluation, Limits, OutputsSource, Plan, Templates, UnitCounts,
+    ENVIRONMENT_OBJECTS,
 };
 use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::process::{self, Resource};
@@ -333,10 +334,12 @@ impl Project {
         if let Some(unknown) = self.unknown_service(resolved) {
             return Err(vec![unknown]);
         }
-        match self.evaluate_and_check(resolved, true) {
+        match self.evaluate_and_check(resolved, CacheUse::ReadWrite) {
             // Problems are located in the templates that made the objects:
-            // when cached units loaded none, evaluate them again to show where.
-            Err(_) if self.units.cached > 0 => self.evaluate_and_check(resolved, false),
+            // when cached units loaded none, evaluate them again to show
+            // where. Should that pass, what the cache held was wrong: it is
+            // stored again.
+            Err(_) if self.units.cached > 0 => self.evaluate_and_check(resolved, CacheUse::Rewrite),
             result => result,
         }
     }
@@ -344,7 +347,7 @@ impl Project {
     fn evaluate_and_check(
         &mut self,
         resolved: &ResolvedEnv,
-        use_cache: bool,
+        cache: CacheUse,
     ) -> Outcome<Vec<Resource>> {
         let placeholders = self.outputs.as_ref().is_some_and(|o| o.placeholders);
         let plan = Plan {
@@ -352,7 +355,7 @@ impl Project {
             services: self.services.as_ref(),
             // Placeholder renders are never stored: no cached unit may
             // hold a made-up value.
-            use_cache: use_cache && !placeholders,
+            cache: if placeholders { CacheUse::Off } else { cache },
             outputs: self.outputs.as_ref(),
         };
         let start = Instant::now();

@@ -23,10 +23,12 @@
 //! beyond a count and a size bound, least recently used (to the hour)
 //! first.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -43,7 +45,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// First word of every entry; changes whenever the entry format, or what
 /// the engine makes of the same input, does.
-const FORMAT: &str = "controlcenter-cache-2";
+const FORMAT: &str = "controlcenter-cache-3";
 
 /// First word of every pack; then where its index starts and its length,
 /// in bytes (20 digits each). The entries come before the index.
@@ -52,11 +54,10 @@ const PACK_FORMAT: &str = "controlcenter-cache-pack-1";
 /// Packs a render reads (the newest); older ones are trimmed.
 const MAX_PACKS: usize = 8;
 
-/// Largest index read, and largest entry.
-const MAX_PART_BYTES: u64 = 256 << 20;
-
-/// How old a pack's last use may be before a hit records a new one.
-const TOUCH_AFTER: Duration = Duration::from_secs(3600);
+/// Largest index read, and largest entry: what a render can make (the
+/// output limit) with room to spare, so a damaged pack cannot make a render
+/// read or hold more.
+const MAX_PART_BYTES: u64 = 64 << 20;
 
 /// Most files of the template trees digested (a bound, not a limit users
 /// meet: past it, nothing is cached).
@@ -218,7 +219,7 @@ impl Cache {
         let max_bytes = std::env::var(SIZE_VAR)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_MAX_BYTES, |mb| mb << 20);
+            .map_or(DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
         Cache { dir, max_bytes }
     }
 
@@ -231,14 +232,18 @@ impl Cache {
         self.dir.join("packs")
     }
 
-    /// The packs a render reads: the newest [`MAX_PACKS`], newest first.
-    fn newest_packs(&self) -> Vec<(SystemTime, u64, PathBuf)> {
+    /// Every pack (a regular file named `*.pack`), newest first: (last
+    /// use, size, path).
+    fn packs(&self) -> Vec<(SystemTime, u64, PathBuf)> {
         let Ok(files) = fs::read_dir(self.packs_dir()) else {
             return Vec::new();
         };
         let mut packs: Vec<(SystemTime, u64, PathBuf)> = files
             .flatten()
             .filter(|f| f.file_name().to_string_lossy().ends_with(".pack"))
+            // Not a FIFO (opening one would wait forever), a directory or a
+            // link.
+            .filter(|f| f.file_type().is_ok_and(|t| t.is_file()))
             .filter_map(|f| {
                 let meta = f.metadata().ok()?;
                 let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -249,27 +254,40 @@ impl Cache {
         packs
     }
 
-    /// The index of the newest packs. A pack that cannot be read, or whose
-    /// index does not parse, is left out.
-    pub fn open(&self) -> Packs {
+    /// The entries of the newest [`MAX_PACKS`] packs whose key `wanted`
+    /// holds (so a damaged index cannot fill memory). A pack that cannot be
+    /// read, or whose index does not parse, is left out.
+    pub fn open(&self, wanted: &HashSet<&str>) -> Packs {
         let mut packs = Packs::default();
-        for (_, len, path) in self.newest_packs().into_iter().take(MAX_PACKS) {
-            let Some(index) = read_index(&path, len) else {
-                continue;
-            };
+        for (_, len, path) in self.packs().into_iter().take(MAX_PACKS) {
             let p = packs.files.len();
-            for (key, offset, length) in index {
-                packs.index.entry(key).or_insert((p, offset, length));
+            let mut found = false;
+            let read = read_index(&path, len, |key, offset, length| {
+                if wanted.contains(key) {
+                    packs
+                        .index
+                        .entry(key.to_owned())
+                        .or_insert((p, offset, length));
+                    found = true;
+                }
+            });
+            if read.is_some() {
+                packs.files.push(path);
+                packs.used.push(AtomicBool::new(false));
+            } else if found {
+                // Entries of a pack whose index turned out damaged are not used.
+                packs.index.retain(|_, (q, _, _)| *q != p);
             }
-            packs.files.push(path);
-            packs.used.push(std::sync::atomic::AtomicBool::new(false));
         }
         packs
     }
 
     /// Stores `entries` (key, encoded entry) as one pack, atomically, then
     /// trims. Entries are written as they come, so they are never all held
-    /// at once. Failures are ignored: the cache only ever saves work.
+    /// at once. When there are already [`MAX_PACKS`] packs, the entries of
+    /// the oldest are carried into this one and the oldest deleted: a
+    /// render of a few units never pushes a whole environment's units out.
+    /// Failures are ignored: the cache only ever saves work.
     pub fn write_pack(&self, entries: impl Iterator<Item = (String, Vec<u8>)>) {
         let dir = self.packs_dir();
         if fs::create_dir_all(&dir).is_err() {
@@ -283,15 +301,44 @@ impl Cache {
         let header = |at: u64, len: usize| format!("{PACK_FORMAT} {at:020} {len:020}\n");
         let mut out = std::io::BufWriter::new(tmp);
         let mut index = String::new();
+        let mut keys: HashSet<String> = HashSet::new();
         let mut offset = header(0, 0).len() as u64;
         let mut written = out.write_all(header(0, 0).as_bytes()).is_ok();
-        for (key, bytes) in entries {
-            if !written {
-                break;
+        // An entry under a key not written yet; its bytes are read only
+        // then.
+        let mut add = |key: String,
+                       bytes: &mut dyn FnMut() -> Option<Vec<u8>>,
+                       out: &mut std::io::BufWriter<_>| {
+            if !written || keys.contains(&key) {
+                return;
             }
+            let Some(bytes) = bytes() else {
+                return;
+            };
             index.push_str(&format!("{key} {offset} {}\n", bytes.len()));
             offset += bytes.len() as u64;
             written = out.write_all(&bytes).is_ok();
+            keys.insert(key);
+        };
+        for (key, bytes) in entries {
+            let mut bytes = Some(bytes);
+            add(key, &mut || bytes.take(), &mut out);
+        }
+        let packs = self.packs();
+        let merged: Vec<PathBuf> = packs.into_iter().skip(MAX_PACKS - 1).map(|p| p.2).collect();
+        for path in &merged {
+            let Ok(mut file) = fs::File::open(path) else {
+                continue;
+            };
+            let len = file.metadata().map_or(0, |m| m.len());
+            let mut places = Vec::new();
+            let _ = read_index(path, len, |key, offset, length| {
+                places.push((key.to_owned(), offset, length));
+            });
+            for (key, offset, length) in places {
+                let mut bytes = || read_entry(&mut file, &key, offset, length);
+                add(key.clone(), &mut bytes, &mut out);
+            }
         }
         if !written || index.is_empty() {
             return;
@@ -304,21 +351,28 @@ impl Cache {
             && tmp
                 .write_all(header(offset, index.len()).as_bytes())
                 .is_ok();
-        if finished {
-            // Named by its content: two processes writing the same pack
-            // write the same file.
-            let name = format!("{}.pack", &digest(index.as_bytes())[..32]);
-            let _ = tmp.persist(dir.join(name));
+        if !finished {
+            return;
         }
-        self.trim();
+        // Named by its content: two processes writing the same pack write
+        // the same file.
+        let path = dir.join(format!("{}.pack", &digest(index.as_bytes())[..32]));
+        if tmp.persist(&path).is_err() {
+            return;
+        }
+        for old in merged.iter().filter(|p| **p != path) {
+            let _ = fs::remove_file(old);
+        }
+        self.trim(Some(&path));
     }
 
     /// Deletes the packs past the newest [`MAX_PACKS`], then the least
-    /// recently used while the cache is over its bound (the newest pack
-    /// stays). Temporary files older than an hour (left by a killed
-    /// process) go too, and entries of the earlier one-file-per-unit
-    /// layout.
-    pub fn trim(&self) {
+    /// recently used while the cache is over its bound; `kept` (the pack
+    /// just written) counts as the newest and stays, whatever the clock
+    /// says of the others. Temporary files older than an hour (left by a
+    /// killed process) go too, and entries of the earlier
+    /// one-file-per-unit layout.
+    pub fn trim(&self, kept: Option<&Path>) {
         let _ = fs::remove_dir_all(self.dir.join("units"));
         if let Ok(files) = fs::read_dir(self.packs_dir()) {
             let now = SystemTime::now();
@@ -332,7 +386,11 @@ impl Cache {
                 }
             }
         }
-        let packs = self.newest_packs();
+        let mut packs = self.packs();
+        if let Some(i) = packs.iter().position(|p| Some(p.2.as_path()) == kept) {
+            let newest = packs.remove(i);
+            packs.insert(0, newest);
+        }
         let mut total: u64 = packs.iter().map(|p| p.1).sum();
         // Oldest first.
         for (i, (_, len, path)) in packs.iter().enumerate().rev() {
@@ -344,13 +402,13 @@ impl Cache {
     }
 }
 
-/// The entries a render can take from the cache: the index of the newest
-/// packs. Read from several threads at once.
+/// The entries a render can take from the cache: where the newest packs
+/// hold the keys it wants. Read from several threads at once.
 #[derive(Default)]
 pub struct Packs {
     files: Vec<PathBuf>,
-    index: std::collections::HashMap<String, (usize, u64, u64)>,
-    used: Vec<std::sync::atomic::AtomicBool>,
+    index: HashMap<String, (usize, u64, u64)>,
+    used: Vec<AtomicBool>,
 }
 
 impl Packs {
@@ -359,37 +417,39 @@ impl Packs {
     pub fn get(&self, key: &str) -> Option<(Entry, Vec<u8>)> {
         let &(p, offset, len) = self.index.get(key)?;
         let mut file = fs::File::open(&self.files[p]).ok()?;
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        let mut bytes = vec![0; usize::try_from(len).ok()?];
-        file.read_exact(&mut bytes).ok()?;
-        let entry = decode(&bytes)?;
-        self.used[p].store(true, std::sync::atomic::Ordering::Relaxed);
+        let bytes = read_entry(&mut file, key, offset, len)?;
+        let entry = decode(&bytes, key)?;
+        self.used[p].store(true, Ordering::Relaxed);
         Some((entry, bytes))
     }
 
-    /// Records, to the hour, that the packs hits came from were used.
+    /// Records that the packs hits came from were used (the order in which
+    /// packs are trimmed).
     pub fn touch_used(&self) {
         let now = SystemTime::now();
         for (path, used) in self.files.iter().zip(&self.used) {
-            if !used.load(std::sync::atomic::Ordering::Relaxed) {
-                continue;
-            }
-            let Ok(file) = fs::File::options().append(true).open(path) else {
-                continue;
-            };
-            let modified = file.metadata().and_then(|m| m.modified()).ok();
-            if modified.is_none_or(|m| now.duration_since(m).map_or(true, |age| age > TOUCH_AFTER))
-            {
-                let _ = file.set_modified(now);
+            if used.load(Ordering::Relaxed) {
+                if let Ok(file) = fs::File::options().append(true).open(path) {
+                    let _ = file.set_modified(now);
+                }
             }
         }
     }
 }
 
-/// A pack's index: (key, offset in the file, length) of each entry; `None`
-/// when the pack is not one, or its index does not parse or points past
-/// its end.
-fn read_index(path: &Path, file_len: u64) -> Option<Vec<(String, u64, u64)>> {
+/// The bytes of the entry stored under `key` at `offset`, when they are one
+/// (checksum and key hold).
+fn read_entry(file: &mut fs::File, key: &str, offset: u64, len: u64) -> Option<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut bytes = vec![0; usize::try_from(len).ok()?];
+    file.read_exact(&mut bytes).ok()?;
+    decode(&bytes, key).map(|_| bytes)
+}
+
+/// Reads a pack's index, giving `each` (key, offset in the file, length) of
+/// its entries; `None` when the pack is not one, or its index does not
+/// parse or points past its entries.
+fn read_index(path: &Path, file_len: u64, mut each: impl FnMut(&str, u64, u64)) -> Option<()> {
     let mut file = fs::File::open(path).ok()?;
     let mut header = [0u8; PACK_FORMAT.len() + 43];
     file.read_exact(&mut header).ok()?;
@@ -407,7 +467,6 @@ fn read_index(path: &Path, file_len: u64) -> Option<Vec<(String, u64, u64)>> {
     file.seek(SeekFrom::Start(at)).ok()?;
     let mut index = vec![0; usize::try_from(len).ok()?];
     file.read_exact(&mut index).ok()?;
-    let mut entries = Vec::new();
     for line in std::str::from_utf8(&index).ok()?.lines() {
         let mut words = line.split(' ');
         let key = words.next()?;
@@ -416,19 +475,23 @@ fn read_index(path: &Path, file_len: u64) -> Option<Vec<(String, u64, u64)>> {
         if length > MAX_PART_BYTES || offset.checked_add(length)? > at {
             return None;
         }
-        entries.push((key.to_owned(), offset, length));
+        each(key, offset, length);
     }
-    Some(entries)
+    Some(())
 }
 
-/// An entry as stored; `None` for one that cannot be (a line break in an
-/// item or a path).
-pub fn encode_entry(entry: &Entry) -> Option<Vec<u8>> {
-    encode(entry).map(String::into_bytes)
+/// An entry as stored under `key`; `None` for one that cannot be (a line
+/// break in an item or a path). The checksum covers the key: an index that
+/// points a key at another unit's entry is caught.
+pub fn encode_entry(key: &str, entry: &Entry) -> Option<Vec<u8>> {
+    encode(key, entry).map(String::into_bytes)
 }
 
-fn encode(entry: &Entry) -> Option<String> {
-    let mut body = String::new();
+fn encode(key: &str, entry: &Entry) -> Option<String> {
+    if key.contains(['\n', ' ']) {
+        return None;
+    }
+    let mut body = format!("key {key}\n");
     body.push_str(if entry.array { "array\n" } else { "value\n" });
     body.push_str(&format!("depends {}\n", entry.depends.len()));
     for (path, d) in &entry.depends {
@@ -449,7 +512,7 @@ fn encode(entry: &Entry) -> Option<String> {
     Some(format!("{FORMAT} {}\n{body}", digest(body.as_bytes())))
 }
 
-fn decode(bytes: &[u8]) -> Option<Entry> {
+fn decode(bytes: &[u8], key: &str) -> Option<Entry> {
     let text = std::str::from_utf8(bytes).ok()?;
     let (header, body) = text.split_once('\n')?;
     let (format, sum) = header.split_once(' ')?;
@@ -457,6 +520,9 @@ fn decode(bytes: &[u8]) -> Option<Entry> {
         return None;
     }
     let mut lines = body.split_terminator('\n');
+    if lines.next()?.strip_prefix("key ")? != key {
+        return None;
+    }
     let array = match lines.next()? {
         "array" => true,
         "value" => false,
@@ -478,6 +544,8 @@ fn decode(bytes: &[u8]) -> Option<Entry> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn entry() -> Entry {
@@ -489,16 +557,16 @@ mod tests {
     }
 
     fn store(cache: &Cache, key: &str) {
-        let bytes = encode_entry(&entry()).unwrap();
+        let bytes = encode_entry(key, &entry()).unwrap();
         cache.write_pack(std::iter::once((key.to_owned(), bytes)));
     }
 
     fn get(cache: &Cache, key: &str) -> Option<Entry> {
-        cache.open().get(key).map(|(e, _)| e)
+        cache.open(&HashSet::from([key])).get(key).map(|(e, _)| e)
     }
 
     fn packs(cache: &Cache) -> Vec<PathBuf> {
-        cache.newest_packs().into_iter().map(|p| p.2).collect()
+        cache.packs().into_iter().map(|p| p.2).collect()
     }
 
     #[test]
@@ -538,8 +606,8 @@ mod tests {
             ..entry()
         };
         let both = [
-            (a.clone(), encode_entry(&newer).unwrap()),
-            (b.clone(), encode_entry(&entry()).unwrap()),
+            (a.clone(), encode_entry(&a, &newer).unwrap()),
+            (b.clone(), encode_entry(&b, &entry()).unwrap()),
         ];
         cache.write_pack(both.into_iter());
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -578,15 +646,61 @@ mod tests {
         }
         let size = fs::metadata(&packs(&cache)[0]).unwrap().len();
         cache.max_bytes = size * 3;
-        cache.trim();
+        cache.trim(None);
         assert!(keys[..3].iter().all(|k| get(&cache, k).is_none()));
         assert!(keys[3..].iter().all(|k| get(&cache, k).is_some()));
-        // Past the count bound, the oldest go whatever their size.
+        // Past the count bound, the oldest packs are merged into the new
+        // one: no entry is lost, and the count stays bounded.
         cache.max_bytes = u64::MAX;
         for i in 0..12u8 {
             store(&cache, &unit_key("u", &[i]));
         }
         assert_eq!(packs(&cache).len(), MAX_PACKS);
-        assert!(get(&cache, &unit_key("u", &[11])).is_some());
+        assert!((0..12u8).all(|i| get(&cache, &unit_key("u", &[i])).is_some()));
+    }
+
+    #[test]
+    fn an_entry_is_trusted_only_under_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let (a, b) = (unit_key("t", b"a"), unit_key("t", b"b"));
+        // An index that points `b` at `a`'s entry.
+        let bytes = encode_entry(&a, &entry()).unwrap();
+        cache.write_pack([(a.clone(), bytes.clone()), (b.clone(), bytes)].into_iter());
+        assert_eq!(get(&cache, &a), Some(entry()));
+        assert_eq!(get(&cache, &b), None);
+    }
+
+    #[test]
+    fn the_pack_just_written_stays_whatever_the_clock_says_of_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let future = SystemTime::now() + Duration::from_secs(86_400);
+        for i in 0..MAX_PACKS as u8 {
+            store(&cache, &unit_key("f", &[i]));
+            let newest = packs(&cache).remove(0);
+            let f = fs::File::options().append(true).open(newest).unwrap();
+            f.set_modified(future).unwrap();
+        }
+        let key = unit_key("now", b"");
+        store(&cache, &key);
+        assert_eq!(get(&cache, &key), Some(entry()));
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_named_like_a_pack_is_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        fs::create_dir_all(dir.path().join("packs/d.pack")).unwrap();
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("packs/f.pack");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            assert!(made.is_ok_and(|s| s.success()));
+        }
+        let key = unit_key("t", b"x");
+        assert_eq!(get(&cache, &key), None);
+        store(&cache, &key);
+        assert_eq!(get(&cache, &key), Some(entry()));
     }
 }

@@ -11,7 +11,7 @@ pub mod engine;
 pub mod imports;
 pub mod library;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,6 +111,18 @@ pub struct Templates {
     pub cache: Option<Arc<Cache>>,
 }
 
+/// What a render does with the evaluation cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Neither read nor write it.
+    Off,
+    /// Take what it holds, store what is evaluated.
+    ReadWrite,
+    /// Evaluate every unit and store them all: what it holds was found
+    /// wrong.
+    Rewrite,
+}
+
 /// What to evaluate of one environment.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan<'a> {
@@ -118,8 +130,8 @@ pub struct Plan<'a> {
     pub evaluation: Evaluation,
     /// Only these services' objects (service keys); `None` for everything.
     pub services: Option<&'a BTreeSet<String>>,
-    /// Read and write the cache (when there is one).
-    pub use_cache: bool,
+    /// What to do with the cache (when there is one).
+    pub cache: CacheUse,
     /// Where `params.terraform` comes from, for a template that reads an
     /// output it lacks.
     pub outputs: Option<&'a OutputsSource>,
@@ -179,7 +191,7 @@ impl Templates {
     ) -> Result<Rendered, Vec<Diagnostic>> {
         let mut units = plan_units(&resolved.state, plan);
         let secrets = sources.secrets().clone();
-        let cache = self.cache.as_ref().filter(|_| plan.use_cache);
+        let cache = self.cache.as_ref().filter(|_| plan.cache != CacheUse::Off);
         let digest =
             cache.and_then(|_| cache::templates_digest(self.repo.as_ref(), self.lib.as_ref()));
         let lib_dirs = self.lib.list_dirs("");
@@ -192,44 +204,39 @@ impl Templates {
                 cache::digest(&serde_json::to_vec(&*u.input.shared).unwrap_or_default())
             })
         });
-        let packs = cache.filter(|_| digest.is_some()).map(|c| c.open());
         // Keys, cache reads and parsing the cached objects run on the
         // workers: a warm render of thousands of units is mostly this.
-        let looked_up = crate::parallel::map(&units, self.workers, |u| {
+        let keys: Vec<Option<String>> = crate::parallel::map(&units, self.workers, |u| {
             let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
             let own = crate::redact::exposed(|| {
                 serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld)).unwrap_or_default()
             });
-            let key = cache::unit_key(d, &own);
-            let found = packs
-                .as_ref()
-                .and_then(|p| p.get(&key))
-                .and_then(|(entry, raw)| {
-                    // An entry that does not parse is a miss, evaluated again.
-                    let values = entry
-                        .items
-                        .iter()
-                        .map(|item| serde_json::from_str(item))
-                        .collect::<Result<Vec<Json>, _>>()
-                        .ok()?;
-                    Some((entry.depends, entry.array, values, raw))
-                });
-            Some((key, found))
+            Some(cache::unit_key(d, &own))
+        });
+        let wanted: HashSet<&str> = keys.iter().flatten().map(String::as_str).collect();
+        let packs = cache
+            .filter(|_| plan.cache == CacheUse::ReadWrite && !wanted.is_empty())
+            .map(|c| c.open(&wanted));
+        let looked_up = crate::parallel::map(&keys, self.workers, |key| {
+            let (entry, raw) = packs.as_ref()?.get(key.as_ref()?)?;
+            // An entry that does not parse is a miss, evaluated again.
+            let values = entry
+                .items
+                .iter()
+                .map(|item| serde_json::from_str(item))
+                .collect::<Result<Vec<Json>, _>>()
+                .ok()?;
+            Some((entry.depends, entry.array, values, raw))
         });
         if let Some(packs) = &packs {
             packs.touch_used();
         }
-        let mut keys: Vec<Option<String>> = Vec::with_capacity(units.len());
-        // Entries to store again (hits) if this render writes a pack.
+        // Hits as stored, to go into the pack this render writes if it
+        // evaluates anything.
         let mut stored: Vec<Option<Vec<u8>>> = vec![None; units.len()];
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
-            let Some((key, found)) = found else {
-                keys.push(None);
-                continue;
-            };
-            keys.push(Some(key));
             let Some((depends, array, values, raw)) = found else {
                 continue;
             };
@@ -349,7 +356,8 @@ impl Templates {
                         depends: depends.clone(),
                         items,
                     };
-                    Some((key, cache::encode_entry(&entry)?))
+                    let bytes = cache::encode_entry(&key, &entry)?;
+                    Some((key, bytes))
                 });
                 cache.write_pack(pack);
             }
@@ -511,7 +519,7 @@ impl Templates {
         let plan = Plan {
             evaluation,
             services: Some(&services),
-            use_cache: false,
+            cache: CacheUse::Off,
             outputs: None,
         };
         plan_units(state, plan).into_iter().next().map(|u| u.input)

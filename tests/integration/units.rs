@@ -221,6 +221,43 @@ fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
 }
 
 #[test]
+fn renders_of_one_service_never_push_the_others_out_of_the_cache() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
+    let cache = tempfile::tempdir().unwrap();
+    let full = render(repo.path(), "prod", Some(cache.path()), &[]);
+    let (evaluated, _) = units(&full);
+    // Many one-service renders, each of a new revision of that service:
+    // each stores a pack, more than the cache keeps.
+    let cc = repo.path().join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc).unwrap();
+    let at = text.find("\nprod:\n").unwrap()
+        + text[text.find("\nprod:\n").unwrap()..]
+            .find("  api_gateway:\n    git_rev: v2.13.1\n    replicas: 3")
+            .unwrap();
+    for replicas in 10..22 {
+        let mut changed = text.clone();
+        let line = "  api_gateway:\n    git_rev: v2.13.1\n    replicas: 3";
+        changed.replace_range(
+            at..at + line.len(),
+            &format!("  api_gateway:\n    git_rev: v2.13.1\n    replicas: {replicas}"),
+        );
+        std::fs::write(&cc, changed).unwrap();
+        let one = render(
+            repo.path(),
+            "prod",
+            Some(cache.path()),
+            &["--service", "api_gateway"],
+        );
+        assert_eq!(units(&one).0, 1, "{}", transcript(&one));
+    }
+    let packs = std::fs::read_dir(cache.path().join("packs")).unwrap();
+    assert!(packs.count() <= 8);
+    // The full render finds every unit: the others were carried forward.
+    let again = render(repo.path(), "prod", Some(cache.path()), &[]);
+    assert_eq!(units(&again), (0, evaluated), "{}", transcript(&again));
+}
+
+#[test]
 fn two_processes_share_one_cache_directory() {
     let repo = generated(200);
     let cache = tempfile::tempdir().unwrap();
