@@ -10,17 +10,19 @@
 //! `importstr` of a file at the root) is recorded in the entry with its
 //! digest and checked on every hit.
 //!
-//! A render that evaluated anything stores every unit it used as one pack
-//! (`packs/*.pack`: an index of keys, then the entries), written atomically
+//! A render that evaluated anything stores what it evaluated as one pack
+//! (`packs/*.pack`: the entries, then an index of keys), written atomically
 //! (a temporary file renamed into place), so processes sharing a directory
 //! never see half a pack. One file per render, not one per unit: creating
 //! a file costs far more than writing one on some file systems (0.6 ms
 //! here, where writing a whole pack of 1000 units takes less). A render
-//! reads the index of the newest packs; the newest holding a key wins.
-//! Each entry carries a checksum, and one that does not match (truncated,
-//! corrupted, another format) is ignored and stored again. A unit whose
-//! output holds a secret value is never stored. Older packs are trimmed
-//! beyond a count and a size bound, least recently used (to the hour)
+//! reads the index of the newest packs (the newest holding a key wins);
+//! past that count, the oldest pack's entries are carried into the next
+//! pack written, so none is lost but to the size bound.
+//! Each entry carries a checksum over its key and content, and one that
+//! does not match (truncated, corrupted, another format, another key) is
+//! ignored and stored again. A unit whose output holds a secret value is
+//! never stored. Packs are trimmed to a size bound, least recently used
 //! first.
 
 use std::collections::{HashMap, HashSet};
@@ -51,7 +53,7 @@ const FORMAT: &str = "controlcenter-cache-3";
 /// in bytes (20 digits each). The entries come before the index.
 const PACK_FORMAT: &str = "controlcenter-cache-pack-1";
 
-/// Packs a render reads (the newest); older ones are trimmed.
+/// Packs a render reads (the newest); older ones are merged into a new one.
 const MAX_PACKS: usize = 8;
 
 /// Largest index read, and largest entry: what a render can make (the
@@ -413,14 +415,16 @@ pub struct Packs {
 
 impl Packs {
     /// The entry stored under `key`, when there is one whose checksum
-    /// holds, and its encoded bytes (to store again).
-    pub fn get(&self, key: &str) -> Option<(Entry, Vec<u8>)> {
+    /// holds.
+    pub fn get(&self, key: &str) -> Option<Entry> {
         let &(p, offset, len) = self.index.get(key)?;
         let mut file = fs::File::open(&self.files[p]).ok()?;
-        let bytes = read_entry(&mut file, key, offset, len)?;
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut bytes = vec![0; usize::try_from(len).ok()?];
+        file.read_exact(&mut bytes).ok()?;
         let entry = decode(&bytes, key)?;
         self.used[p].store(true, Ordering::Relaxed);
-        Some((entry, bytes))
+        Some(entry)
     }
 
     /// Records that the packs hits came from were used (the order in which
@@ -562,7 +566,7 @@ mod tests {
     }
 
     fn get(cache: &Cache, key: &str) -> Option<Entry> {
-        cache.open(&HashSet::from([key])).get(key).map(|(e, _)| e)
+        cache.open(&HashSet::from([key])).get(key)
     }
 
     fn packs(cache: &Cache) -> Vec<PathBuf> {

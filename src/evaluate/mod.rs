@@ -218,7 +218,7 @@ impl Templates {
             .filter(|_| plan.cache == CacheUse::ReadWrite && !wanted.is_empty())
             .map(|c| c.open(&wanted));
         let looked_up = crate::parallel::map(&keys, self.workers, |key| {
-            let (entry, raw) = packs.as_ref()?.get(key.as_ref()?)?;
+            let entry = packs.as_ref()?.get(key.as_ref()?)?;
             // An entry that does not parse is a miss, evaluated again.
             let values = entry
                 .items
@@ -226,18 +226,15 @@ impl Templates {
                 .map(|item| serde_json::from_str(item))
                 .collect::<Result<Vec<Json>, _>>()
                 .ok()?;
-            Some((entry.depends, entry.array, values, raw))
+            Some((entry.depends, entry.array, values))
         });
         if let Some(packs) = &packs {
             packs.touch_used();
         }
-        // Hits as stored, to go into the pack this render writes if it
-        // evaluates anything.
-        let mut stored: Vec<Option<Vec<u8>>> = vec![None; units.len()];
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
-            let Some((depends, array, values, raw)) = found else {
+            let Some((depends, array, values)) = found else {
                 continue;
             };
             let fresh = depends.iter().all(|(path, d)| {
@@ -248,7 +245,6 @@ impl Templates {
             });
             if fresh {
                 counts.cached += 1;
-                stored[i] = Some(raw);
                 outputs[i] = Some(UnitOutput {
                     items: Vec::new(),
                     values,
@@ -331,23 +327,19 @@ impl Templates {
                         (path.clone(), d)
                     })
                     .collect();
-                // One pack of every unit this render used, so the next
-                // render finds them all in the newest pack. Evaluated
-                // outputs are encoded as the pack is written, their text
-                // dropped once stored.
-                let mut outputs_text: Vec<Option<(bool, Vec<String>)>> = outputs
-                    .iter_mut()
-                    .map(|out| {
-                        out.as_mut()
-                            .map(|o| (o.array, std::mem::take(&mut o.items)))
+                // One pack of what was evaluated, each output encoded as the
+                // pack is written and its text dropped once stored. Hits
+                // stay in their packs (older packs are carried forward, not
+                // dropped).
+                let evaluated: Vec<(usize, bool, Vec<String>)> = misses
+                    .iter()
+                    .filter_map(|&i| {
+                        let out = outputs[i].as_mut()?;
+                        Some((i, out.array, std::mem::take(&mut out.items)))
                     })
                     .collect();
-                let pack = keys.iter().enumerate().filter_map(|(i, key)| {
-                    let key = key.clone()?;
-                    if let Some(raw) = stored[i].take() {
-                        return Some((key, raw));
-                    }
-                    let (array, items) = outputs_text[i].take()?;
+                let pack = evaluated.into_iter().filter_map(|(i, array, items)| {
+                    let key = keys[i].clone()?;
                     if items.iter().any(|item| secrets.found_in(item)) {
                         return None;
                     }
