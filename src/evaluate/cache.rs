@@ -262,9 +262,12 @@ impl Cache {
     pub fn open(&self, wanted: &HashSet<&str>) -> Packs {
         let mut packs = Packs::default();
         for (_, len, path) in self.packs().into_iter().take(MAX_PACKS) {
+            let Ok(mut file) = fs::File::open(&path) else {
+                continue;
+            };
             let p = packs.files.len();
             let mut found = false;
-            let read = read_index(&path, len, |key, offset, length| {
+            let read = read_index(&mut file, len, |key, offset, length| {
                 if wanted.contains(key) {
                     packs
                         .index
@@ -274,7 +277,7 @@ impl Cache {
                 }
             });
             if read.is_some() {
-                packs.files.push(path);
+                packs.files.push((path, file));
                 packs.used.push(AtomicBool::new(false));
             } else if found {
                 // Entries of a pack whose index turned out damaged are not used.
@@ -334,7 +337,7 @@ impl Cache {
             };
             let len = file.metadata().map_or(0, |m| m.len());
             let mut places = Vec::new();
-            let _ = read_index(path, len, |key, offset, length| {
+            let _ = read_index(&mut file, len, |key, offset, length| {
                 places.push((key.to_owned(), offset, length));
             });
             for (key, offset, length) in places {
@@ -408,7 +411,8 @@ impl Cache {
 /// hold the keys it wants. Read from several threads at once.
 #[derive(Default)]
 pub struct Packs {
-    files: Vec<PathBuf>,
+    /// Each pack, open: entries are read at their offset, by any thread.
+    files: Vec<(PathBuf, fs::File)>,
     index: HashMap<String, (usize, u64, u64)>,
     used: Vec<AtomicBool>,
 }
@@ -418,10 +422,9 @@ impl Packs {
     /// holds.
     pub fn get(&self, key: &str) -> Option<Entry> {
         let &(p, offset, len) = self.index.get(key)?;
-        let mut file = fs::File::open(&self.files[p]).ok()?;
-        file.seek(SeekFrom::Start(offset)).ok()?;
+        let (path, file) = &self.files[p];
         let mut bytes = vec![0; usize::try_from(len).ok()?];
-        file.read_exact(&mut bytes).ok()?;
+        read_at(path, file, offset, &mut bytes)?;
         let entry = decode(&bytes, key)?;
         self.used[p].store(true, Ordering::Relaxed);
         Some(entry)
@@ -431,7 +434,7 @@ impl Packs {
     /// packs are trimmed).
     pub fn touch_used(&self) {
         let now = SystemTime::now();
-        for (path, used) in self.files.iter().zip(&self.used) {
+        for ((path, _), used) in self.files.iter().zip(&self.used) {
             if used.load(Ordering::Relaxed) {
                 if let Ok(file) = fs::File::options().append(true).open(path) {
                     let _ = file.set_modified(now);
@@ -439,6 +442,21 @@ impl Packs {
             }
         }
     }
+}
+
+/// Fills `bytes` from `offset` of an open file, without moving a shared
+/// position (so threads can read one file at once).
+#[cfg(unix)]
+fn read_at(_path: &Path, file: &fs::File, offset: u64, bytes: &mut [u8]) -> Option<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset).ok()
+}
+
+/// Fills `bytes` from `offset` of the file at `path`.
+#[cfg(not(unix))]
+fn read_at(path: &Path, _file: &fs::File, offset: u64, bytes: &mut [u8]) -> Option<()> {
+    let mut file = fs::File::open(path).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    file.read_exact(bytes).ok()
 }
 
 /// The bytes of the entry stored under `key` at `offset`, when they are one
@@ -453,8 +471,12 @@ fn read_entry(file: &mut fs::File, key: &str, offset: u64, len: u64) -> Option<V
 /// Reads a pack's index, giving `each` (key, offset in the file, length) of
 /// its entries; `None` when the pack is not one, or its index does not
 /// parse or points past its entries.
-fn read_index(path: &Path, file_len: u64, mut each: impl FnMut(&str, u64, u64)) -> Option<()> {
-    let mut file = fs::File::open(path).ok()?;
+fn read_index(
+    file: &mut fs::File,
+    file_len: u64,
+    mut each: impl FnMut(&str, u64, u64),
+) -> Option<()> {
+    file.seek(SeekFrom::Start(0)).ok()?;
     let mut header = [0u8; PACK_FORMAT.len() + 43];
     file.read_exact(&mut header).ok()?;
     let header = std::str::from_utf8(&header).ok()?;
