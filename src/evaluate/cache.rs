@@ -275,6 +275,7 @@ impl Cache {
                         .or_insert((p, offset, length));
                     found = true;
                 }
+                true
             });
             if read.is_some() {
                 packs.files.push((path, file));
@@ -332,18 +333,25 @@ impl Cache {
         let packs = self.packs();
         let merged: Vec<PathBuf> = packs.into_iter().skip(MAX_PACKS - 1).map(|p| p.2).collect();
         for path in &merged {
-            let Ok(mut file) = fs::File::open(path) else {
+            // One handle reads the index, the other the entries, as the
+            // index is read: nothing of a damaged index piles up.
+            let (Ok(mut index_file), Ok(mut file)) = (fs::File::open(path), fs::File::open(path))
+            else {
                 continue;
             };
-            let len = file.metadata().map_or(0, |m| m.len());
-            let mut places = Vec::new();
-            let _ = read_index(&mut file, len, |key, offset, length| {
-                places.push((key.to_owned(), offset, length));
+            let len = index_file.metadata().map_or(0, |m| m.len());
+            // The first entry that does not hold ends the pack: the rest
+            // of a damaged pack is not worth reading.
+            let _ = read_index(&mut index_file, len, |key, offset, length| {
+                let mut good = true;
+                let mut bytes = || {
+                    let bytes = read_entry(&mut file, key, offset, length);
+                    good = bytes.is_some();
+                    bytes
+                };
+                add(key.to_owned(), &mut bytes, &mut out);
+                good
             });
-            for (key, offset, length) in places {
-                let mut bytes = || read_entry(&mut file, &key, offset, length);
-                add(key.clone(), &mut bytes, &mut out);
-            }
         }
         if !written || index.is_empty() {
             return;
@@ -362,19 +370,23 @@ impl Cache {
         // Named by its content: two processes writing the same pack write
         // the same file.
         let path = dir.join(format!("{}.pack", &digest(index.as_bytes())[..32]));
-        if tmp.persist(&path).is_err() {
+        let Ok(file) = tmp.persist(&path) else {
             return;
-        }
+        };
+        // Newer than any pack this render touched: the file system's own
+        // time for a new file can lag the clock by a tick.
+        let _ = file.set_modified(SystemTime::now());
         for old in merged.iter().filter(|p| **p != path) {
             let _ = fs::remove_file(old);
         }
         self.trim(Some(&path));
     }
 
-    /// Deletes the packs past the newest [`MAX_PACKS`], then the least
-    /// recently used while the cache is over its bound; `kept` (the pack
-    /// just written) counts as the newest and stays, whatever the clock
-    /// says of the others. Temporary files older than an hour (left by a
+    /// Deletes the least recently used packs while the cache is over its
+    /// bound; `kept` (the pack just written) counts as the newest and
+    /// stays, whatever the clock says of the others. (The count is bounded
+    /// by merging, when a pack is written: packs written at the same time
+    /// by other processes are not lost here.) Temporary files older than an hour (left by a
     /// killed process) go too, and entries of the earlier
     /// one-file-per-unit layout.
     pub fn trim(&self, kept: Option<&Path>) {
@@ -399,8 +411,7 @@ impl Cache {
         let mut total: u64 = packs.iter().map(|p| p.1).sum();
         // Oldest first.
         for (i, (_, len, path)) in packs.iter().enumerate().rev() {
-            let over = i >= MAX_PACKS || (i > 0 && total > self.max_bytes);
-            if over && fs::remove_file(path).is_ok() {
+            if i > 0 && total > self.max_bytes && fs::remove_file(path).is_ok() {
                 total = total.saturating_sub(*len);
             }
         }
@@ -469,12 +480,12 @@ fn read_entry(file: &mut fs::File, key: &str, offset: u64, len: u64) -> Option<V
 }
 
 /// Reads a pack's index, giving `each` (key, offset in the file, length) of
-/// its entries; `None` when the pack is not one, or its index does not
-/// parse or points past its entries.
+/// its entries until it returns false; `None` when the pack is not one, or
+/// its index does not parse or points past its entries.
 fn read_index(
     file: &mut fs::File,
     file_len: u64,
-    mut each: impl FnMut(&str, u64, u64),
+    mut each: impl FnMut(&str, u64, u64) -> bool,
 ) -> Option<()> {
     file.seek(SeekFrom::Start(0)).ok()?;
     let mut header = [0u8; PACK_FORMAT.len() + 43];
@@ -501,7 +512,9 @@ fn read_index(
         if length > MAX_PART_BYTES || offset.checked_add(length)? > at {
             return None;
         }
-        each(key, offset, length);
+        if !each(key, offset, length) {
+            break;
+        }
     }
     Some(())
 }
@@ -683,6 +696,30 @@ mod tests {
         }
         assert_eq!(packs(&cache).len(), MAX_PACKS);
         assert!((0..12u8).all(|i| get(&cache, &unit_key("u", &[i])).is_some()));
+    }
+
+    #[test]
+    fn a_damaged_pack_is_merged_away_without_holding_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        fs::create_dir_all(dir.path().join("packs")).unwrap();
+        // The oldest pack: an index of many lines that point at nothing.
+        let lines = "a 0 1\n".repeat(50_000);
+        let damaged = dir.path().join("packs/damaged.pack");
+        fs::write(
+            &damaged,
+            format!("{PACK_FORMAT} {:020} {:020}\n{lines}", 69, lines.len()),
+        )
+        .unwrap();
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let f = fs::File::options().append(true).open(&damaged).unwrap();
+        f.set_modified(old).unwrap();
+        for i in 0..MAX_PACKS as u8 {
+            store(&cache, &unit_key("d", &[i]));
+        }
+        assert!(!damaged.exists());
+        assert_eq!(packs(&cache).len(), MAX_PACKS);
+        assert!((0..MAX_PACKS as u8).all(|i| get(&cache, &unit_key("d", &[i])).is_some()));
     }
 
     #[test]
