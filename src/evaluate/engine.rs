@@ -523,8 +523,7 @@ pub struct UnitInput {
 pub struct UnitOutput {
     /// Compact JSON texts; empty when the job does not keep them.
     pub items: Vec<String>,
-    /// The same, parsed (on the worker, so parsing runs in parallel);
-    /// empty when the output came from elsewhere (the cache).
+    /// The same, parsed (on the worker, so parsing runs in parallel).
     pub values: Vec<Json>,
     /// Whether the value was an array.
     pub array: bool,

@@ -361,22 +361,7 @@ impl Templates {
         let mut index = 0;
         for out in outputs {
             let Some(out) = out else { continue };
-            // Cached outputs come as text only.
-            let values: Vec<Json> = if !out.values.is_empty() || out.items.is_empty() {
-                out.values
-            } else {
-                out.items
-                    .iter()
-                    .map(|item| serde_json::from_str(item))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| {
-                        vec![Diagnostic::error(
-                            Code::JsonnetError,
-                            format!("the template output is not valid JSON: {e}"),
-                        )]
-                    })?
-            };
-            for value in values {
+            for value in out.values {
                 let path = if out.array {
                     format!("[{index}]")
                 } else {
