@@ -87,7 +87,7 @@ pub struct Project {
     default_namespace: Option<String>,
     services: Option<BTreeSet<String>>,
     units: UnitCounts,
-    timings: Vec<(&'static str, Duration)>,
+    timings: Timings,
     /// The Terraform-outputs contract, once read: whether it was looked
     /// for with derivation from the env files, and what was found.
     contract: Option<(bool, Option<Contract>)>,
@@ -95,6 +95,46 @@ pub struct Project {
     outputs: Option<OutputsSource>,
     /// The env file (or placeholders) of the last environment resolved.
     env_file: Option<crate::load::Input>,
+}
+
+/// Environment variable that makes `render` print its stage timings.
+pub const TIMINGS_VAR: &str = "CONTROLCENTER_TIMINGS";
+
+/// How long one stage took.
+#[derive(Clone, Copy, Debug)]
+pub struct StageTiming {
+    /// The stage (`load`, `evaluate`, ...).
+    pub stage: &'static str,
+    /// Its wall-clock time.
+    pub took: Duration,
+    /// Peak resident memory of the process once it ended, in KiB, when
+    /// measured ([`TIMINGS_VAR`]) and the system says (Linux).
+    pub peak_kib: Option<u64>,
+}
+
+/// The stages timed so far.
+struct Timings {
+    stages: Vec<StageTiming>,
+    /// Whether to record peak memory too ([`TIMINGS_VAR`] is set).
+    measure_peak: bool,
+}
+
+impl Timings {
+    fn record(&mut self, stage: &'static str, took: Duration) {
+        let peak_kib = if self.measure_peak { peak_kib() } else { None };
+        self.stages.push(StageTiming {
+            stage,
+            took,
+            peak_kib,
+        });
+    }
+}
+
+/// Peak resident memory of this process so far, in KiB (Linux).
+pub fn peak_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Where a render's Terraform outputs came from.
@@ -141,6 +181,7 @@ impl Project {
             Ok(i) => i,
             Err(d) => return Err(fail(sources, d)),
         };
+        let loaded = start.elapsed();
         let validated = validate::repo(&inputs, &mut sources);
         let policies = rules::repo_policies::load(repo.as_ref(), &mut sources);
         let (schemas, policies) = match (validated, policies) {
@@ -150,7 +191,7 @@ impl Project {
                 return Err(fail(sources, diagnostics));
             }
         };
-        Ok(Project {
+        let mut project = Project {
             settings: Settings::from_inputs(&inputs),
             sources,
             inputs,
@@ -167,11 +208,17 @@ impl Project {
             default_namespace: options.default_namespace,
             services: options.services,
             units: UnitCounts::default(),
-            timings: vec![("load", start.elapsed())],
+            timings: Timings {
+                stages: Vec::new(),
+                measure_peak: std::env::var_os(TIMINGS_VAR).is_some(),
+            },
             contract: None,
             outputs: None,
             env_file: None,
-        })
+        };
+        project.timings.record("load", loaded);
+        project.timings.record("validate", start.elapsed() - loaded);
+        Ok(project)
     }
 
     /// Warnings about the repository's vendored Jsonnet libraries
@@ -206,7 +253,7 @@ impl Project {
     ) -> Outcome<(Vec<Resource>, TerraformOutputs)> {
         let start = Instant::now();
         let (resolved, outputs) = self.resolve_with(env, placeholders)?;
-        self.timings.push(("resolve", start.elapsed()));
+        self.timings.record("resolve", start.elapsed());
         let rendered = self.render_resolved(&resolved);
         self.outputs = None;
         match (rendered, &outputs) {
@@ -225,9 +272,10 @@ impl Project {
     }
 
     /// How long each stage of this project's renders took, in order
-    /// (`load`, then per render `resolve`, `evaluate`, `process`, `check`).
-    pub fn timings(&self) -> &[(&'static str, Duration)] {
-        &self.timings
+    /// (`load`, `validate`, then per render `resolve`, `evaluate`,
+    /// `process`, `check`).
+    pub fn timings(&self) -> &[StageTiming] {
+        &self.timings.stages
     }
 
     /// Validates `env`'s env-<env>.yaml and resolves `env` into the state
@@ -366,7 +414,7 @@ impl Project {
             plan,
         )?;
         self.units = rendered.units;
-        self.timings.push(("evaluate", start.elapsed()));
+        self.timings.record("evaluate", start.elapsed());
         let start = Instant::now();
         let entry = self.entry_span();
         let service_spans = resolved.spans_by_name();
@@ -393,12 +441,12 @@ impl Project {
             },
         );
         diagnostics.extend(rules::check_resources(Stage::Process, &resources, &ctx));
-        self.timings.push(("process", start.elapsed()));
+        self.timings.record("process", start.elapsed());
         let start = Instant::now();
         if diagnostics.is_empty() {
             diagnostics.extend(rules::check_resources(Stage::Check, &resources, &ctx));
         }
-        self.timings.push(("check", start.elapsed()));
+        self.timings.record("check", start.elapsed());
         if diagnostics.is_empty() {
             Ok(resources)
         } else {

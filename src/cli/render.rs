@@ -11,7 +11,7 @@ use crate::pipeline::TerraformOutputs;
 use crate::repo::layout::env_file_name;
 
 /// Set to print how long each stage took (for benchmarks).
-pub const TIMINGS_VAR: &str = "CONTROLCENTER_TIMINGS";
+pub use crate::pipeline::TIMINGS_VAR;
 
 /// `--format` of `render`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,15 +82,14 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         let stages: Vec<String> = project
             .timings()
             .iter()
-            .map(|(stage, d)| format!("{stage} {:.1} ms", d.as_secs_f64() * 1000.0))
-            .collect();
-        // Peak resident memory so far, where the system says (Linux).
-        let peak = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_owned();
-                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            .map(|t| {
+                let peak = t
+                    .peak_kib
+                    .map_or_else(String::new, |k| format!(" ({} MiB)", k / 1024));
+                format!("{} {:.1} ms{peak}", t.stage, t.took.as_secs_f64() * 1000.0)
             })
+            .collect();
+        let peak = crate::pipeline::peak_kib()
             .map_or_else(String::new, |kib| format!(", peak {} MiB", kib / 1024));
         eprintln!(
             "timings: {} ({} units evaluated, {} cached{peak})",

@@ -22,7 +22,7 @@ use crate::load::yaml::Node;
 use crate::redact::SecretValues;
 use crate::repo::layout::JSONNET_PATH;
 use crate::repo::RepoFiles;
-use crate::resolve::{ResolvedEnv, State};
+use crate::resolve::{ResolvedEnv, ServiceState, State};
 pub use cache::Cache;
 pub use engine::{
     ArgValue, EvalFailure, EvalJob, Evaluated, FailureKind, FieldWriter, PathStep, TracedObject,
@@ -626,14 +626,44 @@ fn state_json(state: &State) -> Json {
     crate::redact::exposed(|| serde_json::to_value(state).unwrap_or_default())
 }
 
+/// The environment's part of the state: every field but `services` and
+/// `sealed_secrets`, which units see apart.
+fn environment_json(state: &State) -> serde_json::Map<String, Json> {
+    // Listed field by field (no `..`): a field added to `State` must be
+    // placed here or in a unit's own fields.
+    let State {
+        env,
+        namespace,
+        protected,
+        part_of,
+        params,
+        services: _,
+        sealed_secrets: _,
+        labels,
+    } = state;
+    crate::redact::exposed(|| {
+        let mut fields = serde_json::Map::new();
+        let mut put = |name: &str, value: Result<Json, serde_json::Error>| {
+            fields.insert(name.to_owned(), value.unwrap_or_default());
+        };
+        put("env", serde_json::to_value(env));
+        put("namespace", serde_json::to_value(namespace));
+        put("protected", serde_json::to_value(protected));
+        put("part_of", serde_json::to_value(part_of));
+        put("params", serde_json::to_value(params));
+        put("labels", serde_json::to_value(labels));
+        fields
+    })
+}
+
 /// The units of a render. Per service: one per (selected) service, in key
 /// order, then the environment-level unit (unless services are selected).
 /// Whole environment: one unit with the full state.
 fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
-    let Json::Object(mut base) = state_json(state) else {
-        return Vec::new();
-    };
     if plan.evaluation == Evaluation::Environment {
+        let Json::Object(base) = state_json(state) else {
+            return Vec::new();
+        };
         // Every service stays visible (selected ones' objects are picked
         // from the output).
         return vec![Unit {
@@ -645,16 +675,21 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
             },
         }];
     }
-    let Some(Json::Object(services)) = base.remove("services") else {
-        return Vec::new();
-    };
-    let sealed = base.remove("sealed_secrets").unwrap_or_default();
-    let shared = Arc::new(base);
-    let selected = |k: &String| plan.services.is_none_or(|s| s.contains(k));
-    let mut units: Vec<Unit> = services
+    // Each service's state is serialized on its own, on every core, and
+    // only for the services rendered.
+    let selected: Vec<(&String, &ServiceState)> = state
+        .services
+        .iter()
+        .filter(|(k, _)| plan.services.is_none_or(|s| s.contains(*k)))
+        .collect();
+    let services = crate::parallel::map(&selected, crate::parallel::cores(), |(_, svc)| {
+        crate::redact::exposed(|| serde_json::to_value(svc).unwrap_or_default())
+    });
+    let shared = Arc::new(environment_json(state));
+    let mut units: Vec<Unit> = selected
         .into_iter()
-        .filter(|(k, _)| selected(k))
-        .map(|(key, svc)| Unit {
+        .zip(services)
+        .map(|((key, _), svc)| Unit {
             input: UnitInput {
                 shared: shared.clone(),
                 own: Arc::new(vec![
@@ -669,7 +704,7 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                     "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
                 )],
             },
-            service: Some(key),
+            service: Some(key.clone()),
         })
         .collect();
     if plan
@@ -682,7 +717,12 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                 shared,
                 own: Arc::new(vec![
                     (UNIT_FIELD.to_owned(), Json::from("environment")),
-                    ("sealed_secrets".to_owned(), sealed),
+                    (
+                        "sealed_secrets".to_owned(),
+                        crate::redact::exposed(|| {
+                            serde_json::to_value(&state.sealed_secrets).unwrap_or_default()
+                        }),
+                    ),
                 ]),
                 withheld: vec![(
                     "services".to_owned(),
@@ -863,4 +903,50 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
         d = d.note(format!("… {hidden} more frames"));
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{Project, RenderOptions};
+
+    /// A unit's input put back together is the whole state: no field of
+    /// `State` is lost or added by splitting it into units.
+    #[test]
+    fn units_split_the_state_without_losing_a_field() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/controlcenter-examples/platform"
+        );
+        let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
+        let mut project = Project::load(RenderOptions::new(Arc::new(repo)))
+            .unwrap_or_else(|_| panic!("the example loads"));
+        let resolved = project
+            .resolve("dev")
+            .unwrap_or_else(|_| panic!("the example resolves"));
+        let state = &resolved.state;
+        assert!(state.services.len() > 1 && !state.sealed_secrets.is_empty());
+        let plan = Plan {
+            evaluation: Evaluation::PerService,
+            services: None,
+            cache: CacheUse::Off,
+            outputs: None,
+        };
+        let mut whole = serde_json::Map::new();
+        let mut services = serde_json::Map::new();
+        for unit in plan_units(state, plan) {
+            whole.extend(unit.input.shared.as_ref().clone());
+            for (name, value) in unit.input.own.iter() {
+                match (name.as_str(), value) {
+                    (UNIT_FIELD, _) => {}
+                    ("services", Json::Object(one)) => services.extend(one.clone()),
+                    _ => {
+                        whole.insert(name.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        whole.insert("services".to_owned(), Json::Object(services));
+        assert_eq!(Json::Object(whole), state_json(state));
+    }
 }

@@ -136,6 +136,28 @@ impl Node {
             ),
         }
     }
+
+    /// [`Node::to_json`], the entries of a top-level mapping converted on
+    /// every core (a few large sections get a thread each).
+    pub fn to_json_in_parallel(&self) -> serde_json::Value {
+        let Value::Map(entries) = &self.value else {
+            return self.to_json();
+        };
+        let cores = crate::parallel::cores();
+        let workers = if entries.len() <= 4 * cores {
+            entries.len()
+        } else {
+            cores
+        };
+        let values = crate::parallel::map(entries, workers, |e| e.value.to_json());
+        serde_json::Value::Object(
+            entries
+                .iter()
+                .zip(values)
+                .map(|(e, v)| (e.key.clone(), v))
+                .collect(),
+        )
+    }
 }
 
 /// Splits a JSON pointer into unescaped tokens.
@@ -171,9 +193,123 @@ pub fn parse_with_aliases(
     if let Some(d) = forbidden_character(text, file) {
         return Err(vec![d]);
     }
-    let mut builder = Builder::new(text, file);
+    if text.len() >= PARALLEL_MIN_BYTES {
+        let parts = crate::parallel::cores();
+        if let Some(parsed) = parse_sections_in_parallel(text, file, sensitive, parts) {
+            return Ok(parsed);
+        }
+    }
+    let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut builder = Builder::new(text, file, base..text.len());
     builder.sensitive = sensitive;
-    builder.run()
+    builder.run().map(|(root, aliases, _)| (root, aliases))
+}
+
+/// Documents at least this large are parsed a run of top-level keys per
+/// core: below it, threads cost more than they save.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// Parses a document whose top level is a block mapping as `parts`
+/// contiguous runs of its top-level entries, in parallel, and joins them. A top-level
+/// entry of a block mapping means the same whatever entries surround it,
+/// except through anchors: so anything this cannot join exactly (an error
+/// in a run, an alias to another run's anchor, a key two runs define, a
+/// limit reached only together, directives, several documents) returns
+/// `None`, and the whole document is parsed at once, which then gives the
+/// one true answer or error.
+fn parse_sections_in_parallel(
+    text: &str,
+    file: FileId,
+    sensitive: bool,
+    parts: usize,
+) -> Option<(Node, Vec<AliasUse>)> {
+    let runs = section_runs(text, parts)?;
+    let parsed = crate::parallel::map(&runs, runs.len(), |range| {
+        let mut builder = Builder::new(text, file, range.clone());
+        builder.sensitive = sensitive;
+        builder.run().ok()
+    });
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut keys: HashSet<String> = HashSet::new();
+    let mut aliases = Vec::new();
+    let (mut start, mut end) = (None, 0);
+    let mut size = Size::default();
+    for run in parsed {
+        let (root, run_aliases, run_size) = run?;
+        let Value::Map(run_entries) = root.value else {
+            return None;
+        };
+        for e in &run_entries {
+            if !keys.insert(e.key.clone()) {
+                return None;
+            }
+        }
+        start.get_or_insert(root.span.start);
+        end = root.span.end;
+        entries.extend(run_entries);
+        aliases.extend(run_aliases);
+        size.nodes += run_size.nodes;
+        size.copied_bytes += run_size.copied_bytes;
+    }
+    if size.nodes > MAX_NODES || size.copied_bytes > MAX_COPIED_BYTES {
+        return None;
+    }
+    let root = Node {
+        value: Value::Map(entries),
+        span: Span::new(file, start?, end),
+        plain: false,
+    };
+    Some((root, aliases))
+}
+
+/// Byte ranges of `text` that each start with a top-level key (the first
+/// at 0, with any leading comments), about `parts` of equal size; `None`
+/// when the text is not plainly one block mapping or is not worth it.
+fn section_runs(text: &str, parts: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if parts < 2 || text.starts_with(BOM) {
+        return None;
+    }
+    // Line starts of top-level keys written plainly.
+    let mut keys = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        match line.as_bytes().first() {
+            Some(b) if b.is_ascii_alphanumeric() || *b == b'_' => keys.push(offset),
+            // A directive, a document marker, or a top level written
+            // otherwise than as plain keys: parse it whole.
+            Some(
+                b'%' | b'-' | b'.' | b'{' | b'[' | b'?' | b'!' | b'&' | b'*' | b'"' | b'\'' | b':',
+            ) => return None,
+            _ => {}
+        }
+        offset += line.len();
+    }
+    // Whatever comes before the first key is comments or blank lines.
+    let first = *keys.first()?;
+    let prefix = &text[..first];
+    if prefix
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    {
+        return None;
+    }
+    let mut starts = vec![0];
+    let share = text.len() / parts;
+    for k in 1..parts {
+        let target = k * share;
+        let at = keys.partition_point(|&s| s < target);
+        if let Some(&s) = keys.get(at) {
+            if s > *starts.last().unwrap_or(&0) {
+                starts.push(s);
+            }
+        }
+    }
+    if starts.len() < 2 {
+        return None;
+    }
+    let mut runs: Vec<std::ops::Range<usize>> = starts.windows(2).map(|w| w[0]..w[1]).collect();
+    runs.push(*starts.last().unwrap_or(&0)..text.len());
+    Some(runs)
 }
 
 /// Whether YAML allows `c` in a stream (YAML 1.2 `c-printable`).
@@ -241,27 +377,43 @@ impl Offsets {
     }
 }
 
+/// A collection being built. Its items wait on the builder's shared
+/// stacks (from `first`), and move into a vector of their exact size when
+/// it ends: no vector grows item by item.
 enum Frame {
     Seq {
         start: usize,
         anchor: usize,
-        items: Vec<Node>,
+        first: usize,
     },
     Map {
         start: usize,
         anchor: usize,
-        entries: Vec<Entry>,
-        seen: HashMap<String, Span>,
+        first: usize,
+        /// Key → span, once the mapping is too large to search its
+        /// entries for a duplicate.
+        seen: Option<HashMap<String, Span>>,
         pending_key: Option<(String, Span)>,
         merges: Vec<Node>,
     },
 }
 
+/// Entries a mapping may have before duplicates are found by a hash map
+/// rather than by comparing with each entry.
+const SCAN_FOR_DUPLICATES: usize = 16;
+
 struct Builder<'t> {
+    /// The whole file.
     text: &'t str,
+    /// End of the part parsed (its start is `offsets.base`).
+    end: usize,
     file: FileId,
     offsets: Offsets,
     stack: Vec<Frame>,
+    /// Items of the open sequences, innermost last.
+    items: Vec<Node>,
+    /// Entries of the open mappings, innermost last.
+    entries: Vec<Entry>,
     anchors: HashMap<usize, (Node, Size)>,
     /// Values held so far, copies included.
     nodes: usize,
@@ -277,14 +429,17 @@ struct Builder<'t> {
 }
 
 impl<'t> Builder<'t> {
-    fn new(text: &'t str, file: FileId) -> Self {
-        // A leading byte-order mark is legal YAML; the parser does not know it.
-        let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
+    /// A builder of the node in `range` of `text` (past any byte-order
+    /// mark, which the parser does not know).
+    fn new(text: &'t str, file: FileId, range: std::ops::Range<usize>) -> Self {
         Builder {
             text,
             file,
-            offsets: Offsets::new(&text[base..], base),
+            offsets: Offsets::new(&text[range.clone()], range.start),
+            end: range.end,
             stack: Vec::new(),
+            items: Vec::new(),
+            entries: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
             copied: 0,
@@ -300,8 +455,9 @@ impl<'t> Builder<'t> {
         Span::new(self.file, self.offsets.byte(start), self.offsets.byte(end))
     }
 
-    fn run(mut self) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
-        let mut parser = Parser::new_from_str(&self.text[self.offsets.base..]);
+    /// The node, every alias use, and how much the document holds.
+    fn run(mut self) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+        let mut parser = Parser::new_from_str(&self.text[self.offsets.base..self.end]);
         while let Some(event) = parser.next_event() {
             let (event, span) = match event {
                 Ok(e) => e,
@@ -349,7 +505,11 @@ impl<'t> Builder<'t> {
             span: Span::new(self.file, 0, 0),
             plain: true,
         });
-        Ok((root, self.aliases))
+        let size = Size {
+            nodes: self.nodes,
+            copied_bytes: self.copied,
+        };
+        Ok((root, self.aliases, size))
     }
 
     fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), Diagnostic> {
@@ -399,7 +559,7 @@ impl<'t> Builder<'t> {
                 self.stack.push(Frame::Seq {
                     start,
                     anchor,
-                    items: Vec::new(),
+                    first: self.items.len(),
                 });
             }
             Event::MappingStart(anchor, tag) => {
@@ -408,8 +568,8 @@ impl<'t> Builder<'t> {
                 self.stack.push(Frame::Map {
                     start,
                     anchor,
-                    entries: Vec::new(),
-                    seen: HashMap::new(),
+                    first: self.entries.len(),
+                    seen: None,
                     pending_key: None,
                     merges: Vec::new(),
                 });
@@ -418,9 +578,10 @@ impl<'t> Builder<'t> {
                 if let Some(Frame::Seq {
                     start: s,
                     anchor,
-                    items,
+                    first,
                 }) = self.stack.pop()
                 {
+                    let items: Vec<Node> = self.items.drain(first..).collect();
                     let node = Node {
                         value: Value::Seq(items),
                         span: self.span(s, end.max(s)),
@@ -433,11 +594,12 @@ impl<'t> Builder<'t> {
                 if let Some(Frame::Map {
                     start: s,
                     anchor,
-                    mut entries,
+                    first,
                     merges,
                     ..
                 }) = self.stack.pop()
                 {
+                    let mut entries: Vec<Entry> = self.entries.drain(first..).collect();
                     apply_merges(&mut entries, merges);
                     let node = Node {
                         value: Value::Map(entries),
@@ -569,14 +731,15 @@ impl<'t> Builder<'t> {
         let text = self.text;
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq { .. }) => self.items.push(node),
             Some(Frame::Map {
-                entries,
+                first,
                 seen,
                 pending_key,
                 merges,
                 ..
             }) => {
+                let entries = &mut self.entries;
                 match pending_key.take() {
                     None => {
                         let key = key_text(&node, text)?;
@@ -587,7 +750,14 @@ impl<'t> Builder<'t> {
                             merges.push(node);
                             return Ok(());
                         }
-                        if let Some(first) = seen.get(&key) {
+                        let earlier = match seen {
+                            Some(seen) => seen.get(&key).copied(),
+                            None => entries[*first..]
+                                .iter()
+                                .find(|e| e.key == key)
+                                .map(|e| e.key_span),
+                        };
+                        if let Some(earlier) = earlier {
                             self.errors.push(
                             Diagnostic::error(
                                 Code::DuplicateKey,
@@ -598,12 +768,26 @@ impl<'t> Builder<'t> {
                                 },
                             )
                                 .at(key_span, "defined again here")
-                                .related(*first, "first defined here")
+                                .related(earlier, "first defined here")
                                 .help("YAML keys must be unique in a mapping; remove one, or merge them"),
                         );
                             return Ok(());
                         }
-                        seen.insert(key.clone(), key_span);
+                        match seen {
+                            Some(seen) => {
+                                seen.insert(key.clone(), key_span);
+                            }
+                            None if entries.len() - *first >= SCAN_FOR_DUPLICATES => {
+                                *seen = Some(
+                                    entries[*first..]
+                                        .iter()
+                                        .map(|e| (e.key.clone(), e.key_span))
+                                        .chain([(key.clone(), key_span)])
+                                        .collect(),
+                                );
+                            }
+                            None => {}
+                        }
                         entries.push(Entry {
                             key,
                             key_span,
@@ -647,6 +831,9 @@ fn node_is_merge_source(node: &Node) -> bool {
 /// YAML merge keys (`<<: *base`): keys written in the mapping win, then
 /// earlier merge sources over later ones.
 fn apply_merges(entries: &mut Vec<Entry>, merges: Vec<Node>) {
+    if merges.is_empty() {
+        return;
+    }
     let mut present: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
     for source in merges {
         let maps: Vec<Node> = match source.value {
@@ -982,5 +1169,105 @@ mod regression_tests {
         let errs = parse(text, f).unwrap_err();
         let span = errs[0].primary.as_ref().unwrap().span;
         assert!(text.is_char_boundary(span.start) && text.is_char_boundary(span.end));
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use super::*;
+    use crate::diagnostics::Sources;
+
+    /// The whole parse, ignoring the size threshold.
+    fn whole(text: &str, file: FileId) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
+        let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
+        Builder::new(text, file, base..text.len())
+            .run()
+            .map(|(root, aliases, _)| (root, aliases))
+    }
+
+    /// Runs of top-level keys join into exactly the whole parse, spans
+    /// included, or decline: for every way of cutting the document.
+    fn same_as_whole(text: &str) -> bool {
+        let mut sources = Sources::default();
+        let f = sources.add("t.yaml", text);
+        let expected = whole(text, f);
+        let mut joined = false;
+        for parts in 2..=8 {
+            if let Some(parsed) = parse_sections_in_parallel(text, f, false, parts) {
+                let expected = expected.as_ref().unwrap_or_else(|_| {
+                    panic!("runs of {text:?} in {parts} parsed where the whole fails")
+                });
+                assert_eq!(&parsed, expected, "{text:?} in {parts} runs");
+                joined = true;
+            }
+        }
+        joined
+    }
+
+    #[test]
+    fn runs_of_top_level_keys_parse_as_the_whole_document() {
+        let joined = [
+            "# head\n\ndev:\n  a: {x: 1}\n  b: [1, 2]\n# between\nprod:\n  a: 2\n\nsettings: {y: 1}\nz: 1\n",
+            "a: &x {k: 1}\nb: 2\nc: 3\nd: 4\n",
+            "a: |\n  text\n  more\n\nb: >-\n  folded\nc: 'q'\nd: \"dq\"\ne: ~\n",
+            "a: 1\nb:\n  - 1\n  - x: 2\nc: 3\n",
+        ];
+        for text in joined {
+            assert!(same_as_whole(text), "{text:?} should be cut");
+        }
+        let declined = [
+            // An alias to another run's anchor.
+            "a: &x {k: 1}\nb: 2\nc: *x\nd: 4\ne: 5\n",
+            // A key two runs define (the whole parse reports it).
+            "a: 1\nb: 2\nc: 3\na: 4\n",
+            // Constructs a cut would split.
+            "a: [1,\n2]\nb: 3\nc: 4\n",
+            "a: \"one\ntwo\"\nb: 3\nc: 4\n",
+            "a: 'one\ntwo'\nb: 3\nc: 4\n",
+            "{a: 1,\nb: 2}\n",
+            "%YAML 1.2\n---\na: 1\nb: 2\n",
+            "a: 1\n---\nb: 2\n",
+            "- a\n- b\n",
+            "\u{feff}a: 1\nb: 2\n",
+            "? a\n: 1\nb: 2\n",
+        ];
+        for text in declined {
+            assert!(!same_as_whole(text), "{text:?} should not be cut");
+        }
+        // Multi-line plain scalars: whatever the whole parse says, the
+        // runs say the same or decline.
+        for text in ["a: one\ntwo\nb: 3\n", "a: one\n two\nb: 3\nc: 4\n"] {
+            same_as_whole(text);
+        }
+    }
+
+    #[test]
+    fn example_inputs_parse_the_same_in_runs() {
+        let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/controlcenter-examples");
+        let mut joined = 0;
+        for dir in std::fs::read_dir(examples).unwrap() {
+            for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "yaml") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    joined += usize::from(same_as_whole(&text));
+                }
+            }
+        }
+        assert!(joined >= 6, "only {joined} example files were cut");
+    }
+
+    #[test]
+    fn json_of_a_document_is_the_same_built_in_parallel() {
+        let examples = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/controlcenter-examples/platform"
+        );
+        for name in ["controlcenter.yaml", "tags.yaml", "secrets.yaml"] {
+            let text = std::fs::read_to_string(format!("{examples}/{name}")).unwrap();
+            let file = Sources::default().add(name, text.as_str());
+            let root = parse(&text, file).unwrap();
+            assert_eq!(root.to_json_in_parallel(), root.to_json(), "{name}");
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::load::yaml::{Node, Value};
 use crate::load::{Input, RepoInputs, DEFAULTS_KEY};
 use crate::names;
 use crate::repo::layout::CONTROLCENTER_FILE;
-pub use state::State;
+pub use state::{ServiceState, State};
 
 use crate::settings::Settings;
 
@@ -66,11 +66,8 @@ pub fn referenced_revisions(inputs: &RepoInputs) -> std::collections::BTreeSet<(
         let Some(section) = root.get(&env) else {
             continue;
         };
-        let merged = match root.get(DEFAULTS_KEY) {
-            Some(d) => merge::deep_merge(d, section),
-            None => section.clone(),
-        };
-        for e in merged.as_map().unwrap_or_default() {
+        let merged = merge::merged_entries(root.get(DEFAULTS_KEY), section).unwrap_or_default();
+        for e in &merged {
             if let Some(rev) = e.value.get("git_rev").and_then(Node::as_str) {
                 out.insert((e.key.clone(), rev.to_owned()));
             }
@@ -143,10 +140,9 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
     let section = root
         .get(env)
         .ok_or_else(|| vec![unknown_env(inputs, env)])?;
-    let merged = match root.get(DEFAULTS_KEY) {
-        Some(d) if section.is_map() => merge::deep_merge(d, section),
-        _ => section.clone(),
-    };
+    // Defaults merge under the section entry by entry: only what both
+    // define is copied.
+    let merged = merge::merged_entries(root.get(DEFAULTS_KEY), section).unwrap_or_default();
     let protected = settings.protected_envs.iter().any(|p| p == env);
     let mut diags = Vec::new();
 
@@ -166,7 +162,7 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         .help("a namespace is a DNS-1123 label: lowercase letters, digits and `-`, at most 63 characters")]);
     }
     let mut namespace = default_namespace.unwrap_or(env).to_owned();
-    for e in merged.as_map().unwrap_or_default() {
+    for e in &merged {
         match (e.key.as_str(), &e.value.value) {
             ("namespace", Value::String(ns)) => namespace = ns.clone(),
             ("params", Value::Map(_)) => {
@@ -244,8 +240,13 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
     let mut services = BTreeMap::new();
     let mut service_spans = BTreeMap::new();
     let mut by_name: BTreeMap<String, (String, Span)> = BTreeMap::new();
-    for e in service_nodes {
-        match services::resolve_service(&ctx, &e.key, e.key_span, &e.value) {
+    // Services resolve independently, on every core; collisions are
+    // found after, in file order.
+    let resolved = crate::parallel::map(&service_nodes, crate::parallel::cores(), |e| {
+        services::resolve_service(&ctx, &e.key, e.key_span, &e.value)
+    });
+    for (e, result) in service_nodes.iter().zip(resolved) {
+        match result {
             Ok(None) => {}
             Ok(Some(svc)) => {
                 if let Some((other, other_span)) = by_name.get(&svc.name) {

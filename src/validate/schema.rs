@@ -164,11 +164,18 @@ impl SchemaSet {
             InputKind::Env => &self.env,
             InputKind::Secrets => &self.secrets,
         };
-        let instance = root.to_json();
-        validator
-            .iter_errors(&instance)
-            .flat_map(|e| self.diagnose(&e, root))
-            .collect()
+        let instance = root.to_json_in_parallel();
+        let diags = if validator.is_valid(&instance) {
+            Vec::new()
+        } else {
+            validator
+                .iter_errors(&instance)
+                .flat_map(|e| self.diagnose(&e, root))
+                .collect()
+        };
+        // Freeing a large document takes a while: beside the render.
+        std::thread::spawn(move || drop(instance));
+        diags
     }
 
     /// One violation as located diagnostics (values never quoted).
