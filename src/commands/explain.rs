@@ -98,10 +98,11 @@ pub fn explain(
 
     // Which unit made the object: its service's, by name, else the
     // environment's.
-    let label = resource
-        .value
-        .pointer("/metadata/labels/app.kubernetes.io~1name")
-        .and_then(Json::as_str);
+    let label = crate::process::at(
+        &resource.value,
+        &["metadata", "labels", "app.kubernetes.io/name"],
+    )
+    .and_then(Json::as_str);
     let service = resolved
         .state
         .services

@@ -23,8 +23,7 @@ pub fn locate(
     service_spans: &BTreeMap<String, Span>,
     entry: Option<Span>,
 ) -> Diagnostic {
-    let name = value
-        .pointer("/metadata/labels/app.kubernetes.io~1name")
+    let name = crate::process::at(value, &["metadata", "labels", "app.kubernetes.io/name"])
         .and_then(Json::as_str);
     if d.primary.is_some() {
         return d;

@@ -740,8 +740,7 @@ fn of_selected_service(value: &Json, state: &State, selected: Option<&BTreeSet<S
     let Some(selected) = selected else {
         return true;
     };
-    let name = value
-        .pointer("/metadata/labels")
+    let name = crate::process::at(value, &["metadata", "labels"])
         .and_then(|l| l.get("app.kubernetes.io/name"))
         .and_then(Json::as_str);
     name.is_some_and(|name| {

@@ -138,9 +138,15 @@ impl ResourceId {
     /// by apiVersion then kind; then namespace, then name.
     pub fn output_order(&self, other: &Self) -> Ordering {
         let (a, b) = (self.kind_rank(), other.kind_rank());
-        a.cmp(&b)
+        a.cmp(&b).then_with(|| self.order_in_rank(other, a))
+    }
+
+    /// [`ResourceId::output_order`] of two objects whose kinds have the
+    /// same `rank`.
+    fn order_in_rank(&self, other: &Self, rank: usize) -> Ordering {
+        Ordering::Equal
             .then_with(|| {
-                if a == KIND_ORDER.len() {
+                if rank == KIND_ORDER.len() {
                     (&self.api_version, &self.kind).cmp(&(&other.api_version, &other.kind))
                 } else {
                     Ordering::Equal
@@ -151,6 +157,21 @@ impl ResourceId {
             .then_with(|| self.api_version.cmp(&other.api_version))
             .then_with(|| self.kind.cmp(&other.kind))
     }
+}
+
+/// Sorts `items` in [`ResourceId::output_order`], each kind's rank looked
+/// up once per item rather than at every comparison.
+pub fn sort_in_output_order<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &ResourceId) {
+    let mut ranked: Vec<(usize, T)> = items
+        .drain(..)
+        .map(|item| (id(&item).kind_rank(), item))
+        .collect();
+    ranked.sort_by(|(rank_a, a), (rank_b, b)| {
+        rank_a
+            .cmp(rank_b)
+            .then_with(|| id(a).order_in_rank(id(b), *rank_a))
+    });
+    items.extend(ranked.into_iter().map(|(_, item)| item));
 }
 
 #[cfg(test)]
@@ -175,7 +196,10 @@ mod tests {
             id("v1", "Namespace", "", "a"),
             id("bitnami.com/v1alpha1", "SealedSecret", "a", "s"),
         ];
+        let mut sorted = ids.clone();
+        sort_in_output_order(&mut sorted, |id| id);
         ids.sort_by(ResourceId::output_order);
+        assert_eq!(sorted, ids);
         let order: Vec<String> = ids.iter().map(ResourceId::display).collect();
         assert_eq!(
             order,

@@ -48,6 +48,12 @@ pub struct ProcessOptions<'a> {
     pub per_service: bool,
 }
 
+/// The value at a path of object keys: [`Json::pointer`] without parsing
+/// and unescaping a pointer for every object checked.
+pub fn at<'a>(value: &'a Json, path: &[&str]) -> Option<&'a Json> {
+    path.iter().try_fold(value, |v, key| v.get(key))
+}
+
 /// Extracts, checks and sorts the objects of a template result: each value
 /// with where it sits in the output (`[3]`; `""` for the whole result).
 /// Every object that could be extracted is returned, beside every problem
@@ -109,7 +115,7 @@ pub fn process(
             )),
         );
     }
-    resources.sort_by(|a, b| a.id.output_order(&b.id));
+    identity::sort_in_output_order(&mut resources, |r| &r.id);
     (resources, diags)
 }
 
@@ -242,17 +248,24 @@ fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
             opts.entry,
         ));
     }
-    let label_paths = [
-        "/metadata/labels",
-        "/spec/template/metadata/labels",
-        "/spec/jobTemplate/spec/template/metadata/labels",
+    let label_paths: [&[&str]; 3] = [
+        &["metadata", "labels"],
+        &["spec", "template", "metadata", "labels"],
+        &[
+            "spec",
+            "jobTemplate",
+            "spec",
+            "template",
+            "metadata",
+            "labels",
+        ],
     ];
-    for p in label_paths {
-        if r.value
-            .pointer(p)
+    for path in label_paths {
+        if at(&r.value, path)
             .and_then(|l| l.get(INSTANCE_LABEL))
             .is_some()
         {
+            let p = format!("/{}", path.join("/"));
             diags.push(locate(
                 Diagnostic::error(
                     Code::ReservedLabel,

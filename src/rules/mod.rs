@@ -160,16 +160,21 @@ pub fn check_resources(
     resources: &[Resource],
     ctx: &RenderContext<'_>,
 ) -> Vec<Diagnostic> {
-    let mut diags: Vec<Diagnostic> = RULES
+    type Check = fn(&[Resource], &RenderContext<'_>) -> Vec<Diagnostic>;
+    let mut checks: Vec<Check> = RULES
         .iter()
         .filter(|r| r.applies(ctx.settings, ctx.protected))
         .filter_map(|r| r.on_resources.filter(|(s, _)| *s == stage))
-        .flat_map(|(_, check)| check(resources, ctx))
+        .map(|(_, check)| check)
         .collect();
     if stage == Stage::Check {
-        diags.extend(repo_policies::check(resources, ctx));
+        checks.push(repo_policies::check);
     }
-    diags
+    // The rules run side by side, their findings kept in rule order.
+    crate::parallel::map(&checks, checks.len(), |check| check(resources, ctx))
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A policy violation about a rendered object, located at the service it
@@ -202,9 +207,12 @@ pub fn pod_spec(r: &Resource) -> Option<&Json> {
         | "ReplicaSet"
         | "Job"
         | "ReplicationController"
-        | "Rollout" => r.value.pointer("/spec/template/spec"),
-        "PodTemplate" => r.value.pointer("/template/spec"),
-        "CronJob" => r.value.pointer("/spec/jobTemplate/spec/template/spec"),
+        | "Rollout" => crate::process::at(&r.value, &["spec", "template", "spec"]),
+        "PodTemplate" => crate::process::at(&r.value, &["template", "spec"]),
+        "CronJob" => crate::process::at(
+            &r.value,
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+        ),
         "Pod" => r.value.get("spec"),
         _ => None,
     }

@@ -33,8 +33,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
         .filter_map(|r| {
             Some((
                 r,
-                r.value
-                    .pointer("/spec/template/metadata/labels")?
+                crate::process::at(&r.value, &["spec", "template", "metadata", "labels"])?
                     .as_object()?,
             ))
         })
@@ -43,11 +42,9 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
         .iter()
         .filter(|h| h.id.kind == "HorizontalPodAutoscaler")
         .filter_map(|h| {
-            let kind = h.value.pointer("/spec/scaleTargetRef/kind")?.as_str()?;
-            let name = h.value.pointer("/spec/scaleTargetRef/name")?.as_str()?;
-            let min = h
-                .value
-                .pointer("/spec/minReplicas")
+            let kind = crate::process::at(&h.value, &["spec", "scaleTargetRef", "kind"])?.as_str()?;
+            let name = crate::process::at(&h.value, &["spec", "scaleTargetRef", "name"])?.as_str()?;
+            let min = crate::process::at(&h.value, &["spec", "minReplicas"])
                 .and_then(Json::as_u64)
                 .unwrap_or(1);
             Some(((h.id.namespace.as_str(), kind, name), min))
@@ -70,9 +67,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
         .iter()
         .filter(|r| r.id.kind == "PodDisruptionBudget")
     {
-        let Some(selector) = pdb
-            .value
-            .pointer("/spec/selector/matchLabels")
+        let Some(selector) = crate::process::at(&pdb.value, &["spec", "selector", "matchLabels"])
             .and_then(Json::as_object)
         else {
             continue;
@@ -98,8 +93,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
                 ))
                 .copied()
                 .unwrap_or_else(|| {
-                    w.value
-                        .pointer("/spec/replicas")
+                    crate::process::at(&w.value, &["spec", "replicas"])
                         .and_then(Json::as_u64)
                         .unwrap_or(1)
                 });
