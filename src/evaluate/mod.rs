@@ -245,6 +245,8 @@ impl Templates {
             });
             if fresh {
                 counts.cached += 1;
+                // A hit's state is not needed again.
+                units[i].input = UnitInput::default();
                 outputs[i] = Some(UnitOutput {
                     items: Vec::new(),
                     values,
