@@ -128,10 +128,53 @@ pub fn load_yaml(
     path: &str,
     sensitivity: Sensitivity,
 ) -> Result<Option<Input>, Vec<Diagnostic>> {
-    let (file, text) = match read_text(repo, sources, path) {
-        Ok(Some(read)) => read,
-        Ok(None) => return Ok(None),
-        Err(d) => {
+    load_yaml_files(repo, sources, &[(path, sensitivity)])
+        .pop()
+        .unwrap_or(Ok(None))
+}
+
+/// [`load_yaml`] of several files: read and registered in order, parsed
+/// side by side (the small ones would otherwise leave cores idle), then
+/// checked and masked in order.
+pub fn load_yaml_files(
+    repo: &dyn RepoFiles,
+    sources: &mut Sources,
+    files: &[(&str, Sensitivity)],
+) -> Vec<Result<Option<Input>, Vec<Diagnostic>>> {
+    let read: Vec<_> = files
+        .iter()
+        .map(|&(path, sensitivity)| read_text(repo, sources, path).map(|r| (r, sensitivity)))
+        .collect();
+    let parsed = crate::parallel::map(&read, read.len(), |r| match r {
+        Ok((Some((file, text)), sensitivity)) => Some(yaml::parse_with_aliases(
+            text,
+            *file,
+            *sensitivity != Sensitivity::Plain,
+        )),
+        _ => None,
+    });
+    files
+        .iter()
+        .zip(read)
+        .zip(parsed)
+        .map(|((&(path, sensitivity), read), parsed)| {
+            finish_yaml(sources, path, sensitivity, read.map(|(r, _)| r), parsed)
+        })
+        .collect()
+}
+
+/// The part of [`load_yaml`] after parsing: masking, secrets, checks.
+fn finish_yaml(
+    sources: &mut Sources,
+    path: &str,
+    sensitivity: Sensitivity,
+    read: Result<Option<(FileId, std::sync::Arc<str>)>, Diagnostic>,
+    parsed: Option<Result<(Node, Vec<yaml::AliasUse>), Vec<Diagnostic>>>,
+) -> Result<Option<Input>, Vec<Diagnostic>> {
+    let (file, parsed) = match (read, parsed) {
+        (Ok(Some((file, _))), Some(parsed)) => (file, parsed),
+        (Ok(_), _) => return Ok(None),
+        (Err(d), _) => {
             if sensitivity != Sensitivity::Plain {
                 if let Some(file) = sources.find(path) {
                     sources.mask_unparsed(file);
@@ -140,8 +183,7 @@ pub fn load_yaml(
             return Err(vec![d]);
         }
     };
-    let sensitive = sensitivity != Sensitivity::Plain;
-    let (root, aliases) = match yaml::parse_with_aliases(&text, file, sensitive) {
+    let (root, aliases) = match parsed {
         Ok(parsed) => parsed,
         Err(d) => {
             if sensitivity != Sensitivity::Plain {
@@ -207,13 +249,22 @@ pub fn load_repo(
     // Secret values first, so that whatever is loaded after them (a copy
     // pasted into a policy, a schema) is scrubbed from every message. An
     // env file's own problems are reported when its environment resolves.
-    for name in repo.list_files("") {
-        if name.starts_with("env-") && is_input_file(&name) {
-            let _ = load_yaml(repo, sources, &name, Sensitivity::TerraformOutputs);
-        }
-    }
-    let secrets = load_yaml(repo, sources, SECRETS_FILE, Sensitivity::SealedSecrets);
-    let controlcenter = match load_yaml(repo, sources, CONTROLCENTER_FILE, Sensitivity::Plain) {
+    // All are parsed side by side, and masked in this order.
+    let env_files: Vec<String> = repo
+        .list_files("")
+        .into_iter()
+        .filter(|name| name.starts_with("env-") && is_input_file(name))
+        .collect();
+    let mut files: Vec<(&str, Sensitivity)> = env_files
+        .iter()
+        .map(|name| (name.as_str(), Sensitivity::TerraformOutputs))
+        .collect();
+    files.push((SECRETS_FILE, Sensitivity::SealedSecrets));
+    files.push((CONTROLCENTER_FILE, Sensitivity::Plain));
+    let mut loaded = load_yaml_files(repo, sources, &files);
+    let controlcenter = loaded.pop().unwrap_or(Ok(None));
+    let secrets = loaded.pop().unwrap_or(Ok(None));
+    let controlcenter = match controlcenter {
         Ok(Some(i)) => Some(i),
         Ok(None) => {
             diags.push(
