@@ -182,6 +182,7 @@ impl Project {
             Err(d) => return Err(fail(sources, d)),
         };
         let loaded = start.elapsed();
+        let loaded_peak = peak_kib().filter(|_| std::env::var_os(TIMINGS_VAR).is_some());
         let validated = validate::repo(&inputs, &mut sources);
         let policies = rules::repo_policies::load(repo.as_ref(), &mut sources);
         let (schemas, policies) = match (validated, policies) {
@@ -216,7 +217,11 @@ impl Project {
             outputs: None,
             env_file: None,
         };
-        project.timings.record("load", loaded);
+        project.timings.stages.push(StageTiming {
+            stage: "load",
+            took: loaded,
+            peak_kib: loaded_peak,
+        });
         project.timings.record("validate", start.elapsed() - loaded);
         Ok(project)
     }
@@ -427,7 +432,9 @@ impl Project {
             templates: &rendered.files,
             repo_policies: &self.policies,
         };
-        let (resources, mut diagnostics) = process::process(
+        // Objects are checked as they are parsed, a share at a time; the
+        // checks that need the whole render run on it once it is made.
+        let processed = process::process(
             rendered.output,
             &process::ProcessOptions {
                 env: &resolved.state.env,
@@ -438,13 +445,17 @@ impl Project {
                 entry,
                 env_span: Some(resolved.env_span),
                 per_service: self.settings.evaluation == Evaluation::PerService,
+                workers: self.templates.workers,
             },
+            |objects| rules::check_objects(objects, &ctx),
         );
-        diagnostics.extend(rules::check_resources(Stage::Process, &resources, &ctx));
+        let (resources, mut diagnostics) = (processed.resources, processed.problems);
+        diagnostics.extend(rules::check_render(Stage::Process, &processed.kept, &ctx));
         self.timings.record("process", start.elapsed());
         let start = Instant::now();
         if diagnostics.is_empty() {
-            diagnostics.extend(rules::check_resources(Stage::Check, &resources, &ctx));
+            diagnostics.extend(processed.later);
+            diagnostics.extend(rules::check_render(Stage::Check, &processed.kept, &ctx));
         }
         self.timings.record("check", start.elapsed());
         if diagnostics.is_empty() {

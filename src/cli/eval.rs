@@ -208,6 +208,7 @@ pub(super) fn run(cli: &Cli, args: &EvalArgs) -> i32 {
         secrets: sources.secrets().clone(),
         trace: true,
         keep_text: true,
+        parse_values: true,
     };
     match engine::evaluate(job) {
         Ok(done) => cli.output().stdout(&(done.json + "\n")),

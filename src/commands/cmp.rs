@@ -132,7 +132,8 @@ pub fn parameter(vars: &BTreeMap<String, String>, name: &str) -> Option<String> 
 /// it makes every commit change every resource.
 pub fn annotate_revision(resources: &mut [Resource], revision: &str) {
     for r in resources {
-        if let Some(meta) = r.value.get_mut("metadata").and_then(Json::as_object_mut) {
+        let mut value = r.value();
+        if let Some(meta) = value.get_mut("metadata").and_then(Json::as_object_mut) {
             let annotations = meta
                 .entry("annotations")
                 .or_insert_with(|| Json::Object(Default::default()));
@@ -142,6 +143,7 @@ pub fn annotate_revision(resources: &mut [Resource], revision: &str) {
                     Json::String(revision.to_owned()),
                 );
             }
+            r.set_value(&value);
         }
     }
 }

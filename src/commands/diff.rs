@@ -152,17 +152,19 @@ fn remove_pointer(value: &mut Json, pointer: &str) {
 }
 
 fn prepared(r: &Resource, opts: &DiffOptions) -> Resource {
-    let mut r = r.clone();
-    redact(&mut r.value);
+    let mut value = r.value();
+    redact(&mut value);
     if !opts.secrets.is_empty() {
-        opts.secrets.redact_json(&mut r.value, &hashed);
+        opts.secrets.redact_json(&mut value, &hashed);
     }
     for p in &opts.ignore {
-        remove_pointer(&mut r.value, p);
+        remove_pointer(&mut value, p);
     }
     if opts.ignore_namespace {
-        remove_pointer(&mut r.value, "/metadata/namespace");
+        remove_pointer(&mut value, "/metadata/namespace");
     }
+    let mut r = r.clone();
+    r.set_value(&value);
     r
 }
 
@@ -188,7 +190,7 @@ pub fn diff(old: &[Resource], new: &[Resource], opts: &DiffOptions) -> DiffRepor
             new_by.get(&k).map(|r| prepared(r, opts)),
         );
         let (kind, id) = match (&a, &b) {
-            (Some(x), Some(y)) if x.value == y.value => {
+            (Some(x), Some(y)) if x.json() == y.json() => {
                 unchanged += 1;
                 continue;
             }
@@ -243,15 +245,10 @@ pub fn diff(old: &[Resource], new: &[Resource], opts: &DiffOptions) -> DiffRepor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::ResourceId;
     use serde_json::json;
 
     fn res(v: Json) -> Resource {
-        Resource {
-            id: ResourceId::of(&v).unwrap(),
-            value: v,
-            origin: String::new(),
-        }
+        Resource::of_value(&v).unwrap()
     }
 
     #[test]

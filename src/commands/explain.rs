@@ -88,7 +88,8 @@ pub fn explain(
     let (resolved, _) = project.resolve_with(env, placeholders)?;
     let resources = project.render_resolved(&resolved)?;
     let (resource, field) = find(&resources, target)?;
-    let leaves: Vec<(Vec<PathStep>, Json)> = leaves(&resource.value)
+    let object = resource.value();
+    let leaves: Vec<(Vec<PathStep>, Json)> = leaves(&object)
         .into_iter()
         .filter(|(p, _)| p.starts_with(&field))
         .collect();
@@ -98,11 +99,8 @@ pub fn explain(
 
     // Which unit made the object: its service's, by name, else the
     // environment's.
-    let label = crate::process::at(
-        &resource.value,
-        &["metadata", "labels", "app.kubernetes.io/name"],
-    )
-    .and_then(Json::as_str);
+    let label = crate::process::at(&object, &["metadata", "labels", "app.kubernetes.io/name"])
+        .and_then(Json::as_str);
     let service = resolved
         .state
         .services
@@ -559,7 +557,7 @@ fn find<'r>(resources: &'r [Resource], target: &Target) -> Outcome<(&'r Resource
 
 fn no_such_field(resource: &Resource, field: &[PathStep]) -> Diagnostic {
     let wanted = display_path(field);
-    let closest = leaves(&resource.value)
+    let closest = leaves(&resource.value())
         .into_iter()
         .map(|(p, _)| display_path(&p))
         .map(|p| (strsim::jaro_winkler(&p, &wanted), p))

@@ -45,11 +45,12 @@ pub enum Format {
 /// `1e3`, `1.10`, `~`) are quoted.
 pub fn yaml_document(r: &Resource) -> String {
     // serde_json::Value maps are BTreeMaps: keys come out sorted.
-    match serde_saphyr::to_string(&r.value) {
+    let value = r.value();
+    match serde_saphyr::to_string(&value) {
         Ok(s) => s,
         // Serializing a JSON value cannot fail in practice; fall back to
         // JSON, which is valid YAML, rather than lose the resource.
-        Err(_) => serde_json::to_string_pretty(&r.value).unwrap_or_default() + "\n",
+        Err(_) => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
     }
 }
 
@@ -69,21 +70,20 @@ fn yaml_entry(out: &mut String, r: &Resource) {
 }
 
 fn json_line(out: &mut String, r: &Resource) {
-    out.push_str(&serde_json::to_string(&r.value).unwrap_or_default());
+    out.push_str(r.json());
     out.push('\n');
 }
 
 /// Writes the resources in `format` to `out` as they are serialized, so
-/// the text of a large render is never held whole. JSON is written by one
-/// thread straight into the buffer (extra threads would each take fresh
-/// memory for less than they save); YAML, several times dearer to make,
-/// a round at a time on every core.
+/// the text of a large render is never held whole. JSON is each resource's
+/// text as held; YAML, made from the parsed object, a round at a time on
+/// every core.
 pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     match format {
         Format::Json => {
             for r in resources {
-                serde_json::to_writer(&mut out, &r.value)?;
+                out.write_all(r.json().as_bytes())?;
                 out.write_all(b"\n")?;
             }
         }

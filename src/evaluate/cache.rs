@@ -523,23 +523,38 @@ fn read_index(
 /// break in an item or a path). The checksum covers the key: an index that
 /// points a key at another unit's entry is caught.
 pub fn encode_entry(key: &str, entry: &Entry) -> Option<Vec<u8>> {
-    encode(key, entry).map(String::into_bytes)
+    encode_unit(key, entry.array, &entry.depends, &entry.items)
 }
 
-fn encode(key: &str, entry: &Entry) -> Option<String> {
+/// [`encode_entry`] of an entry's parts, borrowed.
+pub fn encode_unit(
+    key: &str,
+    array: bool,
+    depends: &[(String, String)],
+    items: &[String],
+) -> Option<Vec<u8>> {
+    encode(key, array, depends, items).map(String::into_bytes)
+}
+
+fn encode(
+    key: &str,
+    array: bool,
+    depends: &[(String, String)],
+    items: &[String],
+) -> Option<String> {
     if key.contains(['\n', ' ']) {
         return None;
     }
     let mut body = format!("key {key}\n");
-    body.push_str(if entry.array { "array\n" } else { "value\n" });
-    body.push_str(&format!("depends {}\n", entry.depends.len()));
-    for (path, d) in &entry.depends {
+    body.push_str(if array { "array\n" } else { "value\n" });
+    body.push_str(&format!("depends {}\n", depends.len()));
+    for (path, d) in depends {
         if path.contains('\n') || d.contains(['\n', ' ']) {
             return None;
         }
         body.push_str(&format!("{d} {path}\n"));
     }
-    for item in &entry.items {
+    for item in items {
         // Compact JSON never holds a raw line break; anything else is not
         // an engine output and is not stored.
         if item.contains('\n') {

@@ -73,6 +73,10 @@ pub struct EvalJob {
     /// Whether unit outputs keep their JSON text next to the parsed values
     /// (to be cached); without it the text is dropped on the worker.
     pub keep_text: bool,
+    /// Whether unit outputs are parsed on the worker. A render takes the
+    /// text alone: its objects are parsed a share at a time as they are
+    /// checked, never all at once.
+    pub parse_values: bool,
 }
 
 /// `std.trace` lines a process prints at most, unless told otherwise.
@@ -523,7 +527,8 @@ pub struct UnitInput {
 pub struct UnitOutput {
     /// Compact JSON texts; empty when the job does not keep them.
     pub items: Vec<String>,
-    /// The same, parsed (on the worker, so parsing runs in parallel).
+    /// The same, parsed (on the worker, so parsing runs in parallel);
+    /// empty when the job does not parse them.
     pub values: Vec<Json>,
     /// Whether the value was an array.
     pub array: bool,
@@ -775,8 +780,14 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> b
             if Instant::now() >= job.deadline {
                 break;
             }
-            let result = evaluate_unit(&session, &unit, &mut shared, &queue.budget)
-                .map_err(|e| session.failure(&e));
+            let result = evaluate_unit(
+                &session,
+                &unit,
+                &mut shared,
+                &queue.budget,
+                job.parse_values,
+            )
+            .map_err(|e| session.failure(&e));
             drop(unit);
             // A failure says nothing of how much it made: left to the
             // next collection.
@@ -806,6 +817,7 @@ fn evaluate_unit(
     unit: &UnitInput,
     shared: &mut Option<(usize, SharedFields)>,
     budget: &OutputBudget,
+    parse_values: bool,
 ) -> jrsonnet_evaluator::Result<UnitOutput> {
     let entry = session.entry()?;
     let state = unit_state(unit, shared);
@@ -827,8 +839,13 @@ fn evaluate_unit(
     };
     let Val::Arr(items) = &val else {
         let text = val.manifest(JsonFormat::cli(0))?;
+        let values = if parse_values {
+            vec![parse(&text)?]
+        } else {
+            Vec::new()
+        };
         return Ok(UnitOutput {
-            values: vec![parse(&text)?],
+            values,
             items: vec![take(text)?],
             array: false,
         });
@@ -845,7 +862,9 @@ fn evaluate_unit(
         }
         let item = items.get(i)?.unwrap_or(Val::Null);
         let text = item.manifest(JsonFormat::cli(0))?;
-        values.push(parse(&text)?);
+        if parse_values {
+            values.push(parse(&text)?);
+        }
         out.push(take(text)?);
     }
     Ok(UnitOutput {

@@ -152,9 +152,10 @@ pub struct OutputsSource {
 
 /// What the templates made of one environment.
 pub struct Rendered {
-    /// Every value the templates returned, with where it sits in the
-    /// output (`[3]`, or `""` for a non-array result), in output order.
-    pub output: Vec<(String, Json)>,
+    /// Every value the templates returned, as compact JSON, with where it
+    /// sits in the output (`[3]`, or `""` for a non-array result), in
+    /// output order.
+    pub output: Vec<(String, String)>,
     /// Every Jsonnet file the render loaded, registered for snippets.
     pub files: Vec<(FileId, Arc<str>)>,
     /// Units evaluated, and units taken from the cache.
@@ -219,14 +220,7 @@ impl Templates {
             .map(|c| c.open(&wanted));
         let looked_up = crate::parallel::map(&keys, self.workers, |key| {
             let entry = packs.as_ref()?.get(key.as_ref()?)?;
-            // An entry that does not parse is a miss, evaluated again.
-            let values = entry
-                .items
-                .iter()
-                .map(|item| serde_json::from_str(item))
-                .collect::<Result<Vec<Json>, _>>()
-                .ok()?;
-            Some((entry.depends, entry.array, values))
+            Some((entry.depends, entry.array, entry.items))
         });
         if let Some(packs) = &packs {
             packs.touch_used();
@@ -234,7 +228,7 @@ impl Templates {
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
-            let Some((depends, array, values)) = found else {
+            let Some((depends, array, items)) = found else {
                 continue;
             };
             let fresh = depends.iter().all(|(path, d)| {
@@ -248,8 +242,8 @@ impl Templates {
                 // A hit's state is not needed again.
                 units[i].input = UnitInput::default();
                 outputs[i] = Some(UnitOutput {
-                    items: Vec::new(),
-                    values,
+                    items,
+                    values: Vec::new(),
                     array,
                 });
             }
@@ -261,7 +255,10 @@ impl Templates {
             let mut job = self
                 .job(&secrets, true)
                 .map_err(|f| vec![diagnose(f, sources)])?;
-            job.keep_text = cache.is_some() && digest.is_some();
+            // Outputs stay text until process parses them a share at a
+            // time: a render never holds every object parsed at once.
+            job.keep_text = true;
+            job.parse_values = false;
             // The inputs go to the workers, which drop each once used: the
             // state is not held twice while the outputs pile up.
             let inputs = misses
@@ -330,28 +327,15 @@ impl Templates {
                     })
                     .collect();
                 // One pack of what was evaluated, each output encoded as the
-                // pack is written and its text dropped once stored. Hits
-                // stay in their packs (older packs are carried forward, not
-                // dropped).
-                let evaluated: Vec<(usize, bool, Vec<String>)> = misses
-                    .iter()
-                    .filter_map(|&i| {
-                        let out = outputs[i].as_mut()?;
-                        Some((i, out.array, std::mem::take(&mut out.items)))
-                    })
-                    .collect();
-                let pack = evaluated.into_iter().filter_map(|(i, array, items)| {
-                    let key = keys[i].clone()?;
-                    if items.iter().any(|item| secrets.found_in(item)) {
+                // pack is written. Hits stay in their packs (older packs are
+                // carried forward, not dropped).
+                let pack = misses.iter().filter_map(|&i| {
+                    let (key, out) = (keys[i].as_ref()?, outputs[i].as_ref()?);
+                    if out.items.iter().any(|item| secrets.found_in(item)) {
                         return None;
                     }
-                    let entry = cache::Entry {
-                        array,
-                        depends: depends.clone(),
-                        items,
-                    };
-                    let bytes = cache::encode_entry(&key, &entry)?;
-                    Some((key, bytes))
+                    let bytes = cache::encode_unit(key, out.array, &depends, &out.items)?;
+                    Some((key.clone(), bytes))
                 });
                 cache.write_pack(pack);
             }
@@ -363,7 +347,7 @@ impl Templates {
         let mut index = 0;
         for out in outputs {
             let Some(out) = out else { continue };
-            for value in out.values {
+            for item in out.items {
                 let path = if out.array {
                     format!("[{index}]")
                 } else {
@@ -372,11 +356,13 @@ impl Templates {
                 index += 1;
                 if plan.evaluation == Evaluation::Environment
                     && plan.services.is_some()
-                    && !of_selected_service(&value, &resolved.state, plan.services)
+                    && !serde_json::from_str(&item).is_ok_and(|value| {
+                        of_selected_service(&value, &resolved.state, plan.services)
+                    })
                 {
                     continue;
                 }
-                output.push((path, value));
+                output.push((path, item));
             }
         }
         let files = files
@@ -606,6 +592,7 @@ impl Templates {
             secrets: secrets.clone(),
             trace,
             keep_text: true,
+            parse_values: true,
         })
     }
 

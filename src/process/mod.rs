@@ -20,9 +20,66 @@ pub use identity::{ResourceId, ResourceKey};
 /// Label Argo CD sets on everything it tracks.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
-/// One rendered Kubernetes object.
+/// One object of the render, checked, held as compact JSON (keys sorted):
+/// a render of thousands of services keeps each object as its text, a
+/// tenth of its parsed size, and parses it again only to emit it.
 #[derive(Clone, Debug)]
 pub struct Resource {
+    /// Identity.
+    pub id: ResourceId,
+    /// Where it was found in the template output (`[3]`, `.web.items[0]`).
+    pub origin: String,
+    json: Box<str>,
+}
+
+impl Resource {
+    /// The resource of an object: its value as compact JSON.
+    pub fn new(id: ResourceId, value: &Json, origin: String) -> Self {
+        Resource {
+            id,
+            origin,
+            json: serde_json::to_string(value)
+                .unwrap_or_default()
+                .into_boxed_str(),
+        }
+    }
+
+    /// The resource of a value with an identity, for tests and tools.
+    pub fn of_value(value: &Json) -> Option<Self> {
+        Some(Resource::new(ResourceId::of(value)?, value, String::new()))
+    }
+
+    /// The object as compact JSON, keys sorted.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The object, parsed. Its text was made from a value: it parses.
+    pub fn value(&self) -> Json {
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    /// Replaces the object (its identity is kept).
+    pub fn set_value(&mut self, value: &Json) {
+        self.json = serde_json::to_string(value)
+            .unwrap_or_default()
+            .into_boxed_str();
+    }
+
+    /// The object parsed, with its identity and origin, for the rules.
+    pub fn to_object(&self) -> Object {
+        Object {
+            id: self.id.clone(),
+            value: self.value(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+/// One object as the templates made it, parsed: what post-processing and
+/// the rules check, a share of the render at a time.
+#[derive(Clone, Debug)]
+pub struct Object {
     /// Identity.
     pub id: ResourceId,
     /// The object.
@@ -46,6 +103,8 @@ pub struct ProcessOptions<'a> {
     /// The entry point ran once per service and once for the environment
     /// (`settings.evaluation: per-service`).
     pub per_service: bool,
+    /// Threads to process on.
+    pub workers: usize,
 }
 
 /// The value at a path of object keys: [`Json::pointer`] without parsing
@@ -54,52 +113,134 @@ pub fn at<'a>(value: &'a Json, path: &[&str]) -> Option<&'a Json> {
     path.iter().try_fold(value, |v, key| v.get(key))
 }
 
-/// Extracts, checks and sorts the objects of a template result: each value
-/// with where it sits in the output (`[3]`; `""` for the whole result).
-/// Every object that could be extracted is returned, beside every problem
-/// found.
-pub fn process(
-    output: Vec<(String, Json)>,
-    opts: &ProcessOptions<'_>,
-) -> (Vec<Resource>, Vec<Diagnostic>) {
-    let mut found = Vec::with_capacity(output.len());
-    let mut diags = Vec::new();
-    for (path, value) in output {
-        extract(value, path, &mut found, &mut diags, opts);
-    }
-
-    let mut resources: Vec<Resource> = Vec::with_capacity(found.len());
-    let mut seen: HashMap<ResourceKey, usize> = HashMap::with_capacity(found.len());
-    for r in found {
-        let key = r.id.key();
-        if let Some(&first) = seen.get(&key) {
-            let other = &resources[first];
-            diags.push(locate(
-                Diagnostic::error(
-                    Code::DuplicateResource,
-                    format!(
-                        "{} is emitted twice (at {} and at {})",
-                        r.id.display(),
-                        other.origin,
-                        r.origin
-                    ),
-                )
-                .help(if opts.per_service {
-                    "each object must be unique by group, kind, namespace and name. The entry point runs once per service and once for the environment: return objects that belong to no service from the library's `extraManifests` (rendered once), or set `settings.evaluation: environment`"
-                } else {
-                    "each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"
-                }),
-                &r.value,
-                opts.service_spans,
-                opts.entry,
-            ));
+/// What a check reads of an object: the values at `paths` (where present),
+/// in an object of the same shape, and nothing else.
+pub fn pruned(value: &Json, paths: &[&[&str]]) -> Json {
+    let mut out = Json::Object(serde_json::Map::new());
+    for path in paths {
+        let (Some(found), Some((last, parents))) = (at(value, path), path.split_last()) else {
             continue;
+        };
+        let mut slot = &mut out;
+        for key in parents {
+            let Json::Object(map) = slot else { break };
+            slot = map
+                .entry((*key).to_owned())
+                .or_insert_with(|| Json::Object(serde_json::Map::new()));
         }
-        check(&r, &mut diags, opts);
-        seen.insert(key, resources.len());
-        resources.push(r);
+        if let Json::Object(map) = slot {
+            map.insert((*last).to_owned(), found.clone());
+        }
     }
-    if resources.is_empty() && !opts.allow_empty && diags.is_empty() {
+    out
+}
+
+/// What the checks run as objects are made found about some of them.
+#[derive(Default)]
+pub struct Findings {
+    /// Problems reported with post-processing's own.
+    pub problems: Vec<Diagnostic>,
+    /// Problems reported only when post-processing found none.
+    pub later: Vec<Diagnostic>,
+    /// What checks of the whole render will read of these objects (the
+    /// parts they read, not the objects whole).
+    pub kept: Vec<Resource>,
+}
+
+/// What post-processing made of a render.
+#[derive(Default)]
+pub struct Processed {
+    /// Every object that could be extracted, checked and sorted.
+    pub resources: Vec<Resource>,
+    /// Problems of the objects, and what the checks of `Stage::Process`
+    /// found.
+    pub problems: Vec<Diagnostic>,
+    /// What the checks run after post-processing found: reported only
+    /// when there are no `problems`.
+    pub later: Vec<Diagnostic>,
+    /// What the checks kept of the objects, for checks of the whole render.
+    pub kept: Vec<Resource>,
+}
+
+/// Extracts, checks and sorts the objects of a template result: each value
+/// as compact JSON with where it sits in the output (`[3]`; `""` for the
+/// whole result). Values are parsed and checked a share at a time on every
+/// worker, `check` running on each value's objects (its problems, and its
+/// later findings), and kept as text once checked: the render is never
+/// held parsed whole. Every object that could be extracted is returned,
+/// beside every problem found.
+pub fn process(
+    output: Vec<(String, String)>,
+    opts: &ProcessOptions<'_>,
+    check: impl Fn(&[Object]) -> Findings + Sync,
+) -> Processed {
+    let workers = if output.len() < PARALLEL_FROM {
+        1
+    } else {
+        opts.workers
+    };
+    // A few shares per worker, each made into one list: the bookkeeping of
+    // a render of many objects is not one allocation per value.
+    let per_share = output.len().div_ceil(workers * 4).max(1);
+    let mut shares: Vec<Vec<(String, String)>> = Vec::new();
+    let mut values = output.into_iter();
+    loop {
+        let share: Vec<(String, String)> = values.by_ref().take(per_share).collect();
+        if share.is_empty() {
+            break;
+        }
+        shares.push(share);
+    }
+    let shares = crate::parallel::map_owned(shares, workers, |share| {
+        let mut resources = Vec::with_capacity(share.len());
+        let mut findings = Findings::default();
+        for (path, text) in share {
+            process_value(path, text, opts, &check, &mut resources, &mut findings);
+        }
+        (resources, findings)
+    });
+    let mut processed = Processed {
+        resources: Vec::with_capacity(shares.iter().map(|(r, _)| r.len()).sum()),
+        ..Processed::default()
+    };
+    for (resources, findings) in shares {
+        processed.problems.extend(findings.problems);
+        processed.later.extend(findings.later);
+        processed.kept.extend(findings.kept);
+        processed.resources.extend(resources);
+    }
+    // The first of each identity stays; keys borrow, nothing is copied.
+    let mut repeated = Vec::new();
+    {
+        let all = &processed.resources;
+        let mut seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::with_capacity(all.len());
+        for (i, r) in all.iter().enumerate() {
+            let id = &r.id;
+            let key = (
+                id.group.as_str(),
+                id.kind.as_str(),
+                id.namespace.as_str(),
+                id.name.as_str(),
+            );
+            match seen.get(&key) {
+                Some(&first) => {
+                    processed.problems.push(duplicate(&all[first], r, opts));
+                    repeated.push(i);
+                }
+                None => {
+                    seen.insert(key, i);
+                }
+            }
+        }
+    }
+    if !repeated.is_empty() {
+        let mut i = 0;
+        processed.resources.retain(|_| {
+            i += 1;
+            repeated.binary_search(&(i - 1)).is_err()
+        });
+    }
+    if processed.resources.is_empty() && !opts.allow_empty && processed.problems.is_empty() {
         let mut d = Diagnostic::error(
             Code::EmptyRender,
             format!("environment `{}` renders no resources", opts.env),
@@ -107,7 +248,7 @@ pub fn process(
         if let Some(span) = opts.env_span {
             d = d.at(span, "this environment renders nothing");
         }
-        diags.push(
+        processed.problems.push(
             d
             .help(format!(
                 "an empty render makes Argo CD prune everything; if that is intended, add `{}` to settings.allow_empty_envs",
@@ -115,14 +256,85 @@ pub fn process(
             )),
         );
     }
-    identity::sort_in_output_order(&mut resources, |r| &r.id);
-    (resources, diags)
+    identity::sort_in_output_order(&mut processed.resources, |r| &r.id);
+    processed
+}
+
+/// Parses, extracts and checks one value of the template output, adding
+/// its objects (as text) and findings.
+fn process_value(
+    path: String,
+    text: String,
+    opts: &ProcessOptions<'_>,
+    check: &(impl Fn(&[Object]) -> Findings + Sync),
+    resources: &mut Vec<Resource>,
+    findings: &mut Findings,
+) {
+    let mut found = Vec::new();
+    let whole = display_origin(&path);
+    match serde_json::from_str::<Json>(&text) {
+        Ok(value) => extract(value, path, &mut found, &mut findings.problems, opts),
+        Err(e) => findings.problems.push(
+            Diagnostic::error(
+                Code::InvalidResource,
+                format!("the value at {whole} is not valid JSON: {e}"),
+            )
+            .help("the entry point must return an array (or object) of Kubernetes objects"),
+        ),
+    }
+    for object in &found {
+        check_object(object, &mut findings.problems, opts);
+    }
+    let checked = check(&found);
+    findings.problems.extend(checked.problems);
+    findings.later.extend(checked.later);
+    findings.kept.extend(checked.kept);
+    let first = resources.len();
+    resources.extend(
+        found
+            .into_iter()
+            .map(|o| Resource::new(o.id, &o.value, o.origin)),
+    );
+    // A value that is one object is usually written as it was made: its
+    // text is kept rather than a copy (the render's objects are not held
+    // twice while they are processed).
+    if let [r] = &mut resources[first..] {
+        if r.origin == whole && *r.json == *text {
+            r.json = text.into_boxed_str();
+        }
+    }
+}
+
+/// Values under which one thread processes them all.
+const PARALLEL_FROM: usize = 256;
+
+/// `again` repeats the identity of `first`.
+fn duplicate(first: &Resource, again: &Resource, opts: &ProcessOptions<'_>) -> Diagnostic {
+    locate(
+        Diagnostic::error(
+            Code::DuplicateResource,
+            format!(
+                "{} is emitted twice (at {} and at {})",
+                again.id.display(),
+                first.origin,
+                again.origin
+            ),
+        )
+        .help(if opts.per_service {
+            "each object must be unique by group, kind, namespace and name. The entry point runs once per service and once for the environment: return objects that belong to no service from the library's `extraManifests` (rendered once), or set `settings.evaluation: environment`"
+        } else {
+            "each object must be unique by group, kind, namespace and name; rename one or drop the duplicate template"
+        }),
+        &again.value(),
+        opts.service_spans,
+        opts.entry,
+    )
 }
 
 fn extract(
     value: Json,
     path: String,
-    out: &mut Vec<Resource>,
+    out: &mut Vec<Object>,
     diags: &mut Vec<Diagnostic>,
     opts: &ProcessOptions<'_>,
 ) {
@@ -150,7 +362,7 @@ fn extract(
                 let value = Json::Object(map);
                 match ResourceId::of(&value) {
                     Some(id) if !id.name.is_empty() && !id.kind.is_empty() && !id.api_version.is_empty() => {
-                        out.push(Resource {
+                        out.push(Object {
                             id,
                             value,
                             origin: display_origin(&path),
@@ -233,7 +445,7 @@ fn identity_problem(id: &ResourceId) -> Option<String> {
         .map(|form| format!("its name `{}` is not {form}", names::clip(&id.name)))
 }
 
-fn check(r: &Resource, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
+fn check_object(r: &Object, diags: &mut Vec<Diagnostic>, opts: &ProcessOptions<'_>) {
     if let Some(problem) = identity_problem(&r.id) {
         diags.push(locate(
             Diagnostic::error(
@@ -311,8 +523,8 @@ mod tests {
 
     fn run(v: Json) -> Result<Vec<Resource>, Vec<Diagnostic>> {
         let spans = BTreeMap::new();
-        let (resources, diags) = process(
-            vec![(String::new(), v)],
+        let processed = process(
+            vec![(String::new(), v.to_string())],
             &ProcessOptions {
                 env: "dev",
                 allow_empty: false,
@@ -320,12 +532,14 @@ mod tests {
                 entry: None,
                 env_span: None,
                 per_service: false,
+                workers: 2,
             },
+            |_| Default::default(),
         );
-        if diags.is_empty() {
-            Ok(resources)
+        if processed.problems.is_empty() {
+            Ok(processed.resources)
         } else {
-            Err(diags)
+            Err(processed.problems)
         }
     }
 

@@ -2,9 +2,9 @@
 
 use serde_json::Value as Json;
 
-use super::{containers, pod_spec, violation, Doc, RenderContext, Rule, Stage};
+use super::{Check, containers, pod_spec, violation, Doc, RenderContext, Rule, Stage};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::process::Resource;
+use crate::process::Object;
 
 /// The rule.
 pub const RULE: Rule = Rule {
@@ -18,10 +18,10 @@ pub const RULE: Rule = Rule {
         fix: "Set `memory_min` and `memory_max` on the service, or once under `defaults`.",
     },
     on_tag_image: None,
-    on_resources: Some((Stage::Check, check)),
+    on_resources: Some((Stage::Check, Check::Each(check))),
 };
 
-fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+fn check(resources: &[Object], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for r in resources {
         let Some(spec) = pod_spec(r) else { continue };

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Span};
 use crate::evaluate::blame::locate;
-use crate::process::Resource;
+use crate::process::{Findings, Object, Resource};
 use crate::settings::Settings;
 
 /// Declares the built-in rules: one module each, registered in order.
@@ -58,6 +58,35 @@ impl Stage {
         }
     }
 }
+
+/// A rule's check of rendered objects, by what it needs to see at once.
+#[derive(Clone, Copy)]
+pub enum Check {
+    /// Each object alone: it runs on the objects of each template value
+    /// as they are made, on every worker.
+    Each(fn(&[Object], &RenderContext<'_>) -> Vec<Diagnostic>),
+    /// Every object of some kinds of the whole render, once it is made.
+    Render {
+        /// The kinds it reads.
+        kinds: &'static [&'static str],
+        /// The paths it reads: of each object, only what is there (and
+        /// its name, namespace and labels, to locate problems) is kept, as
+        /// compact JSON, for the check to parse one at a time.
+        paths: &'static [&'static [&'static str]],
+        /// The check.
+        check: fn(&[Resource], &RenderContext<'_>) -> Vec<Diagnostic>,
+    },
+}
+
+/// What every check of the whole render may read of an object.
+const LOCATING: [&[&str]; 3] = [
+    &["metadata", "name"],
+    &["metadata", "namespace"],
+    &["metadata", "labels"],
+];
+
+/// A check of rendered objects.
+pub type ObjectCheck = fn(&[Object], &RenderContext<'_>) -> Vec<Diagnostic>;
 
 /// A rule's documentation, as ruff writes it.
 pub struct Doc {
@@ -115,11 +144,9 @@ pub struct Rule {
     pub doc: Doc,
     /// Its check of an image from tags.yaml ([`Stage::Resolve`]).
     pub on_tag_image: Option<fn(&TagImage<'_>) -> Option<Diagnostic>>,
-    /// Its check of the rendered objects, and the stage it runs at.
-    pub on_resources: Option<(
-        Stage,
-        fn(&[Resource], &RenderContext<'_>) -> Vec<Diagnostic>,
-    )>,
+    /// Its check of the rendered objects, the stage it runs at and what
+    /// it must see at once.
+    pub on_resources: Option<(Stage, Check)>,
 }
 
 impl Rule {
@@ -153,28 +180,83 @@ pub fn check_tag_image(
         .collect()
 }
 
-/// Runs every rule that is on and runs at `stage` against the rendered
-/// objects; at [`Stage::Check`] the repository's policies too.
-pub fn check_resources(
-    stage: Stage,
-    resources: &[Resource],
-    ctx: &RenderContext<'_>,
-) -> Vec<Diagnostic> {
-    type Check = fn(&[Resource], &RenderContext<'_>) -> Vec<Diagnostic>;
-    let mut checks: Vec<Check> = RULES
+/// The checks of rendered objects that are on, at `stage`.
+fn checks<'c>(stage: Stage, ctx: &'c RenderContext<'_>) -> impl Iterator<Item = Check> + 'c {
+    RULES
         .iter()
         .filter(|r| r.applies(ctx.settings, ctx.protected))
-        .filter_map(|r| r.on_resources.filter(|(s, _)| *s == stage))
+        .filter_map(move |r| r.on_resources.filter(|(s, _)| *s == stage))
         .map(|(_, check)| check)
-        .collect();
-    if stage == Stage::Check {
-        checks.push(repo_policies::check);
+}
+
+/// Runs every rule that is on and looks at each object alone against some
+/// objects of the render: what [`Stage::Process`] finds, and what
+/// [`Stage::Check`] finds (the repository's policies included); keeps what
+/// the rules of the whole render read of them.
+pub fn check_objects(objects: &[Object], ctx: &RenderContext<'_>) -> Findings {
+    if objects.is_empty() {
+        return Findings::default();
     }
-    // The rules run side by side, their findings kept in rule order.
-    crate::parallel::map(&checks, checks.len(), |check| check(resources, ctx))
+    let run = |stage| -> Vec<Diagnostic> {
+        checks(stage, ctx)
+            .flat_map(|check| match check {
+                Check::Each(check) => check(objects, ctx),
+                Check::Render { .. } => Vec::new(),
+            })
+            .collect()
+    };
+    let mut later = run(Stage::Check);
+    later.extend(repo_policies::check(objects, ctx));
+    let reads: Vec<(&[&str], &[&[&str]])> = [Stage::Process, Stage::Check]
         .into_iter()
-        .flatten()
-        .collect()
+        .flat_map(|stage| checks(stage, ctx))
+        .filter_map(|check| match check {
+            Check::Render { kinds, paths, .. } => Some((kinds, paths)),
+            Check::Each(_) => None,
+        })
+        .collect();
+    let kept = objects
+        .iter()
+        .filter_map(|o| {
+            let mut paths: Vec<&[&str]> = LOCATING.to_vec();
+            for (kinds, read) in &reads {
+                if kinds.contains(&o.id.kind.as_str()) {
+                    paths.extend(read.iter().copied());
+                }
+            }
+            (paths.len() > LOCATING.len()).then(|| {
+                let value = crate::process::pruned(&o.value, &paths);
+                Resource::new(o.id.clone(), &value, o.origin.clone())
+            })
+        })
+        .collect();
+    Findings {
+        problems: run(Stage::Process),
+        later,
+        kept,
+    }
+}
+
+/// Runs every rule that is on, runs at `stage` and must see the whole
+/// render against what [`check_objects`] kept for it.
+pub fn check_render(stage: Stage, kept: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for check in checks(stage, ctx) {
+        let Check::Render { kinds, check, .. } = check else {
+            continue;
+        };
+        if kept.iter().all(|r| kinds.contains(&r.id.kind.as_str())) {
+            diags.extend(check(kept, ctx));
+        } else {
+            let read: Vec<Resource> = kept
+                .iter()
+                .filter(|r| kinds.contains(&r.id.kind.as_str()))
+                .cloned()
+                .collect();
+            diags.extend(check(&read, ctx));
+        }
+    }
+    diags
 }
 
 /// A policy violation about a rendered object, located at the service it
@@ -182,7 +264,7 @@ pub fn check_resources(
 pub fn violation(
     policy: &str,
     message: String,
-    r: &Resource,
+    r: &Object,
     ctx: &RenderContext<'_>,
     defined_at: Option<Span>,
     note: String,
@@ -199,7 +281,7 @@ pub fn violation(
 }
 
 /// The pod spec of a workload: every kind that runs containers.
-pub fn pod_spec(r: &Resource) -> Option<&Json> {
+pub fn pod_spec(r: &Object) -> Option<&Json> {
     match r.id.kind.as_str() {
         "Deployment"
         | "StatefulSet"

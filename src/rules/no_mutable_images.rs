@@ -5,11 +5,11 @@
 
 use serde_json::Value as Json;
 
-use super::{containers, pod_spec, Doc, RenderContext, Rule, Stage, TagImage};
+use super::{Check, containers, pod_spec, Doc, RenderContext, Rule, Stage, TagImage};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::evaluate::blame::locate;
 use crate::image::ImageRef;
-use crate::process::Resource;
+use crate::process::Object;
 use crate::names::clip;
 
 /// The rule.
@@ -24,7 +24,7 @@ pub const RULE: Rule = Rule {
         fix: "Pin a version tag or a digest (`registry.example.com/api:1.2.0`, `…@sha256:…`) in tags.yaml or the template.",
     },
     on_tag_image: Some(tag_image),
-    on_resources: Some((Stage::Check, rendered)),
+    on_resources: Some((Stage::Check, Check::Each(rendered))),
 };
 
 fn tag_image(image: &TagImage<'_>) -> Option<Diagnostic> {
@@ -45,7 +45,7 @@ fn tag_image(image: &TagImage<'_>) -> Option<Diagnostic> {
     )
 }
 
-fn rendered(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+fn rendered(resources: &[Object], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for r in resources {
         let Some(spec) = pod_spec(r) else { continue };

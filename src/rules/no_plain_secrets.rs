@@ -1,9 +1,9 @@
 //! `no-plain-secrets`: no plain `Secret` is emitted.
 
-use super::{Doc, RenderContext, Rule, Stage};
+use super::{Check, Doc, RenderContext, Rule, Stage};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::evaluate::blame::locate;
-use crate::process::Resource;
+use crate::process::Object;
 
 /// The rule.
 pub const RULE: Rule = Rule {
@@ -17,10 +17,10 @@ pub const RULE: Rule = Rule {
         fix: "Use a SealedSecret (`secrets.yaml`) or an ExternalSecret (the service's `secrets:` knob).",
     },
     on_tag_image: None,
-    on_resources: Some((Stage::Process, check)),
+    on_resources: Some((Stage::Process, Check::Each(check))),
 };
 
-fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+fn check(resources: &[Object], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     resources
         .iter()
         .filter(|r| r.id.kind == "Secret" && r.id.group.is_empty())

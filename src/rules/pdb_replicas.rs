@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value as Json;
 
-use super::{violation, Doc, RenderContext, Rule, Stage};
+use super::{violation, Check, Doc, RenderContext, Rule, Stage};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::process::Resource;
+use crate::process::{at, Resource};
 
 /// The rule.
 pub const RULE: Rule = Rule {
@@ -21,40 +21,78 @@ pub const RULE: Rule = Rule {
         fix: "Run 2 or more replicas (or `autoscaling.min_replicas: 2`), or drop the disruption budget.",
     },
     on_tag_image: None,
-    on_resources: Some((Stage::Check, check)),
+    on_resources: Some((
+        Stage::Check,
+        Check::Render {
+            kinds: &[
+                "PodDisruptionBudget",
+                "Deployment",
+                "StatefulSet",
+                "HorizontalPodAutoscaler",
+            ],
+            paths: &[
+                &["spec", "selector", "matchLabels"],
+                &["spec", "template", "metadata", "labels"],
+                &["spec", "replicas"],
+                &["spec", "scaleTargetRef", "kind"],
+                &["spec", "scaleTargetRef", "name"],
+                &["spec", "minReplicas"],
+            ],
+            check,
+        },
+    )),
 };
 
+/// Labels as read from an object: few, so a list.
+type Labels = Vec<(String, Json)>;
+
+fn labels(value: &Json, path: &[&str]) -> Option<Labels> {
+    let map = at(value, path)?.as_object()?;
+    Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
-    // Computed once: every workload's pod labels, and every HPA's minimum
-    // by target (a PDB per service makes the naive scan quadratic).
-    let workloads: Vec<(&Resource, &serde_json::Map<String, Json>)> = resources
-        .iter()
-        .filter(|r| matches!(r.id.kind.as_str(), "Deployment" | "StatefulSet"))
-        .filter_map(|r| {
-            Some((
-                r,
-                crate::process::at(&r.value, &["spec", "template", "metadata", "labels"])?
-                    .as_object()?,
-            ))
-        })
-        .collect();
-    let hpa_min: BTreeMap<(&str, &str, &str), u64> = resources
-        .iter()
-        .filter(|h| h.id.kind == "HorizontalPodAutoscaler")
-        .filter_map(|h| {
-            let kind = crate::process::at(&h.value, &["spec", "scaleTargetRef", "kind"])?.as_str()?;
-            let name = crate::process::at(&h.value, &["spec", "scaleTargetRef", "name"])?.as_str()?;
-            let min = crate::process::at(&h.value, &["spec", "minReplicas"])
-                .and_then(Json::as_u64)
-                .unwrap_or(1);
-            Some(((h.id.namespace.as_str(), kind, name), min))
-        })
-        .collect();
+    // Each object is read once, into what the rule needs of it: every
+    // workload's pod labels and replicas, every HPA's minimum by target,
+    // every PDB's selector.
+    let mut workloads: Vec<(&Resource, Labels, Option<u64>)> = Vec::new();
+    let mut hpa_min: BTreeMap<(&str, String, String), u64> = BTreeMap::new();
+    let mut pdbs: Vec<(&Resource, Labels)> = Vec::new();
+    for r in resources {
+        let value = r.value();
+        match r.id.kind.as_str() {
+            "Deployment" | "StatefulSet" => {
+                if let Some(l) = labels(&value, &["spec", "template", "metadata", "labels"]) {
+                    let replicas = at(&value, &["spec", "replicas"]).and_then(Json::as_u64);
+                    workloads.push((r, l, replicas));
+                }
+            }
+            "HorizontalPodAutoscaler" => {
+                let target = |field| {
+                    at(&value, &["spec", "scaleTargetRef", field])
+                        .and_then(Json::as_str)
+                        .map(str::to_owned)
+                };
+                if let (Some(kind), Some(name)) = (target("kind"), target("name")) {
+                    let min = at(&value, &["spec", "minReplicas"])
+                        .and_then(Json::as_u64)
+                        .unwrap_or(1);
+                    hpa_min.insert((r.id.namespace.as_str(), kind, name), min);
+                }
+            }
+            "PodDisruptionBudget" => {
+                if let Some(selector) = labels(&value, &["spec", "selector", "matchLabels"]) {
+                    pdbs.push((r, selector));
+                }
+            }
+            _ => {}
+        }
+    }
     // Workloads by (namespace, pod label): a PDB per service would make a
     // scan of every workload per PDB quadratic.
     let mut by_label: HashMap<(&str, &str, &Json), Vec<usize>> = HashMap::new();
-    for (i, (w, labels)) in workloads.iter().enumerate() {
-        for (k, v) in labels.iter() {
+    for (i, (w, labels, _)) in workloads.iter().enumerate() {
+        for (k, v) in labels {
             by_label
                 .entry((w.id.namespace.as_str(), k.as_str(), v))
                 .or_default()
@@ -63,40 +101,31 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     }
     let all: Vec<usize> = (0..workloads.len()).collect();
     let mut diags = Vec::new();
-    for pdb in resources
-        .iter()
-        .filter(|r| r.id.kind == "PodDisruptionBudget")
-    {
-        let Some(selector) = crate::process::at(&pdb.value, &["spec", "selector", "matchLabels"])
-            .and_then(Json::as_object)
-        else {
-            continue;
-        };
+    for (pdb, selector) in &pdbs {
         // Only workloads carrying the selector's first label can match.
-        let candidates: &[usize] = match selector.iter().next() {
+        let candidates: &[usize] = match selector.first() {
             Some((k, v)) => by_label
                 .get(&(pdb.id.namespace.as_str(), k.as_str(), v))
                 .map_or(&[], Vec::as_slice),
             None => &all,
         };
-        for (w, labels) in candidates.iter().map(|i| &workloads[*i]) {
+        for (w, labels, replicas) in candidates.iter().map(|i| &workloads[*i]) {
             if w.id.namespace != pdb.id.namespace
-                || !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                || !selector
+                    .iter()
+                    .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
             {
                 continue;
             }
+            let key = (
+                w.id.namespace.as_str(),
+                w.id.kind.clone(),
+                w.id.name.clone(),
+            );
             let replicas = hpa_min
-                .get(&(
-                    w.id.namespace.as_str(),
-                    w.id.kind.as_str(),
-                    w.id.name.as_str(),
-                ))
+                .get(&key)
                 .copied()
-                .unwrap_or_else(|| {
-                    crate::process::at(&w.value, &["spec", "replicas"])
-                        .and_then(Json::as_u64)
-                        .unwrap_or(1)
-                });
+                .unwrap_or_else(|| replicas.unwrap_or(1));
             if replicas < 2 {
                 diags.push(violation(
                     RULE.id,
@@ -106,7 +135,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
                         pdb.id.display(),
                         ctx.env
                     ),
-                    w,
+                    &w.to_object(),
                     ctx,
                     None,
                     "a disruption budget over a single pod blocks every node drain, or gives no protection".to_owned(),

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use super::{violation, RenderContext};
 use crate::diagnostics::{Code, Diagnostic, Sources, Span};
 use crate::load::{load_yaml, Sensitivity};
-use crate::process::Resource;
+use crate::process::Object;
 use crate::repo::RepoFiles;
 
 /// Directory of the repository's own policies.
@@ -123,7 +123,7 @@ pub fn load(
 }
 
 /// Checks every repository policy that is on against the rendered objects.
-pub fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+pub fn check(resources: &[Object], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for policy in ctx.repo_policies {
         if !ctx.settings.policy_on(&policy.name)
