@@ -136,28 +136,6 @@ impl Node {
             ),
         }
     }
-
-    /// [`Node::to_json`], the entries of a top-level mapping converted on
-    /// every core (a few large sections get a thread each).
-    pub fn to_json_in_parallel(&self) -> serde_json::Value {
-        let Value::Map(entries) = &self.value else {
-            return self.to_json();
-        };
-        let cores = crate::parallel::cores();
-        let workers = if entries.len() <= 4 * cores {
-            entries.len()
-        } else {
-            cores
-        };
-        let values = crate::parallel::map(entries, workers, |e| e.value.to_json());
-        serde_json::Value::Object(
-            entries
-                .iter()
-                .zip(values)
-                .map(|(e, v)| (e.key.clone(), v))
-                .collect(),
-        )
-    }
 }
 
 /// Splits a JSON pointer into unescaped tokens.
@@ -1255,19 +1233,5 @@ mod parallel_tests {
             }
         }
         assert!(joined >= 6, "only {joined} example files were cut");
-    }
-
-    #[test]
-    fn json_of_a_document_is_the_same_built_in_parallel() {
-        let examples = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/controlcenter-examples/platform"
-        );
-        for name in ["controlcenter.yaml", "tags.yaml", "secrets.yaml"] {
-            let text = std::fs::read_to_string(format!("{examples}/{name}")).unwrap();
-            let file = Sources::default().add(name, text.as_str());
-            let root = parse(&text, file).unwrap();
-            assert_eq!(root.to_json_in_parallel(), root.to_json(), "{name}");
-        }
     }
 }

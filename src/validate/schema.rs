@@ -73,6 +73,9 @@ pub struct SchemaSet {
     extra_service_fields: BTreeSet<String>,
     /// Service fields whose values are secret (`writeOnly: true`).
     secret_service_fields: BTreeSet<String>,
+    /// Whether controlcenter.yaml may be validated a few entries of a
+    /// section at a time (see [`sections_split`]).
+    split_sections: bool,
 }
 
 impl SchemaSet {
@@ -133,7 +136,9 @@ impl SchemaSet {
         }
         let mut known_fields = BTreeSet::new();
         collect_property_names(&controlcenter, &mut known_fields);
+        let split_sections = sections_split(&controlcenter);
         Ok(SchemaSet {
+            split_sections,
             controlcenter: compile(&controlcenter)?,
             tags: compile(&serde_json::from_str(TAGS_SCHEMA).map_err(|e| e.to_string())?)?,
             env: compile(&serde_json::from_str(ENV_SCHEMA).map_err(|e| e.to_string())?)?,
@@ -164,18 +169,17 @@ impl SchemaSet {
             InputKind::Env => &self.env,
             InputKind::Secrets => &self.secrets,
         };
-        let instance = root.to_json_in_parallel();
-        let diags = if validator.is_valid(&instance) {
-            Vec::new()
-        } else {
-            validator
-                .iter_errors(&instance)
-                .flat_map(|e| self.diagnose(&e, root))
-                .collect()
-        };
-        // Freeing a large document takes a while: beside the render.
-        std::thread::spawn(move || drop(instance));
-        diags
+        if kind == InputKind::ControlCenter
+            && self.split_sections
+            && valid_in_parts(validator, root)
+        {
+            return Vec::new();
+        }
+        let instance = root.to_json();
+        validator
+            .iter_errors(&instance)
+            .flat_map(|e| self.diagnose(&e, root))
+            .collect()
     }
 
     /// One violation as located diagnostics (values never quoted).
@@ -302,6 +306,71 @@ impl SchemaSet {
 }
 
 /// Whether a schema says `writeOnly: true` anywhere inside it.
+/// Keywords that judge each entry of an object apart from the others: an
+/// object they alone constrain is valid exactly when every part of it is.
+const PER_ENTRY_KEYWORDS: &[&str] = &[
+    "$schema",
+    "$id",
+    "$defs",
+    "$comment",
+    "title",
+    "description",
+    "type",
+    "properties",
+    "additionalProperties",
+    "patternProperties",
+];
+
+/// Whether the document root and an environment section are constrained
+/// entry by entry, so that controlcenter.yaml is valid exactly when every
+/// section is, and a section when every part of its entries is.
+fn sections_split(schema: &Json) -> bool {
+    let per_entry = |s: Option<&Json>| {
+        s.and_then(Json::as_object)
+            .is_some_and(|o| o.keys().all(|k| PER_ENTRY_KEYWORDS.contains(&k.as_str())))
+    };
+    per_entry(Some(schema)) && per_entry(schema.pointer("/$defs/env_section"))
+}
+
+/// Entries of a section validated together.
+const ENTRIES_PER_PART: usize = 256;
+
+/// Validates controlcenter.yaml a part at a time on every core: each
+/// section's entries in runs, each run a document of its own, so a
+/// document of tens of thousands of services is never converted whole.
+/// `settings` is validated whole.
+fn valid_in_parts(validator: &Validator, root: &Node) -> bool {
+    let Some(sections) = root.as_map() else {
+        return validator.is_valid(&root.to_json());
+    };
+    let mut parts: Vec<(&str, &Node, std::ops::Range<usize>)> = Vec::new();
+    for e in sections {
+        match e.value.as_map() {
+            Some(entries) if e.key != "settings" && entries.len() > ENTRIES_PER_PART => {
+                for start in (0..entries.len()).step_by(ENTRIES_PER_PART) {
+                    let end = (start + ENTRIES_PER_PART).min(entries.len());
+                    parts.push((&e.key, &e.value, start..end));
+                }
+            }
+            _ => parts.push((&e.key, &e.value, 0..usize::MAX)),
+        }
+    }
+    let valid = crate::parallel::map(&parts, crate::parallel::cores(), |(key, node, range)| {
+        let value = match node.as_map() {
+            Some(entries) if range.end != usize::MAX => Json::Object(
+                entries[range.clone()]
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+            _ => node.to_json(),
+        };
+        let part = Json::Object([((*key).to_owned(), value)].into_iter().collect());
+        validator.is_valid(&part)
+    });
+    valid.into_iter().all(|v| v)
+}
+
 pub fn declares_write_only(schema: &Json) -> bool {
     match schema {
         Json::Object(map) => {
@@ -477,5 +546,56 @@ mod tests {
             .is_empty());
         let clash = serde_json::json!({"properties": {"replicas": {"type": "string"}}});
         assert!(SchemaSet::new(Some(&clash)).is_err());
+    }
+
+    #[test]
+    fn controlcenter_yaml_is_judged_entry_by_entry() {
+        // Validating in parts is exact only while the root and a section
+        // constrain each entry apart from the others.
+        let set = SchemaSet::new(None).unwrap();
+        assert!(set.split_sections);
+        let extension = serde_json::json!({"properties": {"team": {"type": "string"}}});
+        assert!(SchemaSet::new(Some(&extension)).unwrap().split_sections);
+        let mut schema: Json = serde_json::from_str(CONTROLCENTER_SCHEMA).unwrap();
+        schema["$defs"]["env_section"]["required"] = serde_json::json!(["namespace"]);
+        assert!(!sections_split(&schema));
+    }
+
+    #[test]
+    fn a_document_in_parts_is_valid_exactly_when_whole() {
+        let services = |n: usize, bad: Option<usize>| {
+            (0..n)
+                .map(|i| {
+                    let replicas = if Some(i) == bad { "many" } else { "2" };
+                    format!("  svc_{i}:\n    git_rev: v1\n    replicas: {replicas}\n")
+                })
+                .collect::<String>()
+        };
+        let set = SchemaSet::new(None).unwrap();
+        let docs = [
+            format!("settings:\n  part_of: x\ndev:\n{}", services(600, None)),
+            format!("dev:\n{}", services(600, Some(0))),
+            format!("dev:\n{}", services(600, Some(300))),
+            format!("dev:\n{}", services(600, Some(599))),
+            format!("dev:\n  namespace: Not_A_Label\n{}", services(600, None)),
+            format!("settings:\n  nope: 1\ndev:\n{}", services(600, None)),
+            format!("dev: 3\nprod:\n{}", services(300, None)),
+        ];
+        for (i, text) in docs.iter().enumerate() {
+            let mut sources = Sources::default();
+            let root = yaml::parse(text, sources.add("x.yaml", text.as_str())).unwrap();
+            let whole = set.controlcenter.is_valid(&root.to_json());
+            assert_eq!(
+                valid_in_parts(&set.controlcenter, &root),
+                whole,
+                "document {i}"
+            );
+            assert_eq!(
+                set.check(InputKind::ControlCenter, &root).is_empty(),
+                whole,
+                "document {i}"
+            );
+            assert_eq!(whole, i == 0, "document {i}");
+        }
     }
 }
