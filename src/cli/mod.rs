@@ -69,9 +69,9 @@ pub struct Cli {
     #[arg(long, global = true, default_value_t = 500, value_name = "FRAMES")]
     pub max_stack: usize,
     /// Stop with an error when the command's resident memory passes this
-    /// many MiB.
-    #[arg(long, global = true, env = "CONTROLCENTER_MAX_MEMORY", default_value_t = watchdog::DEFAULT_MAX_MEMORY_MIB, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..))]
-    pub max_memory: u64,
+    /// many MiB [default: 640, plus 16 per MiB of input YAML].
+    #[arg(long, global = true, env = "CONTROLCENTER_MAX_MEMORY", value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..))]
+    pub max_memory: Option<u64>,
     /// Show at most this many problems (all are still counted).
     #[arg(long, global = true, default_value_t = 200, value_name = "N")]
     pub max_errors: usize,
@@ -162,21 +162,17 @@ pub enum Command {
 pub fn run(cli: Cli) -> i32 {
     // The command's deadline starts now; its memory is watched from now.
     let _ = cli.limits();
-    let over = Diagnostic::error(
-        crate::diagnostics::Code::MemoryLimit,
-        format!(
-            "the command used more than {} MiB of memory and was stopped",
-            cli.max_memory
-        ),
-    )
-    .help("look for a template that multiplies objects or strings; raise --max-memory (or CONTROLCENTER_MAX_MEMORY) only if the repository really needs it");
     let out = cli.output();
-    let report = out.format(&Sources::default(), vec![over]);
-    watchdog::start(
-        cli.max_memory,
-        report,
-        out.problems_to_stdout && out.format != ErrorFormat::Human && !out.plugin,
-    );
+    let to_stdout = out.problems_to_stdout && out.format != ErrorFormat::Human && !out.plugin;
+    let report = move |limit: u64| {
+        let over = Diagnostic::error(
+            crate::diagnostics::Code::MemoryLimit,
+            format!("the command used more than {limit} MiB of memory and was stopped"),
+        )
+        .help("look for a template that multiplies objects or strings; raise --max-memory (or CONTROLCENTER_MAX_MEMORY) only if the repository really needs it");
+        out.format(&Sources::default(), vec![over])
+    };
+    watchdog::start(cli.max_memory, report, to_stdout);
     match &cli.command {
         Command::Render(a) => render::run(&cli, a),
         Command::Validate(a) => validate::run(&cli, a),

@@ -8,26 +8,41 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-/// Default `--max-memory`, in MiB.
+/// Default `--max-memory`, in MiB, before the allowance for input.
 pub const DEFAULT_MAX_MEMORY_MIB: u64 = 640;
+
+/// Without `--max-memory`, the bound grows by this many MiB per MiB of
+/// input YAML read: a repository of 20,000 services (27 MB of YAML) holds
+/// its parsed inputs, its state and its objects at once; a template that
+/// multiplies objects still stops near the default.
+pub const MIB_PER_INPUT_MIB: u64 = 16;
+
+/// The bound in MiB: `asked`, else the default and the input's allowance.
+pub fn limit_mib(asked: Option<u64>) -> u64 {
+    asked.unwrap_or_else(|| {
+        DEFAULT_MAX_MEMORY_MIB + MIB_PER_INPUT_MIB * crate::load::input_bytes_read() / (1 << 20)
+    })
+}
 
 /// How often resident memory is read.
 const POLL: Duration = Duration::from_millis(5);
 
-/// Starts watching; when resident memory passes `limit_mib`, removes any
-/// `--out-dir` staging directory, prints `report` (to stdout when
+/// Starts watching; when resident memory passes the bound (`asked`, else
+/// the default grown by the input read so far), removes any `--out-dir`
+/// staging directory, prints `report` of the bound passed (to stdout when
 /// `to_stdout`) and exits 1. Does nothing where /proc is not available.
-pub fn start(limit_mib: u64, report: String, to_stdout: bool) {
+pub fn start(asked: Option<u64>, report: impl Fn(u64) -> String + Send + 'static, to_stdout: bool) {
     if resident_kib().is_none() {
         return;
     }
-    let limit_kib = limit_mib.saturating_mul(1024);
     let _ = std::thread::Builder::new()
         .name("memory-watchdog".into())
         .stack_size(64 * 1024)
         .spawn(move || loop {
             std::thread::sleep(POLL);
-            if resident_kib().is_some_and(|kib| kib > limit_kib) {
+            let limit = limit_mib(asked);
+            if resident_kib().is_some_and(|kib| kib > limit.saturating_mul(1024)) {
+                let report = report(limit);
                 crate::emit::out_dir::interrupt_and_wait();
                 if to_stdout {
                     let _ = std::io::stdout().write_all(report.as_bytes());

@@ -62,13 +62,25 @@ impl RepoInputs {
 }
 
 /// Reads a file's text, registering it in `sources`. `Ok(None)` if absent.
+/// Bytes of input files read by this process so far.
+static INPUT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of input files (YAML) this process has read: what the memory a
+/// command needs grows with.
+pub fn input_bytes_read() -> u64 {
+    INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn read_text(
     repo: &dyn RepoFiles,
     sources: &mut Sources,
     path: &str,
 ) -> Result<Option<(FileId, std::sync::Arc<str>)>, Diagnostic> {
     let bytes = match repo.read_real(path) {
-        Ok(Some((_, b))) => b,
+        Ok(Some((_, b))) => {
+            INPUT_BYTES.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            b
+        }
         Ok(None) => return Ok(None),
         Err(e) => {
             // Registered empty: the error names the file, and its snippet

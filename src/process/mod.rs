@@ -522,9 +522,18 @@ mod tests {
     use serde_json::json;
 
     fn run(v: Json) -> Result<Vec<Resource>, Vec<Diagnostic>> {
+        let processed = run_on(vec![(String::new(), v.to_string())], 2);
+        if processed.problems.is_empty() {
+            Ok(processed.resources)
+        } else {
+            Err(processed.problems)
+        }
+    }
+
+    fn run_on(output: Vec<(String, String)>, workers: usize) -> Processed {
         let spans = BTreeMap::new();
-        let processed = process(
-            vec![(String::new(), v.to_string())],
+        process(
+            output,
             &ProcessOptions {
                 env: "dev",
                 allow_empty: false,
@@ -532,15 +541,81 @@ mod tests {
                 entry: None,
                 env_span: None,
                 per_service: false,
-                workers: 2,
+                workers,
             },
-            |_| Default::default(),
-        );
-        if processed.problems.is_empty() {
-            Ok(processed.resources)
-        } else {
-            Err(processed.problems)
+            |objects| Findings {
+                later: objects
+                    .iter()
+                    .map(|o| Diagnostic::error(Code::PolicyViolation, o.origin.clone()))
+                    .collect(),
+                ..Findings::default()
+            },
+        )
+    }
+
+    #[test]
+    fn many_values_are_processed_in_shares_as_on_one_thread() {
+        // Enough values for shares on several threads; duplicates across
+        // shares, lists, a value that is not an object, and one whose
+        // text is not the compact form it is kept in.
+        let mut output: Vec<(String, String)> = (0..700)
+            .map(|i| {
+                (
+                    format!("[{i}]"),
+                    obj("ConfigMap", &format!("c{}", i % 650)).to_string(),
+                )
+            })
+            .collect();
+        output[10].1 = json!({"apiVersion": "v1", "kind": "List", "items": [obj("Service", "a"), obj("Service", "b")]}).to_string();
+        output[20].1 = "3".to_owned();
+        output[30].1 = serde_json::to_string_pretty(&obj("Secret", "pretty")).unwrap();
+        let one = run_on(output.clone(), 1);
+        for workers in [2, 3, 8] {
+            let many = run_on(output.clone(), workers);
+            let ids = |p: &Processed| -> Vec<(String, String, String)> {
+                p.resources
+                    .iter()
+                    .map(|r| (r.id.display(), r.origin.clone(), r.json().to_owned()))
+                    .collect()
+            };
+            assert_eq!(ids(&many), ids(&one), "{workers} workers");
+            let messages = |d: &[Diagnostic]| -> Vec<String> {
+                let mut m: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
+                m.sort();
+                m
+            };
+            assert_eq!(messages(&many.problems), messages(&one.problems));
+            assert_eq!(messages(&many.later), messages(&one.later));
         }
+        // Names 650.. repeat 0..50, but for the three values replaced;
+        // one value is not an object; the list holds two.
+        assert_eq!(one.problems.len(), 47 + 1, "{:?}", one.problems);
+        assert_eq!(one.resources.len(), 700 - 47 - 1 + 1);
+        assert_eq!(one.later.len(), one.resources.len() + 47);
+        let secret = one
+            .resources
+            .iter()
+            .find(|r| r.id.name == "pretty")
+            .unwrap();
+        assert_eq!(secret.json(), obj("Secret", "pretty").to_string());
+        assert_eq!(secret.value(), obj("Secret", "pretty"));
+    }
+
+    #[test]
+    fn pruning_keeps_only_the_paths_read() {
+        let v = json!({"kind": "Deployment", "metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": []}}}});
+        let kept = pruned(
+            &v,
+            &[
+                &["metadata", "name"],
+                &["spec", "replicas"],
+                &["spec", "selector"],
+            ],
+        );
+        assert_eq!(
+            kept,
+            json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}})
+        );
     }
 
     fn obj(kind: &str, name: &str) -> Json {
