@@ -32,16 +32,7 @@ pub fn map_owned<T: Send, R: Send>(
     if workers == 1 {
         return items.into_iter().map(f).collect();
     }
-    let share = items.len().div_ceil(workers);
-    let mut shares: Vec<Vec<T>> = Vec::with_capacity(workers);
-    let mut items = items.into_iter();
-    loop {
-        let next: Vec<T> = items.by_ref().take(share).collect();
-        if next.is_empty() {
-            break;
-        }
-        shares.push(next);
-    }
+    let shares = split_owned(items, workers);
     let f = &f;
     std::thread::scope(|s| {
         let handles: Vec<_> = shares
@@ -53,6 +44,22 @@ pub fn map_owned<T: Send, R: Send>(
             .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
+}
+
+/// `items` in `count` contiguous shares (fewer when there are fewer
+/// items), in order.
+pub fn split_owned<T>(items: Vec<T>, count: usize) -> Vec<Vec<T>> {
+    let share = items.len().div_ceil(count.max(1)).max(1);
+    let mut shares: Vec<Vec<T>> = Vec::with_capacity(count);
+    let mut items = items.into_iter();
+    loop {
+        let next: Vec<T> = items.by_ref().take(share).collect();
+        if next.is_empty() {
+            break;
+        }
+        shares.push(next);
+    }
+    shares
 }
 
 /// Threads the machine offers.
@@ -75,5 +82,9 @@ mod tests {
             assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
         }
         assert!(super::map_owned(Vec::<u8>::new(), 4, |_| 0).is_empty());
+        let shares = super::split_owned(items.clone(), 4);
+        assert_eq!(shares.len(), 4);
+        assert_eq!(shares.concat(), items);
+        assert!(super::split_owned(Vec::<u8>::new(), 4).is_empty());
     }
 }

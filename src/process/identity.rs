@@ -113,6 +113,11 @@ impl ResourceId {
         }
     }
 
+    /// [`ResourceId::key`] borrowed: (group, kind, namespace, name).
+    pub fn key_parts(&self) -> (&str, &str, &str, &str) {
+        (&self.group, &self.kind, &self.namespace, &self.name)
+    }
+
     /// Same object for Kubernetes (same [`ResourceId::key`]).
     pub fn same_object(&self, other: &Self) -> bool {
         self.key() == other.key()

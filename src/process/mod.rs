@@ -181,16 +181,7 @@ pub fn process(
     };
     // A few shares per worker, each made into one list: the bookkeeping of
     // a render of many objects is not one allocation per value.
-    let per_share = output.len().div_ceil(workers * 4).max(1);
-    let mut shares: Vec<Vec<(String, String)>> = Vec::new();
-    let mut values = output.into_iter();
-    loop {
-        let share: Vec<(String, String)> = values.by_ref().take(per_share).collect();
-        if share.is_empty() {
-            break;
-        }
-        shares.push(share);
-    }
+    let shares = crate::parallel::split_owned(output, workers * 4);
     let shares = crate::parallel::map_owned(shares, workers, |share| {
         let mut resources = Vec::with_capacity(share.len());
         let mut findings = Findings::default();
@@ -213,15 +204,9 @@ pub fn process(
     let mut repeated = Vec::new();
     {
         let all = &processed.resources;
-        let mut seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::with_capacity(all.len());
+        let mut seen: HashMap<_, usize> = HashMap::with_capacity(all.len());
         for (i, r) in all.iter().enumerate() {
-            let id = &r.id;
-            let key = (
-                id.group.as_str(),
-                id.kind.as_str(),
-                id.namespace.as_str(),
-                id.name.as_str(),
-            );
+            let key = r.id.key_parts();
             match seen.get(&key) {
                 Some(&first) => {
                     processed.problems.push(duplicate(&all[first], r, opts));
