@@ -364,6 +364,12 @@ impl Project {
             secret_fields: self.schemas.secret_service_fields(),
             env,
             default_namespace: self.default_namespace.as_deref(),
+            // A service's unit sees no other service: per service, a
+            // selection resolves only what it renders.
+            only: self
+                .services
+                .as_ref()
+                .filter(|_| self.settings.evaluation == Evaluation::PerService),
         })?;
         self.outputs = Some(source);
         self.env_file = Some(env_file);
@@ -472,6 +478,8 @@ impl Project {
         let missing = selected
             .iter()
             .find(|k| !known.contains_key(*k) && *k != ENVIRONMENT_OBJECTS)?;
+        // Every enabled service, resolved or not, can be suggested.
+        let known = known.keys().chain(&resolved.unresolved);
         let mut d = Diagnostic::error(
             Code::UnknownService,
             format!(
@@ -481,7 +489,6 @@ impl Project {
         )
         .at(resolved.env_span, "in this environment");
         let closest = known
-            .keys()
             .map(|k| (strsim::jaro_winkler(k, missing), k))
             .filter(|(score, _)| *score > 0.8)
             .max_by(|a, b| a.0.total_cmp(&b.0));

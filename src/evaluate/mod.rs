@@ -401,7 +401,7 @@ impl Templates {
             _ => None,
         };
         let other = match (&unit.service, plan.evaluation) {
-            (Some(own), Evaluation::PerService) => reads_other_service(&f, own, &resolved.state),
+            (Some(own), Evaluation::PerService) => reads_other_service(&f, own, resolved),
             _ => None,
         };
         let missing = plan.outputs.and_then(|o| {
@@ -742,10 +742,12 @@ fn of_selected_service(value: &Json, state: &State, selected: Option<&BTreeSet<S
 
 /// The other service a unit's failure reads, when it is a missing field
 /// named like one.
-fn reads_other_service(f: &EvalFailure, own: &str, state: &State) -> Option<String> {
-    state
+fn reads_other_service(f: &EvalFailure, own: &str, resolved: &ResolvedEnv) -> Option<String> {
+    resolved
+        .state
         .services
         .keys()
+        .chain(&resolved.unresolved)
         .filter(|k| k.as_str() != own)
         .find(|k| {
             f.message.contains(&format!("field does not exist: {k}"))

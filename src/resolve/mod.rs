@@ -33,6 +33,9 @@ pub struct ResolvedEnv {
     pub service_spans: BTreeMap<String, Span>,
     /// The environment's key in controlcenter.yaml.
     pub env_span: Span,
+    /// Keys of the enabled services a selection left unresolved (their
+    /// names were still checked for collisions).
+    pub unresolved: Vec<String>,
 }
 
 impl ResolvedEnv {
@@ -122,6 +125,9 @@ pub struct ResolveInput<'a> {
     /// Replaces the environment name as the namespace when the section
     /// sets none.
     pub default_namespace: Option<&'a str>,
+    /// Resolve only these services (`--service`): the others are only
+    /// named, for collisions. `None` for every service.
+    pub only: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 /// Resolves one environment into the state the library receives.
@@ -135,6 +141,7 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         secret_fields,
         env,
         default_namespace,
+        only,
     } = *input;
     let root = &inputs.controlcenter.root;
     let section = root
@@ -239,21 +246,31 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
     };
     let mut services = BTreeMap::new();
     let mut service_spans = BTreeMap::new();
+    let mut unresolved = Vec::new();
     let mut by_name: BTreeMap<String, (String, Span)> = BTreeMap::new();
     // Services resolve independently, on every core; collisions are
-    // found after, in file order.
+    // found after, in file order. A service a selection leaves out is
+    // only named: its name can still collide with a selected one's.
     let resolved = crate::parallel::map(&service_nodes, crate::parallel::cores(), |e| {
+        if only.is_some_and(|o| !o.contains(&e.key)) {
+            return Ok(services::enabled_name(&e.key, &e.value).map(Named::Only));
+        }
         services::resolve_service(&ctx, &e.key, e.key_span, &e.value)
+            .map(|s| s.map(|s| Named::Resolved(Box::new(s))))
     });
     for (e, result) in service_nodes.iter().zip(resolved) {
         match result {
             Ok(None) => {}
-            Ok(Some(svc)) => {
-                if let Some((other, other_span)) = by_name.get(&svc.name) {
+            Ok(Some(named)) => {
+                let name = match &named {
+                    Named::Only(name) => name,
+                    Named::Resolved(svc) => &svc.name,
+                };
+                if let Some((other, other_span)) = by_name.get(name) {
                     diags.push(
                         Diagnostic::error(
                             Code::NameCollision,
-                            format!("services `{other}` and `{}` both become `{}`", e.key, svc.name),
+                            format!("services `{other}` and `{}` both become `{name}`", e.key),
                         )
                         .at(e.key_span, "this service")
                         .related(*other_span, "collides with this one")
@@ -261,9 +278,14 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
                     );
                     continue;
                 }
-                by_name.insert(svc.name.clone(), (e.key.clone(), e.key_span));
-                service_spans.insert(e.key.clone(), e.key_span);
-                services.insert(e.key.clone(), svc);
+                by_name.insert(name.clone(), (e.key.clone(), e.key_span));
+                match named {
+                    Named::Only(_) => unresolved.push(e.key.clone()),
+                    Named::Resolved(svc) => {
+                        service_spans.insert(e.key.clone(), e.key_span);
+                        services.insert(e.key.clone(), *svc);
+                    }
+                }
             }
             Err(d) => diags.extend(d),
         }
@@ -306,7 +328,15 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         },
         service_spans,
         env_span: root.entry(env).map_or(root.span, |e| e.key_span),
+        unresolved,
     })
+}
+
+/// A service of the environment: resolved, or (left out by a selection)
+/// only named.
+enum Named {
+    Resolved(Box<ServiceState>),
+    Only(String),
 }
 
 fn insert_param(

@@ -102,6 +102,18 @@ struct ProbesKnob {
     initial_delay_seconds: Option<u32>,
 }
 
+/// The Kubernetes name of a service, unless it is disabled (or its key
+/// makes no name): what a service left out of a render still claims.
+pub fn enabled_name(key: &str, node: &Node) -> Option<String> {
+    if node
+        .get("enabled")
+        .is_some_and(|n| n.value == crate::load::yaml::Value::Bool(false))
+    {
+        return None;
+    }
+    names::dns_label(key)
+}
+
 /// Resolves one service; `Ok(None)` when it is disabled.
 pub fn resolve_service(
     ctx: &Context<'_>,

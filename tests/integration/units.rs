@@ -317,6 +317,15 @@ fn a_template_that_reads_another_service_fails_clearly_unless_the_environment_is
         "{stderr}"
     );
     insta::assert_snapshot!("reads-another-service", stderr);
+    // Selected alone, the service still learns that the field it lacks
+    // is another service's.
+    let out = render(repo.path(), "dev", None, &["--service", "service_rpps"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`service_common` is another service"),
+        "{stderr}"
+    );
 
     set_evaluation(repo.path(), "environment");
     let out = render(repo.path(), "dev", None, &[]);
@@ -375,6 +384,32 @@ fn service_selection_renders_that_service_only() {
         .map(|l| format!("{l}\n"))
         .collect();
     insta::assert_snapshot!("unknown-service", stderr);
+}
+
+#[test]
+fn a_selection_resolves_its_services_and_still_names_every_other() {
+    let repo = generated(3);
+    let cc_path = repo.path().join("controlcenter.yaml");
+    let cc = std::fs::read_to_string(&cc_path).unwrap();
+    // svc_0002 asks for a revision tags.yaml does not have.
+    let broken = cc.replace("git_rev: v2\n", "git_rev: v99\n");
+    std::fs::write(&cc_path, &broken).unwrap();
+    let one = render(repo.path(), "dev", None, &["--service", "svc_0001"]);
+    assert!(ok(&one).contains("name: svc-0001"));
+    let out = render(repo.path(), "dev", None, &["--service", "svc_0002"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("v99"));
+
+    // A service left out still claims its name: one that collides with
+    // the selected service is an error, not a silently shadowed object.
+    std::fs::write(&cc_path, format!("{cc}  svc-0001:\n    git_rev: v1\n")).unwrap();
+    let mut tags = std::fs::read_to_string(repo.path().join("tags.yaml")).unwrap();
+    tags.push_str("svc-0001:\n  v1: registry.example.com/svc:1\n");
+    std::fs::write(repo.path().join("tags.yaml"), tags).unwrap();
+    let out = render(repo.path(), "dev", None, &["--service", "svc_0001"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("both become `svc-0001`"), "{stderr}");
 }
 
 #[test]
