@@ -12,6 +12,32 @@ use crate::process::Resource;
 
 #[cfg(test)]
 mod tests {
+    /// Translating the held text gives what serializing the parsed value
+    /// gave, byte for byte, whatever the values.
+    #[test]
+    fn yaml_from_text_is_yaml_from_the_value() {
+        let objects = [
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#,
+            r#"{"a":[],"b":{},"c":[{}],"d":[[1,2],[]],"e":null,"f":true,"g":-0.0,"h":1e20,"i":18446744073709551615,"j":-9223372036854775808,"k":0.1,"l":1.5e-7}"#,
+            r##"{"s":["yes","on","0755","1e3","1.10","~","","  lead","trail ","a: b","- x","#c","multi\nline\n","tab\there","é ü 日本","null","True","0x1F",".inf","'q'","\"dq\"","{x}","[y]","*a","&b","!t","%d","@e","`f"]}"##,
+            r#"{"deep":{"a":{"b":{"c":[{"d":[{"e":"f"}]}]}}},"k":"v"}"#,
+        ];
+        // The identity is not part of the document.
+        let id = crate::process::ResourceId::of(
+            &serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}}),
+        )
+        .unwrap();
+        for text in objects {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            let resource = crate::process::Resource::new(id.clone(), &value, String::new());
+            assert_eq!(
+                super::yaml_document(&resource),
+                serde_saphyr::to_string(&value).unwrap(),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn placeholder_lines_are_marked_and_listed() {
         let values = vec![
@@ -44,13 +70,15 @@ pub enum Format {
 /// a YAML 1.1 reader would take for something else (`yes`, `on`, `0755`,
 /// `1e3`, `1.10`, `~`) are quoted.
 pub fn yaml_document(r: &Resource) -> String {
-    // serde_json::Value maps are BTreeMaps: keys come out sorted.
-    let value = r.value();
-    match serde_saphyr::to_string(&value) {
+    // The held text's keys are already sorted: it is translated as it is
+    // read, never parsed into a value first.
+    let mut json = serde_json::Deserializer::from_str(r.json());
+    match serde_saphyr::to_string(&serde_transcode::Transcoder::new(&mut json)) {
         Ok(s) => s,
-        // Serializing a JSON value cannot fail in practice; fall back to
-        // JSON, which is valid YAML, rather than lose the resource.
-        Err(_) => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+        // The text was made from a value, so this cannot fail in
+        // practice; fall back to JSON, which is valid YAML, rather than
+        // lose the resource.
+        Err(_) => serde_json::to_string_pretty(&r.value()).unwrap_or_default() + "\n",
     }
 }
 

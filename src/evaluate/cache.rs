@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// First word of every entry; changes whenever the entry format, or what
 /// the engine makes of the same input, does.
-const FORMAT: &str = "controlcenter-cache-3";
+const FORMAT: &str = "controlcenter-cache-4";
 
 /// First word of every pack; then where its index starts and its length,
 /// in bytes (20 digits each). The entries come before the index.

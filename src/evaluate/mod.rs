@@ -190,7 +190,10 @@ impl Templates {
         sources: &mut Sources,
         plan: Plan<'_>,
     ) -> Result<Rendered, Vec<Diagnostic>> {
-        let mut units = plan_units(&resolved.state, plan);
+        // Which units, and their keys: hashed from the state itself, so
+        // a hit builds no input (a warm render of thousands of units is
+        // mostly this).
+        let planned = planned_units(&resolved.state, plan);
         let secrets = sources.secrets().clone();
         let cache = self.cache.as_ref().filter(|_| plan.cache != CacheUse::Off);
         let digest =
@@ -198,22 +201,13 @@ impl Templates {
         let lib_dirs = self.lib.list_dirs("");
         let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
 
-        // Cache lookups; what misses is evaluated.
-        // The shared part of the state is hashed once, not once per unit.
-        let shared_digest = units.first().map(|u| {
-            crate::redact::exposed(|| {
-                cache::digest(&serde_json::to_vec(&*u.input.shared).unwrap_or_default())
-            })
-        });
-        // Keys, cache reads and parsing the cached objects run on the
-        // workers: a warm render of thousands of units is mostly this.
-        let keys: Vec<Option<String>> = crate::parallel::map(&units, self.workers, |u| {
-            let (d, shared) = (digest.as_ref()?, shared_digest.as_ref()?);
-            let own = crate::redact::exposed(|| {
-                serde_json::to_vec(&(shared, &*u.input.own, &u.input.withheld)).unwrap_or_default()
-            });
-            Some(cache::unit_key(d, &own))
-        });
+        let keys: Vec<Option<String>> = match &digest {
+            Some(d) => unit_keys(&resolved.state, plan.evaluation, &planned, d, self.workers)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => vec![None; planned.len()],
+        };
         let wanted: HashSet<&str> = keys.iter().flatten().map(String::as_str).collect();
         let packs = cache
             .filter(|_| plan.cache == CacheUse::ReadWrite && !wanted.is_empty())
@@ -225,7 +219,7 @@ impl Templates {
         if let Some(packs) = &packs {
             packs.touch_used();
         }
-        let mut outputs: Vec<Option<UnitOutput>> = vec![None; units.len()];
+        let mut outputs: Vec<Option<UnitOutput>> = vec![None; planned.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
             let Some((depends, array, items)) = found else {
@@ -239,8 +233,6 @@ impl Templates {
             });
             if fresh {
                 counts.cached += 1;
-                // A hit's state is not needed again.
-                units[i].input = UnitInput::default();
                 outputs[i] = Some(UnitOutput {
                     items,
                     values: Vec::new(),
@@ -248,7 +240,9 @@ impl Templates {
                 });
             }
         }
-        let misses: Vec<usize> = (0..units.len()).filter(|i| outputs[*i].is_none()).collect();
+        let misses: Vec<usize> = (0..planned.len())
+            .filter(|i| outputs[*i].is_none())
+            .collect();
         let mut files = Vec::new();
         if !misses.is_empty() {
             counts.evaluated = misses.len();
@@ -259,12 +253,27 @@ impl Templates {
             // time: a render never holds every object parsed at once.
             job.keep_text = true;
             job.parse_values = false;
-            // The inputs go to the workers, which drop each once used: the
-            // state is not held twice while the outputs pile up.
-            let inputs = misses
+            // Inputs are built for the misses alone, in the order planned,
+            // and go to the workers, which drop each once used: the state
+            // is not held twice while the outputs pile up.
+            let missed: BTreeSet<String> = misses
                 .iter()
-                .map(|i| std::mem::take(&mut units[*i].input))
+                .map(|&i| {
+                    planned[i]
+                        .clone()
+                        .unwrap_or_else(|| ENVIRONMENT_OBJECTS.to_owned())
+                })
                 .collect();
+            let inputs = plan_units(
+                &resolved.state,
+                Plan {
+                    services: Some(&missed),
+                    ..plan
+                },
+            )
+            .into_iter()
+            .map(|u| u.input)
+            .collect();
             let evaluated = engine::evaluate_units(job, inputs, self.workers);
             files = evaluated.files;
             let mut failed: Vec<(usize, EvalFailure)> = Vec::new();
@@ -274,10 +283,12 @@ impl Templates {
                     Err(f) => failed.push((i, f)),
                 }
             }
-            if !failed.is_empty() {
-                // Explaining a failure reads the unit's input again.
-                units = plan_units(&resolved.state, plan);
-            }
+            // Explaining a failure reads the units' inputs again.
+            let units = if failed.is_empty() {
+                Vec::new()
+            } else {
+                plan_units(&resolved.state, plan)
+            };
             // One mistake in a template fails every unit: say it once, and
             // blame a service only for what fails in some services alone.
             let mut failures: Vec<Diagnostic> = Vec::new();
@@ -645,6 +656,82 @@ fn environment_json(state: &State) -> serde_json::Map<String, Json> {
     })
 }
 
+/// The units [`plan_units`] makes, in its order, without their inputs:
+/// each one's service key (`None` for the environment-level unit, or the
+/// whole environment).
+fn planned_units(state: &State, plan: Plan<'_>) -> Vec<Option<String>> {
+    if plan.evaluation == Evaluation::Environment {
+        return vec![None];
+    }
+    let mut units: Vec<Option<String>> = state
+        .services
+        .keys()
+        .filter(|k| plan.services.is_none_or(|s| s.contains(*k)))
+        .map(|k| Some(k.clone()))
+        .collect();
+    if plan
+        .services
+        .is_none_or(|s| s.contains(ENVIRONMENT_OBJECTS))
+    {
+        units.push(None);
+    }
+    units
+}
+
+/// The cache key of each planned unit, under the templates' digest.
+fn unit_keys(
+    state: &State,
+    evaluation: Evaluation,
+    planned: &[Option<String>],
+    templates: &str,
+    workers: usize,
+) -> Vec<String> {
+    // The environment's part (Terraform outputs and all) is hashed once,
+    // not once per unit.
+    let shared = cache::digest(environment_key_part(state, evaluation).as_bytes());
+    crate::parallel::map(planned, workers, |service| {
+        let own = unit_key_part(state, evaluation, service.as_deref());
+        cache::unit_key(templates, &[shared.as_bytes(), &own].concat())
+    })
+}
+
+/// What every unit's key hashes of the state: the environment's part
+/// (per service), or the whole state (whole environment), as JSON text.
+/// Serialized from the state itself, secrets included (they are hashed).
+fn environment_key_part(state: &State, evaluation: Evaluation) -> String {
+    if evaluation == Evaluation::Environment {
+        return crate::redact::exposed(|| serde_json::to_string(state).unwrap_or_default());
+    }
+    // Listed field by field (no `..`), as in `environment_json`.
+    let State {
+        env,
+        namespace,
+        protected,
+        part_of,
+        params,
+        services: _,
+        sealed_secrets: _,
+        labels,
+    } = state;
+    crate::redact::exposed(|| {
+        serde_json::to_string(&(env, namespace, protected, part_of, params, labels))
+            .unwrap_or_default()
+    })
+}
+
+/// What one unit's key hashes of the state besides the environment's
+/// part: its service, or the SealedSecrets of the environment-level unit.
+fn unit_key_part(state: &State, evaluation: Evaluation, service: Option<&str>) -> Vec<u8> {
+    if evaluation == Evaluation::Environment {
+        return Vec::new();
+    }
+    crate::redact::exposed(|| match service {
+        Some(key) => serde_json::to_vec(&("service", key, state.services.get(key))),
+        None => serde_json::to_vec(&("environment", &state.sealed_secrets)),
+    })
+    .unwrap_or_default()
+}
+
 /// The units of a render. Per service: one per (selected) service, in key
 /// order, then the environment-level unit (unless services are selected).
 /// Whole environment: one unit with the full state.
@@ -899,6 +986,74 @@ pub fn diagnose(f: EvalFailure, sources: &mut Sources) -> Diagnostic {
 mod tests {
     use super::*;
     use crate::pipeline::{Project, RenderOptions};
+
+    /// A unit's key changes with what the unit sees, and only then.
+    #[test]
+    fn unit_keys_change_with_what_each_unit_sees() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/controlcenter-examples/platform"
+        );
+        let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
+        let mut project = Project::load(RenderOptions::new(Arc::new(repo)))
+            .unwrap_or_else(|_| panic!("the example loads"));
+        let state = project
+            .resolve("dev")
+            .unwrap_or_else(|_| panic!("the example resolves"))
+            .state;
+        let plan = Plan {
+            evaluation: Evaluation::PerService,
+            services: None,
+            cache: CacheUse::Off,
+            outputs: None,
+        };
+        let planned = planned_units(&state, plan);
+        let keys = |state: &State, evaluation| unit_keys(state, evaluation, &planned, "t", 2);
+        let base = keys(&state, Evaluation::PerService);
+        assert_eq!(base.len(), state.services.len() + 1);
+        assert_eq!(base.iter().collect::<HashSet<_>>().len(), base.len());
+        assert_eq!(keys(&state, Evaluation::PerService), base);
+
+        // One service's replicas: its unit alone.
+        let first = state.services.keys().next().cloned().unwrap();
+        let mut one = state.clone();
+        one.services.get_mut(&first).unwrap().replicas += 1;
+        let changed: Vec<bool> = keys(&one, Evaluation::PerService)
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| a != b)
+            .collect();
+        assert_eq!(changed.iter().filter(|c| **c).count(), 1);
+        assert!(changed[0]);
+
+        // An environment parameter: every unit. A SealedSecret: the
+        // environment's unit alone.
+        let mut env = state.clone();
+        env.params.insert("x".into(), Json::from(1));
+        assert!(keys(&env, Evaluation::PerService)
+            .iter()
+            .zip(&base)
+            .all(|(a, b)| a != b));
+        let mut sealed = state.clone();
+        let secret = sealed.sealed_secrets.values_mut().next().unwrap();
+        secret.encrypted_data.insert("k".into(), "v".into());
+        let changed: Vec<bool> = keys(&sealed, Evaluation::PerService)
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| a != b)
+            .collect();
+        assert_eq!(
+            changed,
+            (0..base.len())
+                .map(|i| i == base.len() - 1)
+                .collect::<Vec<_>>()
+        );
+
+        // Whole environment: one key, which any change moves.
+        let whole = |state: &State| unit_keys(state, Evaluation::Environment, &[None], "t", 1);
+        assert_ne!(whole(&state), whole(&one));
+        assert_ne!(whole(&state), whole(&sealed));
+    }
 
     /// A unit's input put back together is the whole state: no field of
     /// `State` is lost or added by splitting it into units.
