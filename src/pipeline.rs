@@ -97,6 +97,12 @@ pub struct Project {
     env_file: Option<crate::load::Input>,
 }
 
+/// Renders whose template output is larger than this (compact JSON) keep
+/// no records of what post-processing made of their units: holding every
+/// object's record and YAML document until the render is written would
+/// cost as much memory again (a 20,000-service render is about 110 MB).
+pub const RECORD_MAX_BYTES: usize = 64 << 20;
+
 /// Environment variable that makes `render` print its stage timings.
 pub const TIMINGS_VAR: &str = "CONTROLCENTER_TIMINGS";
 
@@ -409,6 +415,14 @@ impl Project {
         cache: CacheUse,
     ) -> Outcome<Vec<Resource>> {
         let placeholders = self.outputs.as_ref().is_some_and(|o| o.placeholders);
+        let protected = resolved.state.protected;
+        let verdicts = rules::verdicts(
+            &resolved.state.env,
+            protected,
+            &self.settings,
+            &self.policies,
+            &self.sources,
+        );
         let plan = Plan {
             evaluation: self.settings.evaluation,
             services: self.services.as_ref(),
@@ -416,9 +430,10 @@ impl Project {
             // hold a made-up value.
             cache: if placeholders { CacheUse::Off } else { cache },
             outputs: self.outputs.as_ref(),
+            verdicts: Some(&verdicts),
         };
         let start = Instant::now();
-        let rendered = self.templates.render(
+        let mut rendered = self.templates.render(
             resolved,
             &self.inputs.controlcenter.root,
             &mut self.sources,
@@ -438,10 +453,34 @@ impl Project {
             templates: &rendered.files,
             repo_policies: &self.policies,
         };
+        // A unit's values are taken from its record when it has one.
+        let bodies: Vec<Option<Arc<String>>> = rendered
+            .records
+            .iter_mut()
+            .map(|unit| unit.found.take().map(Arc::new))
+            .collect();
+        let decoded = crate::parallel::map(&bodies, self.templates.workers, |body| {
+            body.as_ref().and_then(process::record::decode)
+        });
+        let mut records: Vec<Option<Vec<process::CheckedObject>>> = Vec::new();
+        for (unit, found) in rendered.records.iter().zip(decoded) {
+            let Some(found) = found else {
+                continue;
+            };
+            if found.len() == unit.values.len() {
+                records.resize(unit.values.end, None);
+                for (slot, record) in records[unit.values.clone()].iter_mut().zip(found) {
+                    *slot = Some(record);
+                }
+            }
+        }
+        let output_bytes: usize = rendered.output.iter().map(|(_, t)| t.len()).sum();
+        let keep_records = !rendered.records.is_empty() && output_bytes <= RECORD_MAX_BYTES;
         // Objects are checked as they are parsed, a share at a time; the
         // checks that need the whole render run on it once it is made.
         let processed = process::process(
             rendered.output,
+            records,
             &process::ProcessOptions {
                 env: &resolved.state.env,
                 // A selection of services renders what they have, maybe nothing.
@@ -452,6 +491,10 @@ impl Project {
                 env_span: Some(resolved.env_span),
                 per_service: self.settings.evaluation == Evaluation::PerService,
                 workers: self.templates.workers,
+                records: keep_records,
+                // Records hold each object's YAML document (made once,
+                // then taken from the cache).
+                yaml: keep_records,
             },
             |objects| rules::check_objects(objects, &ctx),
         );
@@ -464,10 +507,43 @@ impl Project {
             diagnostics.extend(rules::check_render(Stage::Check, &processed.kept, &ctx));
         }
         self.timings.record("check", start.elapsed());
-        if diagnostics.is_empty() {
-            Ok(resources)
-        } else {
-            Err(diagnostics)
+        if !diagnostics.is_empty() {
+            return Err(diagnostics);
+        }
+        self.store_records(&rendered.records, &processed.records);
+        Ok(resources)
+    }
+
+    /// Stores the records of the units of a clean render that had none,
+    /// each once every value of its unit has one.
+    fn store_records(
+        &self,
+        units: &[crate::evaluate::UnitRecord],
+        made: &[Option<Vec<process::CheckedObject>>],
+    ) {
+        let Some(cache) = &self.templates.cache else {
+            return;
+        };
+        let mut pack = units
+            .iter()
+            .filter_map(|unit| {
+                let values: Vec<&[process::CheckedObject]> = made
+                    .get(unit.values.clone())?
+                    .iter()
+                    .map(|r| r.as_deref())
+                    .collect::<Option<_>>()?;
+                let record = crate::evaluate::cache::Record {
+                    array: unit.array,
+                    depends: unit.depends.clone(),
+                    values: unit.values.len(),
+                    body: String::from_utf8(process::record::encode(&values)).ok()?,
+                };
+                let bytes = crate::evaluate::cache::encode_record(&unit.key, &record)?;
+                Some((unit.key.clone(), bytes))
+            })
+            .peekable();
+        if pack.peek().is_some() {
+            cache.write_pack(pack);
         }
     }
 

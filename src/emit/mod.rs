@@ -70,6 +70,9 @@ pub enum Format {
 /// a YAML 1.1 reader would take for something else (`yes`, `on`, `0755`,
 /// `1e3`, `1.10`, `~`) are quoted.
 pub fn yaml_document(r: &Resource) -> String {
+    if let Some(yaml) = r.yaml() {
+        return yaml.to_owned();
+    }
     // The held text's keys are already sorted: it is translated as it is
     // read, never parsed into a value first.
     let mut json = serde_json::Deserializer::from_str(r.json());
@@ -79,6 +82,14 @@ pub fn yaml_document(r: &Resource) -> String {
         // practice; fall back to JSON, which is valid YAML, rather than
         // lose the resource.
         Err(_) => serde_json::to_string_pretty(&r.value()).unwrap_or_default() + "\n",
+    }
+}
+
+/// [`yaml_document`] of a parsed object (its maps' keys come out sorted).
+pub fn yaml_of_value(value: &serde_json::Value) -> String {
+    match serde_saphyr::to_string(value) {
+        Ok(s) => s,
+        Err(_) => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
     }
 }
 
@@ -94,7 +105,10 @@ pub fn json_lines(resources: &[Resource]) -> String {
 
 fn yaml_entry(out: &mut String, r: &Resource) {
     out.push_str("---\n");
-    out.push_str(&yaml_document(r));
+    match r.yaml() {
+        Some(yaml) => out.push_str(yaml),
+        None => out.push_str(&yaml_document(r)),
+    }
 }
 
 fn json_line(out: &mut String, r: &Resource) {

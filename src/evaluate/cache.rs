@@ -10,10 +10,17 @@
 //! `importstr` of a file at the root) is recorded in the entry with its
 //! digest and checked on every hit.
 //!
+//! Beside a unit's output, a render that found it clean stores a record of
+//! what post-processing made of it (each object's identity, JSON, YAML
+//! document and what the checks of the whole render read), under a key
+//! that also covers everything the checks depend on: a warm render takes
+//! those objects as they are, without parsing or checking them again.
+//!
 //! A render that evaluated anything stores what it evaluated as one pack
-//! (`packs/*.pack`: the entries, then an index of keys), written atomically
+//! (`packs/*.pack`: the entries, then an index of keys), and the records it
+//! made as another, each written atomically
 //! (a temporary file renamed into place), so processes sharing a directory
-//! never see half a pack. One file per render, not one per unit: creating
+//! never see half a pack. Files per render, not per unit: creating
 //! a file costs far more than writing one on some file systems (0.6 ms
 //! here, where writing a whole pack of 1000 units takes less). A render
 //! reads the index of the newest packs (the newest holding a key wins);
@@ -22,7 +29,7 @@
 //! Each entry carries a checksum over its key and content, and one that
 //! does not match (truncated, corrupted, another format, another key) is
 //! ignored and stored again. A unit whose output holds a secret value is
-//! never stored. Packs are trimmed to a size bound, least recently used
+//! never stored, nor its record. Packs are trimmed to a size bound, least recently used
 //! first.
 
 use std::collections::{HashMap, HashSet};
@@ -441,6 +448,18 @@ impl Packs {
         Some(entry)
     }
 
+    /// The record stored under `key` ([`record_key`]), when there is one
+    /// whose checksum holds.
+    pub fn get_record(&self, key: &str) -> Option<Record> {
+        let &(p, offset, len) = self.index.get(key)?;
+        let (path, file) = &self.files[p];
+        let mut bytes = vec![0; usize::try_from(len).ok()?];
+        read_at(path, file, offset, &mut bytes)?;
+        let record = decode_record(bytes, key)?;
+        self.used[p].store(true, Ordering::Relaxed);
+        Some(record)
+    }
+
     /// Records that the packs hits came from were used (the order in which
     /// packs are trimmed).
     pub fn touch_used(&self) {
@@ -476,7 +495,7 @@ fn read_entry(file: &mut fs::File, key: &str, offset: u64, len: u64) -> Option<V
     file.seek(SeekFrom::Start(offset)).ok()?;
     let mut bytes = vec![0; usize::try_from(len).ok()?];
     file.read_exact(&mut bytes).ok()?;
-    decode(&bytes, key).map(|_| bytes)
+    holds(&bytes, key).then_some(bytes)
 }
 
 /// Reads a pack's index, giving `each` (key, offset in the file, length) of
@@ -564,6 +583,117 @@ fn encode(
         body.push('\n');
     }
     Some(format!("{FORMAT} {}\n{body}", digest(body.as_bytes())))
+}
+
+/// The key under which what post-processing made of a unit is stored:
+/// the unit's key and what the checks depended on (`verdicts`).
+pub fn record_key(unit_key: &str, verdicts: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(RECORD_FORMAT.as_bytes());
+    h.update([0]);
+    h.update(unit_key.as_bytes());
+    h.update([0]);
+    h.update(verdicts.as_bytes());
+    hex(&h.finalize())
+}
+
+/// First word of every checked record (what post-processing made of a
+/// unit, as [`record_key`] names it).
+const RECORD_FORMAT: &str = "controlcenter-checked-1";
+
+/// What post-processing made of a unit, as the cache keeps it beside the
+/// unit's output: enough to stand for that output (how many values it
+/// had, whether it was an array, the files outside the template trees it
+/// loaded), and the record itself, which the cache does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Whether the unit evaluated to an array.
+    pub array: bool,
+    /// Repository files outside the template trees the unit may have
+    /// loaded: (path, digest).
+    pub depends: Vec<(String, String)>,
+    /// How many values the unit's output had.
+    pub values: usize,
+    /// The record (post-processing's format).
+    pub body: String,
+}
+
+/// A record as stored under `key`, with a checksum over the key and all
+/// of it; `None` for one that cannot be (a line break in a path).
+pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
+    if key.contains(['\n', ' ']) {
+        return None;
+    }
+    let mut head = format!(
+        "{}\n{}\ndepends {}\n",
+        if record.array { "array" } else { "value" },
+        record.values,
+        record.depends.len()
+    );
+    for (path, d) in &record.depends {
+        if path.contains('\n') || d.contains(['\n', ' ']) {
+            return None;
+        }
+        head.push_str(&format!("{d} {path}\n"));
+    }
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update([0]);
+    h.update(head.as_bytes());
+    h.update(record.body.as_bytes());
+    let mut out = format!("{RECORD_FORMAT} {} {key}\n{head}", hex(&h.finalize())).into_bytes();
+    out.extend_from_slice(record.body.as_bytes());
+    Some(out)
+}
+
+/// Either an entry or a record: whether `bytes` are one stored under
+/// `key` whose checksum holds (a pack carries both alike).
+fn holds(bytes: &[u8], key: &str) -> bool {
+    decode(bytes, key).is_some() || decode_record(bytes.to_vec(), key).is_some()
+}
+
+fn decode_record(bytes: Vec<u8>, key: &str) -> Option<Record> {
+    let text = String::from_utf8(bytes).ok()?;
+    let (header, rest) = text.split_once('\n')?;
+    let mut words = header.split(' ');
+    let (format, sum, stored) = (words.next()?, words.next()?, words.next()?);
+    if format != RECORD_FORMAT || stored != key || words.next().is_some() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update([0]);
+    h.update(rest.as_bytes());
+    if sum != hex(&h.finalize()) {
+        return None;
+    }
+    let mut at = header.len() + 1;
+    let mut line = || -> Option<&str> {
+        let line = text.get(at..)?.split('\n').next()?;
+        at += line.len() + 1;
+        Some(line)
+    };
+    let array = match line()? {
+        "array" => true,
+        "value" => false,
+        _ => return None,
+    };
+    let values: usize = line()?.parse().ok()?;
+    let n: usize = line()?.strip_prefix("depends ")?.parse().ok()?;
+    let mut depends = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let (d, path) = line()?.split_once(' ')?;
+        depends.push((path.to_owned(), d.to_owned()));
+    }
+    text.get(at..)?;
+    let mut body = text;
+    body.drain(..at);
+    Some(Record {
+        array,
+        depends,
+        values,
+        body,
+    })
 }
 
 fn decode(bytes: &[u8], key: &str) -> Option<Entry> {

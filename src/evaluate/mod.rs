@@ -135,6 +135,9 @@ pub struct Plan<'a> {
     /// Where `params.terraform` comes from, for a template that reads an
     /// output it lacks.
     pub outputs: Option<&'a OutputsSource>,
+    /// What post-processing's checks depend on, when records of what it
+    /// made of each unit are kept in the cache beside the unit's output.
+    pub verdicts: Option<&'a str>,
 }
 
 /// Where an environment's Terraform outputs (`params.terraform`) come from.
@@ -160,6 +163,26 @@ pub struct Rendered {
     pub files: Vec<(FileId, Arc<str>)>,
     /// Units evaluated, and units taken from the cache.
     pub units: UnitCounts,
+    /// Each unit's part of `output`, with its record when records are
+    /// kept (empty otherwise).
+    pub records: Vec<UnitRecord>,
+}
+
+/// One unit's values in a render's output, and where what post-processing
+/// made of them is kept.
+#[derive(Clone, Debug)]
+pub struct UnitRecord {
+    /// The unit's values in [`Rendered::output`].
+    pub values: std::ops::Range<usize>,
+    /// The key its record is stored under.
+    pub key: String,
+    /// Whether the unit evaluated to an array.
+    pub array: bool,
+    /// Repository files outside the template trees the unit loaded.
+    pub depends: Vec<(String, String)>,
+    /// The record found under it, if any: the unit's values are then
+    /// empty, the record stands for them.
+    pub found: Option<String>,
 }
 
 /// How much of a render was evaluated.
@@ -208,11 +231,35 @@ impl Templates {
                 .collect(),
             None => vec![None; planned.len()],
         };
-        let wanted: HashSet<&str> = keys.iter().flatten().map(String::as_str).collect();
+        // Records are kept when each value stays its unit's: not when a
+        // whole-environment render is narrowed to some services.
+        let verdicts = plan
+            .verdicts
+            .filter(|_| plan.evaluation == Evaluation::PerService || plan.services.is_none());
+        let record_keys: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| Some(cache::record_key(k.as_ref()?, verdicts?)))
+            .collect();
+        let wanted: HashSet<&str> = keys
+            .iter()
+            .chain(&record_keys)
+            .flatten()
+            .map(String::as_str)
+            .collect();
         let packs = cache
             .filter(|_| plan.cache == CacheUse::ReadWrite && !wanted.is_empty())
             .map(|c| c.open(&wanted));
-        let looked_up = crate::parallel::map(&keys, self.workers, |key| {
+        // A unit's record stands for its output: a unit that has one reads
+        // nothing else of the cache.
+        let mut found_records = crate::parallel::map(&record_keys, self.workers, |key| {
+            packs.as_ref()?.get_record(key.as_ref()?)
+        });
+        let entry_keys: Vec<Option<&String>> = keys
+            .iter()
+            .zip(&found_records)
+            .map(|(key, record)| key.as_ref().filter(|_| record.is_none()))
+            .collect();
+        let looked_up = crate::parallel::map(&entry_keys, self.workers, |key| {
             let entry = packs.as_ref()?.get(key.as_ref()?)?;
             Some((entry.depends, entry.array, entry.items))
         });
@@ -220,10 +267,21 @@ impl Templates {
             packs.touch_used();
         }
         let mut outputs: Vec<Option<UnitOutput>> = vec![None; planned.len()];
+        // Each unit's dependencies outside the template trees, and its
+        // record's text, for the units in the cache.
+        let mut unit_depends: Vec<Vec<(String, String)>> = vec![Vec::new(); planned.len()];
+        let mut record_bodies: Vec<Option<String>> = vec![None; planned.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
-            let Some((depends, array, items)) = found else {
-                continue;
+            let (depends, array, items, body) = match (found_records[i].take(), found) {
+                (Some(record), _) => (
+                    record.depends,
+                    record.array,
+                    vec![String::new(); record.values],
+                    Some(record.body),
+                ),
+                (None, Some((depends, array, items))) => (depends, array, items, None),
+                (None, None) => continue,
             };
             let fresh = depends.iter().all(|(path, d)| {
                 dependency_digests
@@ -238,11 +296,15 @@ impl Templates {
                     values: Vec::new(),
                     array,
                 });
+                unit_depends[i] = depends;
+                record_bodies[i] = body;
             }
         }
         let misses: Vec<usize> = (0..planned.len())
             .filter(|i| outputs[*i].is_none())
             .collect();
+        // Units whose output is in the cache: hits, and misses once stored.
+        let mut in_cache: Vec<bool> = outputs.iter().map(Option::is_some).collect();
         let mut files = Vec::new();
         if !misses.is_empty() {
             counts.evaluated = misses.len();
@@ -346,18 +408,26 @@ impl Templates {
                         return None;
                     }
                     let bytes = cache::encode_unit(key, out.array, &depends, &out.items)?;
+                    in_cache[i] = true;
                     Some((key.clone(), bytes))
                 });
                 cache.write_pack(pack);
+                for &i in &misses {
+                    if in_cache[i] {
+                        unit_depends[i] = depends.clone();
+                    }
+                }
             }
         }
 
         // The units' outputs, in order, as one output: the indices are
         // those of the whole environment's array.
         let mut output = Vec::new();
+        let mut records = Vec::new();
         let mut index = 0;
-        for out in outputs {
+        for (i, out) in outputs.into_iter().enumerate() {
             let Some(out) = out else { continue };
+            let (first, array) = (output.len(), out.array);
             for item in out.items {
                 let path = if out.array {
                     format!("[{index}]")
@@ -375,6 +445,17 @@ impl Templates {
                 }
                 output.push((path, item));
             }
+            // A record is kept only beside the unit's output: a unit
+            // that is not in the cache is evaluated again anyway.
+            if let (Some(key), true) = (&record_keys[i], in_cache[i]) {
+                records.push(UnitRecord {
+                    values: first..output.len(),
+                    key: key.clone(),
+                    array,
+                    depends: std::mem::take(&mut unit_depends[i]),
+                    found: record_bodies[i].take(),
+                });
+            }
         }
         let files = files
             .into_iter()
@@ -384,6 +465,7 @@ impl Templates {
             output,
             files,
             units: counts,
+            records,
         })
     }
 
@@ -497,6 +579,7 @@ impl Templates {
             services: Some(&services),
             cache: CacheUse::Off,
             outputs: None,
+            verdicts: None,
         };
         plan_units(state, plan).into_iter().next().map(|u| u.input)
     }
@@ -1006,6 +1089,7 @@ mod tests {
             services: None,
             cache: CacheUse::Off,
             outputs: None,
+            verdicts: None,
         };
         let planned = planned_units(&state, plan);
         let keys = |state: &State, evaluation| unit_keys(state, evaluation, &planned, "t", 2);
@@ -1076,6 +1160,7 @@ mod tests {
             services: None,
             cache: CacheUse::Off,
             outputs: None,
+            verdicts: None,
         };
         let mut whole = serde_json::Map::new();
         let mut services = serde_json::Map::new();

@@ -79,26 +79,29 @@ pub struct ResourceId {
 impl ResourceId {
     /// Reads the identity of an object that has apiVersion, kind and metadata.name.
     pub fn of(obj: &Json) -> Option<Self> {
-        let api_version = obj.get("apiVersion")?.as_str()?.to_owned();
-        let kind = obj.get("kind")?.as_str()?.to_owned();
+        let api_version = obj.get("apiVersion")?.as_str()?;
+        let kind = obj.get("kind")?.as_str()?;
         let meta = obj.get("metadata")?;
-        let name = meta.get("name")?.as_str()?.to_owned();
+        let name = meta.get("name")?.as_str()?;
         let namespace = meta
             .get("namespace")
             .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let group = api_version
-            .rsplit_once('/')
-            .map_or("", |(g, _)| g)
-            .to_owned();
-        Some(ResourceId {
-            api_version,
-            group,
-            kind,
-            namespace,
-            name,
-        })
+            .unwrap_or_default();
+        Some(ResourceId::from_parts(api_version, kind, namespace, name))
+    }
+
+    /// The identity of these parts (the group is `api_version`'s).
+    pub fn from_parts(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        ResourceId {
+            api_version: api_version.to_owned(),
+            group: api_version
+                .rsplit_once('/')
+                .map_or("", |(g, _)| g)
+                .to_owned(),
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
     }
 
     /// The object's identity for Kubernetes: group, kind, namespace, name

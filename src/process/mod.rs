@@ -8,7 +8,10 @@
 
 pub mod identity;
 
+pub mod record;
+
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value as Json;
 
@@ -16,6 +19,7 @@ use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::evaluate::blame::locate;
 use crate::names;
 pub use identity::{ResourceId, ResourceKey};
+pub use record::CheckedObject;
 
 /// Label Argo CD sets on everything it tracks.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
@@ -29,7 +33,63 @@ pub struct Resource {
     pub id: ResourceId,
     /// Where it was found in the template output (`[3]`, `.web.items[0]`).
     pub origin: String,
-    json: Box<str>,
+    json: Text,
+    /// Its YAML document, when made with it (or taken from the cache).
+    yaml: Option<Text>,
+}
+
+/// Text held once: an object's JSON or YAML, alone, or as part of the
+/// cache record it was read from (a warm render does not copy each object
+/// out of its record).
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Own(Box<str>),
+    Part {
+        buf: Arc<String>,
+        start: u32,
+        end: u32,
+    },
+}
+
+impl Text {
+    /// The whole of `text`.
+    pub fn new(text: String) -> Self {
+        Text(Repr::Own(text.into_boxed_str()))
+    }
+
+    /// Part of `buf`; `None` unless `range` is within it, on character
+    /// boundaries.
+    pub fn part(buf: &Arc<String>, range: std::ops::Range<usize>) -> Option<Self> {
+        buf.get(range.clone())?;
+        Some(Text(Repr::Part {
+            buf: buf.clone(),
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        }))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Own(text) => text,
+            Repr::Part { buf, start, end } => &buf[*start as usize..*end as usize],
+        }
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 impl Resource {
@@ -38,10 +98,26 @@ impl Resource {
         Resource {
             id,
             origin,
-            json: serde_json::to_string(value)
-                .unwrap_or_default()
-                .into_boxed_str(),
+            json: Text::new(serde_json::to_string(value).unwrap_or_default()),
+            yaml: None,
         }
+    }
+
+    /// The resource of an object's compact JSON (keys sorted), as a
+    /// record of an earlier render holds it.
+    fn of_text(id: ResourceId, json: Text, origin: String, yaml: Option<Text>) -> Self {
+        Resource {
+            id,
+            origin,
+            json,
+            yaml,
+        }
+    }
+
+    /// Its YAML document (no leading `---`), when it was made with the
+    /// object: what `emit` would make of it.
+    pub fn yaml(&self) -> Option<&str> {
+        self.yaml.as_ref().map(Text::as_str)
     }
 
     /// The resource of a value with an identity, for tests and tools.
@@ -51,19 +127,18 @@ impl Resource {
 
     /// The object as compact JSON, keys sorted.
     pub fn json(&self) -> &str {
-        &self.json
+        self.json.as_str()
     }
 
     /// The object, parsed. Its text was made from a value: it parses.
     pub fn value(&self) -> Json {
-        serde_json::from_str(&self.json).unwrap_or_default()
+        serde_json::from_str(self.json()).unwrap_or_default()
     }
 
     /// Replaces the object (its identity is kept).
     pub fn set_value(&mut self, value: &Json) {
-        self.json = serde_json::to_string(value)
-            .unwrap_or_default()
-            .into_boxed_str();
+        self.json = Text::new(serde_json::to_string(value).unwrap_or_default());
+        self.yaml = None;
     }
 
     /// The object parsed, with its identity and origin, for the rules.
@@ -105,6 +180,11 @@ pub struct ProcessOptions<'a> {
     pub per_service: bool,
     /// Threads to process on.
     pub workers: usize,
+    /// Make a record of each value found clean (for the cache), its
+    /// objects' YAML documents included when `yaml` is set too.
+    pub records: bool,
+    /// Make each object's YAML document as it is checked.
+    pub yaml: bool,
 }
 
 /// The value at a path of object keys: [`Json::pointer`] without parsing
@@ -150,6 +230,10 @@ pub struct Findings {
 /// What post-processing made of a render.
 #[derive(Default)]
 pub struct Processed {
+    /// When records were asked for: for each value, in output order, the
+    /// record of what it was made into, when it was checked now (not taken
+    /// from a record) and found clean.
+    pub records: Vec<Option<Vec<CheckedObject>>>,
     /// Every object that could be extracted, checked and sorted.
     pub resources: Vec<Resource>,
     /// Problems of the objects, and what the checks of `Stage::Process`
@@ -169,8 +253,13 @@ pub struct Processed {
 /// later findings), and kept as text once checked: the render is never
 /// held parsed whole. Every object that could be extracted is returned,
 /// beside every problem found.
+///
+/// A value with a record (`records`, by output position: what an earlier
+/// render of the same unit made of it and found clean under the same
+/// checks) is taken from it, not parsed or checked again.
 pub fn process(
     output: Vec<(String, String)>,
+    records: Vec<Option<Vec<CheckedObject>>>,
     opts: &ProcessOptions<'_>,
     check: impl Fn(&[Object]) -> Findings + Sync,
 ) -> Processed {
@@ -180,25 +269,48 @@ pub fn process(
         opts.workers
     };
     // A few shares per worker, each made into one list: the bookkeeping of
-    // a render of many objects is not one allocation per value.
+    // a render of many objects is not one allocation per value. Records
+    // are split alike (the same share sizes), when there are any.
     let shares = crate::parallel::split_owned(output, workers * 4);
-    let shares = crate::parallel::map_owned(shares, workers, |share| {
+    let mut records = records.into_iter();
+    let shares: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let records: Vec<Option<Vec<CheckedObject>>> =
+                records.by_ref().take(share.len()).collect();
+            (share, records)
+        })
+        .collect();
+    let shares = crate::parallel::map_owned(shares, workers, |(share, records)| {
         let mut resources = Vec::with_capacity(share.len());
         let mut findings = Findings::default();
+        // Records made, one per value, when records are asked for.
+        let mut made = Vec::with_capacity(if opts.records { share.len() } else { 0 });
+        let mut records = records.into_iter();
         for (path, text) in share {
-            process_value(path, text, opts, &check, &mut resources, &mut findings);
+            let record = match records.next().flatten() {
+                Some(record) => {
+                    record::restore(&path, record, &mut resources, &mut findings.kept);
+                    None
+                }
+                None => process_value(path, text, opts, &check, &mut resources, &mut findings),
+            };
+            if opts.records {
+                made.push(record);
+            }
         }
-        (resources, findings)
+        (resources, findings, made)
     });
     let mut processed = Processed {
-        resources: Vec::with_capacity(shares.iter().map(|(r, _)| r.len()).sum()),
+        resources: Vec::with_capacity(shares.iter().map(|(r, _, _)| r.len()).sum()),
         ..Processed::default()
     };
-    for (resources, findings) in shares {
+    for (resources, findings, made) in shares {
         processed.problems.extend(findings.problems);
         processed.later.extend(findings.later);
         processed.kept.extend(findings.kept);
         processed.resources.extend(resources);
+        processed.records.extend(made);
     }
     // The first of each identity stays; keys borrow, nothing is copied.
     let mut repeated = Vec::new();
@@ -246,7 +358,8 @@ pub fn process(
 }
 
 /// Parses, extracts and checks one value of the template output, adding
-/// its objects (as text) and findings.
+/// its objects (as text) and findings; its record when it was found clean
+/// and `opts.records` asks for one.
 fn process_value(
     path: String,
     text: String,
@@ -254,9 +367,12 @@ fn process_value(
     check: &(impl Fn(&[Object]) -> Findings + Sync),
     resources: &mut Vec<Resource>,
     findings: &mut Findings,
-) {
+) -> Option<Vec<CheckedObject>> {
+    let found_before = (findings.problems.len(), findings.later.len());
     let mut found = Vec::new();
     let whole = display_origin(&path);
+    // The path is wanted again only for the value's record.
+    let record_path = opts.records.then(|| path.clone());
     match serde_json::from_str::<Json>(&text) {
         Ok(value) => extract(value, path, &mut found, &mut findings.problems, opts),
         Err(e) => findings.problems.push(
@@ -273,21 +389,28 @@ fn process_value(
     let checked = check(&found);
     findings.problems.extend(checked.problems);
     findings.later.extend(checked.later);
+    let kept_from = findings.kept.len();
     findings.kept.extend(checked.kept);
     let first = resources.len();
-    resources.extend(
-        found
-            .into_iter()
-            .map(|o| Resource::new(o.id, &o.value, o.origin)),
-    );
+    resources.extend(found.into_iter().map(|o| {
+        let mut r = Resource::new(o.id, &o.value, o.origin);
+        if opts.yaml {
+            r.yaml = Some(Text::new(crate::emit::yaml_of_value(&o.value)));
+        }
+        r
+    }));
     // A value that is one object is usually written as it was made: its
     // text is kept rather than a copy (the render's objects are not held
-    // twice while they are processed).
+    // twice while they are processed, nor their texts freed and made
+    // again).
     if let [r] = &mut resources[first..] {
-        if r.origin == whole && *r.json == *text {
-            r.json = text.into_boxed_str();
+        if r.origin == whole && r.json() == text {
+            r.json = Text::new(text);
         }
     }
+    let clean = found_before == (findings.problems.len(), findings.later.len());
+    let path = record_path.filter(|_| clean)?;
+    record::make(&path, &resources[first..], &findings.kept[kept_from..])
 }
 
 /// Values under which one thread processes them all.
@@ -516,9 +639,26 @@ mod tests {
     }
 
     fn run_on(output: Vec<(String, String)>, workers: usize) -> Processed {
+        run_with(output, Vec::new(), workers, |objects| Findings {
+            later: objects
+                .iter()
+                .map(|o| Diagnostic::error(Code::PolicyViolation, o.origin.clone()))
+                .collect(),
+            ..Findings::default()
+        })
+    }
+
+    /// `process` with records asked for (and given), YAML made.
+    fn run_with(
+        output: Vec<(String, String)>,
+        records: Vec<Option<Vec<CheckedObject>>>,
+        workers: usize,
+        check: impl Fn(&[Object]) -> Findings + Sync,
+    ) -> Processed {
         let spans = BTreeMap::new();
         process(
             output,
+            records,
             &ProcessOptions {
                 env: "dev",
                 allow_empty: false,
@@ -527,15 +667,102 @@ mod tests {
                 env_span: None,
                 per_service: false,
                 workers,
+                records: true,
+                yaml: true,
             },
-            |objects| Findings {
-                later: objects
-                    .iter()
-                    .map(|o| Diagnostic::error(Code::PolicyViolation, o.origin.clone()))
-                    .collect(),
-                ..Findings::default()
-            },
+            check,
         )
+    }
+
+    #[test]
+    fn a_value_taken_from_its_record_is_what_checking_it_made() {
+        // Kept: what a check of the whole render reads of Services.
+        let keep_services = |objects: &[Object]| Findings {
+            kept: objects
+                .iter()
+                .filter(|o| o.id.kind == "Service")
+                .map(|o| Resource::new(o.id.clone(), &json!({"kind": "Service"}), o.origin.clone()))
+                .collect(),
+            ..Findings::default()
+        };
+        let output: Vec<(String, String)> = vec![
+            ("[0]".into(), obj("ConfigMap", "a").to_string()),
+            ("[1]".into(), json!({"apiVersion": "v1", "kind": "List", "items": [obj("Service", "b"), obj("Service", "c")]}).to_string()),
+            ("[2]".into(), "null".into()),
+            ("[3]".into(), json!({"web": obj("Deployment", "d")}).to_string()),
+            ("[4]".into(), "7".into()),
+        ];
+        let first = run_with(output.clone(), Vec::new(), 1, keep_services);
+        // Every clean value has a record; the one that is not an object none.
+        let made: Vec<bool> = first.records.iter().map(Option::is_some).collect();
+        assert_eq!(made, [true, true, true, true, false]);
+        assert_eq!(first.problems.len(), 1);
+
+        // Records round-trip through their encoding, then stand for the
+        // values: whatever the values' text now says, and at other
+        // positions of the output.
+        let encoded: Vec<&[CheckedObject]> = first.records[..4]
+            .iter()
+            .map(|r| r.as_deref().unwrap())
+            .collect();
+        let buf = Arc::new(String::from_utf8(record::encode(&encoded)).unwrap());
+        let decoded = record::decode(&buf).unwrap();
+        let mut records: Vec<Option<Vec<CheckedObject>>> = vec![None];
+        records.extend(decoded.into_iter().map(Some));
+        let mut moved: Vec<(String, String)> = vec![("[0]".into(), obj("Secret", "s").to_string())];
+        moved.extend((1..5).map(|i| (format!("[{i}]"), String::new())));
+        let again = run_with(moved, records, 2, |objects| {
+            assert!(
+                objects.iter().all(|o| o.id.kind == "Secret"),
+                "taken from a record: not checked"
+            );
+            Findings::default()
+        });
+        let ids = |p: &Processed| -> Vec<(String, String, Option<String>)> {
+            p.resources
+                .iter()
+                .filter(|r| r.id.kind != "Secret")
+                .map(|r| {
+                    (
+                        r.id.display(),
+                        r.json().to_owned(),
+                        r.yaml().map(str::to_owned),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ids(&again), ids(&first));
+        for r in &first.resources {
+            assert_eq!(r.yaml().unwrap(), crate::emit::yaml_of_value(&r.value()));
+        }
+        let origins = |p: &Processed| -> Vec<String> {
+            p.resources.iter().map(|r| r.origin.clone()).collect()
+        };
+        assert!(
+            origins(&again).contains(&"output[2].items[1]".to_owned()),
+            "{:?}",
+            origins(&again)
+        );
+        assert!(
+            origins(&again).contains(&"output[4].web".to_owned()),
+            "{:?}",
+            origins(&again)
+        );
+        let kept = |p: &Processed| -> Vec<String> {
+            let mut k: Vec<String> = p
+                .kept
+                .iter()
+                .map(|r| format!("{} {}", r.id.display(), r.json()))
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(kept(&again), kept(&first));
+        assert_eq!(kept(&first).len(), 2);
+        assert!(again.problems.is_empty(), "{:?}", again.problems);
+        // Only the value checked now has a new record.
+        let made: Vec<bool> = again.records.iter().map(Option::is_some).collect();
+        assert_eq!(made, [true, false, false, false, false]);
     }
 
     #[test]

@@ -189,6 +189,26 @@ fn checks<'c>(stage: Stage, ctx: &'c RenderContext<'_>) -> impl Iterator<Item = 
         .map(|(_, check)| check)
 }
 
+/// A digest of everything [`check_objects`] and post-processing's object
+/// checks depend on besides the objects: the environment, whether it is
+/// protected, the settings and the repository's policies (their files'
+/// text). Objects found clean under one digest are clean under it again,
+/// which is what lets the cache keep records of them.
+pub fn verdicts(
+    env: &str,
+    protected: bool,
+    settings: &Settings,
+    policies: &[repo_policies::RepoPolicy],
+    sources: &crate::diagnostics::Sources,
+) -> String {
+    let mut text = format!("{env}\0{protected}\0{settings:?}\0");
+    for policy in policies {
+        text.push_str(&sources.get(policy.span.file).text);
+        text.push('\0');
+    }
+    crate::evaluate::cache::digest(text.as_bytes())
+}
+
 /// Runs every rule that is on and looks at each object alone against some
 /// objects of the render: what [`Stage::Process`] finds, and what
 /// [`Stage::Check`] finds (the repository's policies included); keeps what

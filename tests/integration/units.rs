@@ -137,9 +137,10 @@ fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
     let (evaluated, cached) = units(&cold);
     assert!(evaluated > 1 && cached == 0, "{}", transcript(&cold));
     assert_eq!(ok(&cold), reference);
-    // One file per render, not one per unit.
+    // Files per render, not per unit: the units, then (the render being
+    // clean) the records of what was made of them.
     let packs = std::fs::read_dir(cache.path().join("packs")).unwrap();
-    assert_eq!(packs.count(), 1);
+    assert_eq!(packs.count(), 2);
 
     let warm = render(repo.path(), "prod", Some(cache.path()), &lib_args);
     assert_eq!(units(&warm), (0, evaluated), "{}", transcript(&warm));
@@ -218,6 +219,55 @@ fn the_cache_hits_misses_on_template_changes_and_survives_damage() {
     assert_eq!(ok(&repaired), reference);
     let again = render(repo.path(), "prod", Some(cache.path()), &lib_args);
     assert_eq!(units(&again), (0, evaluated), "{}", transcript(&again));
+}
+
+/// A policy every Deployment of `prod` breaks.
+const NO_DEPLOYMENTS: &str = "name: no-deployments\nmessage: no Deployments here\nenvs: [prod]\nkinds: [Deployment]\nschema: {not: {}}\n";
+
+#[test]
+fn objects_taken_from_the_cache_are_checked_again_when_the_checks_change() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
+    let cache = tempfile::tempdir().unwrap();
+    let reference = ok(&render(repo.path(), "prod", None, &[]));
+    let cold = render(repo.path(), "prod", Some(cache.path()), &[]);
+    let (evaluated, _) = units(&cold);
+    assert_eq!(ok(&cold), reference);
+    // Warm: every unit and what was made of it from the cache, the same
+    // bytes.
+    let warm = render(repo.path(), "prod", Some(cache.path()), &[]);
+    assert_eq!(units(&warm), (0, evaluated), "{}", transcript(&warm));
+    assert_eq!(ok(&warm), reference);
+    let warm = render(
+        repo.path(),
+        "prod",
+        Some(cache.path()),
+        &["--format", "json"],
+    );
+    assert_eq!(
+        ok(&warm),
+        ok(&render(repo.path(), "prod", None, &["--format", "json"]))
+    );
+
+    // A new policy of the repository: the cached objects break it.
+    std::fs::create_dir_all(repo.path().join("policies")).unwrap();
+    std::fs::write(repo.path().join("policies/no.yaml"), NO_DEPLOYMENTS).unwrap();
+    let out = render(repo.path(), "prod", Some(cache.path()), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Deployments here"));
+    // Switched off in the settings: the render passes again, from the
+    // cache.
+    let cc = repo.path().join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc).unwrap();
+    let off = text.replacen(
+        "settings:\n",
+        "settings:\n  policies:\n    no-deployments: false\n",
+        1,
+    );
+    assert_ne!(off, text, "the example has settings");
+    std::fs::write(&cc, off).unwrap();
+    let out = render(repo.path(), "prod", Some(cache.path()), &[]);
+    assert_eq!(units(&out), (0, evaluated), "{}", transcript(&out));
+    assert_eq!(ok(&out), reference);
 }
 
 #[test]
