@@ -524,23 +524,27 @@ impl Project {
         let Some(cache) = &self.templates.cache else {
             return;
         };
+        // Encoded on every core a few hundred units at a time, written as
+        // they come: never all held at once.
+        let encode = |unit: &crate::evaluate::UnitRecord| {
+            let values: Vec<&[process::CheckedObject]> = made
+                .get(unit.values.clone())?
+                .iter()
+                .map(|r| r.as_deref())
+                .collect::<Option<_>>()?;
+            let record = crate::evaluate::cache::Record {
+                array: unit.array,
+                depends: unit.depends.clone(),
+                values: unit.values.len(),
+                body: String::from_utf8(process::record::encode(&values)).ok()?,
+            };
+            let bytes = crate::evaluate::cache::encode_record(&unit.key, &record)?;
+            Some((unit.key.clone(), bytes))
+        };
         let mut pack = units
-            .iter()
-            .filter_map(|unit| {
-                let values: Vec<&[process::CheckedObject]> = made
-                    .get(unit.values.clone())?
-                    .iter()
-                    .map(|r| r.as_deref())
-                    .collect::<Option<_>>()?;
-                let record = crate::evaluate::cache::Record {
-                    array: unit.array,
-                    depends: unit.depends.clone(),
-                    values: unit.values.len(),
-                    body: String::from_utf8(process::record::encode(&values)).ok()?,
-                };
-                let bytes = crate::evaluate::cache::encode_record(&unit.key, &record)?;
-                Some((unit.key.clone(), bytes))
-            })
+            .chunks(512)
+            .flat_map(|chunk| crate::parallel::map(chunk, self.templates.workers, encode))
+            .flatten()
             .peekable();
         if pack.peek().is_some() {
             cache.write_pack(pack);

@@ -60,6 +60,19 @@ impl Text {
         Text(Repr::Own(text.into_boxed_str()))
     }
 
+    /// The whole of `text`, to be shared (cloning it copies nothing).
+    pub fn shared(text: String) -> Self {
+        let end = u32::try_from(text.len());
+        match end {
+            Ok(end) => Text(Repr::Part {
+                buf: Arc::new(text),
+                start: 0,
+                end,
+            }),
+            Err(_) => Text::new(text),
+        }
+    }
+
     /// Part of `buf`; `None` unless `range` is within it, on character
     /// boundaries.
     pub fn part(buf: &Arc<String>, range: std::ops::Range<usize>) -> Option<Self> {
@@ -392,12 +405,20 @@ fn process_value(
     let kept_from = findings.kept.len();
     findings.kept.extend(checked.kept);
     let first = resources.len();
-    resources.extend(found.into_iter().map(|o| {
-        let mut r = Resource::new(o.id, &o.value, o.origin);
-        if opts.yaml {
-            r.yaml = Some(Text::new(crate::emit::yaml_of_value(&o.value)));
+    // Texts a record will share are made shareable.
+    let text_of = |s: String| {
+        if opts.records {
+            Text::shared(s)
+        } else {
+            Text::new(s)
         }
-        r
+    };
+    resources.extend(found.into_iter().map(|o| {
+        let json = text_of(serde_json::to_string(&o.value).unwrap_or_default());
+        let yaml = opts
+            .yaml
+            .then(|| text_of(crate::emit::yaml_of_value(&o.value)));
+        Resource::of_text(o.id, json, o.origin, yaml)
     }));
     // A value that is one object is usually written as it was made: its
     // text is kept rather than a copy (the render's objects are not held
@@ -405,7 +426,7 @@ fn process_value(
     // again).
     if let [r] = &mut resources[first..] {
         if r.origin == whole && r.json() == text {
-            r.json = Text::new(text);
+            r.json = text_of(text);
         }
     }
     let clean = found_before == (findings.problems.len(), findings.later.len());
