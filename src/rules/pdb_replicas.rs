@@ -51,41 +51,75 @@ fn labels(value: &Json, path: &[&str]) -> Option<Labels> {
     Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
+/// What the rule needs of one object.
+enum Fact {
+    /// A workload's pod labels and replicas.
+    Workload(Labels, Option<u64>),
+    /// An HPA's target (kind, name) and minimum.
+    Hpa(String, String, u64),
+    /// A PDB's selector.
+    Pdb(Labels),
+    Nothing,
+}
+
+fn fact(r: &Resource) -> Fact {
+    let value = r.value();
+    match r.id.kind.as_str() {
+        "Deployment" | "StatefulSet" => {
+            match labels(&value, &["spec", "template", "metadata", "labels"]) {
+                Some(l) => Fact::Workload(l, at(&value, &["spec", "replicas"]).and_then(Json::as_u64)),
+                None => Fact::Nothing,
+            }
+        }
+        "HorizontalPodAutoscaler" => {
+            let target = |field| {
+                at(&value, &["spec", "scaleTargetRef", field])
+                    .and_then(Json::as_str)
+                    .map(str::to_owned)
+            };
+            match (target("kind"), target("name")) {
+                (Some(kind), Some(name)) => {
+                    let min = at(&value, &["spec", "minReplicas"])
+                        .and_then(Json::as_u64)
+                        .unwrap_or(1);
+                    Fact::Hpa(kind, name, min)
+                }
+                _ => Fact::Nothing,
+            }
+        }
+        "PodDisruptionBudget" => labels(&value, &["spec", "selector", "matchLabels"])
+            .map_or(Fact::Nothing, Fact::Pdb),
+        _ => Fact::Nothing,
+    }
+}
+
 fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
+    // Without a disruption budget there is nothing to check: the kind is
+    // known without reading an object.
+    if !resources.iter().any(|r| r.id.kind == "PodDisruptionBudget") {
+        return Vec::new();
+    }
     // Each object is read once, into what the rule needs of it: every
     // workload's pod labels and replicas, every HPA's minimum by target,
     // every PDB's selector.
     let mut workloads: Vec<(&Resource, Labels, Option<u64>)> = Vec::new();
     let mut hpa_min: BTreeMap<(&str, String, String), u64> = BTreeMap::new();
     let mut pdbs: Vec<(&Resource, Labels)> = Vec::new();
-    for r in resources {
-        let value = r.value();
-        match r.id.kind.as_str() {
-            "Deployment" | "StatefulSet" => {
-                if let Some(l) = labels(&value, &["spec", "template", "metadata", "labels"]) {
-                    let replicas = at(&value, &["spec", "replicas"]).and_then(Json::as_u64);
-                    workloads.push((r, l, replicas));
-                }
+    // Read on every core when there are many; gathered in order.
+    let workers = if resources.len() < 256 {
+        1
+    } else {
+        crate::parallel::cores()
+    };
+    let facts = crate::parallel::map(resources, workers, fact);
+    for (r, fact) in resources.iter().zip(facts) {
+        match fact {
+            Fact::Workload(labels, replicas) => workloads.push((r, labels, replicas)),
+            Fact::Hpa(kind, name, min) => {
+                hpa_min.insert((r.id.namespace.as_str(), kind, name), min);
             }
-            "HorizontalPodAutoscaler" => {
-                let target = |field| {
-                    at(&value, &["spec", "scaleTargetRef", field])
-                        .and_then(Json::as_str)
-                        .map(str::to_owned)
-                };
-                if let (Some(kind), Some(name)) = (target("kind"), target("name")) {
-                    let min = at(&value, &["spec", "minReplicas"])
-                        .and_then(Json::as_u64)
-                        .unwrap_or(1);
-                    hpa_min.insert((r.id.namespace.as_str(), kind, name), min);
-                }
-            }
-            "PodDisruptionBudget" => {
-                if let Some(selector) = labels(&value, &["spec", "selector", "matchLabels"]) {
-                    pdbs.push((r, selector));
-                }
-            }
-            _ => {}
+            Fact::Pdb(selector) => pdbs.push((r, selector)),
+            Fact::Nothing => {}
         }
     }
     // Workloads by (namespace, pod label): a PDB per service would make a
