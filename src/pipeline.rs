@@ -16,6 +16,7 @@ use crate::evaluate::{
     Cache, CacheUse, Evaluation, Limits, OutputsSource, Plan, Templates, UnitCounts,
     ENVIRONMENT_OBJECTS,
 };
+use crate::load::yaml::Value;
 use crate::load::{self, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::process::{self, Resource};
 use crate::repo::guard::{Guarded, InputGuard};
@@ -93,6 +94,9 @@ pub struct Project {
     contract: Option<(bool, Option<Contract>)>,
     /// Where the environment being rendered got its Terraform outputs.
     outputs: Option<OutputsSource>,
+    /// The one environment this project still renders, once it let go of
+    /// the others' sections ([`Project::narrow_to`]).
+    narrowed: Option<String>,
     /// The env file (or placeholders) of the last environment resolved.
     env_file: Option<crate::load::Input>,
 }
@@ -222,6 +226,7 @@ impl Project {
             contract: None,
             outputs: None,
             env_file: None,
+            narrowed: None,
         };
         project.timings.stages.push(StageTiming {
             stage: "load",
@@ -230,6 +235,23 @@ impl Project {
         });
         project.timings.record("validate", start.elapsed() - loaded);
         Ok(project)
+    }
+
+    /// Lets go of what only other environments' renders read: their
+    /// sections of controlcenter.yaml, already validated, which are most
+    /// of a large repository's tree. They are freed on a thread of their
+    /// own, beside the render. The project renders `env` only from then.
+    pub fn narrow_to(&mut self, env: &str) {
+        let Value::Map(entries) = &mut self.inputs.controlcenter.root.value else {
+            return;
+        };
+        let others: Vec<Value> = entries
+            .iter_mut()
+            .filter(|e| e.key != env && e.key != DEFAULTS_KEY && e.key != SETTINGS_KEY)
+            .map(|e| std::mem::replace(&mut e.value.value, Value::Null))
+            .collect();
+        self.narrowed = Some(env.to_owned());
+        let _ = std::thread::Builder::new().spawn(move || drop(others));
     }
 
     /// Warnings about the repository's vendored Jsonnet libraries
@@ -307,6 +329,10 @@ impl Project {
             || env == SETTINGS_KEY
         {
             return Err(vec![resolve::unknown_env(&self.inputs, env)]);
+        }
+        if let Some(only) = self.narrowed.as_ref().filter(|only| *only != env) {
+            return Err(vec![resolve::unknown_env(&self.inputs, env)
+                .note(format!("this run renders `{only}` only"))]);
         }
         self.load_contract(false)?;
         let contract = self.contract.as_ref().and_then(|(_, c)| c.as_ref());
@@ -474,7 +500,10 @@ impl Project {
                 }
             }
         }
-        let output_bytes: usize = rendered.output.iter().map(|(_, t)| t.len()).sum();
+        // What the render holds: the values evaluated or read, and the
+        // records that stand for the others.
+        let output_bytes: usize = rendered.output.iter().map(|(_, t)| t.len()).sum::<usize>()
+            + bodies.iter().flatten().map(|b| b.len()).sum::<usize>();
         let keep_records = !rendered.records.is_empty() && output_bytes <= RECORD_MAX_BYTES;
         // Objects are checked as they are parsed, a share at a time; the
         // checks that need the whole render run on it once it is made.
@@ -510,7 +539,7 @@ impl Project {
         if !diagnostics.is_empty() {
             return Err(diagnostics);
         }
-        self.store_records(&rendered.records, &processed.records);
+        self.store_records(resolved, &rendered.records, &processed.records);
         Ok(resources)
     }
 
@@ -518,15 +547,27 @@ impl Project {
     /// each once every value of its unit has one.
     fn store_records(
         &self,
+        resolved: &ResolvedEnv,
         units: &[crate::evaluate::UnitRecord],
         made: &[Option<Vec<process::CheckedObject>>],
     ) {
         let Some(cache) = &self.templates.cache else {
             return;
         };
+        // No record may hold a secret in clear, whatever the cache held
+        // before the value became one (SealedSecret ciphertexts are made
+        // to be published).
+        let mut ciphertexts = crate::redact::SecretValues::default();
+        for s in resolved.state.sealed_secrets.values() {
+            s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
+        }
+        let secrets = self.sources.secrets().without(&ciphertexts);
         // Encoded on every core a few hundred units at a time, written as
         // they come: never all held at once.
         let encode = |unit: &crate::evaluate::UnitRecord| {
+            if unit.had_record {
+                return None;
+            }
             let values: Vec<&[process::CheckedObject]> = made
                 .get(unit.values.clone())?
                 .iter()
@@ -538,6 +579,9 @@ impl Project {
                 values: unit.values.len(),
                 body: String::from_utf8(process::record::encode(&values)).ok()?,
             };
+            if secrets.found_in(&record.body) {
+                return None;
+            }
             let bytes = crate::evaluate::cache::encode_record(&unit.key, &record)?;
             Some((unit.key.clone(), bytes))
         };
@@ -598,5 +642,49 @@ impl Project {
     /// where problems of the rendered output as a whole are shown.
     pub fn entry_span(&mut self) -> Option<crate::diagnostics::Span> {
         self.templates.entry_span(&mut self.sources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn article() -> Project {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/controlcenter-examples/article"
+        );
+        let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
+        Project::load(RenderOptions::new(Arc::new(repo)))
+            .unwrap_or_else(|_| panic!("the example loads"))
+    }
+
+    /// A project narrowed to one environment renders it as before, and
+    /// refuses the others rather than render them from emptied sections.
+    #[test]
+    fn a_narrowed_project_renders_its_environment_only() {
+        let json = |resources: Vec<Resource>| -> Vec<String> {
+            resources.iter().map(|r| r.json().to_owned()).collect()
+        };
+        let whole = json(
+            article()
+                .render("dev")
+                .unwrap_or_else(|_| panic!("renders")),
+        );
+        let mut narrowed = article();
+        narrowed.narrow_to("dev");
+        assert_eq!(
+            json(narrowed.render("dev").unwrap_or_else(|_| panic!("renders"))),
+            whole
+        );
+        let Err(refused) = narrowed.render("prod") else {
+            panic!("prod was let go of");
+        };
+        assert_eq!(refused[0].code, Code::UnknownEnv);
+        assert!(refused[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("renders `dev` only")));
+        assert_eq!(narrowed.envs(), article().envs());
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    project.narrow_to(&args.env);
     let (resources, outputs) = match project.render_with(&args.env, args.placeholders) {
         Ok(r) => r,
         Err(d) => {

@@ -679,6 +679,11 @@ fn decode_record(bytes: Vec<u8>, key: &str) -> Option<Record> {
         _ => return None,
     };
     let values: usize = line()?.parse().ok()?;
+    // A damaged or forged count cannot make a render allocate more than
+    // a template's output may hold.
+    if values > crate::evaluate::MAX_OUTPUT_ITEMS {
+        return None;
+    }
     let n: usize = line()?.strip_prefix("depends ")?.parse().ok()?;
     let mut depends = Vec::with_capacity(n.min(1024));
     for _ in 0..n {

@@ -183,6 +183,8 @@ pub struct UnitRecord {
     /// The record found under it, if any: the unit's values are then
     /// empty, the record stands for them.
     pub found: Option<String>,
+    /// Whether a record was found (it needs no storing again).
+    pub had_record: bool,
 }
 
 /// How much of a render was evaluated.
@@ -453,6 +455,7 @@ impl Templates {
                     key: key.clone(),
                     array,
                     depends: std::mem::take(&mut unit_depends[i]),
+                    had_record: record_bodies[i].is_some(),
                     found: record_bodies[i].take(),
                 });
             }
