@@ -122,6 +122,7 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
             return EXIT_INVALID;
         }
     };
+    project.narrow_to(&env);
     let mut resources = match project.render(&env) {
         Ok(r) => r,
         Err(d) => {
