@@ -131,7 +131,16 @@ pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std
         }
         Format::Yaml => {
             for round in resources.chunks(ROUND) {
-                out.write_all(in_shares(round, yaml_entry).as_bytes())?;
+                // Documents already made (taken from the cache) are written
+                // as they are held; the others are made on every core.
+                if round.iter().all(|r| r.yaml().is_some()) {
+                    for yaml in round.iter().filter_map(Resource::yaml) {
+                        out.write_all(b"---\n")?;
+                        out.write_all(yaml.as_bytes())?;
+                    }
+                } else {
+                    out.write_all(in_shares(round, yaml_entry).as_bytes())?;
+                }
             }
         }
     }
