@@ -714,32 +714,47 @@ fn state_json(state: &State) -> Json {
 
 /// The environment's part of the state: every field but `services` and
 /// `sealed_secrets`, which units see apart.
+#[derive(serde::Serialize)]
+struct EnvironmentPart<'a> {
+    env: &'a String,
+    namespace: &'a String,
+    protected: &'a bool,
+    part_of: &'a String,
+    params: &'a BTreeMap<String, Json>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl<'a> EnvironmentPart<'a> {
+    fn of(state: &'a State) -> Self {
+        // Listed field by field (no `..`): a field added to `State` must
+        // be placed here or in a unit's own fields.
+        let State {
+            env,
+            namespace,
+            protected,
+            part_of,
+            params,
+            services: _,
+            sealed_secrets: _,
+            labels,
+        } = state;
+        EnvironmentPart {
+            env,
+            namespace,
+            protected,
+            part_of,
+            params,
+            labels,
+        }
+    }
+}
+
+/// [`EnvironmentPart`] as the library receives it. Never printed.
 fn environment_json(state: &State) -> serde_json::Map<String, Json> {
-    // Listed field by field (no `..`): a field added to `State` must be
-    // placed here or in a unit's own fields.
-    let State {
-        env,
-        namespace,
-        protected,
-        part_of,
-        params,
-        services: _,
-        sealed_secrets: _,
-        labels,
-    } = state;
-    crate::redact::exposed(|| {
-        let mut fields = serde_json::Map::new();
-        let mut put = |name: &str, value: Result<Json, serde_json::Error>| {
-            fields.insert(name.to_owned(), value.unwrap_or_default());
-        };
-        put("env", serde_json::to_value(env));
-        put("namespace", serde_json::to_value(namespace));
-        put("protected", serde_json::to_value(protected));
-        put("part_of", serde_json::to_value(part_of));
-        put("params", serde_json::to_value(params));
-        put("labels", serde_json::to_value(labels));
-        fields
-    })
+    match crate::redact::exposed(|| serde_json::to_value(EnvironmentPart::of(state))) {
+        Ok(Json::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// The units [`plan_units`] makes, in its order, without their inputs:
@@ -788,20 +803,8 @@ fn environment_key_part(state: &State, evaluation: Evaluation) -> String {
     if evaluation == Evaluation::Environment {
         return crate::redact::exposed(|| serde_json::to_string(state).unwrap_or_default());
     }
-    // Listed field by field (no `..`), as in `environment_json`.
-    let State {
-        env,
-        namespace,
-        protected,
-        part_of,
-        params,
-        services: _,
-        sealed_secrets: _,
-        labels,
-    } = state;
     crate::redact::exposed(|| {
-        serde_json::to_string(&(env, namespace, protected, part_of, params, labels))
-            .unwrap_or_default()
+        serde_json::to_string(&EnvironmentPart::of(state)).unwrap_or_default()
     })
 }
 
@@ -1073,9 +1076,19 @@ mod tests {
     use super::*;
     use crate::pipeline::{Project, RenderOptions};
 
-    /// A unit's key changes with what the unit sees, and only then.
-    #[test]
-    fn unit_keys_change_with_what_each_unit_sees() {
+    /// Every unit of a per-service render, without cache.
+    fn every_service() -> Plan<'static> {
+        Plan {
+            evaluation: Evaluation::PerService,
+            services: None,
+            cache: CacheUse::Off,
+            outputs: None,
+            verdicts: None,
+        }
+    }
+
+    /// The platform example's `dev`, resolved.
+    fn platform_dev() -> ResolvedEnv {
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/controlcenter-examples/platform"
@@ -1083,17 +1096,16 @@ mod tests {
         let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
         let mut project = Project::load(RenderOptions::new(Arc::new(repo)))
             .unwrap_or_else(|_| panic!("the example loads"));
-        let state = project
+        project
             .resolve("dev")
             .unwrap_or_else(|_| panic!("the example resolves"))
-            .state;
-        let plan = Plan {
-            evaluation: Evaluation::PerService,
-            services: None,
-            cache: CacheUse::Off,
-            outputs: None,
-            verdicts: None,
-        };
+    }
+
+    /// A unit's key changes with what the unit sees, and only then.
+    #[test]
+    fn unit_keys_change_with_what_each_unit_sees() {
+        let state = platform_dev().state;
+        let plan = every_service();
         let planned = planned_units(&state, plan);
         let keys = |state: &State, evaluation| unit_keys(state, evaluation, &planned, "t", 2);
         let base = keys(&state, Evaluation::PerService);
@@ -1146,25 +1158,10 @@ mod tests {
     /// `State` is lost or added by splitting it into units.
     #[test]
     fn units_split_the_state_without_losing_a_field() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/controlcenter-examples/platform"
-        );
-        let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
-        let mut project = Project::load(RenderOptions::new(Arc::new(repo)))
-            .unwrap_or_else(|_| panic!("the example loads"));
-        let resolved = project
-            .resolve("dev")
-            .unwrap_or_else(|_| panic!("the example resolves"));
+        let resolved = platform_dev();
         let state = &resolved.state;
         assert!(state.services.len() > 1 && !state.sealed_secrets.is_empty());
-        let plan = Plan {
-            evaluation: Evaluation::PerService,
-            services: None,
-            cache: CacheUse::Off,
-            outputs: None,
-            verdicts: None,
-        };
+        let plan = every_service();
         let mut whole = serde_json::Map::new();
         let mut services = serde_json::Map::new();
         for unit in plan_units(state, plan) {
