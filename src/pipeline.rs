@@ -591,7 +591,7 @@ impl Project {
             .flatten()
             .peekable();
         if pack.peek().is_some() {
-            cache.write_pack(pack);
+            cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes));
         }
     }
 

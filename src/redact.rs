@@ -161,6 +161,11 @@ impl SecretValues {
         self.values.iter().any(|v| text.contains(v.as_str()))
     }
 
+    /// [`SecretValues::found_in`] of bytes (read as UTF-8, lossily).
+    pub fn found_in_bytes(&self, bytes: &[u8]) -> bool {
+        !self.values.is_empty() && self.found_in(&String::from_utf8_lossy(bytes))
+    }
+
     /// Remembers every scalar of a JSON value (strings, numbers by their
     /// text as written and as a float prints, and the keys of mappings).
     pub fn add_json(&mut self, value: &Json) {

@@ -300,8 +300,14 @@ impl Cache {
     /// at once. When there are already [`MAX_PACKS`] packs, the entries of
     /// the oldest are carried into this one and the oldest deleted: a
     /// render of a few units never pushes a whole environment's units out.
-    /// Failures are ignored: the cache only ever saves work.
-    pub fn write_pack(&self, entries: impl Iterator<Item = (String, Vec<u8>)>) {
+    /// Failures are ignored: the cache only ever saves work. An entry
+    /// carried from an older pack that `refused` says must not be kept (it
+    /// holds what is a secret now) is dropped instead.
+    pub fn write_pack(
+        &self,
+        entries: impl Iterator<Item = (String, Vec<u8>)>,
+        refused: &dyn Fn(&[u8]) -> bool,
+    ) {
         let dir = self.packs_dir();
         if fs::create_dir_all(&dir).is_err() {
             return;
@@ -354,7 +360,7 @@ impl Cache {
                 let mut bytes = || {
                     let bytes = read_entry(&mut file, key, offset, length);
                     good = bytes.is_some();
-                    bytes
+                    bytes.filter(|b| !refused(b))
                 };
                 add(key.to_owned(), &mut bytes, &mut out);
                 good
@@ -747,7 +753,7 @@ mod tests {
 
     fn store(cache: &Cache, key: &str) {
         let bytes = encode_entry(key, &entry()).unwrap();
-        cache.write_pack(std::iter::once((key.to_owned(), bytes)));
+        cache.write_pack(std::iter::once((key.to_owned(), bytes)), &|_| false);
     }
 
     fn get(cache: &Cache, key: &str) -> Option<Entry> {
@@ -798,7 +804,7 @@ mod tests {
             (a.clone(), encode_entry(&a, &newer).unwrap()),
             (b.clone(), encode_entry(&b, &entry()).unwrap()),
         ];
-        cache.write_pack(both.into_iter());
+        cache.write_pack(both.into_iter(), &|_| false);
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let oldest = packs(&cache).pop().unwrap();
         fs::File::options()
@@ -879,7 +885,10 @@ mod tests {
         let (a, b) = (unit_key("t", b"a"), unit_key("t", b"b"));
         // An index that points `b` at `a`'s entry.
         let bytes = encode_entry(&a, &entry()).unwrap();
-        cache.write_pack([(a.clone(), bytes.clone()), (b.clone(), bytes)].into_iter());
+        cache.write_pack(
+            [(a.clone(), bytes.clone()), (b.clone(), bytes)].into_iter(),
+            &|_| false,
+        );
         assert_eq!(get(&cache, &a), Some(entry()));
         assert_eq!(get(&cache, &b), None);
     }

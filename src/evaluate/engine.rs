@@ -26,7 +26,8 @@ use jrsonnet_interner::IStr;
 use serde_json::Value as Json;
 
 use super::imports::{
-    FailedImportSlot, ImportFailure, LoadedFiles, Root, Sandbox, UndecodableFiles, DENIED,
+    FailedImportSlot, ImportFailure, LoadedFiles, ProbedFiles, Root, Sandbox, UndecodableFiles,
+    DENIED,
 };
 use crate::redact::SecretValues;
 
@@ -345,6 +346,7 @@ struct Session {
     /// and raises the same error again without asking the sandbox.
     import_failures: std::cell::RefCell<HashMap<String, super::imports::FailedImport>>,
     loaded: LoadedFiles,
+    probed: ProbedFiles,
     undecodable: UndecodableFiles,
     entry: super::imports::SandboxPath,
 }
@@ -353,12 +355,13 @@ impl Session {
     fn new(job: &EvalJob) -> Self {
         let failed_import = FailedImportSlot::default();
         let loaded = LoadedFiles::default();
+        let probed = ProbedFiles::default();
         let undecodable = UndecodableFiles::default();
         let sandbox = Sandbox::new(
             job.roots.clone(),
             job.jpaths.clone(),
             failed_import.clone(),
-            loaded.clone(),
+            (loaded.clone(), probed.clone()),
             undecodable.clone(),
             job.secrets.clone(),
         );
@@ -380,6 +383,7 @@ impl Session {
             failed_import,
             import_failures: Default::default(),
             loaded,
+            probed,
             undecodable,
             entry,
         }
@@ -540,6 +544,9 @@ pub struct UnitsEvaluated {
     pub results: Vec<Result<UnitOutput, EvalFailure>>,
     /// Every Jsonnet file loaded (display path, text), first load order.
     pub files: Vec<(String, Arc<str>)>,
+    /// Every place an import looked in vain before finding its file
+    /// (display paths): the output depends on their staying absent.
+    pub probed: Vec<String>,
 }
 
 /// Evaluates the entry point of `job` once per unit, with the unit's
@@ -556,6 +563,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         .filter(|d| !d.is_zero());
     let mut results: Vec<Option<Result<UnitOutput, EvalFailure>>> = vec![None; count];
     let mut files: Vec<(String, Arc<str>)> = Vec::new();
+    let mut probed: Vec<String> = Vec::new();
     if left.is_none() || count == 0 {
         let results = results
             .into_iter()
@@ -564,6 +572,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         return UnitsEvaluated {
             results: if count == 0 { Vec::new() } else { results },
             files,
+            probed,
         };
     }
     let queue = Arc::new(UnitQueue {
@@ -597,6 +606,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
                 .map(|_| Err(entry.locate(stopped.clone())))
                 .collect(),
             files,
+            probed,
         };
     }
     let mut seen = std::collections::HashSet::new();
@@ -604,13 +614,14 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         let left = job.deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(WorkerMessage::Unit(i, r)) => results[i] = Some(r.map_err(|f| entry.locate(f))),
-            Ok(WorkerMessage::Done(loaded)) => {
+            Ok(WorkerMessage::Done(loaded, looked)) => {
                 running -= 1;
                 for (path, text) in loaded {
                     if seen.insert(path.clone()) {
                         files.push((path, text));
                     }
                 }
+                probed.extend(looked);
             }
             // jrsonnet cannot be interrupted: the workers are left behind,
             // take no further unit, and the command ends right after
@@ -622,7 +633,13 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(entry.locate(timed_out(timeout)))))
         .collect();
-    UnitsEvaluated { results, files }
+    probed.sort();
+    probed.dedup();
+    UnitsEvaluated {
+        results,
+        files,
+        probed,
+    }
 }
 
 /// Units not yet taken, shared by the workers.
@@ -641,7 +658,7 @@ struct OutputBudget {
 
 enum WorkerMessage {
     Unit(usize, Result<UnitOutput, EvalFailure>),
-    Done(Vec<(String, Arc<str>)>),
+    Done(Vec<(String, Arc<str>)>, Vec<String>),
 }
 
 /// A share of one render for one worker.
@@ -808,7 +825,8 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> b
         }
     }
     let loaded = session.loaded.borrow().clone();
-    let _ = tx.send(WorkerMessage::Done(loaded));
+    let probed = session.probed.borrow().clone();
+    let _ = tx.send(WorkerMessage::Done(loaded, probed));
     bytes < SMALL_TASK_BYTES
 }
 

@@ -188,6 +188,10 @@ pub type FailedImportSlot = Rc<RefCell<Option<FailedImport>>>;
 /// Every Jsonnet file an evaluation loaded: display path and text.
 pub type LoadedFiles = Rc<RefCell<Vec<(String, Arc<str>)>>>;
 
+/// Display paths an import looked for and did not find before the file it
+/// found: a file created there later changes what the import means.
+pub type ProbedFiles = Rc<RefCell<Vec<String>>>;
+
 /// Files read that are not UTF-8, by display path: fine for `importbin`;
 /// `import` and `importstr` of one fail, and this says where it breaks.
 pub type UndecodableFiles = Rc<RefCell<HashMap<String, FailedImport>>>;
@@ -203,6 +207,8 @@ pub struct Sandbox {
     failed: FailedImportSlot,
     /// What was loaded, for locating values in templates afterwards.
     loaded: LoadedFiles,
+    /// Where imports looked in vain before finding their file.
+    probed: ProbedFiles,
     /// What was read that is not UTF-8.
     undecodable: UndecodableFiles,
     /// Secret values of the run: no Jsonnet file may hold one.
@@ -221,7 +227,7 @@ impl Sandbox {
         roots: Vec<Root>,
         jpaths: Vec<(usize, String)>,
         failed: FailedImportSlot,
-        loaded: LoadedFiles,
+        (loaded, probed): (LoadedFiles, ProbedFiles),
         undecodable: UndecodableFiles,
         secrets: SecretValues,
     ) -> Self {
@@ -231,6 +237,7 @@ impl Sandbox {
             cache: RefCell::new(HashMap::new()),
             failed,
             loaded,
+            probed,
             undecodable,
             secrets,
         }
@@ -471,6 +478,7 @@ impl ImportResolver for Sandbox {
         for (root, dir) in &self.jpaths {
             if let Some(rel) = normalize(&join(dir, &import)) {
                 if let Some(found) = self.try_file(from, *root, &rel, &import)? {
+                    self.probed.borrow_mut().extend(searched);
                     return Ok(found);
                 }
                 searched.push(self.path(*root, &rel).display);

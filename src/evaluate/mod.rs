@@ -221,8 +221,12 @@ impl Templates {
         let planned = planned_units(&resolved.state, plan);
         let secrets = sources.secrets().clone();
         let cache = self.cache.as_ref().filter(|_| plan.cache != CacheUse::Off);
-        let digest =
-            cache.and_then(|_| cache::templates_digest(self.repo.as_ref(), self.lib.as_ref()));
+        // The call depth allowed is part of what evaluates a unit: a unit
+        // that needs more than a later render allows fails then, cached or
+        // not.
+        let digest = cache
+            .and_then(|_| cache::templates_digest(self.repo.as_ref(), self.lib.as_ref()))
+            .map(|d| format!("{d} max-stack {}", self.limits.max_stack));
         let lib_dirs = self.lib.list_dirs("");
         let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
 
@@ -340,6 +344,7 @@ impl Templates {
             .collect();
             let evaluated = engine::evaluate_units(job, inputs, self.workers);
             files = evaluated.files;
+            let probed = evaluated.probed;
             let mut failed: Vec<(usize, EvalFailure)> = Vec::new();
             for (&i, result) in misses.iter().zip(evaluated.results) {
                 match result {
@@ -390,10 +395,14 @@ impl Templates {
                     s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
                 }
                 let secrets = secrets.without(&ciphertexts);
+                // What was loaded, and where imports looked in vain first
+                // (recorded absent: a file created there is a miss).
                 let depends: Vec<(String, String)> = files
                     .iter()
-                    .filter(|(path, _)| !cache::in_template_trees(path, LIB_LABEL, &lib_dirs))
-                    .map(|(path, _)| {
+                    .map(|(path, _)| path)
+                    .chain(&probed)
+                    .filter(|path| !cache::in_template_trees(path, LIB_LABEL, &lib_dirs))
+                    .map(|path| {
                         let d = dependency_digests
                             .entry(path.clone())
                             .or_insert_with(|| cache::file_digest(self.repo.as_ref(), path))
@@ -413,7 +422,7 @@ impl Templates {
                     in_cache[i] = true;
                     Some((key.clone(), bytes))
                 });
-                cache.write_pack(pack);
+                cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes));
                 for &i in &misses {
                     if in_cache[i] {
                         unit_depends[i] = depends.clone();
@@ -801,11 +810,18 @@ fn unit_keys(
 /// Serialized from the state itself, secrets included (they are hashed).
 fn environment_key_part(state: &State, evaluation: Evaluation) -> String {
     if evaluation == Evaluation::Environment {
-        return crate::redact::exposed(|| serde_json::to_string(state).unwrap_or_default());
+        return key_text(state);
     }
-    crate::redact::exposed(|| {
-        serde_json::to_string(&EnvironmentPart::of(state)).unwrap_or_default()
-    })
+    key_text(&EnvironmentPart::of(state))
+}
+
+/// What a key hashes of a value: its JSON with secrets shown, then with
+/// them redacted, so that a value turning secret (or plain) changes the
+/// key even when it keeps its text.
+fn key_text(value: &impl serde::Serialize) -> String {
+    let shown = crate::redact::exposed(|| serde_json::to_string(value).unwrap_or_default());
+    let redacted = serde_json::to_string(value).unwrap_or_default();
+    format!("{shown}\n{redacted}")
 }
 
 /// What one unit's key hashes of the state besides the environment's
@@ -814,11 +830,11 @@ fn unit_key_part(state: &State, evaluation: Evaluation, service: Option<&str>) -
     if evaluation == Evaluation::Environment {
         return Vec::new();
     }
-    crate::redact::exposed(|| match service {
-        Some(key) => serde_json::to_vec(&("service", key, state.services.get(key))),
-        None => serde_json::to_vec(&("environment", &state.sealed_secrets)),
-    })
-    .unwrap_or_default()
+    match service {
+        Some(key) => key_text(&("service", key, state.services.get(key))),
+        None => key_text(&("environment", &state.sealed_secrets)),
+    }
+    .into_bytes()
 }
 
 /// The units of a render. Per service: one per (selected) service, in key
@@ -1146,6 +1162,33 @@ mod tests {
             (0..base.len())
                 .map(|i| i == base.len() - 1)
                 .collect::<Vec<_>>()
+        );
+
+        // A field that turns secret with the same value: its unit's key.
+        let mut plain = state.clone();
+        let mut secret = state.clone();
+        let field = |s: &mut State, v| {
+            s.services
+                .get_mut(&first)
+                .unwrap()
+                .extra
+                .insert("x".into(), v);
+        };
+        field(
+            &mut plain,
+            crate::redact::MaybeSecret::Plain(Json::from("v")),
+        );
+        field(
+            &mut secret,
+            crate::redact::MaybeSecret::Secret(crate::redact::Secret::new(Json::from("v"))),
+        );
+        assert_ne!(
+            keys(&plain, Evaluation::PerService)[0],
+            keys(&secret, Evaluation::PerService)[0]
+        );
+        assert_eq!(
+            keys(&plain, Evaluation::PerService)[1..],
+            keys(&secret, Evaluation::PerService)[1..]
         );
 
         // Whole environment: one key, which any change moves.

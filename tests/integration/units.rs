@@ -278,6 +278,73 @@ fn objects_taken_from_the_cache_are_checked_again_when_the_checks_change() {
 }
 
 #[test]
+fn a_file_created_where_an_import_looked_in_vain_is_a_miss() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    let cache = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    std::fs::create_dir_all(dir.join("jsonnet")).unwrap();
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    std::fs::write(
+        dir.join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nlocal x = import 'a/x.libsonnet';\nfunction(state) (cc.new(state) + { deployment(svc):: super.deployment(svc) + { metadata+: { annotations+: { marker: x.v } } } }).manifests\n",
+    )
+    .unwrap();
+    // `a/x.libsonnet` imports `y.libsonnet`: not beside it, so from the
+    // repository's root.
+    std::fs::write(dir.join("a/x.libsonnet"), "(import 'y.libsonnet')\n").unwrap();
+    std::fs::write(dir.join("y.libsonnet"), "{ v: 'root' }\n").unwrap();
+    assert!(ok(&render(dir, "prod", Some(cache.path()), &[])).contains("marker: root"));
+    // Now one beside it: what the import means changed.
+    std::fs::write(dir.join("a/y.libsonnet"), "{ v: 'beside' }\n").unwrap();
+    let out = render(dir, "prod", Some(cache.path()), &[]);
+    assert!(ok(&out).contains("marker: beside"), "{}", transcript(&out));
+    assert_eq!(ok(&out), ok(&render(dir, "prod", None, &[])));
+}
+
+#[test]
+fn a_field_that_turns_secret_misses_and_the_call_depth_is_part_of_the_key() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
+    let cache = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    let edit = |path: &str, from: &str, to: &str| {
+        let text = std::fs::read_to_string(dir.join(path)).unwrap();
+        assert!(text.contains(from), "{path}");
+        std::fs::write(dir.join(path), text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "schemas/service.schema.json",
+        "\"properties\": {",
+        "\"properties\": {\n    \"token\": {\"type\": \"string\"},",
+    );
+    edit(
+        "controlcenter.yaml",
+        "\n  api_gateway:\n    git_rev: v2.13.1\n",
+        "\n  api_gateway:\n    git_rev: v2.13.1\n    token: tok-0123456789abcdef\n",
+    );
+    let cold = render(dir, "prod", Some(cache.path()), &[]);
+    let (evaluated, _) = units(&cold);
+    assert_eq!(
+        units(&render(dir, "prod", Some(cache.path()), &[])),
+        (0, evaluated)
+    );
+    // Marked secret, same value: that service's unit is evaluated again.
+    edit(
+        "schemas/service.schema.json",
+        "{\"type\": \"string\"}",
+        "{\"type\": \"string\", \"writeOnly\": true}",
+    );
+    let out = render(dir, "prod", Some(cache.path()), &[]);
+    assert_eq!(units(&out), (1, evaluated - 1), "{}", transcript(&out));
+
+    // A call depth too small fails from a warm cache as it does without.
+    let shallow = ["--max-stack", "3"];
+    let cold = render(dir, "prod", None, &shallow);
+    assert_eq!(cold.status.code(), Some(1), "{}", transcript(&cold));
+    let warm = render(dir, "prod", Some(cache.path()), &shallow);
+    assert_eq!(warm.status.code(), Some(1), "{}", transcript(&warm));
+}
+
+#[test]
 fn renders_of_one_service_never_push_the_others_out_of_the_cache() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
     let cache = tempfile::tempdir().unwrap();
