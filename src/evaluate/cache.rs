@@ -4,11 +4,13 @@
 //!
 //! The key of a unit hashes the cache format, the binary's version, the
 //! unit's state (secrets included, so it changes when they do, but only as
-//! a hash) and a digest of every template the unit can import: the whole
-//! library and the repository's `jsonnet/`, `vendor/` and `lib/` trees. A
-//! repository file outside those trees that a template loaded (an
-//! `importstr` of a file at the root) is recorded in the entry with its
-//! digest and checked on every hit.
+//! a hash; and which fields are secret), the call depth allowed, and a
+//! digest of every template the unit can import: the whole library and the
+//! repository's `jsonnet/`, `vendor/` and `lib/` trees. A repository file
+//! outside those trees that a template loaded (an `importstr` of a file at
+//! the root), and every place outside them an import looked in vain before
+//! finding its file, is recorded in the entry with its digest (`absent`)
+//! and checked on every hit.
 //!
 //! Beside a unit's output, a render that found it clean stores a record of
 //! what post-processing made of it (each object's identity, JSON, YAML
@@ -29,7 +31,8 @@
 //! Each entry carries a checksum over its key and content, and one that
 //! does not match (truncated, corrupted, another format, another key) is
 //! ignored and stored again. A unit whose output holds a secret value is
-//! never stored, nor its record. Packs are trimmed to a size bound, least recently used
+//! never stored, nor its record, and an entry carried into a new pack that
+//! holds one (a value that became secret since) is dropped. Packs are trimmed to a size bound, least recently used
 //! first.
 
 use std::collections::{HashMap, HashSet};
