@@ -469,6 +469,15 @@ impl Packs {
         Some(record)
     }
 
+    /// Counts the pack holding `key` as used without reading the entry:
+    /// a unit served by its record keeps its output young too (it is what
+    /// a change to the checks will read).
+    pub fn mark_used(&self, key: &str) {
+        if let Some(&(p, _, _)) = self.index.get(key) {
+            self.used[p].store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Records that the packs hits came from were used (the order in which
     /// packs are trimmed).
     pub fn touch_used(&self) {

@@ -265,6 +265,13 @@ impl Templates {
             .zip(&found_records)
             .map(|(key, record)| key.as_ref().filter(|_| record.is_none()))
             .collect();
+        if let Some(packs) = &packs {
+            for (key, record) in keys.iter().zip(&found_records) {
+                if let (Some(key), Some(_)) = (key, record) {
+                    packs.mark_used(key);
+                }
+            }
+        }
         let looked_up = crate::parallel::map(&entry_keys, self.workers, |key| {
             let entry = packs.as_ref()?.get(key.as_ref()?)?;
             Some((entry.depends, entry.array, entry.items))
