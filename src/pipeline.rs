@@ -441,14 +441,16 @@ impl Project {
         cache: CacheUse,
     ) -> Outcome<Vec<Resource>> {
         let placeholders = self.outputs.as_ref().is_some_and(|o| o.placeholders);
-        let protected = resolved.state.protected;
-        let verdicts = rules::verdicts(
-            &resolved.state.env,
-            protected,
-            &self.settings,
-            &self.policies,
-            &self.sources,
-        );
+        // What the checks depend on, for records: only with a cache.
+        let verdicts = self.templates.cache.as_ref().map(|_| {
+            rules::verdicts(
+                &resolved.state.env,
+                resolved.state.protected,
+                &self.settings,
+                &self.policies,
+                &self.sources,
+            )
+        });
         let plan = Plan {
             evaluation: self.settings.evaluation,
             services: self.services.as_ref(),
@@ -456,7 +458,7 @@ impl Project {
             // hold a made-up value.
             cache: if placeholders { CacheUse::Off } else { cache },
             outputs: self.outputs.as_ref(),
-            verdicts: Some(&verdicts),
+            verdicts: verdicts.as_deref(),
         };
         let start = Instant::now();
         let mut rendered = self.templates.render(
@@ -555,13 +557,8 @@ impl Project {
             return;
         };
         // No record may hold a secret in clear, whatever the cache held
-        // before the value became one (SealedSecret ciphertexts are made
-        // to be published).
-        let mut ciphertexts = crate::redact::SecretValues::default();
-        for s in resolved.state.sealed_secrets.values() {
-            s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
-        }
-        let secrets = self.sources.secrets().without(&ciphertexts);
+        // before the value became one.
+        let secrets = crate::evaluate::unstorable_secrets(self.sources.secrets(), &resolved.state);
         // Encoded on every core a few hundred units at a time, written as
         // they come: never all held at once.
         let encode = |unit: &crate::evaluate::UnitRecord| {

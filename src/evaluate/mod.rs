@@ -397,11 +397,7 @@ impl Templates {
             // Store what was evaluated, except outputs holding a secret in
             // clear: SealedSecret ciphertexts are made to be published.
             if let (Some(cache), Some(_)) = (cache, &digest) {
-                let mut ciphertexts = SecretValues::default();
-                for s in resolved.state.sealed_secrets.values() {
-                    s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
-                }
-                let secrets = secrets.without(&ciphertexts);
+                let secrets = unstorable_secrets(&secrets, &resolved.state);
                 // What was loaded, and where imports looked in vain first
                 // (recorded absent: a file created there is a miss).
                 let depends: Vec<(String, String)> = files
@@ -771,6 +767,17 @@ fn environment_json(state: &State) -> serde_json::Map<String, Json> {
         Ok(Json::Object(fields)) => fields,
         _ => serde_json::Map::new(),
     }
+}
+
+/// The secret values the cache must never hold: every one the run has
+/// seen but the environment's SealedSecret ciphertexts, which are made to
+/// be published.
+pub fn unstorable_secrets(seen: &SecretValues, state: &State) -> SecretValues {
+    let mut ciphertexts = SecretValues::default();
+    for s in state.sealed_secrets.values() {
+        s.encrypted_data.values().for_each(|v| ciphertexts.add(v));
+    }
+    seen.without(&ciphertexts)
 }
 
 /// The units [`plan_units`] makes, in its order, without their inputs:
