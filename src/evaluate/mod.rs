@@ -11,7 +11,9 @@ pub mod engine;
 pub mod imports;
 pub mod library;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
