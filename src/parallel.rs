@@ -62,9 +62,11 @@ pub fn split_owned<T>(items: Vec<T>, count: usize) -> Vec<Vec<T>> {
     shares
 }
 
-/// Threads the machine offers.
+/// Threads the machine offers. Asked once: the standard library reads
+/// the cgroup's files on every call, and a render asks at every stage.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]

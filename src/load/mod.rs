@@ -4,6 +4,7 @@
 //! later stages get is a mapping, decoded, within limits, with no duplicate
 //! keys, and registered in [`Sources`] for diagnostics.
 
+mod block_yaml;
 pub mod yaml;
 
 use crate::diagnostics::{Code, Diagnostic, FileId, Sources, Span};

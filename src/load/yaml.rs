@@ -8,7 +8,7 @@
 //! not booleans or octal numbers here. Plain scalars also remember that they
 //! were plain, so a resolver can recover the text the user wrote.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
 
@@ -178,9 +178,35 @@ pub fn parse_with_aliases(
         }
     }
     let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
-    let mut builder = Builder::new(text, file, base..text.len());
-    builder.sensitive = sensitive;
-    builder.run().map(|(root, aliases, _)| (root, aliases))
+    build(text, file, base..text.len(), sensitive).map(|(root, aliases, _)| (root, aliases))
+}
+
+/// The node in `range` of `text`, every alias use, and how much it holds:
+/// built from the plain block reader's events when the text is of its
+/// kind and builds cleanly, else from saphyr's, which then give the one
+/// true answer or error.
+fn build(
+    text: &str,
+    file: FileId,
+    range: std::ops::Range<usize>,
+    sensitive: bool,
+) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+    let builder = |range| {
+        let mut builder = Builder::new(text, file, range);
+        builder.sensitive = sensitive;
+        builder
+    };
+    let mut fast = builder(range.clone());
+    // Character indices are byte offsets only in ASCII text.
+    if fast.offsets.table.is_empty() {
+        let part = &text[range.clone()];
+        let read =
+            super::block_yaml::read(part, &mut |event, start, end| fast.event(event, start, end));
+        if read.is_ok() && fast.errors.is_empty() {
+            return Ok(fast.built());
+        }
+    }
+    builder(range).run()
 }
 
 /// Documents at least this large are parsed a run of top-level keys per
@@ -203,9 +229,7 @@ fn parse_sections_in_parallel(
 ) -> Option<(Node, Vec<AliasUse>)> {
     let runs = section_runs(text, parts)?;
     let parsed = crate::parallel::map(&runs, runs.len(), |range| {
-        let mut builder = Builder::new(text, file, range.clone());
-        builder.sensitive = sensitive;
-        builder.run().ok()
+        build(text, file, range.clone(), sensitive).ok()
     });
     let mut entries: Vec<Entry> = Vec::new();
     let mut keys: HashSet<String> = HashSet::new();
@@ -302,9 +326,15 @@ fn is_printable(c: char) -> bool {
 /// and would silently lose the rest of the file.
 pub fn forbidden_character(text: &str, file: FileId) -> Option<Diagnostic> {
     let body_start = if text.starts_with(BOM) { BOM.len() } else { 0 };
-    let (at, c) = text
+    // Printable ASCII, the bulk of any input, is passed over a byte at a
+    // time; characters are decoded only from the first other byte on.
+    let plain = text.as_bytes()[body_start..]
+        .iter()
+        .position(|&b| !matches!(b, b'\t' | b'\n' | b'\r' | b' '..=b'~'))?;
+    let from = body_start + plain;
+    let (at, c) = text[from..]
         .char_indices()
-        .skip(usize::from(body_start > 0))
+        .map(|(i, c)| (from + i, c))
         .find(|&(_, c)| !is_printable(c) || c == '\u{feff}')?;
     let name = match c {
         '\0' => "a NUL byte".to_owned(),
@@ -478,6 +508,12 @@ impl<'t> Builder<'t> {
         if !self.errors.is_empty() {
             return Err(self.errors);
         }
+        Ok(self.built())
+    }
+
+    /// What the events given so far built: the node, every alias use, and
+    /// how much the document holds.
+    fn built(self) -> (Node, Vec<AliasUse>, Size) {
         let root = self.root.unwrap_or(Node {
             value: Value::Null,
             span: Span::new(self.file, 0, 0),
@@ -487,7 +523,7 @@ impl<'t> Builder<'t> {
             nodes: self.nodes,
             copied_bytes: self.copied,
         };
-        Ok((root, self.aliases, size))
+        (root, self.aliases, size)
     }
 
     fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), Diagnostic> {
@@ -1080,8 +1116,11 @@ mod tests {
             ("a: 1\nb: x\u{7}y\n", '\u{7}'),
             ("a: 1\nb: \u{feff}x\n", '\u{feff}'),
             ("a: 1\nb: x\u{9f}\n", '\u{9f}'),
+            // After other characters than ASCII, and after a byte-order mark.
+            ("a: é\u{85}\u{a0}\nb: x\u{7}y\n", '\u{7}'),
+            ("\u{feff}a: 1\nb: \u{feff}\n", '\u{feff}'),
         ] {
-            let at = text.find(bad).unwrap();
+            let at = text.rfind(bad).unwrap();
             let errs = load(text).unwrap_err();
             assert_eq!(errs[0].code, Code::YamlSyntax, "{text:?}");
             assert_eq!(errs[0].primary.as_ref().unwrap().span.start, at, "{text:?}");

@@ -10,7 +10,9 @@ pub mod identity;
 
 pub mod record;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt as _};
 use std::sync::Arc;
 
 use serde_json::Value as Json;

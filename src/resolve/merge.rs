@@ -3,8 +3,8 @@
 //! value keeps the span it came from, so errors and provenance point at the
 //! line that set it (in `defaults` or in the environment).
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use crate::load::yaml::{Entry, Node, Value};
 

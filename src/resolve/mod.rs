@@ -52,8 +52,8 @@ impl ResolvedEnv {
 
 /// tags.yaml's entries by service key (the first of a repeated key, as
 /// [`Node::get`] finds it).
-pub fn tags_index(tags: Option<&Input>) -> std::collections::HashMap<&str, &Node> {
-    let mut index = std::collections::HashMap::new();
+pub fn tags_index(tags: Option<&Input>) -> foldhash::HashMap<&str, &Node> {
+    let mut index = foldhash::HashMap::default();
     for e in tags.and_then(|t| t.root.as_map()).unwrap_or_default() {
         index.entry(e.key.as_str()).or_insert(&e.value);
     }

@@ -34,7 +34,7 @@ pub struct Context<'a> {
     pub tags: Option<&'a Input>,
     /// tags.yaml's services by key (a lookup per service must not scan
     /// the file: that is quadratic in the number of services).
-    pub tags_index: &'a std::collections::HashMap<&'a str, &'a Node>,
+    pub tags_index: &'a foldhash::HashMap<&'a str, &'a Node>,
     /// For the text of plain scalars.
     pub sources: &'a Sources,
     /// params.terraform.
