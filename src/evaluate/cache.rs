@@ -27,8 +27,9 @@
 //! here, where writing a whole pack of 1000 units takes less). A render
 //! reads the index of the newest packs (the newest holding a key wins);
 //! past that count, the smallest packs' entries are carried into the next
-//! pack written, so none is lost but to the size bound, and a warm render
-//! copies little.
+//! pack written, so a warm render copies little; a pack too large to copy
+//! is deleted instead when it is the least recently used (its units' keys
+//! have most likely changed since).
 //! Each entry carries a checksum over its key and content, and one that
 //! does not match (truncated, corrupted, another format, another key) is
 //! ignored and stored again. A unit whose output holds a secret value is
@@ -38,7 +39,7 @@
 
 use foldhash::{HashMap, HashSet, HashSetExt as _};
 use std::fs;
-use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{Read as _, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
@@ -67,6 +68,11 @@ const PACK_FORMAT: &str = "controlcenter-cache-pack-1";
 /// Packs a render reads (the newest); older ones are merged into a new one.
 const MAX_PACKS: usize = 8;
 
+/// Largest pack whose entries a new pack carries when there are too
+/// many: a warm render copies at most this much, and a larger pack is
+/// deleted when it is the least recently used instead.
+const MERGE_MAX_BYTES: u64 = 4 << 20;
+
 /// Largest index read, and largest entry: what a render can make (the
 /// output limit) with room to spare, so a damaged pack cannot make a render
 /// read or hold more.
@@ -83,6 +89,8 @@ const TEMPLATE_TREES: [&str; 3] = crate::repo::layout::JSONNET_PATH;
 pub struct Cache {
     dir: PathBuf,
     max_bytes: u64,
+    /// Largest pack a new one carries the entries of.
+    merge_bytes: u64,
 }
 
 /// One unit's stored output.
@@ -128,15 +136,24 @@ fn checksum(parts: &[&[u8]]) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
 }
 
 /// The key of a unit: its state and what evaluates it.
 pub fn unit_key(templates: &str, state: &[u8]) -> String {
+    unit_key_with(templates, &mut |out| {
+        let _ = out.write_all(state);
+    })
+}
+
+/// [`unit_key`] of the state `state` writes: it is hashed as it is
+/// written, never held whole.
+pub fn unit_key_with(templates: &str, state: &mut dyn FnMut(&mut dyn Write)) -> String {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update([0]);
@@ -144,8 +161,25 @@ pub fn unit_key(templates: &str, state: &[u8]) -> String {
     h.update([0]);
     h.update(templates.as_bytes());
     h.update([0]);
-    h.update(state);
+    // Serializers write in small pieces: a buffer hands the hash blocks.
+    let mut buffered = std::io::BufWriter::with_capacity(8192, HashWriter(&mut h));
+    state(&mut buffered);
+    let _ = buffered.flush();
+    drop(buffered);
     hex(&h.finalize())
+}
+
+/// Feeds what is written to a hash.
+struct HashWriter<'h>(&'h mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Digest of every template a unit can import from the library and the
@@ -245,7 +279,11 @@ impl Cache {
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
-        Cache { dir, max_bytes }
+        Cache {
+            dir,
+            max_bytes,
+            merge_bytes: MERGE_MAX_BYTES,
+        }
     }
 
     /// The cache directory.
@@ -315,7 +353,9 @@ impl Cache {
     /// trims. Entries are written as they come, so they are never all held
     /// at once. When there are already [`MAX_PACKS`] packs, the entries of
     /// the smallest are carried into this one and those deleted: a render
-    /// of a few units never pushes a whole environment's units out.
+    /// of a few units never pushes a whole environment's units out. Packs
+    /// too large to copy each time ([`MERGE_MAX_BYTES`]) are deleted
+    /// instead, the least recently used first.
     /// Failures are ignored: the cache only ever saves work. An entry
     /// carried from an older pack that `refused` says must not be kept (it
     /// holds what is a secret now) is dropped instead.
@@ -359,7 +399,7 @@ impl Cache {
             let mut bytes = Some(bytes);
             add(key, &mut || bytes.take(), &mut out);
         }
-        let merged = packs_to_merge(self.packs());
+        let (merged, deleted) = packs_to_merge(self.packs(), self.merge_bytes);
         for path in &merged {
             // One handle reads the index, the other the entries, as the
             // index is read: nothing of a damaged index piles up.
@@ -404,7 +444,7 @@ impl Cache {
         // Newer than any pack this render touched: the file system's own
         // time for a new file can lag the clock by a tick.
         let _ = file.set_modified(SystemTime::now());
-        for old in merged.iter().filter(|p| **p != path) {
+        for old in merged.iter().chain(&deleted).filter(|p| **p != path) {
             let _ = fs::remove_file(old);
         }
         self.trim(Some(&path));
@@ -446,15 +486,32 @@ impl Cache {
     }
 }
 
-/// The packs whose entries a new pack carries so that, with it, there are
-/// at most [`MAX_PACKS`]: the smallest (the oldest of equal size). Merging
-/// by size, not age, keeps a warm render from copying a whole
-/// environment's pack, however old, every few renders: one that is no
-/// longer read is left alone until the size bound trims it.
-fn packs_to_merge(mut packs: Vec<(SystemTime, u64, PathBuf)>) -> Vec<PathBuf> {
-    let excess = (packs.len() + 1).saturating_sub(MAX_PACKS);
+/// What becomes of the packs so that, with a new one, there are at most
+/// [`MAX_PACKS`]: (those whose entries the new pack carries, those
+/// deleted). The smallest are carried (the oldest of equal size), up to
+/// `merge_bytes` each; past that, the least recently used are deleted.
+/// Merging by size, not age, keeps a warm render from copying a whole
+/// environment's pack every few renders; deleting rather than copying a
+/// large pack that goes unused (its units' keys changed: another library,
+/// another binary) keeps it from filling the count for good.
+fn packs_to_merge(
+    mut packs: Vec<(SystemTime, u64, PathBuf)>,
+    merge_bytes: u64,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut excess = (packs.len() + 1).saturating_sub(MAX_PACKS);
     packs.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    packs.into_iter().take(excess).map(|p| p.2).collect()
+    let small = packs
+        .iter()
+        .take(excess)
+        .take_while(|p| p.1 <= merge_bytes)
+        .count();
+    let mut large = packs.split_off(small);
+    excess -= small;
+    let merged = packs.into_iter().map(|p| p.2).collect();
+    // Least recently used first.
+    large.sort_by(|a, b| a.0.cmp(&b.0));
+    let deleted = large.into_iter().take(excess).map(|p| p.2).collect();
+    (merged, deleted)
 }
 
 /// The entries a render can take from the cache: where the newest packs
@@ -655,8 +712,11 @@ pub struct Record {
     pub depends: Vec<(String, String)>,
     /// How many values the unit's output had.
     pub values: usize,
-    /// The record (post-processing's format).
+    /// The record (post-processing's format), from `body_from`.
     pub body: String,
+    /// Where the record starts in `body`: a record read back keeps the
+    /// stored header before it rather than copy the record away from it.
+    pub body_from: usize,
 }
 
 /// A record as stored under `key`, with a checksum over the key and all
@@ -681,10 +741,10 @@ pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
         key.as_bytes(),
         &[0],
         head.as_bytes(),
-        record.body.as_bytes(),
+        record.body[record.body_from..].as_bytes(),
     ]);
     let mut out = format!("{RECORD_FORMAT} {sum} {key}\n{head}").into_bytes();
-    out.extend_from_slice(record.body.as_bytes());
+    out.extend_from_slice(record.body[record.body_from..].as_bytes());
     Some(out)
 }
 
@@ -729,13 +789,12 @@ fn decode_record(bytes: Vec<u8>, key: &str) -> Option<Record> {
         depends.push((path.to_owned(), d.to_owned()));
     }
     text.get(at..)?;
-    let mut body = text;
-    body.drain(..at);
     Some(Record {
         array,
         depends,
         values,
-        body,
+        body: text,
+        body_from: at,
     })
 }
 
@@ -851,6 +910,10 @@ mod tests {
 
     #[test]
     fn keys_change_with_the_templates_and_the_state() {
+        assert_eq!(
+            digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         let a = unit_key("t1", b"s");
         assert_ne!(a, unit_key("t2", b"s"));
         assert_ne!(a, unit_key("t1", b"s2"));
@@ -917,6 +980,42 @@ mod tests {
         large.items.push(format!("\"{}\"", "x".repeat(400_000)));
         let bytes = encode_entry(key, &large).unwrap();
         cache.write_pack(std::iter::once((key.to_owned(), bytes)), &|_| false);
+    }
+
+    #[test]
+    fn when_every_pack_is_large_the_least_recently_used_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::new(dir.path().to_path_buf());
+        cache.merge_bytes = 100_000;
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let keys: Vec<String> = (0..MAX_PACKS as u8)
+            .map(|i| unit_key("large", &[i]))
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            store_large(&cache, key);
+            let newest = packs(&cache).remove(0);
+            let f = fs::File::options().append(true).open(newest).unwrap();
+            f.set_modified(base + Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        // The oldest was used last.
+        let oldest = packs(&cache).pop().unwrap();
+        let f = fs::File::options().append(true).open(&oldest).unwrap();
+        f.set_modified(base + Duration::from_secs(100)).unwrap();
+        let size = |p: &PathBuf| fs::metadata(p).unwrap().len();
+        let sizes: Vec<u64> = packs(&cache).iter().map(size).collect();
+        store(&cache, &unit_key("warm", b""));
+        assert_eq!(packs(&cache).len(), MAX_PACKS);
+        assert!(get(&cache, &unit_key("warm", b"")).is_some());
+        // The least recently used (the second stored) is gone, nothing was
+        // copied, and the rest stay as they were.
+        assert!(get(&cache, &keys[1]).is_none());
+        assert!(keys
+            .iter()
+            .enumerate()
+            .all(|(i, k)| i == 1 || get(&cache, k).is_some()));
+        let left: u64 = packs(&cache).iter().map(size).sum();
+        assert!(left < sizes.iter().sum::<u64>());
     }
 
     #[test]
