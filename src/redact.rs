@@ -8,8 +8,9 @@
 //! schema marks `writeOnly`. A sensitive file that cannot be decoded or
 //! parsed has every value masked, since none can be told apart.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
@@ -63,16 +64,70 @@ pub enum MaybeSecret {
 
 thread_local! {
     static EXPOSED: Cell<bool> = const { Cell::new(false) };
+    /// While [`write_keyed`] serializes: the bytes written so far, and
+    /// where each secret value started.
+    static KEYED: RefCell<Option<Keyed>> = const { RefCell::new(None) };
+}
+
+#[derive(Default)]
+struct Keyed {
+    written: usize,
+    secrets: Vec<usize>,
 }
 
 impl<T: Serialize> Serialize for Secret<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if EXPOSED.with(Cell::get) {
+            KEYED.with_borrow_mut(|k| {
+                if let Some(k) = k {
+                    k.secrets.push(k.written);
+                }
+            });
             self.0.serialize(s)
         } else {
             s.serialize_str(REDACTED)
         }
     }
+}
+
+/// Writes what a cache key hashes of `value` into `out`: its compact JSON
+/// with secrets shown, then a line break (which compact JSON never holds)
+/// and where each secret value starts in it. A value turning secret, or
+/// plain, changes what is written even when its text does not; the
+/// secrets are only ever hashed.
+pub fn write_keyed(value: &impl Serialize, out: &mut dyn Write) -> std::io::Result<()> {
+    /// Counts what the serializer writes (it writes straight through,
+    /// token by token, so a secret starts where the count stands).
+    struct Counting<'w>(&'w mut dyn Write);
+    impl Write for Counting<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            KEYED.with_borrow_mut(|k| {
+                if let Some(k) = k {
+                    k.written += n;
+                }
+            });
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            KEYED.with_borrow_mut(|k| *k = None);
+        }
+    }
+    let _reset = Reset;
+    KEYED.with_borrow_mut(|k| *k = Some(Keyed::default()));
+    exposed(|| serde_json::to_writer(Counting(&mut *out), value))?;
+    let secrets = KEYED.with_borrow_mut(|k| k.take().map(|k| k.secrets).unwrap_or_default());
+    out.write_all(b"\n")?;
+    for at in secrets {
+        write!(out, "{at} ")?;
+    }
+    Ok(())
 }
 
 /// Runs `f` with secrets serializing as their values: only for building
@@ -271,6 +326,26 @@ pub fn unparsed_value_ranges(text: &str) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_tells_a_secret_from_a_plain_value_of_the_same_text() {
+        let keyed = |v: &[MaybeSecret]| {
+            let mut out = Vec::new();
+            write_keyed(&v, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let plain = || MaybeSecret::Plain(Json::from("pw-canary"));
+        let secret = || MaybeSecret::Secret(Secret::new(Json::from("pw-canary")));
+        let both_plain = keyed(&[plain(), plain()]);
+        let first_secret = keyed(&[secret(), plain()]);
+        let second_secret = keyed(&[plain(), secret()]);
+        assert_eq!(both_plain, "[\"pw-canary\",\"pw-canary\"]\n");
+        assert_eq!(first_secret, "[\"pw-canary\",\"pw-canary\"]\n1 ");
+        assert_eq!(second_secret, "[\"pw-canary\",\"pw-canary\"]\n13 ");
+        // Nothing is left marking, and plain serialization redacts again.
+        assert_eq!(serde_json::to_string(&secret()).unwrap(), "\"<redacted>\"");
+        assert_eq!(keyed(&[plain(), plain()]), both_plain);
+    }
 
     #[test]
     fn a_secret_never_prints_itself() {

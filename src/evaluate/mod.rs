@@ -12,6 +12,7 @@ pub mod imports;
 pub mod library;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 
 use foldhash::HashSet;
 use std::sync::Arc;
@@ -182,9 +183,10 @@ pub struct UnitRecord {
     pub array: bool,
     /// Repository files outside the template trees the unit loaded.
     pub depends: Vec<(String, String)>,
-    /// The record found under it, if any: the unit's values are then
-    /// empty, the record stands for them.
-    pub found: Option<String>,
+    /// The record found under it, if any, and where in that text it
+    /// starts: the unit's values are then empty, the record stands for
+    /// them.
+    pub found: Option<(String, usize)>,
     /// Whether a record was found (it needs no storing again).
     pub had_record: bool,
 }
@@ -285,7 +287,7 @@ impl Templates {
         // Each unit's dependencies outside the template trees, and its
         // record's text, for the units in the cache.
         let mut unit_depends: Vec<Vec<(String, String)>> = vec![Vec::new(); planned.len()];
-        let mut record_bodies: Vec<Option<String>> = vec![None; planned.len()];
+        let mut record_bodies: Vec<Option<(String, usize)>> = vec![None; planned.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
             let (depends, array, items, body) = match (found_records[i].take(), found) {
@@ -293,7 +295,7 @@ impl Templates {
                     record.depends,
                     record.array,
                     vec![String::new(); record.values],
-                    Some(record.body),
+                    Some((record.body, record.body_from)),
                 ),
                 (None, Some((depends, array, items))) => (depends, array, items, None),
                 (None, None) => continue,
@@ -814,43 +816,44 @@ fn unit_keys(
 ) -> Vec<String> {
     // The environment's part (Terraform outputs and all) is hashed once,
     // not once per unit.
-    let shared = cache::digest(environment_key_part(state, evaluation).as_bytes());
+    let mut shared = Vec::new();
+    write_environment_key_part(state, evaluation, &mut shared);
+    let shared = cache::digest(&shared);
     crate::parallel::map(planned, workers, |service| {
-        let own = unit_key_part(state, evaluation, service.as_deref());
-        cache::unit_key(templates, &[shared.as_bytes(), &own].concat())
+        cache::unit_key_with(templates, &mut |out| {
+            let _ = out.write_all(shared.as_bytes());
+            write_unit_key_part(state, evaluation, service.as_deref(), out);
+        })
     })
 }
 
 /// What every unit's key hashes of the state: the environment's part
-/// (per service), or the whole state (whole environment), as JSON text.
-/// Serialized from the state itself, secrets included (they are hashed).
-fn environment_key_part(state: &State, evaluation: Evaluation) -> String {
-    if evaluation == Evaluation::Environment {
-        return key_text(state);
-    }
-    key_text(&EnvironmentPart::of(state))
-}
-
-/// What a key hashes of a value: its JSON with secrets shown, then with
-/// them redacted, so that a value turning secret (or plain) changes the
-/// key even when it keeps its text.
-fn key_text(value: &impl serde::Serialize) -> String {
-    let shown = crate::redact::exposed(|| serde_json::to_string(value).unwrap_or_default());
-    let redacted = serde_json::to_string(value).unwrap_or_default();
-    format!("{shown}\n{redacted}")
+/// (per service), or the whole state (whole environment). Serialized from
+/// the state itself, secrets included (they are hashed), and which values
+/// are secret ([`crate::redact::write_keyed`]).
+fn write_environment_key_part(state: &State, evaluation: Evaluation, out: &mut dyn Write) {
+    let _ = if evaluation == Evaluation::Environment {
+        crate::redact::write_keyed(state, out)
+    } else {
+        crate::redact::write_keyed(&EnvironmentPart::of(state), out)
+    };
 }
 
 /// What one unit's key hashes of the state besides the environment's
 /// part: its service, or the SealedSecrets of the environment-level unit.
-fn unit_key_part(state: &State, evaluation: Evaluation, service: Option<&str>) -> Vec<u8> {
+fn write_unit_key_part(
+    state: &State,
+    evaluation: Evaluation,
+    service: Option<&str>,
+    out: &mut dyn Write,
+) {
     if evaluation == Evaluation::Environment {
-        return Vec::new();
+        return;
     }
-    match service {
-        Some(key) => key_text(&("service", key, state.services.get(key))),
-        None => key_text(&("environment", &state.sealed_secrets)),
-    }
-    .into_bytes()
+    let _ = match service {
+        Some(key) => crate::redact::write_keyed(&("service", key, state.services.get(key)), out),
+        None => crate::redact::write_keyed(&("environment", &state.sealed_secrets), out),
+    };
 }
 
 /// The units of a render. Per service: one per (selected) service, in key
