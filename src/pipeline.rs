@@ -482,13 +482,14 @@ impl Project {
             repo_policies: &self.policies,
         };
         // A unit's values are taken from its record when it has one.
-        let bodies: Vec<Option<Arc<String>>> = rendered
+        let bodies: Vec<Option<(Arc<String>, usize)>> = rendered
             .records
             .iter_mut()
-            .map(|unit| unit.found.take().map(Arc::new))
+            .map(|unit| unit.found.take().map(|(text, from)| (Arc::new(text), from)))
             .collect();
         let decoded = crate::parallel::map(&bodies, self.templates.workers, |body| {
-            body.as_ref().and_then(process::record::decode)
+            let (text, from) = body.as_ref()?;
+            process::record::decode(text, *from)
         });
         let mut records: Vec<Option<Vec<process::CheckedObject>>> = Vec::new();
         for (unit, found) in rendered.records.iter().zip(decoded) {
@@ -505,7 +506,11 @@ impl Project {
         // What the render holds: the values evaluated or read, and the
         // records that stand for the others.
         let output_bytes: usize = rendered.output.iter().map(|(_, t)| t.len()).sum::<usize>()
-            + bodies.iter().flatten().map(|b| b.len()).sum::<usize>();
+            + bodies
+                .iter()
+                .flatten()
+                .map(|(b, from)| b.len() - from)
+                .sum::<usize>();
         let keep_records = !rendered.records.is_empty() && output_bytes <= RECORD_MAX_BYTES;
         // Objects are checked as they are parsed, a share at a time; the
         // checks that need the whole render run on it once it is made.
@@ -575,6 +580,7 @@ impl Project {
                 depends: unit.depends.clone(),
                 values: unit.values.len(),
                 body: String::from_utf8(process::record::encode(&values)).ok()?,
+                body_from: 0,
             };
             if secrets.found_in(&record.body) {
                 return None;

@@ -167,19 +167,24 @@ impl ResourceId {
     }
 }
 
-/// Sorts `items` in [`ResourceId::output_order`], each kind's rank looked
-/// up once per item rather than at every comparison.
+/// Sorts `items` in [`ResourceId::output_order`] (stably), each kind's
+/// rank looked up once per item rather than at every comparison. Their
+/// places are sorted, and the items moved once: a sort of the items
+/// themselves moves each of them many times.
 pub fn sort_in_output_order<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &ResourceId) {
-    let mut ranked: Vec<(usize, T)> = items
-        .drain(..)
-        .map(|item| (id(&item).kind_rank(), item))
+    let mut order: Vec<(usize, usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(at, item)| (id(item).kind_rank(), at))
         .collect();
-    ranked.sort_by(|(rank_a, a), (rank_b, b)| {
+    order.sort_by(|(rank_a, a), (rank_b, b)| {
         rank_a
             .cmp(rank_b)
-            .then_with(|| id(a).order_in_rank(id(b), *rank_a))
+            .then_with(|| id(&items[*a]).order_in_rank(id(&items[*b]), *rank_a))
     });
-    items.extend(ranked.into_iter().map(|(_, item)| item));
+    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
+    // Each place is in the order once: every item is taken.
+    items.extend(order.iter().filter_map(|(_, at)| slots[*at].take()));
 }
 
 #[cfg(test)]

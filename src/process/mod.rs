@@ -729,7 +729,7 @@ mod tests {
             .map(|r| r.as_deref().unwrap())
             .collect();
         let buf = Arc::new(String::from_utf8(record::encode(&encoded)).unwrap());
-        let decoded = record::decode(&buf).unwrap();
+        let decoded = record::decode(&buf, 0).unwrap();
         let mut records: Vec<Option<Vec<CheckedObject>>> = vec![None];
         records.extend(decoded.into_iter().map(Some));
         let mut moved: Vec<(String, String)> = vec![("[0]".into(), obj("Secret", "s").to_string())];

@@ -106,10 +106,11 @@ pub fn encode(values: &[&[CheckedObject]]) -> Vec<u8> {
     out
 }
 
-/// The records [`encode`] wrote, their texts parts of `bytes` (nothing is
-/// copied); `None` for anything else.
-pub fn decode(bytes: &Arc<String>) -> Option<Vec<Vec<CheckedObject>>> {
-    let mut at = 0;
+/// The records [`encode`] wrote, from offset `from` of `bytes` to its end,
+/// their texts parts of `bytes` (nothing is copied); `None` for anything
+/// else.
+pub fn decode(bytes: &Arc<String>, from: usize) -> Option<Vec<Vec<CheckedObject>>> {
+    let mut at = from;
     let line = |at: &mut usize| -> Option<&str> {
         let rest = bytes.get(*at..)?;
         let end = rest.find('\n')?;
@@ -122,42 +123,47 @@ pub fn decode(bytes: &Arc<String>) -> Option<Vec<Vec<CheckedObject>>> {
         let objects: usize = line(&mut at)?.parse().ok()?;
         let mut decoded = Vec::new();
         for _ in 0..objects {
-            let lengths: Vec<Option<usize>> = line(&mut at)?
-                .split(' ')
-                .map(|w| {
-                    if w == "-" {
-                        Ok(None)
-                    } else {
-                        w.parse().map(Some)
-                    }
-                })
-                .collect::<Result<_, _>>()
-                .ok()?;
-            let mut parts = Vec::with_capacity(8);
-            for len in &lengths {
-                parts.push(match len {
-                    Some(len) => {
-                        let end = at.checked_add(*len)?;
-                        let part = Text::part(bytes, at..end)?;
-                        at = end;
-                        Some(part)
-                    }
-                    None => None,
-                });
+            let mut lengths = [None; 8];
+            let mut words = line(&mut at)?.split(' ');
+            for length in &mut lengths {
+                *length = match words.next()? {
+                    "-" => None,
+                    w => Some(w.parse::<usize>().ok()?),
+                };
             }
-            let [Some(suffix), Some(api_version), Some(kind), Some(namespace), Some(name), Some(json), yaml, kept] =
-                <[Option<Text>; 8]>::try_from(parts).ok()?
-            else {
+            if words.next().is_some() {
                 return None;
+            }
+            // The identity is read where it lies; the texts stay parts of
+            // the buffer.
+            let mut word = |len: Option<usize>| -> Option<&str> {
+                let end = at.checked_add(len?)?;
+                let text = bytes.get(at..end)?;
+                at = end;
+                Some(text)
             };
+            let suffix = word(lengths[0])?.to_owned();
+            let id = ResourceId::from_parts(
+                word(lengths[1])?,
+                word(lengths[2])?,
+                word(lengths[3])?,
+                word(lengths[4])?,
+            );
+            let mut text = |len: Option<usize>| -> Option<Option<Text>> {
+                let Some(len) = len else {
+                    return Some(None);
+                };
+                let end = at.checked_add(len)?;
+                let part = Text::part(bytes, at..end)?;
+                at = end;
+                Some(Some(part))
+            };
+            let json = text(lengths[5])??;
+            let yaml = text(lengths[6])?;
+            let kept = text(lengths[7])?;
             decoded.push(CheckedObject {
-                suffix: suffix.as_str().to_owned(),
-                id: ResourceId::from_parts(
-                    api_version.as_str(),
-                    kind.as_str(),
-                    namespace.as_str(),
-                    name.as_str(),
-                ),
+                suffix,
+                id,
                 json,
                 yaml,
                 kept,
@@ -200,18 +206,18 @@ mod tests {
         let none: [CheckedObject; 0] = [];
         let values: [&[CheckedObject]; 3] = [&one, &many, &none];
         let bytes = Arc::new(String::from_utf8(encode(&values)).unwrap());
-        let back = decode(&bytes).unwrap();
+        let back = decode(&bytes, 0).unwrap();
         assert_eq!(back, vec![one.to_vec(), many.to_vec(), Vec::new()]);
         assert_eq!(back[0][0].id.group, "apps");
         for cut in [1, bytes.len() / 2, bytes.len() - 1] {
             let cut = Arc::new(bytes.get(..cut).unwrap_or("").to_owned());
-            assert_eq!(decode(&cut), None);
+            assert_eq!(decode(&cut, 0), None);
         }
         let longer = Arc::new(format!("{bytes}x"));
-        assert_eq!(decode(&longer), None);
+        assert_eq!(decode(&longer, 0), None);
         // A length that cuts a character in two.
         let split = Arc::new("1\n1\n0 0 0 0 0 1 - -\né".to_owned());
-        assert_eq!(decode(&split), None);
+        assert_eq!(decode(&split, 0), None);
     }
 
     #[test]
