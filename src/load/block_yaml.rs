@@ -144,14 +144,21 @@ impl<'t, E> Reader<'t, '_, E> {
     /// followed by a colon and a space or the line's end.
     fn key(&self, at: usize, line: Line) -> Option<usize> {
         let b = self.bytes;
+        let end = self.key_text_end(at, line)?;
+        (b[end] == b':' && (end + 1 == line.end || b[end + 1] == b' ')).then_some(end)
+    }
+
+    /// Where the text of a simple key at `at` ends (a character of `line`
+    /// follows it); `None` if none starts there.
+    fn key_text_end(&self, at: usize, line: Line) -> Option<usize> {
+        let b = self.bytes;
         if !(b[at].is_ascii_alphanumeric() || b[at] == b'_') {
             return None;
         }
-        let end = at
-            + b[at..line.end].iter().position(|&c| {
-                !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-'))
-            })?;
-        (b[end] == b':' && (end + 1 == line.end || b[end + 1] == b' ')).then_some(end)
+        let len = b[at..line.end].iter().position(|&c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-'))
+        })?;
+        Some(at + len)
     }
 
     /// Whether `line` is a sequence item (`-` then a space or its end).
@@ -257,15 +264,7 @@ impl<'t, E> Reader<'t, '_, E> {
         let b = self.bytes;
         match b[at] {
             quote @ (b'"' | b'\'') => {
-                let close = at
-                    + 1
-                    + b[at + 1..line.end]
-                        .iter()
-                        .position(|&c| c == quote || c == b'\\')
-                        .ok_or(Stop::Unsupported)?;
-                if b[close] == b'\\' || b.get(close + 1) == Some(&quote) {
-                    return Err(Stop::Unsupported);
-                }
+                let close = self.closing_quote(at, quote, line)?;
                 self.rest_is_blank(close + 1, line.end)?;
                 let style = if quote == b'"' {
                     ScalarStyle::DoubleQuoted
@@ -278,17 +277,8 @@ impl<'t, E> Reader<'t, '_, E> {
                 self.emit(Event::Scalar(text, style, 0, None), at, line.end)?;
             }
             b'{' | b'[' => {
-                let close = if b[at] == b'{' { b'}' } else { b']' };
-                if at + 2 != line.end || b[at + 1] != close {
-                    return Err(Stop::Unsupported);
-                }
-                let (open, shut) = if close == b'}' {
-                    (Event::MappingStart(0, None), Event::MappingEnd)
-                } else {
-                    (Event::SequenceStart(0, None), Event::SequenceEnd)
-                };
-                self.emit(open, at, at + 1)?;
-                self.emit(shut, at + 1, at + 2)?;
+                let after = self.flow(at, line)?;
+                self.rest_is_blank(after, line.end)?;
             }
             b'-' | b'?' | b':' | b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>'
             | b'%' | b'@' | b'`' => return Err(Stop::Unsupported),
@@ -321,6 +311,135 @@ impl<'t, E> Reader<'t, '_, E> {
             Some(l) if l.indent() > indent => Err(Stop::Unsupported),
             _ => Ok(()),
         }
+    }
+
+    /// Where the token after `from` on `line` starts: past spaces, and
+    /// past a comment to the line's end (saphyr ends a flow collection or
+    /// a quoted scalar there).
+    fn next_token(&self, from: usize, line: Line) -> usize {
+        let at = self.skip_spaces(from, line.end);
+        if at < line.end && self.bytes[at] == b'#' && at > from {
+            line.end
+        } else {
+            at
+        }
+    }
+
+    /// A flow collection, mapping or sequence, opened at `open` and closed
+    /// on the same line, of plain and quoted scalars and collections
+    /// alike; where it ends.
+    fn flow(&mut self, open: usize, line: Line) -> Result<usize, Stop<E>> {
+        let b = self.bytes;
+        let mapping = b[open] == b'{';
+        let close = if mapping { b'}' } else { b']' };
+        let start = if mapping {
+            Event::MappingStart(0, None)
+        } else {
+            Event::SequenceStart(0, None)
+        };
+        let mut at = self.next_token(open + 1, line);
+        self.emit(start, open, at)?;
+        if at < line.end && b[at] == close {
+            return self.flow_end(mapping, at, line);
+        }
+        loop {
+            if at >= line.end {
+                return Err(Stop::Unsupported);
+            }
+            if mapping {
+                let key_end = self
+                    .key_text_end(at, line)
+                    .filter(|&end| b[end] == b':' && b.get(end + 1) == Some(&b' '))
+                    .ok_or(Stop::Unsupported)?;
+                let key = Cow::Borrowed(&self.text[at..key_end]);
+                self.emit(Event::Scalar(key, ScalarStyle::Plain, 0, None), at, key_end)?;
+                at = self.skip_spaces(key_end + 1, line.end);
+            }
+            at = self.flow_node(at, line)?;
+            at = self.skip_spaces(at, line.end);
+            match b.get(at) {
+                Some(b',') if at < line.end => {
+                    at = self.skip_spaces(at + 1, line.end);
+                    // A trailing comma, or an empty entry: saphyr's.
+                    if at == line.end || matches!(b[at], b',' | b'}' | b']' | b'#') {
+                        return Err(Stop::Unsupported);
+                    }
+                }
+                Some(&c) if c == close && at < line.end => return self.flow_end(mapping, at, line),
+                _ => return Err(Stop::Unsupported),
+            }
+        }
+    }
+
+    /// The end of a flow collection whose closing bracket is at `at`.
+    fn flow_end(&mut self, mapping: bool, at: usize, line: Line) -> Result<usize, Stop<E>> {
+        let end = if mapping {
+            Event::MappingEnd
+        } else {
+            Event::SequenceEnd
+        };
+        let next = self.next_token(at + 1, line);
+        self.emit(end, at, next)?;
+        Ok(at + 1)
+    }
+
+    /// A value inside a flow collection at `at`; where it ends.
+    fn flow_node(&mut self, at: usize, line: Line) -> Result<usize, Stop<E>> {
+        let b = self.bytes;
+        if at >= line.end {
+            return Err(Stop::Unsupported);
+        }
+        match b[at] {
+            b'{' | b'[' => self.flow(at, line),
+            quote @ (b'"' | b'\'') => {
+                let close = self.closing_quote(at, quote, line)?;
+                let style = if quote == b'"' {
+                    ScalarStyle::DoubleQuoted
+                } else {
+                    ScalarStyle::SingleQuoted
+                };
+                let text = Cow::Borrowed(&self.text[at + 1..close]);
+                let next = self.next_token(close + 1, line);
+                self.emit(Event::Scalar(text, style, 0, None), at, next)?;
+                Ok(close + 1)
+            }
+            b'-' | b'?' | b':' | b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>'
+            | b'%' | b'@' | b'`' | b' ' => Err(Stop::Unsupported),
+            _ => {
+                let mut end = at;
+                while end < line.end {
+                    match b[end] {
+                        b',' | b']' | b'}' => break,
+                        // A comment, a key, or what saphyr reads its own way.
+                        b'#' | b'-' | b'?' if b[end - 1] == b' ' => return Err(Stop::Unsupported),
+                        b':' | b'[' | b'{' => return Err(Stop::Unsupported),
+                        _ => end += 1,
+                    }
+                }
+                while b[end - 1] == b' ' {
+                    end -= 1;
+                }
+                let text = Cow::Borrowed(&self.text[at..end]);
+                self.emit(Event::Scalar(text, ScalarStyle::Plain, 0, None), at, end)?;
+                Ok(end)
+            }
+        }
+    }
+
+    /// The closing quote of a one-line scalar without escapes opened at
+    /// `open` with `quote`.
+    fn closing_quote(&self, open: usize, quote: u8, line: Line) -> Result<usize, Stop<E>> {
+        let b = self.bytes;
+        let close = open
+            + 1
+            + b[open + 1..line.end]
+                .iter()
+                .position(|&c| c == quote || c == b'\\')
+                .ok_or(Stop::Unsupported)?;
+        if b[close] == b'\\' || b.get(close + 1) == Some(&quote) {
+            return Err(Stop::Unsupported);
+        }
+        Ok(close)
     }
 
     /// Whether only spaces, then perhaps a comment after a space, follow
@@ -398,6 +517,9 @@ mod tests {
             "a: \"x\"   \nb: 'y' # c\nc: http://x/y?a=b\n",
             "svc_00001:\n  git_rev: v1.1.0\n  env:\n    SERVICE_INDEX: \"1\"\n",
             "a:\n  - \"q\"  # c\n  - 'r'\n",
+            "a: [1, 2]\nb: {c: 1}\n",
+            "a: {min: 3, max: 10}\nb: {x: {s: a-b, k: d/s/db}}\nc: [1, two, \"3\"]\n",
+            "d: { x: 1 , y: [ ] }  # c\nf: [a, {b: c}]\ng:\n- {a: 'q', b: \"r\" }\n- [x]\n",
         ] {
             assert!(agrees(text), "not read: {text:?}");
         }
@@ -415,8 +537,24 @@ mod tests {
             "a: !!str 1\n",
             "a: |\n  text\n",
             "a: >\n  text\n",
-            "a: [1, 2]\n",
-            "a: {b: 1}\n",
+            "a: {a: 1,}\n",
+            "a: {a, b: }\n",
+            "a: [a: b]\n",
+            "a: {a: 1 # c\n  }\n",
+            "a: [1,\n  2]\n",
+            "a: {\"a\": 1}\n",
+            "a: {a: b}x\n",
+            "a: [a]]\n",
+            "a: [a, , b]\n",
+            "a: {a:1}\n",
+            "a: [-1]\n",
+            "a: {",
+            "a: [",
+            "a: {b: 1, ",
+            "a: [b, ",
+            "a: {b: ",
+            "a: {b",
+            "a: [\"b",
             "a: \"x\\ty\"\n",
             "a: 'it''s'\n",
             "a: x\n  y\n",
@@ -501,6 +639,14 @@ mod tests {
     ];
     /// Scalars this reads.
     const PLAIN: &[&str] = &[
+        "{min: 3, max: 10}",
+        "{x: {s: a-b, k: d/s/db}}",
+        "[1, two, \"3\"]",
+        "{ x: 1 , y: [ ] }",
+        "[a, {b: c}]",
+        "{a: 'q'}",
+        "[ {a: [ ]} ]",
+        "{a: \"x y\", b: c d}",
         "v",
         "a#b",
         "x y",
@@ -529,6 +675,20 @@ mod tests {
     ];
     /// Scalars it does not, or that are errors.
     const TRICKY: &[&str] = &[
+        "{a: 1,}",
+        "{a, b: }",
+        "[a: b]",
+        "{a: 1 # c}",
+        "{a: b}x",
+        "[a]]",
+        "{\"a\": 1}",
+        "[a, , b]",
+        "{a:1}",
+        "[-1]",
+        "{a: [b}",
+        "[a #c]",
+        "{a: b, a: c}",
+        "[&x a, *x]",
         "-1",
         "a: b",
         "a:",
@@ -626,10 +786,13 @@ mod tests {
             }
             1 => text.insert(
                 at,
-                rng.pick(&[" ", ":", "-", "#", "\"", "\n", "x", "'", "{"])
-                    .chars()
-                    .next()
-                    .unwrap_or(' '),
+                rng.pick(&[
+                    " ", ":", "-", "#", "\"", "\n", "x", "'", "{", "}", "[", "]", ",", "?", "&",
+                    "*", "!", "|", ">",
+                ])
+                .chars()
+                .next()
+                .unwrap_or(' '),
             ),
             _ => {
                 let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
@@ -652,8 +815,16 @@ mod tests {
                     damage(&mut rng, &mut text);
                 }
             }
-            if rng.below(8) == 0 {
-                text.pop();
+            match rng.below(8) {
+                0 => {
+                    text.pop();
+                }
+                // Cut anywhere: every construct may meet the end of the text.
+                1 => {
+                    let cut = rng.below(text.len() + 1);
+                    text.truncate(cut);
+                }
+                _ => {}
             }
             if agrees(&text) {
                 read += 1;
