@@ -49,6 +49,7 @@ pub fn read<'t, E>(
         text,
         bytes: text.as_bytes(),
         line: None,
+        depth: 0,
         emit,
     };
     reader.line = reader.content_line(0);
@@ -77,10 +78,20 @@ struct Reader<'t, 'e, E> {
     bytes: &'t [u8],
     /// The content line being read; `None` past the last.
     line: Option<Line>,
+    /// Collections open.
+    depth: usize,
     emit: &'e mut dyn FnMut(Event<'t>, usize, usize) -> Result<(), E>,
 }
 
 type Read<E> = Result<(), Stop<E>>;
+
+/// Longest simple key: saphyr forgets a possible key more than 1024
+/// characters before its colon (and then refuses the colon).
+const MAX_KEY_LEN: usize = 1024;
+
+/// Deepest nesting read: saphyr counts flow nesting in a byte (and stops
+/// at 255), and the caller refuses far less deep anyway.
+const MAX_DEPTH: usize = 200;
 
 impl<'t, E> Reader<'t, '_, E> {
     /// The first content line from offset `from` (a line start) on.
@@ -149,7 +160,8 @@ impl<'t, E> Reader<'t, '_, E> {
     }
 
     /// Where the text of a simple key at `at` ends (a character of `line`
-    /// follows it); `None` if none starts there.
+    /// follows it); `None` if none starts there, or a longer one than
+    /// saphyr takes for a key ([`MAX_KEY_LEN`]).
     fn key_text_end(&self, at: usize, line: Line) -> Option<usize> {
         let b = self.bytes;
         if !(b[at].is_ascii_alphanumeric() || b[at] == b'_') {
@@ -158,7 +170,17 @@ impl<'t, E> Reader<'t, '_, E> {
         let len = b[at..line.end].iter().position(|&c| {
             !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-'))
         })?;
-        Some(at + len)
+        (len <= MAX_KEY_LEN).then_some(at + len)
+    }
+
+    /// Counts a collection opened; [`Stop::Unsupported`] past
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self) -> Read<E> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Stop::Unsupported);
+        }
+        Ok(())
     }
 
     /// Whether `line` is a sequence item (`-` then a space or its end).
@@ -170,6 +192,7 @@ impl<'t, E> Reader<'t, '_, E> {
     /// A block mapping whose keys are at column `indent`, the first at
     /// `first` of the current line.
     fn mapping(&mut self, indent: usize, first: usize) -> Read<E> {
+        self.enter()?;
         self.emit(Event::MappingStart(0, None), first, first)?;
         let mut at = first;
         loop {
@@ -193,6 +216,7 @@ impl<'t, E> Reader<'t, '_, E> {
             }
         }
         let end = self.block_end();
+        self.depth -= 1;
         self.emit(Event::MappingEnd, end, end)
     }
 
@@ -233,6 +257,7 @@ impl<'t, E> Reader<'t, '_, E> {
         } else {
             first.content
         };
+        self.enter()?;
         self.emit(Event::SequenceStart(0, None), start, start)?;
         loop {
             let line = self.line.ok_or(Stop::Unsupported)?;
@@ -255,6 +280,7 @@ impl<'t, E> Reader<'t, '_, E> {
             }
         }
         let end = self.block_end();
+        self.depth -= 1;
         self.emit(Event::SequenceEnd, end, end)
     }
 
@@ -338,6 +364,7 @@ impl<'t, E> Reader<'t, '_, E> {
             Event::SequenceStart(0, None)
         };
         let mut at = self.next_token(open + 1, line);
+        self.enter()?;
         self.emit(start, open, at)?;
         if at < line.end && b[at] == close {
             return self.flow_end(mapping, at, line);
@@ -379,6 +406,7 @@ impl<'t, E> Reader<'t, '_, E> {
             Event::SequenceEnd
         };
         let next = self.next_token(at + 1, line);
+        self.depth -= 1;
         self.emit(end, at, next)?;
         Ok(at + 1)
     }
@@ -577,6 +605,22 @@ mod tests {
         ] {
             assert!(fast(text).is_none(), "read: {text:?}");
         }
+    }
+
+    #[test]
+    fn stops_at_keys_saphyr_forgets_and_nesting_it_cannot_count() {
+        assert!(agrees(&format!("{}: 1\n", "k".repeat(1024))));
+        assert!(fast(&format!("{}:", "k".repeat(1025))).is_none());
+        assert!(fast(&format!("a: 1\nb:\n- {}: 1\n", "k".repeat(1025))).is_none());
+        assert!(agrees(&format!(
+            "a: {}{}\n",
+            "[".repeat(150),
+            "]".repeat(150)
+        )));
+        assert!(fast(&format!("a: {}{}\n", "[".repeat(256), "]".repeat(256))).is_none());
+        assert!(fast(&format!("a: {}\n", "[".repeat(1_000_000))).is_none());
+        let deep: String = (0..300).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        assert!(fast(&deep).is_none());
     }
 
     #[test]
