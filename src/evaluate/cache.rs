@@ -509,7 +509,7 @@ fn packs_to_merge(
     excess -= small;
     let merged = packs.into_iter().map(|p| p.2).collect();
     // Least recently used first.
-    large.sort_by(|a, b| a.0.cmp(&b.0));
+    large.sort_by_key(|a| a.0);
     let deleted = large.into_iter().take(excess).map(|p| p.2).collect();
     (merged, deleted)
 }
@@ -737,14 +737,10 @@ pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
         }
         head.push_str(&format!("{d} {path}\n"));
     }
-    let sum = checksum(&[
-        key.as_bytes(),
-        &[0],
-        head.as_bytes(),
-        record.body[record.body_from..].as_bytes(),
-    ]);
+    let body = record.body.as_bytes().get(record.body_from..)?;
+    let sum = checksum(&[key.as_bytes(), &[0], head.as_bytes(), body]);
     let mut out = format!("{RECORD_FORMAT} {sum} {key}\n{head}").into_bytes();
-    out.extend_from_slice(record.body[record.body_from..].as_bytes());
+    out.extend_from_slice(body);
     Some(out)
 }
 
