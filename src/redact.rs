@@ -113,14 +113,15 @@ pub fn write_keyed(value: &impl Serialize, out: &mut dyn Write) -> std::io::Resu
             self.0.flush()
         }
     }
-    struct Reset;
+    /// Puts back what an enclosing call was counting, however this ends.
+    struct Reset(Option<Keyed>);
     impl Drop for Reset {
         fn drop(&mut self) {
-            KEYED.with_borrow_mut(|k| *k = None);
+            let outer = self.0.take();
+            KEYED.with_borrow_mut(|k| *k = outer);
         }
     }
-    let _reset = Reset;
-    KEYED.with_borrow_mut(|k| *k = Some(Keyed::default()));
+    let _reset = Reset(KEYED.with_borrow_mut(|k| k.replace(Keyed::default())));
     exposed(|| serde_json::to_writer(Counting(&mut *out), value))?;
     let secrets = KEYED.with_borrow_mut(|k| k.take().map(|k| k.secrets).unwrap_or_default());
     out.write_all(b"\n")?;
@@ -345,6 +346,26 @@ mod tests {
         // Nothing is left marking, and plain serialization redacts again.
         assert_eq!(serde_json::to_string(&secret()).unwrap(), "\"<redacted>\"");
         assert_eq!(keyed(&[plain(), plain()]), both_plain);
+
+        // A key written while another is (a value whose serialization
+        // makes one) leaves the outer count whole.
+        struct Nested;
+        impl Serialize for Nested {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut scratch = Vec::new();
+                let _ = write_keyed(
+                    &MaybeSecret::Secret(Secret::new(Json::from(1))),
+                    &mut scratch,
+                );
+                s.serialize_str("n")
+            }
+        }
+        let mut out = Vec::new();
+        write_keyed(&(secret(), Nested, secret()), &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[\"pw-canary\",\"n\",\"pw-canary\"]\n1 17 "
+        );
     }
 
     #[test]

@@ -25,11 +25,12 @@
 //! never see half a pack. Files per render, not per unit: creating
 //! a file costs far more than writing one on some file systems (0.6 ms
 //! here, where writing a whole pack of 1000 units takes less). A render
-//! reads the index of the newest packs (the newest holding a key wins);
-//! past that count, the smallest packs' entries are carried into the next
-//! pack written, so a warm render copies little; a pack too large to copy
-//! is deleted instead when it is the least recently used (its units' keys
-//! have most likely changed since).
+//! reads the index of every pack (the newest holding a key wins). Past 8
+//! small packs, the smallest ones' entries are carried into the next pack
+//! written, so a warm render copies little; a pack too large to copy (an
+//! environment's units or records) is never copied, and past 24 of them
+//! the least recently used is deleted (its units' keys have most likely
+//! changed since).
 //! Each entry carries a checksum over its key and content, and one that
 //! does not match (truncated, corrupted, another format, another key) is
 //! ignored and stored again. A unit whose output holds a secret value is
@@ -65,12 +66,19 @@ const FORMAT: &str = "controlcenter-cache-5";
 /// in bytes (20 digits each). The entries come before the index.
 const PACK_FORMAT: &str = "controlcenter-cache-pack-1";
 
-/// Packs a render reads (the newest); older ones are merged into a new one.
+/// Small packs (up to [`MERGE_MAX_BYTES`]) kept: past that, the smallest
+/// are carried into a new one.
 const MAX_PACKS: usize = 8;
 
+/// Large packs kept (more than [`MERGE_MAX_BYTES`]: an environment's
+/// units or records): past that, the least recently used is deleted.
+/// Room for the two large packs of a dozen environments' renders, and
+/// those of changes rendered before.
+const MAX_LARGE_PACKS: usize = 24;
+
 /// Largest pack whose entries a new pack carries when there are too
-/// many: a warm render copies at most this much, and a larger pack is
-/// deleted when it is the least recently used instead.
+/// many: a warm render copies at most this much. Larger packs are never
+/// copied.
 const MERGE_MAX_BYTES: u64 = 4 << 20;
 
 /// Largest index read, and largest entry: what a render can make (the
@@ -146,14 +154,16 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The key of a unit: its state and what evaluates it.
 pub fn unit_key(templates: &str, state: &[u8]) -> String {
-    unit_key_with(templates, &mut |out| {
-        let _ = out.write_all(state);
-    })
+    unit_key_with(templates, &mut |out| out.write_all(state)).unwrap_or_default()
 }
 
 /// [`unit_key`] of the state `state` writes: it is hashed as it is
-/// written, never held whole.
-pub fn unit_key_with(templates: &str, state: &mut dyn FnMut(&mut dyn Write)) -> String {
+/// written, never held whole. `None` when writing it fails: a state
+/// written in part has no key.
+pub fn unit_key_with(
+    templates: &str,
+    state: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Option<String> {
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update([0]);
@@ -163,10 +173,10 @@ pub fn unit_key_with(templates: &str, state: &mut dyn FnMut(&mut dyn Write)) -> 
     h.update([0]);
     // Serializers write in small pieces: a buffer hands the hash blocks.
     let mut buffered = std::io::BufWriter::with_capacity(8192, HashWriter(&mut h));
-    state(&mut buffered);
-    let _ = buffered.flush();
+    state(&mut buffered).ok()?;
+    buffered.flush().ok()?;
     drop(buffered);
-    hex(&h.finalize())
+    Some(hex(&h.finalize()))
 }
 
 /// Feeds what is written to a hash.
@@ -317,12 +327,12 @@ impl Cache {
         packs
     }
 
-    /// The entries of the newest [`MAX_PACKS`] packs whose key `wanted`
-    /// holds (so a damaged index cannot fill memory). A pack that cannot be
-    /// read, or whose index does not parse, is left out.
+    /// The entries of the newest packs (as many as are kept) whose key
+    /// `wanted` holds (so a damaged index cannot fill memory). A pack that
+    /// cannot be read, or whose index does not parse, is left out.
     pub fn open(&self, wanted: &HashSet<&str>) -> Packs {
         let mut packs = Packs::default();
-        for (_, len, path) in self.packs().into_iter().take(MAX_PACKS) {
+        for (_, len, path) in self.packs().into_iter().take(MAX_PACKS + MAX_LARGE_PACKS) {
             let Ok(mut file) = fs::File::open(&path) else {
                 continue;
             };
@@ -351,11 +361,12 @@ impl Cache {
 
     /// Stores `entries` (key, encoded entry) as one pack, atomically, then
     /// trims. Entries are written as they come, so they are never all held
-    /// at once. When there are already [`MAX_PACKS`] packs, the entries of
-    /// the smallest are carried into this one and those deleted: a render
-    /// of a few units never pushes a whole environment's units out. Packs
-    /// too large to copy each time ([`MERGE_MAX_BYTES`]) are deleted
-    /// instead, the least recently used first.
+    /// at once. When there are already [`MAX_PACKS`] small packs, the
+    /// entries of the smallest are carried into this one and those
+    /// deleted: a render of a few units never pushes a whole environment's
+    /// units out. Packs too large to copy each time ([`MERGE_MAX_BYTES`])
+    /// are kept as they are, up to [`MAX_LARGE_PACKS`]; past that the least
+    /// recently used is deleted.
     /// Failures are ignored: the cache only ever saves work. An entry
     /// carried from an older pack that `refused` says must not be kept (it
     /// holds what is a secret now) is dropped instead.
@@ -486,30 +497,27 @@ impl Cache {
     }
 }
 
-/// What becomes of the packs so that, with a new one, there are at most
-/// [`MAX_PACKS`]: (those whose entries the new pack carries, those
-/// deleted). The smallest are carried (the oldest of equal size), up to
-/// `merge_bytes` each; past that, the least recently used are deleted.
-/// Merging by size, not age, keeps a warm render from copying a whole
-/// environment's pack every few renders; deleting rather than copying a
-/// large pack that goes unused (its units' keys changed: another library,
-/// another binary) keeps it from filling the count for good.
+/// What becomes of the packs beside a new one: (those whose entries the
+/// new pack carries, those deleted). Small packs (up to `merge_bytes`)
+/// past [`MAX_PACKS`], the new one counted, are carried, the smallest
+/// first (the oldest of equal size); large ones are never copied, and
+/// past [`MAX_LARGE_PACKS`] the least recently used are deleted. Merging
+/// by size, not age, keeps a warm render from copying a whole
+/// environment's pack every few renders; a large pack that goes unused
+/// (its units' keys changed: another library, another binary) ends up the
+/// least recently used, deleted then or by the size bound.
 fn packs_to_merge(
-    mut packs: Vec<(SystemTime, u64, PathBuf)>,
+    packs: Vec<(SystemTime, u64, PathBuf)>,
     merge_bytes: u64,
 ) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut excess = (packs.len() + 1).saturating_sub(MAX_PACKS);
-    packs.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    let small = packs
-        .iter()
-        .take(excess)
-        .take_while(|p| p.1 <= merge_bytes)
-        .count();
-    let mut large = packs.split_off(small);
-    excess -= small;
-    let merged = packs.into_iter().map(|p| p.2).collect();
+    let (mut small, mut large): (Vec<_>, Vec<_>) =
+        packs.into_iter().partition(|p| p.1 <= merge_bytes);
+    small.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let excess = (small.len() + 1).saturating_sub(MAX_PACKS);
+    let merged = small.into_iter().take(excess).map(|p| p.2).collect();
     // Least recently used first.
     large.sort_by_key(|a| a.0);
+    let excess = large.len().saturating_sub(MAX_LARGE_PACKS);
     let deleted = large.into_iter().take(excess).map(|p| p.2).collect();
     (merged, deleted)
 }
@@ -979,12 +987,13 @@ mod tests {
     }
 
     #[test]
-    fn when_every_pack_is_large_the_least_recently_used_goes() {
+    fn large_packs_are_kept_to_their_bound_then_the_least_recently_used_goes() {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = Cache::new(dir.path().to_path_buf());
         cache.merge_bytes = 100_000;
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let keys: Vec<String> = (0..MAX_PACKS as u8)
+        // The large packs of many environments' renders.
+        let keys: Vec<String> = (0..=MAX_LARGE_PACKS as u8)
             .map(|i| unit_key("large", &[i]))
             .collect();
         for (i, key) in keys.iter().enumerate() {
@@ -994,24 +1003,26 @@ mod tests {
             f.set_modified(base + Duration::from_secs(i as u64))
                 .unwrap();
         }
+        // Far more than the small packs' count: none is lost or copied.
+        assert_eq!(packs(&cache).len(), MAX_LARGE_PACKS + 1);
+        assert!(keys.iter().all(|k| get(&cache, k).is_some()));
         // The oldest was used last.
         let oldest = packs(&cache).pop().unwrap();
         let f = fs::File::options().append(true).open(&oldest).unwrap();
-        f.set_modified(base + Duration::from_secs(100)).unwrap();
+        f.set_modified(base + Duration::from_secs(1000)).unwrap();
         let size = |p: &PathBuf| fs::metadata(p).unwrap().len();
-        let sizes: Vec<u64> = packs(&cache).iter().map(size).collect();
+        let sizes: u64 = packs(&cache).iter().map(size).sum();
         store(&cache, &unit_key("warm", b""));
-        assert_eq!(packs(&cache).len(), MAX_PACKS);
         assert!(get(&cache, &unit_key("warm", b"")).is_some());
-        // The least recently used (the second stored) is gone, nothing was
-        // copied, and the rest stay as they were.
+        // Past the bound the least recently used (the second stored) is
+        // gone, nothing was copied, and the rest stay as they were.
+        assert_eq!(packs(&cache).len(), MAX_LARGE_PACKS + 1);
         assert!(get(&cache, &keys[1]).is_none());
         assert!(keys
             .iter()
             .enumerate()
             .all(|(i, k)| i == 1 || get(&cache, k).is_some()));
-        let left: u64 = packs(&cache).iter().map(size).sum();
-        assert!(left < sizes.iter().sum::<u64>());
+        assert!(packs(&cache).iter().map(size).sum::<u64>() < sizes);
     }
 
     #[test]

@@ -235,10 +235,7 @@ impl Templates {
         let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
 
         let keys: Vec<Option<String>> = match &digest {
-            Some(d) => unit_keys(&resolved.state, plan.evaluation, &planned, d, self.workers)
-                .into_iter()
-                .map(Some)
-                .collect(),
+            Some(d) => unit_keys(&resolved.state, plan.evaluation, &planned, d, self.workers),
             None => vec![None; planned.len()],
         };
         // Records are kept when each value stays its unit's: not when a
@@ -813,16 +810,19 @@ fn unit_keys(
     planned: &[Option<String>],
     templates: &str,
     workers: usize,
-) -> Vec<String> {
+) -> Vec<Option<String>> {
     // The environment's part (Terraform outputs and all) is hashed once,
-    // not once per unit.
+    // not once per unit. A part that cannot be written leaves its units
+    // without a key: they are evaluated, not cached.
     let mut shared = Vec::new();
-    write_environment_key_part(state, evaluation, &mut shared);
+    let Ok(()) = write_environment_key_part(state, evaluation, &mut shared) else {
+        return vec![None; planned.len()];
+    };
     let shared = cache::digest(&shared);
     crate::parallel::map(planned, workers, |service| {
         cache::unit_key_with(templates, &mut |out| {
-            let _ = out.write_all(shared.as_bytes());
-            write_unit_key_part(state, evaluation, service.as_deref(), out);
+            out.write_all(shared.as_bytes())?;
+            write_unit_key_part(state, evaluation, service.as_deref(), out)
         })
     })
 }
@@ -831,12 +831,16 @@ fn unit_keys(
 /// (per service), or the whole state (whole environment). Serialized from
 /// the state itself, secrets included (they are hashed), and which values
 /// are secret ([`crate::redact::write_keyed`]).
-fn write_environment_key_part(state: &State, evaluation: Evaluation, out: &mut dyn Write) {
-    let _ = if evaluation == Evaluation::Environment {
+fn write_environment_key_part(
+    state: &State,
+    evaluation: Evaluation,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if evaluation == Evaluation::Environment {
         crate::redact::write_keyed(state, out)
     } else {
         crate::redact::write_keyed(&EnvironmentPart::of(state), out)
-    };
+    }
 }
 
 /// What one unit's key hashes of the state besides the environment's
@@ -846,14 +850,14 @@ fn write_unit_key_part(
     evaluation: Evaluation,
     service: Option<&str>,
     out: &mut dyn Write,
-) {
+) -> std::io::Result<()> {
     if evaluation == Evaluation::Environment {
-        return;
+        return Ok(());
     }
-    let _ = match service {
+    match service {
         Some(key) => crate::redact::write_keyed(&("service", key, state.services.get(key)), out),
         None => crate::redact::write_keyed(&("environment", &state.sealed_secrets), out),
-    };
+    }
 }
 
 /// The units of a render. Per service: one per (selected) service, in key

@@ -1,16 +1,17 @@
 //! The events of plain block YAML, read a line at a time.
 //!
 //! Input files are, nearly always, block mappings and sequences of
-//! one-line scalars: plain, or quoted without escapes. For such text this
-//! reader gives the very events, at the very positions, that saphyr's
-//! parser gives, several times faster (saphyr was most of the time a warm
-//! render spent loading). At anything else (anchors, aliases, tags, flow
-//! collections other than `{}` and `[]`, block scalars, escapes, scalars
-//! over several lines, explicit keys, documents markers, tabs, carriage
-//! returns, text other than ASCII, and anything malformed) it stops, and
-//! the caller parses the text with saphyr, which gives the one true answer
-//! or error. A test holds the two to the same events on many generated
-//! and damaged documents.
+//! one-line scalars (plain, or quoted without escapes) and one-line flow
+//! collections of the same. For such text this reader gives the very
+//! events, at the very positions, that saphyr's parser gives, several
+//! times faster (saphyr was most of the time a warm render spent
+//! loading). At anything else (anchors, aliases, tags, flow collections
+//! over several lines, block scalars, escapes, scalars over several lines,
+//! explicit keys, document markers, tabs, carriage returns, text other
+//! than ASCII, keys saphyr would not take, deep nesting, and anything
+//! malformed) it stops, and the caller parses the text with saphyr, which
+//! gives the one true answer or error. A test holds the two to the same
+//! events on many generated, damaged and cut documents.
 
 use std::borrow::Cow;
 
@@ -284,8 +285,8 @@ impl<'t, E> Reader<'t, '_, E> {
         self.emit(Event::SequenceEnd, end, end)
     }
 
-    /// A scalar (or `{}`, `[]`) at `at` that ends `line`, in a collection at
-    /// column `indent`; the line is read then.
+    /// A scalar (or a one-line flow collection) at `at` that ends `line`,
+    /// in a collection at column `indent`; the line is read then.
     fn inline(&mut self, at: usize, line: Line, indent: usize) -> Read<E> {
         let b = self.bytes;
         match b[at] {
