@@ -290,18 +290,9 @@ impl<'t, E> Reader<'t, '_, E> {
     fn inline(&mut self, at: usize, line: Line, indent: usize) -> Read<E> {
         let b = self.bytes;
         match b[at] {
-            quote @ (b'"' | b'\'') => {
-                let close = self.closing_quote(at, quote, line)?;
-                self.rest_is_blank(close + 1, line.end)?;
-                let style = if quote == b'"' {
-                    ScalarStyle::DoubleQuoted
-                } else {
-                    ScalarStyle::SingleQuoted
-                };
-                // saphyr ends a quoted scalar where the next token would
-                // start: past the spaces and comment that end its line.
-                let text = Cow::Borrowed(&self.text[at + 1..close]);
-                self.emit(Event::Scalar(text, style, 0, None), at, line.end)?;
+            b'"' | b'\'' => {
+                let after = self.quoted(at, line)?;
+                self.rest_is_blank(after, line.end)?;
             }
             b'{' | b'[' => {
                 let after = self.flow(at, line)?;
@@ -420,18 +411,7 @@ impl<'t, E> Reader<'t, '_, E> {
         }
         match b[at] {
             b'{' | b'[' => self.flow(at, line),
-            quote @ (b'"' | b'\'') => {
-                let close = self.closing_quote(at, quote, line)?;
-                let style = if quote == b'"' {
-                    ScalarStyle::DoubleQuoted
-                } else {
-                    ScalarStyle::SingleQuoted
-                };
-                let text = Cow::Borrowed(&self.text[at + 1..close]);
-                let next = self.next_token(close + 1, line);
-                self.emit(Event::Scalar(text, style, 0, None), at, next)?;
-                Ok(close + 1)
-            }
+            b'"' | b'\'' => self.quoted(at, line),
             b'-' | b'?' | b':' | b',' | b']' | b'}' | b'#' | b'&' | b'*' | b'!' | b'|' | b'>'
             | b'%' | b'@' | b'`' | b' ' => Err(Stop::Unsupported),
             _ => {
@@ -455,10 +435,12 @@ impl<'t, E> Reader<'t, '_, E> {
         }
     }
 
-    /// The closing quote of a one-line scalar without escapes opened at
-    /// `open` with `quote`.
-    fn closing_quote(&self, open: usize, quote: u8, line: Line) -> Result<usize, Stop<E>> {
+    /// A one-line quoted scalar without escapes opened at `open`; where it
+    /// ends. saphyr ends its event where the next token starts: past the
+    /// spaces, and past a comment to the line's end.
+    fn quoted(&mut self, open: usize, line: Line) -> Result<usize, Stop<E>> {
         let b = self.bytes;
+        let quote = b[open];
         let close = open
             + 1
             + b[open + 1..line.end]
@@ -468,7 +450,15 @@ impl<'t, E> Reader<'t, '_, E> {
         if b[close] == b'\\' || b.get(close + 1) == Some(&quote) {
             return Err(Stop::Unsupported);
         }
-        Ok(close)
+        let style = if quote == b'"' {
+            ScalarStyle::DoubleQuoted
+        } else {
+            ScalarStyle::SingleQuoted
+        };
+        let text = Cow::Borrowed(&self.text[open + 1..close]);
+        let next = self.next_token(close + 1, line);
+        self.emit(Event::Scalar(text, style, 0, None), open, next)?;
+        Ok(close + 1)
     }
 
     /// Whether only spaces, then perhaps a comment after a space, follow
