@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::image::ImageRef;
-use crate::load::yaml::{pointer_tokens, Node};
+use crate::load::yaml::{pointer_tokens, Entry, Node};
 
 /// The built-in schema of `controlcenter.yaml`.
 pub const CONTROLCENTER_SCHEMA: &str = include_str!("../../schemas/controlcenter.schema.json");
@@ -76,6 +76,9 @@ pub struct SchemaSet {
     /// Whether controlcenter.yaml may be validated a few entries of a
     /// section at a time (see [`sections_split`]).
     split_sections: bool,
+    /// Whether tags.yaml may be validated a few services at a time (its
+    /// schema judges each service apart from the others).
+    split_tags: bool,
 }
 
 impl SchemaSet {
@@ -137,10 +140,12 @@ impl SchemaSet {
         let mut known_fields = BTreeSet::new();
         collect_property_names(&controlcenter, &mut known_fields);
         let split_sections = sections_split(&controlcenter);
+        let tags: Json = serde_json::from_str(TAGS_SCHEMA).map_err(|e| e.to_string())?;
         Ok(SchemaSet {
             split_sections,
+            split_tags: per_entry(Some(&tags)),
             controlcenter: compile(&controlcenter)?,
-            tags: compile(&serde_json::from_str(TAGS_SCHEMA).map_err(|e| e.to_string())?)?,
+            tags: compile(&tags)?,
             env: compile(&serde_json::from_str(ENV_SCHEMA).map_err(|e| e.to_string())?)?,
             secrets: compile(&serde_json::from_str(SECRETS_SCHEMA).map_err(|e| e.to_string())?)?,
             known_fields,
@@ -169,10 +174,17 @@ impl SchemaSet {
             InputKind::Env => &self.env,
             InputKind::Secrets => &self.secrets,
         };
-        if kind == InputKind::ControlCenter
-            && self.split_sections
-            && valid_in_parts(validator, root)
-        {
+        let valid_in_parts = match kind {
+            InputKind::ControlCenter => self.split_sections && valid_in_parts(validator, root),
+            InputKind::Tags => {
+                self.split_tags
+                    && root
+                        .as_map()
+                        .is_some_and(|entries| entries_valid_in_parts(validator, entries))
+            }
+            _ => false,
+        };
+        if valid_in_parts {
             return Vec::new();
         }
         let instance = root.to_json();
@@ -329,11 +341,36 @@ const PER_ENTRY_KEYWORDS: &[&str] = &[
 /// entry by entry, so that controlcenter.yaml is valid exactly when every
 /// section is, and a section when every part of its entries is.
 fn sections_split(schema: &Json) -> bool {
-    let per_entry = |s: Option<&Json>| {
-        s.and_then(Json::as_object)
-            .is_some_and(|o| o.keys().all(|k| PER_ENTRY_KEYWORDS.contains(&k.as_str())))
-    };
     per_entry(Some(schema)) && per_entry(schema.pointer("/$defs/env_section"))
+}
+
+/// Whether a schema constrains an object entry by entry only
+/// ([`PER_ENTRY_KEYWORDS`]).
+fn per_entry(schema: Option<&Json>) -> bool {
+    schema
+        .and_then(Json::as_object)
+        .is_some_and(|o| o.keys().all(|k| PER_ENTRY_KEYWORDS.contains(&k.as_str())))
+}
+
+/// A run of a mapping's entries as an object of its own.
+fn object_of(entries: &[Entry]) -> Json {
+    Json::Object(
+        entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.to_json()))
+            .collect(),
+    )
+}
+
+/// Validates a mapping (tags.yaml) [`ENTRIES_PER_PART`] entries at a time
+/// on every core, each run a document of its own.
+fn entries_valid_in_parts(validator: &Validator, entries: &[Entry]) -> bool {
+    let runs: Vec<&[Entry]> = entries.chunks(ENTRIES_PER_PART).collect();
+    crate::parallel::map(&runs, crate::parallel::cores(), |run| {
+        validator.is_valid(&object_of(run))
+    })
+    .into_iter()
+    .all(|v| v)
 }
 
 /// Entries of a section validated together.
@@ -361,12 +398,7 @@ fn valid_in_parts(validator: &Validator, root: &Node) -> bool {
     }
     let valid = crate::parallel::map(&parts, crate::parallel::cores(), |(key, node, range)| {
         let value = match node.as_map() {
-            Some(entries) if range.end != usize::MAX => Json::Object(
-                entries[range.clone()]
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
-                    .collect(),
-            ),
+            Some(entries) if range.end != usize::MAX => object_of(&entries[range.clone()]),
             _ => node.to_json(),
         };
         let part = Json::Object([((*key).to_owned(), value)].into_iter().collect());
@@ -596,6 +628,50 @@ mod tests {
             );
             assert_eq!(
                 set.check(InputKind::ControlCenter, &root).is_empty(),
+                whole,
+                "document {i}"
+            );
+            assert_eq!(whole, i == 0, "document {i}");
+        }
+    }
+
+    #[test]
+    fn tags_in_parts_are_valid_exactly_when_whole() {
+        let set = SchemaSet::new(None).unwrap();
+        assert!(set.split_tags);
+        let tags = |n: usize, bad: Option<usize>| {
+            (0..n)
+                .map(|i| {
+                    let image = if Some(i) == bad {
+                        "[not an image]"
+                    } else {
+                        "registry.example.com/app:1.0"
+                    };
+                    format!("svc_{i}:\n  v1: \"{image}\"\n")
+                })
+                .collect::<String>()
+        };
+        for (i, text) in [
+            tags(600, None),
+            tags(600, Some(0)),
+            tags(600, Some(300)),
+            tags(600, Some(599)),
+            format!("{}svc_x: [1]\n", tags(600, None)),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut sources = Sources::default();
+            let root = yaml::parse(text, sources.add("tags.yaml", text.as_str())).unwrap();
+            let whole = set.tags.is_valid(&root.to_json());
+            let entries = root.as_map().unwrap();
+            assert_eq!(
+                entries_valid_in_parts(&set.tags, entries),
+                whole,
+                "document {i}"
+            );
+            assert_eq!(
+                set.check(InputKind::Tags, &root).is_empty(),
                 whole,
                 "document {i}"
             );
