@@ -617,20 +617,30 @@ mod tests {
             format!("settings:\n  nope: 1\ndev:\n{}", services(600, None)),
             format!("dev: 3\nprod:\n{}", services(300, None)),
         ];
+        parts_agree_with_whole(
+            &set,
+            InputKind::ControlCenter,
+            &set.controlcenter,
+            &docs,
+            |root| valid_in_parts(&set.controlcenter, root),
+        );
+    }
+
+    /// Each document is valid in parts exactly when whole, `check` agrees,
+    /// and only the first is valid.
+    fn parts_agree_with_whole(
+        set: &SchemaSet,
+        kind: InputKind,
+        validator: &Validator,
+        docs: &[String],
+        in_parts: impl Fn(&Node) -> bool,
+    ) {
         for (i, text) in docs.iter().enumerate() {
             let mut sources = Sources::default();
             let root = yaml::parse(text, sources.add("x.yaml", text.as_str())).unwrap();
-            let whole = set.controlcenter.is_valid(&root.to_json());
-            assert_eq!(
-                valid_in_parts(&set.controlcenter, &root),
-                whole,
-                "document {i}"
-            );
-            assert_eq!(
-                set.check(InputKind::ControlCenter, &root).is_empty(),
-                whole,
-                "document {i}"
-            );
+            let whole = validator.is_valid(&root.to_json());
+            assert_eq!(in_parts(&root), whole, "document {i}");
+            assert_eq!(set.check(kind, &root).is_empty(), whole, "document {i}");
             assert_eq!(whole, i == 0, "document {i}");
         }
     }
@@ -651,31 +661,16 @@ mod tests {
                 })
                 .collect::<String>()
         };
-        for (i, text) in [
+        let docs = [
             tags(600, None),
             tags(600, Some(0)),
             tags(600, Some(300)),
             tags(600, Some(599)),
             format!("{}svc_x: [1]\n", tags(600, None)),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let mut sources = Sources::default();
-            let root = yaml::parse(text, sources.add("tags.yaml", text.as_str())).unwrap();
-            let whole = set.tags.is_valid(&root.to_json());
-            let entries = root.as_map().unwrap();
-            assert_eq!(
-                entries_valid_in_parts(&set.tags, entries),
-                whole,
-                "document {i}"
-            );
-            assert_eq!(
-                set.check(InputKind::Tags, &root).is_empty(),
-                whole,
-                "document {i}"
-            );
-            assert_eq!(whole, i == 0, "document {i}");
-        }
+        ];
+        parts_agree_with_whole(&set, InputKind::Tags, &set.tags, &docs, |root| {
+            root.as_map()
+                .is_some_and(|entries| entries_valid_in_parts(&set.tags, entries))
+        });
     }
 }
