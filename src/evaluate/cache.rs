@@ -855,6 +855,12 @@ mod tests {
         cache.open(&HashSet::from_iter([key])).get(key)
     }
 
+    /// Makes `pack` look last used at `at`.
+    fn set_used(pack: &Path, at: SystemTime) {
+        let f = fs::File::options().append(true).open(pack).unwrap();
+        f.set_modified(at).unwrap();
+    }
+
     fn packs(cache: &Cache) -> Vec<PathBuf> {
         cache.packs().into_iter().map(|p| p.2).collect()
     }
@@ -902,12 +908,7 @@ mod tests {
         cache.write_pack(both.into_iter(), &|_| false);
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let oldest = packs(&cache).pop().unwrap();
-        fs::File::options()
-            .append(true)
-            .open(&oldest)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        set_used(&oldest, old);
         assert_eq!(get(&cache, &a), Some(newer));
         assert_eq!(get(&cache, &b), Some(entry()));
     }
@@ -934,9 +935,7 @@ mod tests {
             store(&cache, k);
             // Each pack older than the next.
             let newest = packs(&cache).remove(0);
-            let f = fs::File::options().append(true).open(newest).unwrap();
-            f.set_modified(base + Duration::from_secs(i as u64))
-                .unwrap();
+            set_used(&newest, base + Duration::from_secs(i as u64));
         }
         let size = fs::metadata(&packs(&cache)[0]).unwrap().len();
         cache.max_bytes = size * 3;
@@ -967,8 +966,7 @@ mod tests {
         )
         .unwrap();
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let f = fs::File::options().append(true).open(&damaged).unwrap();
-        f.set_modified(old).unwrap();
+        set_used(&damaged, old);
         // Packs larger than it, so that it is the one merged.
         for i in 0..MAX_PACKS as u8 {
             store_large(&cache, &unit_key("d", &[i]));
@@ -999,17 +997,14 @@ mod tests {
         for (i, key) in keys.iter().enumerate() {
             store_large(&cache, key);
             let newest = packs(&cache).remove(0);
-            let f = fs::File::options().append(true).open(newest).unwrap();
-            f.set_modified(base + Duration::from_secs(i as u64))
-                .unwrap();
+            set_used(&newest, base + Duration::from_secs(i as u64));
         }
         // Far more than the small packs' count: none is lost or copied.
         assert_eq!(packs(&cache).len(), MAX_LARGE_PACKS + 1);
         assert!(keys.iter().all(|k| get(&cache, k).is_some()));
         // The oldest was used last.
         let oldest = packs(&cache).pop().unwrap();
-        let f = fs::File::options().append(true).open(&oldest).unwrap();
-        f.set_modified(base + Duration::from_secs(1000)).unwrap();
+        set_used(&oldest, base + Duration::from_secs(1000));
         let size = |p: &PathBuf| fs::metadata(p).unwrap().len();
         let sizes: u64 = packs(&cache).iter().map(size).sum();
         store(&cache, &unit_key("warm", b""));
@@ -1033,8 +1028,7 @@ mod tests {
         store_large(&cache, &unit_key("cold", b""));
         let large = packs(&cache).remove(0);
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let f = fs::File::options().append(true).open(&large).unwrap();
-        f.set_modified(old).unwrap();
+        set_used(&large, old);
         // Many warm renders, each storing one small unit.
         for i in 0..3 * MAX_PACKS as u8 {
             store(&cache, &unit_key("warm", &[i]));
@@ -1071,8 +1065,7 @@ mod tests {
         for i in 0..MAX_PACKS as u8 {
             store(&cache, &unit_key("f", &[i]));
             let newest = packs(&cache).remove(0);
-            let f = fs::File::options().append(true).open(newest).unwrap();
-            f.set_modified(future).unwrap();
+            set_used(&newest, future);
         }
         let key = unit_key("now", b"");
         store(&cache, &key);
