@@ -56,8 +56,13 @@ local workspace = import 'k8s/workspace.libsonnet';
     commonLabels:: util.withoutInstance(state.labels),
 
     // The services to render, in key order. Override to filter or patch
-    // services before any object is built.
-    services:: [state.services[k] for k in std.objectFields(state.services)],
+    // services before any object is built. Each carries its ConfigMap,
+    // built once (see configMapOf); a service patched with `+` rebuilds it
+    // for itself.
+    services:: [
+      state.services[k] + { configMapBuilt:: lib.configMap(self) }
+      for k in std.objectFields(state.services)
+    ],
 
     // ---- shared pieces --------------------------------------------------
 
@@ -86,6 +91,13 @@ local workspace = import 'k8s/workspace.libsonnet';
     // configMap(svc): v1 ConfigMap, data = env + FLAG_<NAME> per flag.
     // Patch `data+:` to add keys; the checksum/config annotation follows.
     configMap(svc):: configMap.new(lib, svc),
+
+    // configMapOf(svc): configMap(svc), built once per service of
+    // `services`: the ConfigMap itself and the Deployment's checksum of
+    // its data share one object instead of computing the data twice. A
+    // service made elsewhere builds its own.
+    configMapOf(svc)::
+      if std.objectHasAll(svc, 'configMapBuilt') then svc.configMapBuilt else lib.configMap(svc),
 
     // container(svc): the Deployment's single container (port `http`,
     // envFrom the ConfigMap, secret env vars, resources, probes).
@@ -170,7 +182,7 @@ local workspace = import 'k8s/workspace.libsonnet';
     // kind per service:
     //   serviceManifests(svc):: super.serviceManifests(svc) + [ ... ],
     serviceManifests(svc)::
-      [lib.serviceAccount(svc), lib.configMap(svc)]
+      [lib.serviceAccount(svc), lib.configMapOf(svc)]
       + lib.externalSecrets(svc)
       + [
         lib.service(svc),

@@ -38,12 +38,25 @@
   // not an ASCII letter or digit becomes '_'; a lower-case letter or digit
   // followed by an upper-case letter gets a '_' in between.
   upperSnake(s)::
-    // Fast path, identical result: a name without upper-case letters has
-    // no camelCase boundary, so only '-' and '.' need replacing, when
-    // nothing else is outside [a-z0-9_].
+    // Names of ASCII letters, digits, '_', '-' and '.' (nearly all) are
+    // cut at each camelCase boundary and upper-cased whole; only the rare
+    // name with another character is converted character by character.
     local plain = std.strReplace(std.strReplace(s, '-', '_'), '.', '_');
-    if std.asciiLower(s) == s && std.length(std.stripChars(plain, 'abcdefghijklmnopqrstuvwxyz0123456789_')) == 0
-    then std.asciiUpper(plain)
+    local word = 'abcdefghijklmnopqrstuvwxyz0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+    if std.length(std.stripChars(plain, word)) == 0 then
+      if std.asciiLower(plain) == plain then std.asciiUpper(plain)
+      else
+        local n = std.length(plain);
+        local lowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        local cuts = [0] + [
+          i
+          for i in std.range(1, n - 1)
+          if plain[i] >= 'A' && plain[i] <= 'Z' && lowerOrDigit(plain[i - 1])
+        ] + [n];
+        std.asciiUpper(std.join('_', [
+          std.substr(plain, cuts[j], cuts[j + 1] - cuts[j])
+          for j in std.range(0, std.length(cuts) - 2)
+        ]))
     else
       local cs = std.stringChars(s);
       local isUpper(c) = c >= 'A' && c <= 'Z';

@@ -8,7 +8,7 @@ local util = import '../util.libsonnet';
 {
   // container(lib, svc): the service's container.
   container(lib, svc)::
-    local cm = lib.configMap(svc);
+    local cm = lib.configMapOf(svc);
     local secretEnv = [
       {
         name: var,
@@ -50,7 +50,7 @@ local util = import '../util.libsonnet';
 
   // new(lib, svc): the Deployment.
   new(lib, svc)::
-    local cm = lib.configMap(svc);
+    local cm = lib.configMapOf(svc);
     local annotations = svc.annotations + (
       if cm == null then {}
       else { 'checksum/config': std.md5(std.manifestJsonMinified(cm.data)) }
