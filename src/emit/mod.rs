@@ -70,18 +70,29 @@ pub enum Format {
 /// a YAML 1.1 reader would take for something else (`yes`, `on`, `0755`,
 /// `1e3`, `1.10`, `~`) are quoted.
 pub fn yaml_document(r: &Resource) -> String {
+    let mut out = String::new();
+    append_yaml_document(&mut out, r);
+    out
+}
+
+/// Appends [`yaml_document`] of `r` to `out`: a stream's documents are
+/// written where they go, not each made apart and copied.
+fn append_yaml_document(out: &mut String, r: &Resource) {
     if let Some(yaml) = r.yaml() {
-        return yaml.to_owned();
+        out.push_str(yaml);
+        return;
     }
     // The held text's keys are already sorted: it is translated as it is
     // read, never parsed into a value first.
+    let from = out.len();
     let mut json = serde_json::Deserializer::from_str(r.json());
-    match serde_saphyr::to_string(&serde_transcode::Transcoder::new(&mut json)) {
-        Ok(s) => s,
+    if serde_saphyr::to_fmt_writer(out, &serde_transcode::Transcoder::new(&mut json)).is_err() {
         // The text was made from a value, so this cannot fail in
         // practice; fall back to JSON, which is valid YAML, rather than
         // lose the resource.
-        Err(_) => serde_json::to_string_pretty(&r.value()).unwrap_or_default() + "\n",
+        out.truncate(from);
+        out.push_str(&serde_json::to_string_pretty(&r.value()).unwrap_or_default());
+        out.push('\n');
     }
 }
 
@@ -105,10 +116,7 @@ pub fn json_lines(resources: &[Resource]) -> String {
 
 fn yaml_entry(out: &mut String, r: &Resource) {
     out.push_str("---\n");
-    match r.yaml() {
-        Some(yaml) => out.push_str(yaml),
-        None => out.push_str(&yaml_document(r)),
-    }
+    append_yaml_document(out, r);
 }
 
 fn json_line(out: &mut String, r: &Resource) {
@@ -139,7 +147,9 @@ pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std
                         out.write_all(yaml.as_bytes())?;
                     }
                 } else {
-                    out.write_all(in_shares(round, yaml_entry).as_bytes())?;
+                    for share in shares(round, yaml_entry) {
+                        out.write_all(share.as_bytes())?;
+                    }
                 }
             }
         }
@@ -156,6 +166,12 @@ const PARALLEL_FROM: usize = 512;
 /// The text `write` makes of each resource, in order; large outputs are
 /// written in shares on every core.
 fn in_shares(resources: &[Resource], write: impl Fn(&mut String, &Resource) + Sync) -> String {
+    shares(resources, write).concat()
+}
+
+/// The text `write` makes of each resource, in contiguous shares, in
+/// order: one share per core for large outputs, else one.
+fn shares(resources: &[Resource], write: impl Fn(&mut String, &Resource) + Sync) -> Vec<String> {
     let workers = if resources.len() < PARALLEL_FROM {
         1
     } else {
@@ -165,13 +181,15 @@ fn in_shares(resources: &[Resource], write: impl Fn(&mut String, &Resource) + Sy
         .chunks(resources.len().div_ceil(workers).max(1))
         .collect();
     crate::parallel::map(&shares, workers, |share| {
-        let mut out = String::new();
+        // Sized for its documents (YAML runs about a third longer than
+        // compact JSON): a share is not copied as it grows.
+        let json: usize = share.iter().map(|r| r.json().len() + 1).sum();
+        let mut out = String::with_capacity(json + json / 2);
         for r in *share {
             write(&mut out, r);
         }
         out
     })
-    .concat()
 }
 
 /// Renders in `format`.

@@ -102,8 +102,11 @@ local words = [''] + alphabet + [a + b for a in alphabet for b in alphabet]
 
 #[test]
 fn a_service_builds_its_config_map_once_and_a_patched_one_its_own() {
-    let state = std::fs::read_to_string(root().join("lib-jsonnet/tests/minimal.state.json")).unwrap();
-    let value = eval_with_library(&format!("local state = {state};\n{}", r#"
+    let state =
+        std::fs::read_to_string(root().join("lib-jsonnet/tests/minimal.state.json")).unwrap();
+    let value = eval_with_library(&format!(
+        "local state = {state};\n{}",
+        r#"
 local cc = import 'controlcenter/lib.libsonnet';
 local lib = cc.new(state);
 local svc = lib.services[0];
@@ -119,7 +122,8 @@ local md5Of(cm) = std.md5(std.manifestJsonMinified(cm.data));
   patchedHasExtra: lib.configMapOf(patched).data.EXTRA,
   bare: checksum(lib.deployment(bare)) == checksum(lib.deployment(svc)),
 }
-"#));
+"#
+    ));
     assert_eq!(
         value,
         serde_json::json!({
