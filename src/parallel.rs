@@ -62,6 +62,13 @@ pub fn split_owned<T>(items: Vec<T>, count: usize) -> Vec<Vec<T>> {
     shares
 }
 
+/// Drops `value` on a thread of its own, beside the work that goes on:
+/// freeing a large tree one node at a time then costs the caller nothing.
+/// (When no thread can be started, it is dropped here.)
+pub fn drop_beside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new().spawn(move || drop(value));
+}
+
 /// Threads the machine offers. Asked once: the standard library reads
 /// the cgroup's files on every call, and a render asks at every stage.
 pub fn cores() -> usize {

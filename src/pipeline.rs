@@ -251,7 +251,7 @@ impl Project {
             .map(|e| std::mem::replace(&mut e.value.value, Value::Null))
             .collect();
         self.narrowed = Some(env.to_owned());
-        let _ = std::thread::Builder::new().spawn(move || drop(others));
+        crate::parallel::drop_beside(others);
     }
 
     /// Warnings about the repository's vendored Jsonnet libraries
@@ -289,6 +289,9 @@ impl Project {
         self.timings.record("resolve", start.elapsed());
         let rendered = self.render_resolved(&resolved);
         self.outputs = None;
+        // The state of thousands of services is freed beside what follows
+        // (writing the output), not before it.
+        crate::parallel::drop_beside(resolved);
         match (rendered, &outputs) {
             (Ok(resources), _) => Ok((resources, outputs)),
             (Err(d), TerraformOutputs::Placeholders { contract, .. }) => Err(d
