@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod hydrate;
 pub mod out_dir;
+mod yaml_writer;
 
 use std::io::Write;
 
@@ -82,6 +83,9 @@ fn append_yaml_document(out: &mut String, r: &Resource) {
         out.push_str(yaml);
         return;
     }
+    if yaml_writer::write_document(r.json(), out).is_some() {
+        return;
+    }
     // The held text's keys are already sorted: it is translated as it is
     // read, never parsed into a value first.
     let from = out.len();
@@ -96,11 +100,17 @@ fn append_yaml_document(out: &mut String, r: &Resource) {
     }
 }
 
-/// [`yaml_document`] of a parsed object (its maps' keys come out sorted).
-pub fn yaml_of_value(value: &serde_json::Value) -> String {
-    match serde_saphyr::to_string(value) {
+/// [`yaml_document`] of an object's compact JSON text (as
+/// `serde_json::to_string` writes a parsed object: its maps' keys sorted).
+pub fn yaml_of_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + json.len() / 2);
+    if yaml_writer::write_document(json, &mut out).is_some() {
+        return out;
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    match serde_saphyr::to_string(&serde_transcode::Transcoder::new(&mut de)) {
         Ok(s) => s,
-        Err(_) => serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+        Err(_) => json.to_owned() + "\n",
     }
 }
 

@@ -416,11 +416,9 @@ fn process_value(
         }
     };
     resources.extend(found.into_iter().map(|o| {
-        let json = text_of(serde_json::to_string(&o.value).unwrap_or_default());
-        let yaml = opts
-            .yaml
-            .then(|| text_of(crate::emit::yaml_of_value(&o.value)));
-        Resource::of_text(o.id, json, o.origin, yaml)
+        let json = serde_json::to_string(&o.value).unwrap_or_default();
+        let yaml = opts.yaml.then(|| text_of(crate::emit::yaml_of_json(&json)));
+        Resource::of_text(o.id, text_of(json), o.origin, yaml)
     }));
     // A value that is one object is usually written as it was made: its
     // text is kept rather than a copy (the render's objects are not held
@@ -756,7 +754,10 @@ mod tests {
         };
         assert_eq!(ids(&again), ids(&first));
         for r in &first.resources {
-            assert_eq!(r.yaml().unwrap(), crate::emit::yaml_of_value(&r.value()));
+            assert_eq!(
+                r.yaml().unwrap(),
+                serde_saphyr::to_string(&r.value()).unwrap()
+            );
         }
         let origins = |p: &Processed| -> Vec<String> {
             p.resources.iter().map(|r| r.origin.clone()).collect()
