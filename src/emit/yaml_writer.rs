@@ -39,7 +39,8 @@ enum Position {
 /// `folded_wrap_chars`): left to serde-saphyr.
 const MAX_STRING: usize = 80;
 
-/// Nesting deeper than this is left to serde-saphyr.
+/// Maps and lists nested deeper than this are left to serde-saphyr (whose
+/// JSON reader stops at 128).
 const MAX_DEPTH: usize = 64;
 
 /// Strings remembered per thread before the memory starts over: a bound
@@ -97,7 +98,7 @@ impl<'j> Writer<'j, '_> {
         if !matches!(self.next_kind()?, Next::Map) {
             return None;
         }
-        self.map(0, None)?;
+        self.map(0, None, 0)?;
         self.skip_space();
         (self.at == self.json.len()).then_some(())
     }
@@ -145,10 +146,11 @@ impl<'j> Writer<'j, '_> {
         }
     }
 
-    /// A non-empty map whose keys sit at `column`. With `dash`, its first
-    /// entry goes on the line a list item's `- ` already started.
-    fn map(&mut self, column: usize, mut dash: Option<()>) -> Option<()> {
-        if column / 2 > MAX_DEPTH {
+    /// A non-empty map, `depth` maps and lists deep, whose keys sit at
+    /// `column`. With `dash`, its first entry goes on the line a list
+    /// item's `- ` already started.
+    fn map(&mut self, column: usize, mut dash: Option<()>, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
             return None;
         }
         self.expect(b'{')?;
@@ -177,12 +179,12 @@ impl<'j> Writer<'j, '_> {
                 }
                 Next::Map => {
                     self.out.push('\n');
-                    self.map(column + 2, None)?;
+                    self.map(column + 2, None, depth + 1)?;
                 }
                 // A list under a key starts at the key's column.
                 Next::List => {
                     self.out.push('\n');
-                    self.list(column)?;
+                    self.list(column, depth + 1)?;
                 }
             }
             self.skip_space();
@@ -197,9 +199,10 @@ impl<'j> Writer<'j, '_> {
         }
     }
 
-    /// A non-empty list whose dashes sit at `column`.
-    fn list(&mut self, column: usize) -> Option<()> {
-        if column / 2 > MAX_DEPTH {
+    /// A non-empty list, `depth` maps and lists deep, whose dashes sit at
+    /// `column`.
+    fn list(&mut self, column: usize, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
             return None;
         }
         self.expect(b'[')?;
@@ -220,7 +223,7 @@ impl<'j> Writer<'j, '_> {
                     self.at = self.json[self.at..].iter().position(|&b| b == b']')? + self.at + 1;
                 }
                 // The item's keys sit past the dash, the first on its line.
-                Next::Map => self.map(column + 2, Some(()))?,
+                Next::Map => self.map(column + 2, Some(()), depth + 1)?,
                 Next::List => return None,
             }
             self.skip_space();
@@ -637,7 +640,12 @@ mod tests {
         ] {
             assert_eq!(written(text), None, "{text}");
         }
-        let deep = "{\"a\":".repeat(100) + "1" + &"}".repeat(100);
-        assert_eq!(written(&deep), None);
+        for (open, close) in [("{\"a\":", "}"), ("{\"a\":[", "]}")] {
+            let deep = open.repeat(70) + "1" + &close.repeat(70);
+            assert_eq!(written(&deep), None);
+        }
+        // Within the bound, nesting of either kind is written.
+        let nested = "{\"a\":[".repeat(30) + "1" + &"]}".repeat(30);
+        assert_eq!(written(&nested).as_deref(), Some(saphyr(&nested).as_str()));
     }
 }
