@@ -23,6 +23,8 @@ pub mod repo;
 pub mod resolve;
 pub mod rules;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod validate;
 
 pub use pipeline::{Failure, Project, RenderOptions};

@@ -77,6 +77,7 @@ pub fn write_document(json: &str, out: &mut String) -> Option<()> {
 }
 
 /// A JSON value, as far as the writer needs to look ahead.
+#[derive(Clone, Copy)]
 enum Next {
     Scalar,
     EmptyMap,
@@ -169,13 +170,9 @@ impl<'j> Writer<'j, '_> {
                     self.scalar(Position::Value)?;
                     self.out.push('\n');
                 }
-                Next::EmptyMap => {
-                    self.out.push_str(" {}\n");
-                    self.at = self.json[self.at..].iter().position(|&b| b == b'}')? + self.at + 1;
-                }
-                Next::EmptyList => {
-                    self.out.push_str(" []\n");
-                    self.at = self.json[self.at..].iter().position(|&b| b == b']')? + self.at + 1;
+                empty @ (Next::EmptyMap | Next::EmptyList) => {
+                    self.out.push(' ');
+                    self.empty(empty)?;
                 }
                 Next::Map => {
                     self.out.push('\n');
@@ -187,14 +184,8 @@ impl<'j> Writer<'j, '_> {
                     self.list(column, depth + 1)?;
                 }
             }
-            self.skip_space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.closed(b'}')? {
+                return Some(());
             }
         }
     }
@@ -214,27 +205,39 @@ impl<'j> Writer<'j, '_> {
                     self.scalar(Position::Item)?;
                     self.out.push('\n');
                 }
-                Next::EmptyMap => {
-                    self.out.push_str("{}\n");
-                    self.at = self.json[self.at..].iter().position(|&b| b == b'}')? + self.at + 1;
-                }
-                Next::EmptyList => {
-                    self.out.push_str("[]\n");
-                    self.at = self.json[self.at..].iter().position(|&b| b == b']')? + self.at + 1;
-                }
+                empty @ (Next::EmptyMap | Next::EmptyList) => self.empty(empty)?,
                 // The item's keys sit past the dash, the first on its line.
                 Next::Map => self.map(column + 2, Some(()), depth + 1)?,
                 Next::List => return None,
             }
-            self.skip_space();
-            match self.peek()? {
-                b',' => self.at += 1,
-                b']' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.closed(b']')? {
+                return Some(());
             }
+        }
+    }
+
+    /// The empty map or list at the cursor, `{}` or `[]`, and the cursor
+    /// past it.
+    fn empty(&mut self, kind: Next) -> Option<()> {
+        let (text, close) = match kind {
+            Next::EmptyMap => ("{}\n", b'}'),
+            _ => ("[]\n", b']'),
+        };
+        self.out.push_str(text);
+        self.at += self.json[self.at..].iter().position(|&b| b == close)? + 1;
+        Some(())
+    }
+
+    /// After a member: past a `,` (false) or the `close` that ends the
+    /// collection (true).
+    fn closed(&mut self, close: u8) -> Option<bool> {
+        self.skip_space();
+        let next = self.peek()?;
+        self.at += 1;
+        match next {
+            b',' => Some(false),
+            _ if next == close => Some(true),
+            _ => None,
         }
     }
 
@@ -384,21 +387,18 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift); `writable` keeps to
+    /// A deterministic generator of documents; `.1` (writable) keeps to
     /// what the writer handles (no floats, nothing to escape, no list in a
     /// list), so that its layout is what gets compared.
-    struct Rng(u64, bool);
+    struct Rng(crate::testing::Rng, bool);
 
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+            self.0.next()
         }
 
         fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
+            self.0.below(n)
         }
     }
 
@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn documents_it_writes_are_what_serde_saphyr_writes() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15, false);
+        let mut rng = Rng(crate::testing::Rng(0x9e37_79b9_7f4a_7c15), false);
         let mut fast = 0;
         for round in 0..12_000 {
             // Every other document only of what the writer handles.

@@ -483,6 +483,7 @@ impl<'t, E> Reader<'t, '_, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Rng;
 
     /// Each event with its position, as text to compare.
     type Events = Vec<(String, usize, usize)>;
@@ -639,26 +640,6 @@ mod tests {
             .filter(|text| agrees(text))
             .count();
         assert!(read > 10, "only {read} of {} files read", files.len());
-    }
-
-    /// A small deterministic generator (xorshift).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-            from[self.below(from.len())]
-        }
     }
 
     const KEYS: &[&str] = &[
