@@ -7,7 +7,7 @@
 //! items being scalars, non-empty maps or empty collections); `null`,
 //! booleans, integers written the canonical way and within 18 digits, and
 //! strings of at most 80 printable ASCII characters with nothing to escape.
-//! How such a string is written (plain or in double quotes) as a key, a
+//! How such a string is written (plain or quoted) as a key, a
 //! map value or a list item is decided without asking for the common
 //! shape (a letter or `/`, then letters, digits, `.`, `_`, `-`, `/`; not a
 //! word YAML 1.1 reads as a boolean, null or number), and otherwise asked
@@ -318,8 +318,11 @@ impl<'j> Writer<'j, '_> {
             Position::Value => &mut self.styles.values,
             Position::Item => &mut self.styles.items,
         };
-        let written = styles.entry(s.into()).or_insert_with(|| asked(s, position));
-        self.out.push_str(written.as_deref()?);
+        // Looked up by reference: a string seen before costs no copy.
+        if !styles.contains_key(s) {
+            styles.insert(s.into(), asked(s, position));
+        }
+        self.out.push_str(styles.get(s)?.as_deref()?);
         Some(())
     }
 }
