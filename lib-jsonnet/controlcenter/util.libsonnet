@@ -43,15 +43,16 @@
     // name with another character is converted character by character.
     local plain = std.strReplace(std.strReplace(s, '-', '_'), '.', '_');
     local word = 'abcdefghijklmnopqrstuvwxyz0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+    local isUpper(c) = c >= 'A' && c <= 'Z';
+    local isLowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
     if std.length(std.stripChars(plain, word)) == 0 then
       if std.asciiLower(plain) == plain then std.asciiUpper(plain)
       else
         local n = std.length(plain);
-        local lowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
         local cuts = [0] + [
           i
           for i in std.range(1, n - 1)
-          if plain[i] >= 'A' && plain[i] <= 'Z' && lowerOrDigit(plain[i - 1])
+          if isUpper(plain[i]) && isLowerOrDigit(plain[i - 1])
         ] + [n];
         std.asciiUpper(std.join('_', [
           std.substr(plain, cuts[j], cuts[j + 1] - cuts[j])
@@ -59,8 +60,6 @@
         ]))
     else
       local cs = std.stringChars(s);
-      local isUpper(c) = c >= 'A' && c <= 'Z';
-      local isLowerOrDigit(c) = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
       std.join('', [
         (if i > 0 && isUpper(cs[i]) && isLowerOrDigit(cs[i - 1]) then '_' else '')
         + (if $.isAlnum(cs[i]) then std.asciiUpper(cs[i]) else '_')
