@@ -561,12 +561,10 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         .deadline
         .checked_duration_since(Instant::now())
         .filter(|d| !d.is_zero());
-    let mut results: Vec<Option<Result<UnitOutput, EvalFailure>>> = vec![None; count];
     let mut files: Vec<(String, Arc<str>)> = Vec::new();
     let mut probed: Vec<String> = Vec::new();
     if left.is_none() || count == 0 {
-        let results = results
-            .into_iter()
+        let results = (0..count)
             .map(|_| Err(entry.locate(timed_out(timeout))))
             .collect();
         return UnitsEvaluated {
@@ -579,6 +577,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         units: std::sync::Mutex::new(units.into_iter().map(Some).collect()),
         next: AtomicUsize::new(0),
         budget: OutputBudget::default(),
+        results: std::sync::Mutex::new(vec![None; count]),
     });
     let job = Arc::new(job);
     let (tx, rx) = mpsc::channel::<WorkerMessage>();
@@ -613,7 +612,6 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
     while running > 0 {
         let left = job.deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(WorkerMessage::Unit(i, r)) => results[i] = Some(r.map_err(|f| entry.locate(f))),
             Ok(WorkerMessage::Done(loaded, looked)) => {
                 running -= 1;
                 for (path, text) in loaded {
@@ -629,9 +627,20 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
             Err(_) => break,
         }
     }
+    // Taken, not cloned: a worker left behind by the deadline finds no
+    // slot for what it finishes later.
+    let mut results = queue
+        .results
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default();
+    results.resize_with(count, || None);
     let results = results
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(entry.locate(timed_out(timeout)))))
+        .map(|r| match r {
+            Some(r) => r.map_err(|f| entry.locate(f)),
+            None => Err(entry.locate(timed_out(timeout))),
+        })
         .collect();
     probed.sort();
     probed.dedup();
@@ -642,11 +651,15 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
     }
 }
 
-/// Units not yet taken, shared by the workers.
+/// Units not yet taken, shared by the workers, and the results of those
+/// done. A worker puts each result in its slot rather than sending it:
+/// waking the waiting thread once per unit cost a context switch per
+/// service on two cores.
 struct UnitQueue {
     units: std::sync::Mutex<Vec<Option<UnitInput>>>,
     next: AtomicUsize,
     budget: OutputBudget,
+    results: std::sync::Mutex<Vec<Option<Result<UnitOutput, EvalFailure>>>>,
 }
 
 /// The output limits, counted over every unit of a render.
@@ -657,7 +670,6 @@ struct OutputBudget {
 }
 
 enum WorkerMessage {
-    Unit(usize, Result<UnitOutput, EvalFailure>),
     Done(Vec<(String, Arc<str>)>, Vec<String>),
 }
 
@@ -819,8 +831,13 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> b
                 }
                 out
             });
-            if tx.send(WorkerMessage::Unit(i, result)).is_err() {
-                break;
+            match queue.results.lock() {
+                Ok(mut results) => match results.get_mut(i) {
+                    Some(slot) => *slot = Some(result),
+                    // Taken: the render has ended without this worker.
+                    None => break,
+                },
+                Err(_) => break,
             }
         }
     }
