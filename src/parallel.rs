@@ -9,15 +9,15 @@ pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + 
         return items.iter().map(f).collect();
     }
     let f = &f;
+    let mut shares = items.chunks(items.len().div_ceil(workers));
+    let first = shares.next().unwrap_or_default();
     std::thread::scope(|s| {
-        let shares: Vec<_> = items
-            .chunks(items.len().div_ceil(workers))
+        let others: Vec<_> = shares
             .map(|share| s.spawn(move || share.iter().map(f).collect::<Vec<R>>()))
             .collect();
-        shares
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+        let mut out: Vec<R> = first.iter().map(f).collect();
+        join_into(&mut out, others);
+        out
     })
 }
 
@@ -32,18 +32,26 @@ pub fn map_owned<T: Send, R: Send>(
     if workers == 1 {
         return items.into_iter().map(f).collect();
     }
-    let shares = split_owned(items, workers);
+    let mut shares = split_owned(items, workers).into_iter();
+    let first = shares.next().unwrap_or_default();
     let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = shares
-            .into_iter()
+        let others: Vec<_> = shares
             .map(|share| s.spawn(move || share.into_iter().map(f).collect::<Vec<R>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+        let mut out: Vec<R> = first.into_iter().map(f).collect();
+        join_into(&mut out, others);
+        out
     })
+}
+
+/// Appends the results of the threads that computed the shares after the
+/// caller's own, in order. The caller computes the first share itself:
+/// one thread fewer to start, and its memory already has pages.
+fn join_into<R>(out: &mut Vec<R>, others: Vec<std::thread::ScopedJoinHandle<'_, Vec<R>>>) {
+    for h in others {
+        out.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+    }
 }
 
 /// `items` in `count` contiguous shares (fewer when there are fewer
