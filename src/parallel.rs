@@ -1,5 +1,6 @@
 //! Data parallelism for the stages around evaluation (cache reads,
-//! emitting): a function over a slice on scoped threads, results in order.
+//! emitting): a function over a slice, one share on the calling thread and
+//! the others on scoped threads, results in order.
 
 /// `f` of every item, in order, computed on up to `workers` threads (one
 /// contiguous share each).

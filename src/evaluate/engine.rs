@@ -580,7 +580,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         results: std::sync::Mutex::new(vec![None; count]),
     });
     let job = Arc::new(job);
-    let (tx, rx) = mpsc::channel::<WorkerMessage>();
+    let (tx, rx) = mpsc::channel::<WorkerDone>();
     let workers = workers.clamp(1, count);
     let mut running = 0;
     for _ in 0..workers {
@@ -612,7 +612,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
     while running > 0 {
         let left = job.deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(WorkerMessage::Done(loaded, looked)) => {
+            Ok(WorkerDone(loaded, looked)) => {
                 running -= 1;
                 for (path, text) in loaded {
                     if seen.insert(path.clone()) {
@@ -669,15 +669,15 @@ struct OutputBudget {
     items: AtomicUsize,
 }
 
-enum WorkerMessage {
-    Done(Vec<(String, Arc<str>)>, Vec<String>),
-}
+/// What a worker sends once it takes no further unit: the Jsonnet files
+/// it loaded (display path, text) and the places its imports probed.
+struct WorkerDone(Vec<(String, Arc<str>)>, Vec<String>);
 
 /// A share of one render for one worker.
 struct Task {
     job: Arc<EvalJob>,
     queue: Arc<UnitQueue>,
-    tx: mpsc::Sender<WorkerMessage>,
+    tx: mpsc::Sender<WorkerDone>,
 }
 
 /// Evaluation threads, kept for the life of the process and reused by
@@ -788,7 +788,7 @@ const SMALL_TASK_BYTES: usize = 256 << 10;
 
 /// One worker's share of a render: takes units until none is left or the
 /// deadline has passed. Returns whether the share was small.
-fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> bool {
+fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool {
     let _depth = limit_stack_depth(job.max_stack);
     let session = Session::new(job);
     let mut bytes = 0;
@@ -843,7 +843,7 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerMessage>) -> b
     }
     let loaded = session.loaded.borrow().clone();
     let probed = session.probed.borrow().clone();
-    let _ = tx.send(WorkerMessage::Done(loaded, probed));
+    let _ = tx.send(WorkerDone(loaded, probed));
     bytes < SMALL_TASK_BYTES
 }
 
