@@ -50,7 +50,27 @@ pub fn env_file(
     let Some(file) = load::load_env_file(repo, sources, env)? else {
         return Ok(None);
     };
+    // An output the contract declares secret is masked before anything
+    // can show it, whether or not the file marks it sensitive; unmarked,
+    // it is refused.
+    let unmarked = contract
+        .map(|c| c.unmarked_secrets(&file))
+        .unwrap_or_default();
+    let spans: Vec<(usize, usize)> = unmarked
+        .iter()
+        .map(|e| (e.value.span.start, e.value.span.end))
+        .collect();
+    sources.redact(file.file, &spans);
+    for output in &unmarked {
+        sources
+            .secrets_mut()
+            .add_json(&load::output_value(&output.value).to_json());
+    }
+    let unmarked: Vec<Diagnostic> = contract
+        .map(|c| unmarked.iter().map(|e| c.unmarked_secret(&file, e)).collect())
+        .unwrap_or_default();
     let mut diags = schemas.check(InputKind::Env, &file.root);
+    diags.extend(unmarked);
     if diags.is_empty() {
         diags.extend(
             contract

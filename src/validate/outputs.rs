@@ -99,6 +99,47 @@ impl Contract {
         self.spans.get(output).copied()
     }
 
+    /// The outputs of `env_file` that the contract file declares secret
+    /// (`writeOnly` anywhere in their schema) but that the file does not
+    /// mark `sensitive`: their values would otherwise reach the templates,
+    /// messages and the cache as plain ones. A derived contract declares
+    /// nothing secret that the files do not mark.
+    pub fn unmarked_secrets<'f>(&self, env_file: &'f Input) -> Vec<&'f Entry> {
+        if !self.is_file() {
+            return Vec::new();
+        }
+        let Some(declared) = self.schema.get("properties").and_then(Json::as_object) else {
+            return Vec::new();
+        };
+        env_file
+            .root
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| declared.get(&e.key).is_some_and(schema::declares_write_only))
+            .filter(|e| !load::is_sensitive_output(&e.value))
+            .collect()
+    }
+
+    /// `CC0311` for an output the contract declares secret and the env
+    /// file holds as a plain value (its value already masked).
+    pub fn unmarked_secret(&self, env_file: &Input, output: &Entry) -> Diagnostic {
+        let mut d = Diagnostic::error(
+            Code::OutputContract,
+            format!(
+                "{}: Terraform output `{}` is secret (`writeOnly` in {OUTPUTS_CONTRACT_FILE}) but not marked sensitive",
+                env_file.path, output.key
+            ),
+        )
+        .at(output.key_span, "a plain value here");
+        if let Some(span) = self.declaration(&output.key) {
+            d = d.related(span, "declared secret here");
+        }
+        d.help(
+            "mark the output `sensitive = true` in the Terraform stack (`terraform output -json` then writes `{\"value\": …, \"sensitive\": true}`), or drop `writeOnly` from its declaration if it is not a secret",
+        )
+    }
+
     /// Checks a present env file against a contract file: a declared
     /// required output missing, a wrong type or format, each at the env
     /// file's line. A derived contract checks nothing (it is what the

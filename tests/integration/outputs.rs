@@ -135,6 +135,54 @@ fn an_env_file_missing_a_declared_output_fails_at_its_line() {
 }
 
 #[test]
+fn an_output_declared_secret_but_not_marked_sensitive_is_refused_and_never_shown() {
+    const CANARY: &str = "CANARYplainTFsecret42";
+    // Plain, and raw with `sensitive: false`: both hold the value in clear.
+    for written in [
+        format!("db_master_password: {CANARY}\n"),
+        format!("db_master_password:\n  value: {CANARY}\n  sensitive: false\n"),
+    ] {
+        let repo = dev_branch("platform");
+        let path = repo.path().join("env-dev.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&written);
+        std::fs::write(&path, text).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        for args in [
+            &["render", "--env", "dev"][..],
+            &["state", "--env", "dev"],
+            &["validate"],
+            &["render", "--env", "dev", "--error-format", "json"],
+        ] {
+            let out = controlcenter()
+                .env("CONTROLCENTER_CACHE_DIR", cache.path())
+                .arg("--repo")
+                .arg(repo.path())
+                .args(args)
+                .output()
+                .unwrap();
+            let text = normalize_transcript(&out, repo.path());
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+            assert!(text.contains("`db_master_password` is secret"), "{args:?}: {text}");
+            assert!(!text.contains(CANARY), "{args:?}: {text}");
+        }
+        for pack in std::fs::read_dir(cache.path().join("packs")).into_iter().flatten() {
+            let bytes = std::fs::read(pack.unwrap().path()).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
+        }
+    }
+    let repo = dev_branch("platform");
+    let path = repo.path().join("env-dev.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("db_master_password: {CANARY}\n"));
+    std::fs::write(&path, text).unwrap();
+    insta::assert_snapshot!(normalize_transcript(
+        &run_in(repo.path(), &["render", "--env", "dev"]),
+        repo.path()
+    ));
+}
+
+#[test]
 fn a_template_reading_an_undeclared_output_names_the_contract() {
     let repo = dev_branch("article");
     std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
