@@ -469,7 +469,7 @@ impl Cache {
     /// killed process) go too, and entries of the earlier
     /// one-file-per-unit layout.
     pub fn trim(&self, kept: Option<&Path>) {
-        let _ = fs::remove_dir_all(self.dir.join("units"));
+        remove_unit_files(&self.dir.join("units"));
         if let Ok(files) = fs::read_dir(self.packs_dir()) {
             let now = SystemTime::now();
             for f in files.flatten() {
@@ -495,6 +495,37 @@ impl Cache {
             }
         }
     }
+}
+
+/// Deletes what the earlier one-file-per-unit layout left in `units`
+/// (`units/<2 hex>/<64 hex>`), and the directories it emptied: nothing
+/// else, whatever else a directory of that name holds (a cache directory
+/// can be set to any directory).
+fn remove_unit_files(units: &Path) {
+    let is_hex = |name: &str, len: usize| {
+        name.len() == len && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let Ok(shards) = fs::read_dir(units) else {
+        return;
+    };
+    for shard in shards.flatten() {
+        let shard_name = shard.file_name().to_string_lossy().into_owned();
+        if !is_hex(&shard_name, 2) || !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for entry in fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_hex(&name, 64)
+                && name.starts_with(&shard_name)
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        // Only when emptied.
+        let _ = fs::remove_dir(shard.path());
+    }
+    let _ = fs::remove_dir(units);
 }
 
 /// What becomes of the packs beside a new one: (those whose entries the
@@ -1070,6 +1101,32 @@ mod tests {
         let key = unit_key("now", b"");
         store(&cache, &key);
         assert_eq!(get(&cache, &key), Some(entry()));
+    }
+
+    #[test]
+    fn only_the_earlier_layouts_unit_files_are_removed_from_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let units = dir.path().join("units");
+        let key = format!("ab{}", "0".repeat(62));
+        fs::create_dir_all(units.join("ab")).unwrap();
+        fs::write(units.join("ab").join(&key), "old entry").unwrap();
+        fs::create_dir_all(units.join("cd")).unwrap();
+        fs::write(units.join("cd").join(&key), "a key of another shard").unwrap();
+        fs::create_dir_all(units.join("keep")).unwrap();
+        fs::write(units.join("keep").join("data.txt"), "precious").unwrap();
+        fs::write(units.join("notes.txt"), "precious").unwrap();
+        store(&cache, "k");
+        assert!(!units.join("ab").exists());
+        assert!(units.join("cd").join(&key).exists());
+        assert!(units.join("keep").join("data.txt").exists());
+        assert!(units.join("notes.txt").exists());
+        // A directory of old entries alone goes whole.
+        fs::remove_dir_all(&units).unwrap();
+        fs::create_dir_all(units.join("ab")).unwrap();
+        fs::write(units.join("ab").join(&key), "old entry").unwrap();
+        store(&cache, "k2");
+        assert!(!units.exists());
     }
 
     #[test]

@@ -158,7 +158,10 @@ pub fn load_yaml_files(
         .iter()
         .map(|&(path, sensitivity)| read_text(repo, sources, path).map(|r| (r, sensitivity)))
         .collect();
-    let parsed = crate::parallel::map(&read, read.len(), |r| match r {
+    // A thread per file, up to a bound: a large file does not hold up
+    // the small ones, and thousands of small ones share the cores.
+    let workers = read.len().min(crate::parallel::cores().max(8));
+    let parsed = crate::parallel::map(&read, workers, |r| match r {
         Ok((Some((file, text)), sensitivity)) => Some(yaml::parse_with_aliases(
             text,
             *file,
@@ -358,28 +361,40 @@ fn merge_split_files(
     base: Option<Input>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Input> {
-    let parts: Vec<String> = repo
-        .list_files(CONTROLCENTER_DIR)
-        .into_iter()
-        .filter(|n| n.ends_with(".yaml") && !n.starts_with('.'))
-        .collect();
     let had_base = base.is_some() || diags.is_empty();
+    let paths = split_file_paths(repo, diags);
+    let files: Vec<(&str, Sensitivity)> = paths
+        .iter()
+        .map(|p| (p.as_str(), Sensitivity::Plain))
+        .collect();
+    let loaded = load_yaml_files(repo, sources, &files);
     let mut merged = base;
-    for name in parts {
-        let path = format!("{CONTROLCENTER_DIR}/{name}");
-        let part = match load_yaml(repo, sources, &path, Sensitivity::Plain) {
+    // Where each key of each section is defined so far: a lookup per key,
+    // not a scan of the section (thousands of one-service files).
+    let mut defined: Defined = merged.as_ref().map(|m| defined_in(&m.root)).unwrap_or_default();
+    for (path, part) in paths.iter().zip(loaded) {
+        let part = match part {
             Ok(Some(part)) => part,
-            Ok(None) => continue,
+            // Listed, yet nothing to read: a link to nothing.
+            Ok(None) => {
+                diags.push(split_file_problem(
+                    path,
+                    "cannot be read: it is a link to nothing",
+                    "point the link at a file, or remove it",
+                ));
+                continue;
+            }
             Err(d) => {
                 diags.extend(d);
                 continue;
             }
         };
         let Some(into) = merged.as_mut() else {
+            defined = defined_in(&part.root);
             merged = Some(part);
             continue;
         };
-        merge_sections(&mut into.root, part.root, diags);
+        merge_sections(&mut into.root, part.root, &mut defined, sources, diags);
         into.aliases.extend(part.aliases);
     }
     // controlcenter.yaml missing was reported before the parts were known.
@@ -389,9 +404,100 @@ fn merge_split_files(
     merged
 }
 
-/// Merges `part` into `into`, two levels deep (sections, then their keys).
-fn merge_sections(into: &mut Node, part: Node, diags: &mut Vec<Diagnostic>) {
+/// The `controlcenter.d/*.yaml` files to merge, in name order. Anything
+/// else there (another extension, a directory, a special file, a name that
+/// is not UTF-8), and a `controlcenter.d` that is not a directory of the
+/// repository, is an error rather than passed over: a service's file
+/// renamed `.yml` would otherwise vanish from the render, and Argo CD
+/// prune what it made. Hidden files (`.gitkeep`) are left alone.
+fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<String> {
+    let problem = match repo.read_real(CONTROLCENTER_DIR) {
+        // Absent, or a directory.
+        Ok(None) | Err(ReadError::NotAFile) => None,
+        Ok(Some(_)) => Some((
+            "is a file; split files go in a directory of that name".to_owned(),
+            "move its sections into controlcenter.yaml, or make controlcenter.d/ a directory of *.yaml files",
+        )),
+        Err(ReadError::OutsideRepo) => Some((
+            "leads outside the repository".to_owned(),
+            "inputs must live inside the repository; replace the link with the directory",
+        )),
+        Err(e) => Some((format!("cannot be read: {e}"), "check its type and permissions")),
+    };
+    if let Some((what, help)) = problem {
+        diags.push(
+            Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}")).help(help),
+        );
+        return Vec::new();
+    }
+    let mut paths = Vec::new();
+    for (name, kind) in repo.list_entries(CONTROLCENTER_DIR) {
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = format!("{CONTROLCENTER_DIR}/{name}");
+        let (what, help) = match kind {
+            _ if name.contains('\u{fffd}') => (
+                "has a name that is not valid UTF-8".to_owned(),
+                "rename it: split files are named `<anything>.yaml`".to_owned(),
+            ),
+            crate::repo::EntryKind::File if name.ends_with(".yaml") => {
+                paths.push(path);
+                continue;
+            }
+            crate::repo::EntryKind::File => (
+                "is not read: split files are named `*.yaml`".to_owned(),
+                format!(
+                    "rename it `{}.yaml` if it holds sections, or move it out of {CONTROLCENTER_DIR}/",
+                    name.split('.').next().unwrap_or(&name)
+                ),
+            ),
+            crate::repo::EntryKind::Dir => (
+                "is a directory: only the files directly in controlcenter.d/ are read".to_owned(),
+                "move its *.yaml files up into controlcenter.d/".to_owned(),
+            ),
+            crate::repo::EntryKind::Other => (
+                "is not a regular file".to_owned(),
+                "remove it, or replace it with a *.yaml file".to_owned(),
+            ),
+        };
+        diags.push(split_file_problem(&path, &what, &help));
+    }
+    paths
+}
+
+/// `CC0102` about an entry of controlcenter.d/ that is not read.
+fn split_file_problem(path: &str, what: &str, help: &str) -> Diagnostic {
+    Diagnostic::error(
+        Code::FileUnreadable,
+        format!("{} {what}", crate::names::clip(path)),
+    )
+    .help(help.to_owned())
+}
+
+/// Section → key → where it is defined.
+type Defined = std::collections::HashMap<String, std::collections::HashMap<String, Span>>;
+
+/// The keys of each section of `root`, with where they are defined.
+fn defined_in(root: &Node) -> Defined {
+    root.as_map()
+        .unwrap_or_default()
+        .iter()
+        .map(|section| (section.key.clone(), defined_in_section(section)))
+        .collect()
+}
+
+/// Merges `part` into `into`, two levels deep (sections, then their keys);
+/// `defined` holds the keys of `into`'s sections, and gains `part`'s.
+fn merge_sections(
+    into: &mut Node,
+    part: Node,
+    defined: &mut Defined,
+    sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) {
     if matches!(into.value, yaml::Value::Null) {
+        *defined = defined_in(&part);
         *into = part;
         return;
     }
@@ -411,32 +517,52 @@ fn merge_sections(into: &mut Node, part: Node, diags: &mut Vec<Diagnostic>) {
     };
     for section in new {
         let Some(existing) = sections.iter_mut().find(|e| e.key == section.key) else {
+            defined.insert(section.key.clone(), defined_in_section(&section));
             sections.push(section);
             continue;
         };
         let (yaml::Value::Map(keys), yaml::Value::Map(more)) =
             (&mut existing.value.value, section.value.value)
         else {
-            diags.push(duplicate(&section.key, section.key_span, existing.key_span));
+            diags.push(duplicate(&section.key, section.key_span, existing.key_span, sources));
             continue;
         };
+        let known = defined.entry(section.key.clone()).or_default();
         for entry in more {
-            match keys.iter().find(|e| e.key == entry.key) {
-                Some(first) => diags.push(duplicate(
+            match known.get(&entry.key) {
+                Some(&first) => diags.push(duplicate(
                     &format!("{}.{}", section.key, entry.key),
                     entry.key_span,
-                    first.key_span,
+                    first,
+                    sources,
                 )),
-                None => keys.push(entry),
+                None => {
+                    known.insert(entry.key.clone(), entry.key_span);
+                    keys.push(entry);
+                }
             }
         }
     }
 }
 
-fn duplicate(key: &str, at: Span, first: Span) -> Diagnostic {
+/// The keys of one section, with where they are defined.
+fn defined_in_section(section: &yaml::Entry) -> std::collections::HashMap<String, Span> {
+    section
+        .value
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| (e.key.clone(), e.key_span))
+        .collect()
+}
+
+/// `CC0104`: `key` is defined at `at` and, before, at `first`; the message
+/// names both files (short formats show only the message and `at`).
+fn duplicate(key: &str, at: Span, first: Span, sources: &Sources) -> Diagnostic {
+    let file = |span: Span| sources.get(span.file).path.clone();
     Diagnostic::error(
         Code::DuplicateKey,
-        format!("`{key}` is defined in two files of controlcenter.yaml and controlcenter.d/"),
+        format!("`{key}` is defined in both {} and {}", file(first), file(at)),
     )
     .at(at, "defined again here")
     .related(first, "first defined here")

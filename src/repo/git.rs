@@ -238,4 +238,33 @@ impl RepoFiles for GitRevision {
     fn list_dirs(&self, rel: &str) -> Vec<String> {
         self.entries(rel, ObjectType::Tree)
     }
+
+    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+        let Ok(repo) = self.repo.lock() else {
+            return Vec::new();
+        };
+        let Ok(Some(found)) = self.resolve(&repo, rel) else {
+            return Vec::new();
+        };
+        let Some(dir) = found
+            .is_tree
+            .then(|| repo.find_tree(found.id).ok())
+            .flatten()
+        else {
+            return Vec::new();
+        };
+        let mut all: Vec<(String, super::EntryKind)> = dir
+            .iter()
+            .map(|e| {
+                let kind = match e.kind() {
+                    Some(ObjectType::Blob) => super::EntryKind::File,
+                    Some(ObjectType::Tree) => super::EntryKind::Dir,
+                    _ => super::EntryKind::Other,
+                };
+                (String::from_utf8_lossy(e.name_bytes()).into_owned(), kind)
+            })
+            .collect();
+        all.sort();
+        all
+    }
 }

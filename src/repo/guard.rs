@@ -168,6 +168,10 @@ impl RepoFiles for Guarded {
         self.inner.list_dirs(rel)
     }
 
+    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+        self.inner.list_entries(rel)
+    }
+
     fn parts(&self) -> Vec<Arc<dyn RepoFiles>> {
         self.inner.parts()
     }

@@ -82,6 +82,33 @@ pub trait RepoFiles: Send + Sync {
         let _ = rel;
         Vec::new()
     }
+
+    /// Every entry directly in directory `rel`, sorted by name: its name
+    /// (with U+FFFD where it is not UTF-8) and kind. Where
+    /// [`RepoFiles::list_files`] and [`RepoFiles::list_dirs`] pass over
+    /// what they cannot name or read, this says it is there. Empty when
+    /// `rel` does not exist.
+    fn list_entries(&self, rel: &str) -> Vec<(String, EntryKind)> {
+        let mut all: Vec<(String, EntryKind)> = self
+            .list_files(rel)
+            .into_iter()
+            .map(|name| (name, EntryKind::File))
+            .chain(self.list_dirs(rel).into_iter().map(|name| (name, EntryKind::Dir)))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// What a directory entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    /// A regular file or a symlink (read through it).
+    File,
+    /// A directory.
+    Dir,
+    /// Anything else: a FIFO, a socket, a device, a Git submodule.
+    Other,
 }
 
 /// Normalizes a repo-relative path lexically; `None` if it is absolute or
@@ -158,6 +185,28 @@ impl RepoFiles for WorkTree {
 
     fn list_dirs(&self, rel: &str) -> Vec<String> {
         self.names(rel, |t| t.is_dir())
+    }
+
+    fn list_entries(&self, rel: &str) -> Vec<(String, EntryKind)> {
+        let Some(rel) = normalize(rel) else {
+            return Vec::new();
+        };
+        let Ok(entries) = fs::read_dir(self.root.join(rel)) else {
+            return Vec::new();
+        };
+        let mut all: Vec<(String, EntryKind)> = entries
+            .flatten()
+            .map(|e| {
+                let kind = match e.file_type() {
+                    Ok(t) if t.is_file() || t.is_symlink() => EntryKind::File,
+                    Ok(t) if t.is_dir() => EntryKind::Dir,
+                    _ => EntryKind::Other,
+                };
+                (e.file_name().to_string_lossy().into_owned(), kind)
+            })
+            .collect();
+        all.sort();
+        all
     }
 
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {

@@ -53,6 +53,10 @@ impl RepoFiles for Promotion {
         self.source.list_dirs(rel)
     }
 
+    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+        self.source.list_entries(rel)
+    }
+
     fn parts(&self) -> Vec<Arc<dyn RepoFiles>> {
         vec![self.source.clone(), self.target.clone()]
     }

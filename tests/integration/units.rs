@@ -566,4 +566,53 @@ fn controlcenter_d_parts_merge_and_a_key_defined_twice_names_both_files() {
     );
     assert!(stderr.contains("controlcenter.d/10-dev.yaml:"), "{stderr}");
     assert!(stderr.contains("CC0104"), "{stderr}");
+    // The message itself names both files: short formats show only it.
+    let out = render(repo.path(), "dev", None, &["--error-format", "github"]);
+    let stdout = transcript(&out);
+    assert!(
+        stdout.contains("defined in both controlcenter.d/10-dev.yaml and controlcenter.d/20-again.yaml"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    let parts = repo.path().join("controlcenter.d");
+    std::fs::create_dir_all(parts.join("team-a")).unwrap();
+    let service = "dev:\n  extra:\n    git_rev: v1.0.0\n";
+    std::fs::write(parts.join("team-a/extra.yaml"), service).unwrap();
+    std::fs::write(parts.join("extra.yml"), service).unwrap();
+    std::fs::write(parts.join("extra.yaml~"), service).unwrap();
+    // Hidden files are left alone.
+    std::fs::write(parts.join(".gitkeep"), "").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("nowhere.yaml", parts.join("gone.yaml")).unwrap();
+    let out = controlcenter()
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["render", "--env", "dev", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    insta::assert_snapshot!(transcript(&out));
+
+    // Not a directory of the repository.
+    std::fs::remove_dir_all(&parts).unwrap();
+    std::fs::write(&parts, service).unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(transcript(&out).contains("controlcenter.d is a file"), "{}", transcript(&out));
+    #[cfg(unix)]
+    {
+        std::fs::remove_file(&parts).unwrap();
+        std::os::unix::fs::symlink("/", &parts).unwrap();
+        let out = render(repo.path(), "dev", None, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        assert!(
+            transcript(&out).contains("controlcenter.d leads outside the repository"),
+            "{}",
+            transcript(&out)
+        );
+    }
 }
