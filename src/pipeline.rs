@@ -425,8 +425,9 @@ impl Project {
 
     /// Evaluates, processes and checks an already resolved environment.
     pub fn render_resolved(&mut self, resolved: &ResolvedEnv) -> Outcome<Vec<Resource>> {
-        if let Some(unknown) = self.unknown_service(resolved) {
-            return Err(vec![unknown]);
+        let unknown = self.unknown_services(resolved);
+        if !unknown.is_empty() {
+            return Err(unknown);
         }
         match self.evaluate_and_check(resolved, CacheUse::ReadWrite) {
             // Problems are located in the templates that made the objects:
@@ -601,32 +602,37 @@ impl Project {
         }
     }
 
-    /// A selected service (`--service`) the environment does not have.
-    fn unknown_service(&self, resolved: &ResolvedEnv) -> Option<Diagnostic> {
-        let selected = self.services.as_ref()?;
-        let known = &resolved.state.services;
-        let missing = selected
-            .iter()
-            .find(|k| !known.contains_key(*k) && *k != ENVIRONMENT_OBJECTS)?;
-        // Every enabled service, resolved or not, can be suggested.
-        let known = known.keys().chain(&resolved.unresolved);
-        let mut d = Diagnostic::error(
-            Code::UnknownService,
-            format!(
-                "environment `{}` has no enabled service `{missing}`",
-                resolved.state.env
-            ),
-        )
-        .at(resolved.env_span, "in this environment");
-        let closest = known
-            .map(|k| (strsim::jaro_winkler(k, missing), k))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        d = match closest {
-            Some((_, k)) => d.help(format!("did you mean `{k}`? `--service` takes a service key of controlcenter.yaml")),
-            None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml, or `@environment` for the objects of no service"),
+    /// Each selected service (`--service`) the environment does not have.
+    fn unknown_services(&self, resolved: &ResolvedEnv) -> Vec<Diagnostic> {
+        let Some(selected) = self.services.as_ref() else {
+            return Vec::new();
         };
-        Some(d)
+        let known = &resolved.state.services;
+        selected
+            .iter()
+            .filter(|k| !known.contains_key(*k) && *k != ENVIRONMENT_OBJECTS)
+            .map(|missing| {
+                let d = Diagnostic::error(
+                    Code::UnknownService,
+                    format!(
+                        "environment `{}` has no enabled service `{missing}`",
+                        resolved.state.env
+                    ),
+                )
+                .at(resolved.env_span, "in this environment");
+                // Every enabled service, resolved or not, can be suggested.
+                let closest = known
+                    .keys()
+                    .chain(&resolved.unresolved)
+                    .map(|k| (strsim::jaro_winkler(k, missing), k))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                match closest {
+                    Some((_, k)) => d.help(format!("did you mean `{k}`? `--service` takes a service key of controlcenter.yaml")),
+                    None => d.help("`--service` takes the key of an enabled service of this environment in controlcenter.yaml, or `@environment` for the objects of no service"),
+                }
+            })
+            .collect()
     }
 
     /// The env file (or its placeholders) of the last environment resolved.

@@ -53,7 +53,9 @@ pub struct RenderArgs {
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
     /// Only this service's objects (its key in controlcenter.yaml); repeatable.
-    #[arg(long = "service", short = 's', value_name = "NAME")]
+    /// Not with --out-dir, which holds a whole render: the other services'
+    /// files would be deleted.
+    #[arg(long = "service", short = 's', value_name = "NAME", conflicts_with = "out_dir")]
     pub services: Vec<String>,
     /// For review only: when env-<env>.yaml is not on this branch, render
     /// against typed placeholders from schemas/terraform-outputs.schema.json,

@@ -508,6 +508,29 @@ fn service_selection_renders_that_service_only() {
         .map(|l| format!("{l}\n"))
         .collect();
     insta::assert_snapshot!("unknown-service", stderr);
+    // Every unknown name is reported, not the first alone.
+    let out = render(
+        &repo,
+        "prod",
+        None,
+        &["--service", "nope-1", "--service", "accounts", "--service", "nope-2"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["nope-1", "nope-2"] {
+        assert!(stderr.contains(&format!("no enabled service `{name}`")), "{stderr}");
+    }
+    assert!(!stderr.contains("service `accounts`"), "{stderr}");
+    // An out-dir holds a whole render: a selection would delete the rest.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = render(
+        &repo,
+        "prod",
+        None,
+        &["--service", "accounts", "--out-dir", out_dir.path().to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with '--out-dir"));
 }
 
 #[test]
