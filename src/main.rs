@@ -10,6 +10,7 @@ use controlcenter::cli::{self, Cli, EXIT_USAGE};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    cli::unset_empty_option_vars();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -96,6 +96,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Environment variables that set options of [`Cli`].
+const OPTION_VARS: [&str; 3] = [
+    "CONTROLCENTER_JOBS",
+    "CONTROLCENTER_NO_CACHE",
+    "CONTROLCENTER_MAX_MEMORY",
+];
+
+/// Unsets the option variables set to nothing (`CONTROLCENTER_JOBS=`), as
+/// a pod spec or CI file often leaves them: empty means not set, not a
+/// value every command refuses. Called before the arguments are parsed,
+/// while the process has one thread.
+pub fn unset_empty_option_vars() {
+    for name in OPTION_VARS {
+        if std::env::var_os(name).is_some_and(|v| v.to_string_lossy().trim().is_empty()) {
+            std::env::remove_var(name);
+        }
+    }
+}
+
 /// `--error-format`: how problems are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ErrorFormatArg {

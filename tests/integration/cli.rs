@@ -80,6 +80,34 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn an_option_variable_set_to_nothing_is_not_set() {
+    let article = root().join("controlcenter-examples/article");
+    for name in [
+        "CONTROLCENTER_JOBS",
+        "CONTROLCENTER_NO_CACHE",
+        "CONTROLCENTER_MAX_MEMORY",
+    ] {
+        let out = common::controlcenter()
+            .env(name, "")
+            .arg("--repo")
+            .arg(&article)
+            .args(["render", "--env", "dev", "--no-cache"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", transcript(&out));
+    }
+    // A value that is not one is still refused.
+    let out = common::controlcenter()
+        .env("CONTROLCENTER_JOBS", "many")
+        .arg("--repo")
+        .arg(&article)
+        .args(["render", "--env", "dev", "--no-cache"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+}
+
+#[test]
 fn validate_renders_present_envs_and_reports_skipped_ones() {
     // No env file of preprod or prod, and nothing to make placeholders of
     // (no contract, no env file at all): those are skipped, said so.
