@@ -366,7 +366,8 @@ impl Cache {
     /// deleted: a render of a few units never pushes a whole environment's
     /// units out. Packs too large to copy each time ([`MERGE_MAX_BYTES`])
     /// are kept as they are, up to [`MAX_LARGE_PACKS`]; past that the least
-    /// recently used is deleted.
+    /// recently used is deleted. A pack that would be larger than the
+    /// cache's whole bound is not written.
     /// Failures are ignored: the cache only ever saves work. An entry
     /// carried from an older pack that `refused` says must not be kept (it
     /// holds what is a secret now) is dropped instead.
@@ -392,6 +393,10 @@ impl Cache {
         let mut written = out.write_all(header(0, 0).as_bytes()).is_ok();
         // An entry under a key not written yet; its bytes are read only
         // then.
+        // A pack is never larger than the whole bound: past it, the
+        // pack is given up (its temporary file deleted) rather than kept
+        // over the bound or staged past it.
+        let max_bytes = self.max_bytes;
         let mut add = |key: String,
                        bytes: &mut dyn FnMut() -> Option<Vec<u8>>,
                        out: &mut std::io::BufWriter<_>| {
@@ -401,6 +406,11 @@ impl Cache {
             let Some(bytes) = bytes() else {
                 return;
             };
+            let index_bytes = index.len() as u64 + key.len() as u64 + 43;
+            if offset + bytes.len() as u64 + index_bytes > max_bytes {
+                written = false;
+                return;
+            }
             index.push_str(&format!("{key} {offset} {}\n", bytes.len()));
             offset += bytes.len() as u64;
             written = out.write_all(&bytes).is_ok();
@@ -1101,6 +1111,25 @@ mod tests {
         let key = unit_key("now", b"");
         store(&cache, &key);
         assert_eq!(get(&cache, &key), Some(entry()));
+    }
+
+    #[test]
+    fn a_pack_larger_than_the_bound_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let bounded = |max_bytes| Cache {
+            dir: dir.path().to_path_buf(),
+            max_bytes,
+            merge_bytes: MERGE_MAX_BYTES,
+        };
+        store(&bounded(0), "k");
+        assert!(packs(&bounded(0)).is_empty());
+        store(&bounded(1 << 20), "k");
+        assert_eq!(packs(&bounded(1 << 20)).len(), 1);
+        // Nothing is left staged either.
+        store_large(&bounded(100_000), "big");
+        let left: Vec<_> = fs::read_dir(dir.path().join("packs")).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        assert!(get(&bounded(1 << 20), "k").is_some());
     }
 
     #[test]
