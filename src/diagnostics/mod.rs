@@ -31,6 +31,9 @@ pub struct SourceFile {
 #[derive(Debug, Default)]
 pub struct Sources {
     files: Vec<SourceFile>,
+    /// Each path's id: a run may read thousands of files
+    /// (`controlcenter.d/`), each registered once.
+    ids: std::collections::HashMap<String, FileId>,
     secrets: SecretValues,
 }
 
@@ -38,14 +41,16 @@ impl Sources {
     /// Registers a file (or returns the id of an already registered path).
     pub fn add(&mut self, path: impl Into<String>, text: impl Into<Arc<str>>) -> FileId {
         let path = path.into();
-        if let Some(i) = self.files.iter().position(|f| f.path == path) {
-            return FileId(i as u32);
+        if let Some(&id) = self.ids.get(&path) {
+            return id;
         }
+        let id = FileId(self.files.len() as u32);
+        self.ids.insert(path.clone(), id);
         self.files.push(SourceFile {
             path,
             text: text.into(),
         });
-        FileId((self.files.len() - 1) as u32)
+        id
     }
 
     /// Masks byte ranges of a file's text (secret values) so no snippet
@@ -104,10 +109,7 @@ impl Sources {
 
     /// Finds a registered file by its display path.
     pub fn find(&self, path: &str) -> Option<FileId> {
-        self.files
-            .iter()
-            .position(|f| f.path == path)
-            .map(|i| FileId(i as u32))
+        self.ids.get(path).copied()
     }
 
     /// 1-based line and column (in characters) of a byte offset.
