@@ -243,10 +243,9 @@ impl Templates {
         let verdicts = plan
             .verdicts
             .filter(|_| plan.evaluation == Evaluation::PerService || plan.services.is_none());
-        let record_keys: Vec<Option<String>> = keys
-            .iter()
-            .map(|k| Some(cache::record_key(k.as_ref()?, verdicts?)))
-            .collect();
+        let record_keys: Vec<Option<String>> = crate::parallel::map(&keys, self.workers, |k| {
+            Some(cache::record_key(k.as_ref()?, verdicts?))
+        });
         let wanted: HashSet<&str> = keys
             .iter()
             .chain(&record_keys)

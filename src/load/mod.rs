@@ -277,7 +277,15 @@ pub fn load_repo(
         .collect();
     files.push((SECRETS_FILE, Sensitivity::SealedSecrets));
     files.push((CONTROLCENTER_FILE, Sensitivity::Plain));
+    // controlcenter.d/ and tags.yaml in the same batch, in the order they
+    // were always read: every file is parsed side by side.
+    let mut split_diags = Vec::new();
+    let parts = split_file_paths(repo, &mut split_diags);
+    files.extend(parts.iter().map(|p| (p.as_str(), Sensitivity::Plain)));
+    files.push((TAGS_FILE, Sensitivity::Plain));
     let mut loaded = load_yaml_files(repo, sources, &files);
+    let tags = loaded.pop().unwrap_or(Ok(None));
+    let parts_loaded = loaded.split_off(loaded.len().saturating_sub(parts.len()));
     let controlcenter = loaded.pop().unwrap_or(Ok(None));
     let secrets = loaded.pop().unwrap_or(Ok(None));
     let controlcenter = match controlcenter {
@@ -294,15 +302,20 @@ pub fn load_repo(
             None
         }
     };
-    let controlcenter = merge_split_files(repo, sources, controlcenter, &mut diags);
-    let mut optional = |path: &str, sensitivity| match load_yaml(repo, sources, path, sensitivity) {
+    let controlcenter = merge_split_files(
+        sources,
+        controlcenter,
+        (&parts, parts_loaded),
+        split_diags,
+        &mut diags,
+    );
+    let tags = match tags {
         Ok(i) => i,
         Err(d) => {
             diags.extend(d);
             None
         }
     };
-    let tags = optional(TAGS_FILE, Sensitivity::Plain);
     let secrets = match secrets {
         Ok(i) => i,
         Err(d) => {
@@ -356,18 +369,14 @@ pub fn load_repo(
 /// two files both define is an error naming both. A repository may hold
 /// only `controlcenter.d/`.
 fn merge_split_files(
-    repo: &dyn RepoFiles,
-    sources: &mut Sources,
+    sources: &Sources,
     base: Option<Input>,
+    (paths, loaded): (&[String], Vec<Result<Option<Input>, Vec<Diagnostic>>>),
+    listing: Vec<Diagnostic>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Input> {
     let had_base = base.is_some() || diags.is_empty();
-    let paths = split_file_paths(repo, diags);
-    let files: Vec<(&str, Sensitivity)> = paths
-        .iter()
-        .map(|p| (p.as_str(), Sensitivity::Plain))
-        .collect();
-    let loaded = load_yaml_files(repo, sources, &files);
+    diags.extend(listing);
     let mut merged = base;
     // Where each key of each section is defined so far: a lookup per key,
     // not a scan of the section (thousands of one-service files).
