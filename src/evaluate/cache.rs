@@ -2,9 +2,10 @@
 //! everything it depends on, so a commit that changes one service
 //! evaluates one unit.
 //!
-//! The key of a unit hashes the cache format, the binary's version, the
-//! unit's state (secrets included, so it changes when they do, but only as
-//! a hash; and which fields are secret), the call depth allowed, and a
+//! The key of a unit hashes the cache format, the build of the binary
+//! ([`build_id`]), the unit's state (secrets included, so it changes when
+//! they do, but only as a hash; and which fields are secret), the call
+//! depth allowed, and a
 //! digest of every template the unit can import: the whole library and the
 //! repository's `jsonnet/`, `vendor/` and `lib/` trees. A repository file
 //! outside those trees that a template loaded (an `importstr` of a file at
@@ -167,7 +168,9 @@ pub fn unit_key_with(
     let mut h = Sha256::new();
     h.update(FORMAT.as_bytes());
     h.update([0]);
-    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // Not the version alone: a build with other code under the same
+    // version (a patched engine, a fix) must not take this one's outputs.
+    h.update(build_id().as_bytes());
     h.update([0]);
     h.update(templates.as_bytes());
     h.update([0]);
@@ -190,6 +193,27 @@ impl Write for HashWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// What tells this build of the binary from another: its version, and the
+/// size and modification time of its executable (read once).
+pub fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let exe = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .ok()
+            .map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{} {modified}", m.len())
+            })
+            .unwrap_or_default();
+        format!("{} {exe}", env!("CARGO_PKG_VERSION"))
+    })
 }
 
 /// Digest of every template a unit can import from the library and the

@@ -203,33 +203,15 @@ pub fn verdicts(
 ) -> String {
     // The checks themselves: this build of them (a rebuilt binary checks
     // every object again, whatever its version says).
-    let mut text = format!("{}\0{env}\0{protected}\0{settings:?}\0", build_id());
+    let mut text = format!(
+        "{}\0{env}\0{protected}\0{settings:?}\0",
+        crate::evaluate::cache::build_id()
+    );
     for policy in policies {
         text.push_str(&sources.get(policy.span.file).text);
         text.push('\0');
     }
     crate::evaluate::cache::digest(text.as_bytes())
-}
-
-/// What tells this build of the binary from another: its version, and the
-/// size and modification time of its executable (read once).
-fn build_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        let exe = std::env::current_exe()
-            .and_then(std::fs::metadata)
-            .ok()
-            .map(|m| {
-                let modified = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("{} {modified}", m.len())
-            })
-            .unwrap_or_default();
-        format!("{} {exe}", env!("CARGO_PKG_VERSION"))
-    })
 }
 
 /// Runs every rule that is on and looks at each object alone against some
