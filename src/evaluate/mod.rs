@@ -243,7 +243,10 @@ impl Templates {
         let verdicts = plan
             .verdicts
             .filter(|_| plan.evaluation == Evaluation::PerService || plan.services.is_none());
-        let record_keys: Vec<Option<String>> = crate::parallel::map(&keys, self.workers, |k| {
+        // Hashed on every core when there are many (a thread costs more
+        // than a few dozen hashes).
+        let workers = if keys.len() < 256 { 1 } else { self.workers };
+        let record_keys: Vec<Option<String>> = crate::parallel::map(&keys, workers, |k| {
             Some(cache::record_key(k.as_ref()?, verdicts?))
         });
         let wanted: HashSet<&str> = keys
