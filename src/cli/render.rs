@@ -55,7 +55,12 @@ pub struct RenderArgs {
     /// Only this service's objects (its key in controlcenter.yaml); repeatable.
     /// Not with --out-dir, which holds a whole render: the other services'
     /// files would be deleted.
-    #[arg(long = "service", short = 's', value_name = "NAME", conflicts_with = "out_dir")]
+    #[arg(
+        long = "service",
+        short = 's',
+        value_name = "NAME",
+        conflicts_with = "out_dir"
+    )]
     pub services: Vec<String>,
     /// For review only: when env-<env>.yaml is not on this branch, render
     /// against typed placeholders from schemas/terraform-outputs.schema.json,

@@ -380,7 +380,10 @@ fn merge_split_files(
     let mut merged = base;
     // Where each key of each section is defined so far: a lookup per key,
     // not a scan of the section (thousands of one-service files).
-    let mut defined: Defined = merged.as_ref().map(|m| defined_in(&m.root)).unwrap_or_default();
+    let mut defined: Defined = merged
+        .as_ref()
+        .map(|m| defined_in(&m.root))
+        .unwrap_or_default();
     for (path, part) in paths.iter().zip(loaded) {
         let part = match part {
             Ok(Some(part)) => part,
@@ -435,7 +438,8 @@ fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<St
     };
     if let Some((what, help)) = problem {
         diags.push(
-            Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}")).help(help),
+            Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}"))
+                .help(help),
         );
         return Vec::new();
     }
@@ -533,7 +537,12 @@ fn merge_sections(
         let (yaml::Value::Map(keys), yaml::Value::Map(more)) =
             (&mut existing.value.value, section.value.value)
         else {
-            diags.push(duplicate(&section.key, section.key_span, existing.key_span, sources));
+            diags.push(duplicate(
+                &section.key,
+                section.key_span,
+                existing.key_span,
+                sources,
+            ));
             continue;
         };
         let known = defined.entry(section.key.clone()).or_default();
@@ -571,7 +580,11 @@ fn duplicate(key: &str, at: Span, first: Span, sources: &Sources) -> Diagnostic 
     let file = |span: Span| sources.get(span.file).path.clone();
     Diagnostic::error(
         Code::DuplicateKey,
-        format!("`{key}` is defined in both {} and {}", file(first), file(at)),
+        format!(
+            "`{key}` is defined in both {} and {}",
+            file(first),
+            file(at)
+        ),
     )
     .at(at, "defined again here")
     .related(first, "first defined here")

@@ -45,27 +45,28 @@ impl std::fmt::Display for RevisionError {
 impl GitRevision {
     /// Names of the entries of kind `kind` directly in directory `rel`, sorted.
     fn entries(&self, rel: &str, kind: ObjectType) -> Vec<String> {
-        let Ok(repo) = self.repo.lock() else {
-            return Vec::new();
-        };
-        let Ok(Some(found)) = self.resolve(&repo, rel) else {
-            return Vec::new();
-        };
-        let Some(dir) = found
-            .is_tree
-            .then(|| repo.find_tree(found.id).ok())
-            .flatten()
-        else {
-            return Vec::new();
-        };
         // Blobs are regular files and symlinks, as the work tree lists them.
-        let mut names: Vec<String> = dir
-            .iter()
-            .filter(|e| e.kind() == Some(kind))
-            .filter_map(|e| e.name().ok().map(str::to_owned))
-            .collect();
+        let mut names = self
+            .in_tree(rel, |dir| {
+                dir.iter()
+                    .filter(|e| e.kind() == Some(kind))
+                    .filter_map(|e| e.name().ok().map(str::to_owned))
+                    .collect::<Vec<String>>()
+            })
+            .unwrap_or_default();
         names.sort();
         names
+    }
+
+    /// `read` of the tree at directory `rel`; `None` when there is none.
+    fn in_tree<R>(&self, rel: &str, read: impl FnOnce(&git2::Tree<'_>) -> R) -> Option<R> {
+        let repo = self.repo.lock().ok()?;
+        let found = self.resolve(&repo, rel).ok()??;
+        let dir = found
+            .is_tree
+            .then(|| repo.find_tree(found.id).ok())
+            .flatten()?;
+        Some(read(&dir))
     }
 
     /// Opens revision `rev` (a commit, branch, tag, `HEAD~2`, …) of the Git
@@ -240,30 +241,20 @@ impl RepoFiles for GitRevision {
     }
 
     fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
-        let Ok(repo) = self.repo.lock() else {
-            return Vec::new();
-        };
-        let Ok(Some(found)) = self.resolve(&repo, rel) else {
-            return Vec::new();
-        };
-        let Some(dir) = found
-            .is_tree
-            .then(|| repo.find_tree(found.id).ok())
-            .flatten()
-        else {
-            return Vec::new();
-        };
-        let mut all: Vec<(String, super::EntryKind)> = dir
-            .iter()
-            .map(|e| {
-                let kind = match e.kind() {
-                    Some(ObjectType::Blob) => super::EntryKind::File,
-                    Some(ObjectType::Tree) => super::EntryKind::Dir,
-                    _ => super::EntryKind::Other,
-                };
-                (String::from_utf8_lossy(e.name_bytes()).into_owned(), kind)
+        let mut all = self
+            .in_tree(rel, |dir| {
+                dir.iter()
+                    .map(|e| {
+                        let kind = match e.kind() {
+                            Some(ObjectType::Blob) => super::EntryKind::File,
+                            Some(ObjectType::Tree) => super::EntryKind::Dir,
+                            _ => super::EntryKind::Other,
+                        };
+                        (String::from_utf8_lossy(e.name_bytes()).into_owned(), kind)
+                    })
+                    .collect::<Vec<_>>()
             })
-            .collect();
+            .unwrap_or_default();
         all.sort();
         all
     }

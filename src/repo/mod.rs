@@ -93,7 +93,11 @@ pub trait RepoFiles: Send + Sync {
             .list_files(rel)
             .into_iter()
             .map(|name| (name, EntryKind::File))
-            .chain(self.list_dirs(rel).into_iter().map(|name| (name, EntryKind::Dir)))
+            .chain(
+                self.list_dirs(rel)
+                    .into_iter()
+                    .map(|name| (name, EntryKind::Dir)),
+            )
             .collect();
         all.sort();
         all

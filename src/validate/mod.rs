@@ -67,7 +67,12 @@ pub fn env_file(
             .add_json(&load::output_value(&output.value).to_json());
     }
     let unmarked: Vec<Diagnostic> = contract
-        .map(|c| unmarked.iter().map(|e| c.unmarked_secret(&file, e)).collect())
+        .map(|c| {
+            unmarked
+                .iter()
+                .map(|e| c.unmarked_secret(&file, e))
+                .collect()
+        })
         .unwrap_or_default();
     let mut diags = schemas.check(InputKind::Env, &file.root);
     diags.extend(unmarked);

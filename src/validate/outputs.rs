@@ -116,7 +116,11 @@ impl Contract {
             .as_map()
             .unwrap_or_default()
             .iter()
-            .filter(|e| declared.get(&e.key).is_some_and(schema::declares_write_only))
+            .filter(|e| {
+                declared
+                    .get(&e.key)
+                    .is_some_and(schema::declares_write_only)
+            })
             .filter(|e| !load::is_sensitive_output(&e.value))
             .collect()
     }

@@ -82,28 +82,25 @@ fn usage_errors_exit_2() {
 #[test]
 fn an_option_variable_set_to_nothing_is_not_set() {
     let article = root().join("controlcenter-examples/article");
+    let render_with = |name: &str, value: &str| {
+        common::controlcenter()
+            .env(name, value)
+            .arg("--repo")
+            .arg(&article)
+            .args(["render", "--env", "dev", "--no-cache"])
+            .output()
+            .unwrap()
+    };
     for name in [
         "CONTROLCENTER_JOBS",
         "CONTROLCENTER_NO_CACHE",
         "CONTROLCENTER_MAX_MEMORY",
     ] {
-        let out = common::controlcenter()
-            .env(name, "")
-            .arg("--repo")
-            .arg(&article)
-            .args(["render", "--env", "dev", "--no-cache"])
-            .output()
-            .unwrap();
+        let out = render_with(name, "");
         assert_eq!(out.status.code(), Some(0), "{name}: {}", transcript(&out));
     }
     // A value that is not one is still refused.
-    let out = common::controlcenter()
-        .env("CONTROLCENTER_JOBS", "many")
-        .arg("--repo")
-        .arg(&article)
-        .args(["render", "--env", "dev", "--no-cache"])
-        .output()
-        .unwrap();
+    let out = render_with("CONTROLCENTER_JOBS", "many");
     assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
 }
 

@@ -163,10 +163,16 @@ fn an_output_declared_secret_but_not_marked_sensitive_is_refused_and_never_shown
                 .unwrap();
             let text = normalize_transcript(&out, repo.path());
             assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
-            assert!(text.contains("`db_master_password` is secret"), "{args:?}: {text}");
+            assert!(
+                text.contains("`db_master_password` is secret"),
+                "{args:?}: {text}"
+            );
             assert!(!text.contains(CANARY), "{args:?}: {text}");
         }
-        for pack in std::fs::read_dir(cache.path().join("packs")).into_iter().flatten() {
+        for pack in std::fs::read_dir(cache.path().join("packs"))
+            .into_iter()
+            .flatten()
+        {
             let bytes = std::fs::read(pack.unwrap().path()).unwrap();
             assert!(!String::from_utf8_lossy(&bytes).contains(CANARY));
         }

@@ -513,12 +513,22 @@ fn service_selection_renders_that_service_only() {
         &repo,
         "prod",
         None,
-        &["--service", "nope-1", "--service", "accounts", "--service", "nope-2"],
+        &[
+            "--service",
+            "nope-1",
+            "--service",
+            "accounts",
+            "--service",
+            "nope-2",
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for name in ["nope-1", "nope-2"] {
-        assert!(stderr.contains(&format!("no enabled service `{name}`")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("no enabled service `{name}`")),
+            "{stderr}"
+        );
     }
     assert!(!stderr.contains("service `accounts`"), "{stderr}");
     // An out-dir holds a whole render: a selection would delete the rest.
@@ -527,7 +537,12 @@ fn service_selection_renders_that_service_only() {
         &repo,
         "prod",
         None,
-        &["--service", "accounts", "--out-dir", out_dir.path().to_str().unwrap()],
+        &[
+            "--service",
+            "accounts",
+            "--out-dir",
+            out_dir.path().to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with '--out-dir"));
@@ -593,7 +608,9 @@ fn controlcenter_d_parts_merge_and_a_key_defined_twice_names_both_files() {
     let out = render(repo.path(), "dev", None, &["--error-format", "github"]);
     let stdout = transcript(&out);
     assert!(
-        stdout.contains("defined in both controlcenter.d/10-dev.yaml and controlcenter.d/20-again.yaml"),
+        stdout.contains(
+            "defined in both controlcenter.d/10-dev.yaml and controlcenter.d/20-again.yaml"
+        ),
         "{stdout}"
     );
 }
@@ -621,21 +638,18 @@ fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
     insta::assert_snapshot!(transcript(&out));
 
     // Not a directory of the repository.
+    let fails_saying = |what: &str| {
+        let out = render(repo.path(), "dev", None, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        assert!(transcript(&out).contains(what), "{}", transcript(&out));
+    };
     std::fs::remove_dir_all(&parts).unwrap();
     std::fs::write(&parts, service).unwrap();
-    let out = render(repo.path(), "dev", None, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-    assert!(transcript(&out).contains("controlcenter.d is a file"), "{}", transcript(&out));
+    fails_saying("controlcenter.d is a file");
     #[cfg(unix)]
     {
         std::fs::remove_file(&parts).unwrap();
         std::os::unix::fs::symlink("/", &parts).unwrap();
-        let out = render(repo.path(), "dev", None, &[]);
-        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-        assert!(
-            transcript(&out).contains("controlcenter.d leads outside the repository"),
-            "{}",
-            transcript(&out)
-        );
+        fails_saying("controlcenter.d leads outside the repository");
     }
 }
