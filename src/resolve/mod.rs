@@ -408,11 +408,20 @@ fn without_sensitive(node: &Node, path: &str, sensitive: &mut Vec<String>) -> Js
                 })
                 .collect(),
         ),
+        // A sensitive element is left out as `null`: the others keep
+        // their places.
         Value::Seq(items) => Json::Array(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, n)| without_sensitive(n, &format!("{path}[{i}]"), sensitive))
+                .map(|(i, n)| {
+                    let name = format!("{path}[{i}]");
+                    if crate::load::is_sensitive_output(n) {
+                        sensitive.push(name);
+                        return Json::Null;
+                    }
+                    without_sensitive(n, &name, sensitive)
+                })
                 .collect(),
         ),
         _ => node.to_json(),
@@ -449,6 +458,15 @@ mod tests {
         assert_eq!(out.values["ip"], "10.0.0.1");
         assert_eq!(out.values["region"], "eu-west-1");
         assert_eq!(out.values["nested"], serde_json::json!({"plain": 1}));
+        // As an element of a list, plain or inside a raw output's value: left
+        // out as null, the other elements in place.
+        let text = "extra:\n  - value: canary-4\n    sensitive: true\n  - kept\nraw:\n  value:\n    - sensitive: true\n      password: canary-5\n  sensitive: false\n";
+        let f = sources.add("env-prod.yaml", text);
+        let out = terraform_outputs(&parse(text, f).unwrap());
+        let all = serde_json::to_string(&out.values).unwrap();
+        assert!(!all.contains("canary"), "{all}");
+        assert_eq!(out.sensitive, ["extra[0]", "raw[0]"]);
+        assert_eq!(out.values["extra"], serde_json::json!([null, "kept"]));
     }
 
     #[test]
