@@ -342,22 +342,15 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
     std::io::Write::write_all(&mut writer, &pack).map_err(|e| e.to_string())?;
     writer.commit().map_err(err)?;
     let log = format!("controlcenter hydrate: {}", h.metadata.dry.sha);
-    // Compare-and-swap: a concurrent hydration or push that moved the
-    // branch makes this one fail instead of dropping the other's commit.
-    match &tip {
-        Some(t) => repo
-            .reference_matching(&refname, commit, true, t.id(), &log)
-            .map(|_| ()),
-        None => repo.reference(&refname, commit, false, &log).map(|_| ()),
-    }
-    .map_err(|e| Refusal {
-        why: format!(
-            "{} moved while hydrating ({})",
-            h.target.branch,
-            e.message()
-        ),
-        help: "another hydration or a fetch updated the branch meanwhile; run again",
-    })?;
+    // Compare-and-swap: a concurrent hydration or push that moved (or
+    // made) the branch makes this one fail instead of dropping the other's
+    // commit.
+    compare_and_swap(repo, &refname, tip.as_ref().map(git2::Commit::id), commit, &log).map_err(
+        |why| Refusal {
+            why: format!("{} moved while hydrating ({why})", h.target.branch),
+            help: "another hydration or a fetch updated the branch meanwhile; run again",
+        },
+    )?;
     add_note(repo, h, commit, &note)?;
     Ok(Hydrated::Committed {
         commit,
@@ -390,6 +383,36 @@ fn checked_out(repo: &Repository, refname: &str) -> bool {
         })
         .unwrap_or_default();
     has(repo) || main.iter().chain(&linked).any(has)
+}
+
+/// Moves `refname` to `new` if it is still at `expected` (`None`: if it
+/// does not exist), holding the ref's lock from the check to the move.
+/// Every Git writer takes that lock, so a branch another process made or
+/// moved in between is seen, not overwritten (creating a ref "if absent"
+/// checks before it locks).
+fn compare_and_swap(
+    repo: &Repository,
+    refname: &str,
+    expected: Option<Oid>,
+    new: Oid,
+    log: &str,
+) -> Result<(), String> {
+    let err = |e: git2::Error| e.message().to_owned();
+    let mut locked = repo.transaction().map_err(err)?;
+    locked.lock_ref(refname).map_err(err)?;
+    let now = match repo.find_reference(refname) {
+        Ok(r) => r.target(),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(err(e)),
+    };
+    if now != expected {
+        return Err(match now {
+            Some(at) => format!("it is at {at} now"),
+            None => "it was deleted".to_owned(),
+        });
+    }
+    locked.set_target(refname, new, None, log).map_err(err)?;
+    locked.commit().map_err(err)
 }
 
 /// Attaches `note` to `on` under [`NOTES_REF`]. The notes ref moves by
@@ -448,16 +471,13 @@ fn add_note(repo: &Repository, h: &Hydration<'_>, on: Oid, note: &str) -> Result
                 &parents,
             )
             .map_err(err)?;
-        let moved = match &tip {
-            Some(t) => repo.reference_matching(
-                NOTES_REF,
-                commit,
-                true,
-                t.id(),
-                "controlcenter hydrate: note",
-            ),
-            None => repo.reference(NOTES_REF, commit, false, "controlcenter hydrate: note"),
-        };
+        let moved = compare_and_swap(
+            repo,
+            NOTES_REF,
+            tip.as_ref().map(git2::Commit::id),
+            commit,
+            "controlcenter hydrate: note",
+        );
         match moved {
             Ok(_) => return Ok(()),
             // Someone else moved the notes ref (or holds its lock): again.
@@ -704,6 +724,43 @@ pub fn public_url(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ref_moves_only_from_where_it_was_read_and_one_of_racing_creators_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let commit = |message: &str| repo.commit(None, &sig, &sig, message, &tree, &[]).unwrap();
+        let (a, b, c) = (commit("a"), commit("b"), commit("c"));
+        let branch = "refs/heads/hydrated";
+        compare_and_swap(&repo, branch, None, a, "t").unwrap();
+        // Made meanwhile: not made again over it.
+        assert!(compare_and_swap(&repo, branch, None, b, "t").is_err());
+        compare_and_swap(&repo, branch, Some(a), b, "t").unwrap();
+        assert!(compare_and_swap(&repo, branch, Some(a), c, "t").is_err());
+        assert_eq!(repo.refname_to_id(branch).unwrap(), b);
+
+        // Processes (threads here, each with its own handle) creating the
+        // same branch at once: exactly one does.
+        let racing = "refs/heads/raced";
+        let made: Vec<Oid> = (0..8).map(|i| commit(&format!("racer {i}"))).collect();
+        let won: usize = std::thread::scope(|s| {
+            let runs: Vec<_> = made
+                .iter()
+                .map(|&own| {
+                    let path = dir.path().to_path_buf();
+                    s.spawn(move || {
+                        let repo = Repository::open(path).unwrap();
+                        compare_and_swap(&repo, racing, None, own, "t").is_ok()
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| usize::from(r.join().unwrap())).sum()
+        });
+        assert_eq!(won, 1);
+        assert!(made.contains(&repo.refname_to_id(racing).unwrap()));
+    }
 
     #[test]
     fn rfc3339_dates() {
