@@ -132,7 +132,10 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
             );
         }
     }
-    let (files, _) = match cli.snapshot(args.rev.as_deref()) {
+    // The dry commit is what is rendered, even when the work tree is
+    // checked to equal it: files Git ignores (an env file, an imported
+    // template) are in the work tree and not in the commit.
+    let (files, _) = match cli.snapshot(Some(dry_rev)) {
         Ok(s) => s,
         Err(code) => return code,
     };

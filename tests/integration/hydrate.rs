@@ -375,6 +375,39 @@ fn files_outside_the_path_and_foreign_files_inside_it_survive() {
 }
 
 #[test]
+fn files_git_ignores_are_not_hydrated_from_the_work_tree() {
+    // The dry commit lacks what .gitignore hides: an env file, and a
+    // template an entry point imports.
+    let dry = dry_repo();
+    let d = dry.path();
+    std::fs::write(d.join(".gitignore"), "env-dev.yaml\njsonnet/extra.libsonnet\n").unwrap();
+    git(d, &["rm", "-q", "--cached", "env-dev.yaml"]);
+    commit_all(d, "env-dev.yaml is ignored");
+    let out = hydrate(d, &["--env", "dev"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(transcript(&out).contains("CC0302"), "{}", transcript(&out));
+    assert_eq!(tip(d, "environment/dev"), None);
+
+    std::fs::write(d.join(".gitignore"), "jsonnet/extra.libsonnet\n").unwrap();
+    std::fs::create_dir_all(d.join("jsonnet")).unwrap();
+    std::fs::write(
+        d.join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) (cc.new(state) + { extraManifests:: [import 'extra.libsonnet'] }).manifests\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("jsonnet/extra.libsonnet"),
+        "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ignored', namespace: 'dev' } }\n",
+    )
+    .unwrap();
+    commit_all(d, "a template imports an ignored file");
+    let out = hydrate(d, &["--env", "dev"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(transcript(&out).contains("extra.libsonnet"), "{}", transcript(&out));
+    assert_eq!(tip(d, "environment/dev"), None);
+}
+
+#[test]
 fn a_failing_render_or_a_refused_target_leaves_the_branch_where_it_was() {
     let dry = dry_repo();
     let d = dry.path();
