@@ -103,7 +103,10 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
         }
     };
     let namespace = vars.get(NAMESPACE_VAR).filter(|v| !v.is_empty()).cloned();
-    let services = selected_services(&vars);
+    let services = match selected_services(&vars) {
+        Ok(s) => s,
+        Err(d) => return cli.fail(d, EXIT_INVALID),
+    };
     let options = match cli.render_options(Arc::new(repo), namespace, &services) {
         Ok(o) => o,
         Err(code) => return code,

@@ -35,20 +35,31 @@ pub const SERVICE_VAR: &str = "ARGOCD_ENV_CC_SERVICE";
 pub const SERVICE_PARAMETER: &str = "service";
 
 /// The services the plugin env entry `CC_SERVICE`, else the parameter
-/// `service`, selects (none: all of them).
-pub fn selected_services(vars: &BTreeMap<String, String>) -> Vec<String> {
-    vars.get(SERVICE_VAR)
-        .filter(|v| !v.trim().is_empty())
-        .cloned()
-        .or_else(|| parameter(vars, SERVICE_PARAMETER))
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// `service`, selects (none: all of them). Set to nothing but commas, it
+/// is an error: an ApplicationSet that templated no name in would
+/// otherwise make an Application of every service.
+pub fn selected_services(vars: &BTreeMap<String, String>) -> Result<Vec<String>, Diagnostic> {
+    let (raw, from) = match vars.get(SERVICE_VAR).filter(|v| !v.trim().is_empty()) {
+        Some(v) => (v.clone(), "plugin env CC_SERVICE"),
+        None => match parameter(vars, SERVICE_PARAMETER)? {
+            Some(v) => (v, "plugin parameter `service`"),
+            None => return Ok(Vec::new()),
+        },
+    };
+    let names: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if names.is_empty() && !raw.trim().is_empty() {
+        return Err(Diagnostic::error(
+            Code::UnknownService,
+            format!("the {from} (`{raw}`) names no service"),
+        )
+        .help("give service keys of controlcenter.yaml, comma-separated, or leave it unset to render every service"));
+    }
+    Ok(names)
 }
 /// Annotation carrying the commit, when `settings.revision_annotation` asks.
 pub const REVISION_ANNOTATION: &str = "controlcenter.dev/git-revision";
@@ -83,7 +94,7 @@ pub fn select_env(
     let non_empty = |v: &String| !v.trim().is_empty();
     let (raw, source) = if let Some(v) = vars.get(ENV_VAR).filter(|v| non_empty(v)) {
         (v.trim().to_owned(), EnvSource::PluginEnv)
-    } else if let Some(v) = parameter(vars, ENV_PARAMETER).filter(non_empty) {
+    } else if let Some(v) = parameter(vars, ENV_PARAMETER)?.filter(non_empty) {
         (v.trim().to_owned(), EnvSource::Parameter)
     } else if let Some(v) = vars.get(TARGET_REVISION_VAR).filter(|v| non_empty(v)) {
         let branch = v.trim();
@@ -116,16 +127,42 @@ pub fn select_env(
 }
 
 /// A string parameter from `ARGOCD_APP_PARAMETERS`
-/// (`[{"name": "env", "string": "dev"}]`).
-pub fn parameter(vars: &BTreeMap<String, String>, name: &str) -> Option<String> {
-    let params: Json = serde_json::from_str(vars.get("ARGOCD_APP_PARAMETERS")?).ok()?;
-    params
-        .as_array()?
+/// (`[{"name": "env", "string": "dev"}]`). Parameters Argo CD could not
+/// have written (not a list of them), or this one given as an array or a
+/// map, are an error rather than passed over: the environment would
+/// silently come from the branch instead.
+pub fn parameter(
+    vars: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<String>, Diagnostic> {
+    let Some(text) = vars
+        .get("ARGOCD_APP_PARAMETERS")
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let invalid = |what: String| {
+        Diagnostic::error(Code::Usage, format!("ARGOCD_APP_PARAMETERS {what}"))
+            .help("plugin parameters are set in the Application's spec.source.plugin.parameters, each a name with a `string`")
+    };
+    let params = match serde_json::from_str::<Json>(text) {
+        Ok(Json::Array(params)) => params,
+        // What Argo CD sends for an Application without parameters.
+        Ok(Json::Null) => return Ok(None),
+        _ => return Err(invalid("is not a JSON list of parameters".to_owned())),
+    };
+    let Some(param) = params
         .iter()
-        .find(|p| p.get("name").and_then(Json::as_str) == Some(name))?
-        .get("string")?
-        .as_str()
-        .map(str::to_owned)
+        .find(|p| p.get("name").and_then(Json::as_str) == Some(name))
+    else {
+        return Ok(None);
+    };
+    match param.get("string") {
+        Some(Json::String(v)) => Ok(Some(v.clone())),
+        _ => Err(invalid(format!(
+            "gives the parameter `{name}` without a `string` value (an array or a map?)"
+        ))),
+    }
 }
 
 /// Annotates every resource with the commit being rendered. Off by default:
@@ -182,6 +219,42 @@ mod tests {
             (TARGET_REVISION_VAR, "dev"),
         ]);
         assert_eq!(select_env(&no_env, &known()).unwrap().0, "preprod");
+    }
+
+    #[test]
+    fn parameters_argo_cd_could_not_have_written_are_errors_not_skipped() {
+        let with = |params: &str| {
+            vars(&[
+                ("ARGOCD_APP_PARAMETERS", params),
+                (TARGET_REVISION_VAR, "dev"),
+            ])
+        };
+        assert!(select_env(&with("garbage"), &known()).is_err());
+        assert_eq!(select_env(&with("null"), &known()).unwrap().0, "dev");
+        assert!(select_env(&with(r#"{"name":"env"}"#), &known()).is_err());
+        let array = with(r#"[{"name":"env","array":["prod"]}]"#);
+        assert!(select_env(&array, &known()).is_err());
+        // Another parameter's shape is not this one's business.
+        let other = with(r#"[{"name":"other","map":{"a":"b"}}]"#);
+        assert_eq!(select_env(&other, &known()).unwrap().0, "dev");
+    }
+
+    #[test]
+    fn a_service_selection_of_nothing_but_commas_is_an_error() {
+        assert!(selected_services(&vars(&[(SERVICE_VAR, ",")])).is_err());
+        assert!(selected_services(&vars(&[(SERVICE_VAR, " , ,")])).is_err());
+        assert_eq!(
+            selected_services(&vars(&[(SERVICE_VAR, "api, web,")])).unwrap(),
+            ["api", "web"]
+        );
+        assert!(selected_services(&vars(&[(SERVICE_VAR, " ")]))
+            .unwrap()
+            .is_empty());
+        let param = vars(&[(
+            "ARGOCD_APP_PARAMETERS",
+            r#"[{"name":"service","string":","}]"#,
+        )]);
+        assert!(selected_services(&param).is_err());
     }
 
     #[test]

@@ -61,22 +61,51 @@ pub const MAX_TEXT_CHARS: usize = 400;
 /// [`MAX_TEXT_CHARS`]: a message can quote a value of megabytes (a Jsonnet
 /// `error` of a long string), and a secret cut in two would escape the
 /// scrub of the rendered text.
+///
+/// Control characters are shown escaped (`\u{1b}`): a message quotes
+/// what users and files wrote (an environment name from a plugin
+/// variable, a YAML key), and an escape sequence or a line break in it
+/// would recolour a terminal or add a line of its own to what Argo CD
+/// shows. Notes and hints keep their line breaks.
 pub fn clipped(d: &Diagnostic, secrets: &crate::redact::SecretValues) -> Diagnostic {
-    let clip = |s: &str| -> String {
+    let clip = |s: &str, lines: bool| -> String {
         let s = &secrets.scrub(s);
-        match s.char_indices().nth(MAX_TEXT_CHARS) {
+        let cut = match s.char_indices().nth(MAX_TEXT_CHARS) {
             Some((i, _)) => format!("{} … ({} more characters)", &s[..i], s[i..].chars().count()),
             None => s.to_owned(),
-        }
+        };
+        escape_controls(&cut, lines)
     };
     let mut d = d.clone();
-    d.message = clip(&d.message);
-    d.notes = d.notes.iter().map(|n| clip(n)).collect();
-    d.help = d.help.as_deref().map(clip);
+    d.message = clip(&d.message, false);
+    d.notes = d.notes.iter().map(|n| clip(n, true)).collect();
+    d.help = d.help.as_deref().map(|h| clip(h, true));
     for label in d.primary.iter_mut().chain(d.related.iter_mut()) {
-        label.message = clip(&label.message);
+        label.message = clip(&label.message, false);
     }
     d
+}
+
+/// `s` with its control characters escaped, line breaks too unless
+/// `lines` keeps them.
+fn escape_controls(s: &str, lines: bool) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' if lines => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A diagnostic as rustc-style text.
@@ -285,6 +314,26 @@ mod tests {
             .at(Span::new(f, 16, 23), "not a service field")
             .help("did you mean `replicas`?");
         (sources, d)
+    }
+
+    #[test]
+    fn control_characters_in_texts_are_shown_escaped() {
+        let (sources, mut d) = sample();
+        d.message = "environment `dev\u{1b}[31mRED\nfake line` is unknown".to_owned();
+        d.notes = vec!["first\nsecond\u{7}".to_owned()];
+        let d = clipped(&d, sources.secrets());
+        assert_eq!(
+            d.message,
+            "environment `dev\\u{1b}[31mRED\\nfake line` is unknown"
+        );
+        assert_eq!(d.notes, ["first\nsecond\\u{7}"]);
+        for format in [ErrorFormat::Human, ErrorFormat::Short, ErrorFormat::Github] {
+            let text = render_all(&[d.clone()], &sources, format, false);
+            assert!(
+                !text.contains('\u{1b}') && !text.contains("\nfake line"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

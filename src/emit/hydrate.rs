@@ -345,12 +345,17 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
     // Compare-and-swap: a concurrent hydration or push that moved (or
     // made) the branch makes this one fail instead of dropping the other's
     // commit.
-    compare_and_swap(repo, &refname, tip.as_ref().map(git2::Commit::id), commit, &log).map_err(
-        |why| Refusal {
-            why: format!("{} moved while hydrating ({why})", h.target.branch),
-            help: "another hydration or a fetch updated the branch meanwhile; run again",
-        },
-    )?;
+    compare_and_swap(
+        repo,
+        &refname,
+        tip.as_ref().map(git2::Commit::id),
+        commit,
+        &log,
+    )
+    .map_err(|why| Refusal {
+        why: format!("{} moved while hydrating ({why})", h.target.branch),
+        help: "another hydration or a fetch updated the branch meanwhile; run again",
+    })?;
     add_note(repo, h, commit, &note)?;
     Ok(Hydrated::Committed {
         commit,
@@ -730,7 +735,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
         let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
-        let tree = repo.find_tree(repo.treebuilder(None).unwrap().write().unwrap()).unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
         let commit = |message: &str| repo.commit(None, &sig, &sig, message, &tree, &[]).unwrap();
         let (a, b, c) = (commit("a"), commit("b"), commit("c"));
         let branch = "refs/heads/hydrated";
@@ -756,7 +763,9 @@ mod tests {
                     })
                 })
                 .collect();
-            runs.into_iter().map(|r| usize::from(r.join().unwrap())).sum()
+            runs.into_iter()
+                .map(|r| usize::from(r.join().unwrap()))
+                .sum()
         });
         assert_eq!(won, 1);
         assert!(made.contains(&repo.refname_to_id(racing).unwrap()));

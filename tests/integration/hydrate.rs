@@ -380,7 +380,11 @@ fn files_git_ignores_are_not_hydrated_from_the_work_tree() {
     // template an entry point imports.
     let dry = dry_repo();
     let d = dry.path();
-    std::fs::write(d.join(".gitignore"), "env-dev.yaml\njsonnet/extra.libsonnet\n").unwrap();
+    std::fs::write(
+        d.join(".gitignore"),
+        "env-dev.yaml\njsonnet/extra.libsonnet\n",
+    )
+    .unwrap();
     git(d, &["rm", "-q", "--cached", "env-dev.yaml"]);
     commit_all(d, "env-dev.yaml is ignored");
     let out = hydrate(d, &["--env", "dev"]);
@@ -403,7 +407,11 @@ fn files_git_ignores_are_not_hydrated_from_the_work_tree() {
     commit_all(d, "a template imports an ignored file");
     let out = hydrate(d, &["--env", "dev"]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-    assert!(transcript(&out).contains("extra.libsonnet"), "{}", transcript(&out));
+    assert!(
+        transcript(&out).contains("extra.libsonnet"),
+        "{}",
+        transcript(&out)
+    );
     assert_eq!(tip(d, "environment/dev"), None);
 }
 
