@@ -110,6 +110,24 @@ fn branch(cli: &Cli, rev: Option<&str>, env: &str) -> Result<(Arc<dyn RepoFiles>
         return cli.snapshot(Some(r));
     }
     let remote = format!("origin/{env}");
-    let local = crate::repo::git::GitRevision::open(&cli.repo, env).is_ok();
-    cli.snapshot(Some(if local { env } else { &remote }))
+    let exists = |rev: &str| crate::repo::git::GitRevision::open(&cli.repo, rev).is_ok();
+    if exists(env) {
+        return cli.snapshot(Some(env));
+    }
+    if !exists(&remote) {
+        return Err(cli.fail(
+            crate::diagnostics::Diagnostic::error(
+                crate::diagnostics::Code::UnknownRevision,
+                format!(
+                    "environment `{}` has no branch here: neither `{}` nor `{}` names a revision of the repository",
+                    crate::names::clip(env),
+                    crate::names::clip(env),
+                    crate::names::clip(&remote)
+                ),
+            )
+            .help("promote names environments by their branches (dev, preprod, prod); fetch them, or give revisions with --from-rev / --to-rev"),
+            super::EXIT_INVALID,
+        ));
+    }
+    cli.snapshot(Some(&remote))
 }

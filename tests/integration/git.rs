@@ -278,6 +278,17 @@ fn promotion_preview_between_branches() {
         &["promote", "--from", "dev", "--to", "preprod"],
     );
     assert_eq!(without.status.code(), Some(2), "promote only previews");
+    // An environment with no branch is named as one.
+    let out = cc(
+        h.dir.path(),
+        &["promote", "--from", "dev", "--to", "nope", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(
+        transcript(&out).contains("environment `nope` has no branch here"),
+        "{}",
+        transcript(&out)
+    );
 }
 
 #[test]
