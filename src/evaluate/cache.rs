@@ -417,34 +417,41 @@ impl Cache {
         let mut written = out.write_all(header(0, 0).as_bytes()).is_ok();
         // An entry under a key not written yet; its bytes are read only
         // then.
-        // A pack is never larger than the whole bound: past it, the
-        // pack is given up (its temporary file deleted) rather than kept
-        // over the bound or staged past it.
+        // A pack is never larger than the whole bound. Past it, a pack of
+        // this render's entries is given up (its temporary file deleted)
+        // rather than kept over the bound or staged past it; an entry
+        // carried from an older pack is left there, and that pack kept.
         let max_bytes = self.max_bytes;
+        // Whether the entry fits (a duplicate or unreadable one does).
         let mut add = |key: String,
                        bytes: &mut dyn FnMut() -> Option<Vec<u8>>,
-                       out: &mut std::io::BufWriter<_>| {
+                       out: &mut std::io::BufWriter<_>,
+                       carried: bool|
+         -> bool {
             if !written || keys.contains(&key) {
-                return;
+                return true;
             }
             let Some(bytes) = bytes() else {
-                return;
+                return true;
             };
             let index_bytes = index.len() as u64 + key.len() as u64 + 43;
             if offset + bytes.len() as u64 + index_bytes > max_bytes {
-                written = false;
-                return;
+                written &= carried;
+                return false;
             }
             index.push_str(&format!("{key} {offset} {}\n", bytes.len()));
             offset += bytes.len() as u64;
             written = out.write_all(&bytes).is_ok();
             keys.insert(key);
+            true
         };
         for (key, bytes) in entries {
             let mut bytes = Some(bytes);
-            add(key, &mut || bytes.take(), &mut out);
+            add(key, &mut || bytes.take(), &mut out, false);
         }
         let (merged, deleted) = packs_to_merge(self.packs(), self.merge_bytes);
+        // The packs whose every entry was carried: only those go.
+        let mut carried_whole: Vec<&PathBuf> = Vec::new();
         for path in &merged {
             // One handle reads the index, the other the entries, as the
             // index is read: nothing of a damaged index piles up.
@@ -455,6 +462,7 @@ impl Cache {
             let len = index_file.metadata().map_or(0, |m| m.len());
             // The first entry that does not hold ends the pack: the rest
             // of a damaged pack is not worth reading.
+            let mut whole = true;
             let _ = read_index(&mut index_file, len, |key, offset, length| {
                 let mut good = true;
                 let mut bytes = || {
@@ -462,9 +470,12 @@ impl Cache {
                     good = bytes.is_some();
                     bytes.filter(|b| !refused(b))
                 };
-                add(key.to_owned(), &mut bytes, &mut out);
+                whole &= add(key.to_owned(), &mut bytes, &mut out, true);
                 good
             });
+            if whole {
+                carried_whole.push(path);
+            }
         }
         if !written || index.is_empty() {
             return;
@@ -489,7 +500,11 @@ impl Cache {
         // Newer than any pack this render touched: the file system's own
         // time for a new file can lag the clock by a tick.
         let _ = file.set_modified(SystemTime::now());
-        for old in merged.iter().chain(&deleted).filter(|p| **p != path) {
+        for old in carried_whole
+            .into_iter()
+            .chain(&deleted)
+            .filter(|p| **p != path)
+        {
             let _ = fs::remove_file(old);
         }
         self.trim(Some(&path));
@@ -1154,6 +1169,32 @@ mod tests {
         let left: Vec<_> = fs::read_dir(dir.path().join("packs")).unwrap().collect();
         assert_eq!(left.len(), 1);
         assert!(get(&bounded(1 << 20), "k").is_some());
+    }
+
+    #[test]
+    fn new_entries_are_kept_when_the_older_ones_they_would_carry_do_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let bounded = |max_bytes| Cache {
+            dir: dir.path().to_path_buf(),
+            max_bytes,
+            merge_bytes: MERGE_MAX_BYTES,
+        };
+        let sized = |key: &str, n: usize| {
+            let mut e = entry();
+            e.items.push(format!("\"{}\"", "x".repeat(n)));
+            (key.to_owned(), encode_entry(key, &e).unwrap())
+        };
+        // Packs written under a larger bound (the setting was lowered since).
+        for i in 0..MAX_PACKS {
+            let old = sized(&format!("old{i}"), 15_000);
+            bounded(1 << 20).write_pack(std::iter::once(old), &|_| false);
+        }
+        // This one's entries fit; the pack it would carry does not.
+        let cache = bounded(24_000);
+        cache.write_pack(std::iter::once(sized("new", 12_000)), &|_| false);
+        assert!(get(&cache, "new").is_some());
+        let total: u64 = cache.packs().iter().map(|p| p.1).sum();
+        assert!(total <= 24_000, "{total}");
     }
 
     #[test]

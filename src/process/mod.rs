@@ -314,9 +314,6 @@ pub fn process(
                 made.push(record);
             }
         }
-        // Each share sorted on its core: the sort of the whole then merges
-        // runs. Objects of one identity keep their output order.
-        identity::sort_in_output_order(&mut resources, |r| &r.id);
         (resources, findings, made)
     });
     let mut processed = Processed {
