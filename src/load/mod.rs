@@ -443,15 +443,28 @@ fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<St
         );
         return Vec::new();
     }
+    let entries = match repo.list_entries(CONTROLCENTER_DIR) {
+        Ok(entries) => entries,
+        Err(why) => {
+            diags.push(
+                Diagnostic::error(
+                    Code::FileUnreadable,
+                    format!("{CONTROLCENTER_DIR} cannot be listed: {why}"),
+                )
+                .help("check that it is a directory and its permissions: the services in it would be missing from the render"),
+            );
+            return Vec::new();
+        }
+    };
     let mut paths = Vec::new();
-    for (name, kind) in repo.list_entries(CONTROLCENTER_DIR) {
+    for (name, kind) in entries {
         if name.starts_with('.') {
             continue;
         }
         let path = format!("{CONTROLCENTER_DIR}/{name}");
         let (what, help) = match kind {
-            _ if name.contains('\u{fffd}') => (
-                "has a name that is not valid UTF-8".to_owned(),
+            _ if name.contains('\u{fffd}') || name.chars().any(char::is_control) => (
+                "has a name that is not valid UTF-8 or holds a control character".to_owned(),
                 "rename it: split files are named `<anything>.yaml`".to_owned(),
             ),
             crate::repo::EntryKind::File if name.ends_with(".yaml") => {
@@ -462,7 +475,7 @@ fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<St
                 "is not read: split files are named `*.yaml`".to_owned(),
                 format!(
                     "rename it `{}.yaml` if it holds sections, or move it out of {CONTROLCENTER_DIR}/",
-                    name.split('.').next().unwrap_or(&name)
+                    name.rsplit_once('.').map_or(name.as_str(), |(stem, _)| stem)
                 ),
             ),
             crate::repo::EntryKind::Dir => (

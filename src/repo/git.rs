@@ -240,7 +240,7 @@ impl RepoFiles for GitRevision {
         self.entries(rel, ObjectType::Tree)
     }
 
-    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+    fn list_entries(&self, rel: &str) -> Result<Vec<(String, super::EntryKind)>, String> {
         let mut all = self
             .in_tree(rel, |dir| {
                 dir.iter()
@@ -256,6 +256,6 @@ impl RepoFiles for GitRevision {
             })
             .unwrap_or_default();
         all.sort();
-        all
+        Ok(all)
     }
 }

@@ -168,7 +168,7 @@ impl RepoFiles for Guarded {
         self.inner.list_dirs(rel)
     }
 
-    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+    fn list_entries(&self, rel: &str) -> Result<Vec<(String, super::EntryKind)>, String> {
         self.inner.list_entries(rel)
     }
 

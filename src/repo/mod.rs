@@ -87,8 +87,9 @@ pub trait RepoFiles: Send + Sync {
     /// (with U+FFFD where it is not UTF-8) and kind. Where
     /// [`RepoFiles::list_files`] and [`RepoFiles::list_dirs`] pass over
     /// what they cannot name or read, this says it is there. Empty when
-    /// `rel` does not exist.
-    fn list_entries(&self, rel: &str) -> Vec<(String, EntryKind)> {
+    /// `rel` does not exist; `Err` when it cannot be listed (not a
+    /// directory, no permission).
+    fn list_entries(&self, rel: &str) -> Result<Vec<(String, EntryKind)>, String> {
         let mut all: Vec<(String, EntryKind)> = self
             .list_files(rel)
             .into_iter()
@@ -100,7 +101,7 @@ pub trait RepoFiles: Send + Sync {
             )
             .collect();
         all.sort();
-        all
+        Ok(all)
     }
 }
 
@@ -191,26 +192,25 @@ impl RepoFiles for WorkTree {
         self.names(rel, |t| t.is_dir())
     }
 
-    fn list_entries(&self, rel: &str) -> Vec<(String, EntryKind)> {
-        let Some(rel) = normalize(rel) else {
-            return Vec::new();
+    fn list_entries(&self, rel: &str) -> Result<Vec<(String, EntryKind)>, String> {
+        let rel = normalize(rel).ok_or("it leads outside the repository")?;
+        let entries = match fs::read_dir(self.root.join(rel)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.to_string()),
         };
-        let Ok(entries) = fs::read_dir(self.root.join(rel)) else {
-            return Vec::new();
-        };
-        let mut all: Vec<(String, EntryKind)> = entries
-            .flatten()
-            .map(|e| {
-                let kind = match e.file_type() {
-                    Ok(t) if t.is_file() || t.is_symlink() => EntryKind::File,
-                    Ok(t) if t.is_dir() => EntryKind::Dir,
-                    _ => EntryKind::Other,
-                };
-                (e.file_name().to_string_lossy().into_owned(), kind)
-            })
-            .collect();
+        let mut all: Vec<(String, EntryKind)> = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| e.to_string())?;
+            let kind = match e.file_type() {
+                Ok(t) if t.is_file() || t.is_symlink() => EntryKind::File,
+                Ok(t) if t.is_dir() => EntryKind::Dir,
+                _ => EntryKind::Other,
+            };
+            all.push((e.file_name().to_string_lossy().into_owned(), kind));
+        }
         all.sort();
-        all
+        Ok(all)
     }
 
     fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {

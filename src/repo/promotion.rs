@@ -53,7 +53,7 @@ impl RepoFiles for Promotion {
         self.source.list_dirs(rel)
     }
 
-    fn list_entries(&self, rel: &str) -> Vec<(String, super::EntryKind)> {
+    fn list_entries(&self, rel: &str) -> Result<Vec<(String, super::EntryKind)>, String> {
         self.source.list_entries(rel)
     }
 

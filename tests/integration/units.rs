@@ -651,5 +651,10 @@ fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
         std::fs::remove_file(&parts).unwrap();
         std::os::unix::fs::symlink("/", &parts).unwrap();
         fails_saying("controlcenter.d leads outside the repository");
+        std::fs::remove_file(&parts).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&parts).status();
+        if made.is_ok_and(|s| s.success()) {
+            fails_saying("controlcenter.d cannot be listed");
+        }
     }
 }
