@@ -55,14 +55,48 @@ pub fn load(
     .map_err(|e| vec![Diagnostic::error(Code::PolicyInvalid, e.to_string())])?;
     let mut policies = Vec::new();
     let mut diags = Vec::new();
-    for name in repo.list_files(POLICY_DIR) {
-        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
-            continue;
-        }
+    // A policy file is never passed over without a word: a directory or a
+    // link to nothing where policies are is an error (other files, such
+    // as a README, are not policies).
+    let entries = repo.list_entries(POLICY_DIR).unwrap_or_else(|why| {
+        diags.push(
+            Diagnostic::error(Code::PolicyInvalid, format!("{POLICY_DIR} cannot be listed: {why}"))
+                .help("check that it is a directory and its permissions: its policies would not be checked"),
+        );
+        Vec::new()
+    });
+    for (name, kind) in entries {
         let path = format!("{POLICY_DIR}/{name}");
+        let unread = |what: &str| {
+            Diagnostic::error(
+                Code::PolicyInvalid,
+                format!("{} {what}", crate::names::clip(&path)),
+            )
+            .help(format!(
+                "policies are the *.yaml files directly in {POLICY_DIR}/"
+            ))
+        };
+        match kind {
+            _ if name.starts_with('.') => continue,
+            _ if name.contains('\u{fffd}') || name.chars().any(char::is_control) => {
+                diags.push(unread(
+                    "has a name that is not valid UTF-8 or holds a control character",
+                ));
+                continue;
+            }
+            crate::repo::EntryKind::Dir => {
+                diags.push(unread("is a directory: its files are not read as policies"));
+                continue;
+            }
+            crate::repo::EntryKind::File if name.ends_with(".yaml") || name.ends_with(".yml") => {}
+            _ => continue,
+        }
         let input = match load_yaml(repo, sources, &path, Sensitivity::Plain) {
             Ok(Some(i)) => i,
-            Ok(None) => continue,
+            Ok(None) => {
+                diags.push(unread("cannot be read: it is a link to nothing"));
+                continue;
+            }
             Err(d) => {
                 diags.extend(d);
                 continue;

@@ -161,6 +161,27 @@ fn repo_policy() {
         &[("policies/team-label.yaml", "name: Team Label\nschema: {}\n")],
     );
     violation("repo-policy-invalid", broken.path(), "dev", "CC0802");
+    // A policy put where it is not read is said so, not passed over; a
+    // README beside the policies is not one.
+    let misplaced = repo(
+        cc,
+        &[
+            ("policies/team/team-label.yaml", TEAM_POLICY),
+            ("policies/README.md", "# Our policies\n"),
+        ],
+    );
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("gone.yaml", misplaced.path().join("policies/link.yaml")).unwrap();
+    let out = render(misplaced.path(), "dev");
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("policies/team is a directory"), "{stderr}");
+    #[cfg(unix)]
+    assert!(
+        stderr.contains("policies/link.yaml cannot be read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("README"), "{stderr}");
 }
 
 /// Regression (#10): a repo template adding a workload on a mutable image
