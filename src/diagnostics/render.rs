@@ -87,8 +87,9 @@ pub fn clipped(d: &Diagnostic, secrets: &crate::redact::SecretValues) -> Diagnos
 }
 
 /// `s` with its control characters escaped, line breaks too unless
-/// `lines` keeps them.
-fn escape_controls(s: &str, lines: bool) -> String {
+/// `lines` keeps them: what the repository or a template wrote, made safe
+/// to print on a terminal.
+pub fn escape_controls(s: &str, lines: bool) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }
@@ -128,11 +129,15 @@ pub fn human(d: &Diagnostic, sources: &Sources, color: bool) -> String {
             None => by_file.push((label.span.file, vec![(label, primary)])),
         }
     }
-    for (file, labels) in &by_file {
+    // Paths come from the repository (an imported file's name): shown
+    // like the texts, control characters escaped.
+    let paths: Vec<String> = by_file
+        .iter()
+        .map(|(file, _)| escape_controls(&sources.get(*file).path, false))
+        .collect();
+    for ((file, labels), path) in by_file.iter().zip(&paths) {
         let src = sources.get(*file);
-        let mut snippet = Snippet::source(&*src.text)
-            .path(src.path.as_str())
-            .fold(true);
+        let mut snippet = Snippet::source(&*src.text).path(path.as_str()).fold(true);
         for (label, primary) in labels {
             let kind = if *primary {
                 AnnotationKind::Primary
@@ -187,7 +192,12 @@ fn visible_range(text: &str, start: usize, end: usize) -> std::ops::Range<usize>
 pub fn short(d: &Diagnostic, sources: &Sources) -> String {
     let place = d.primary.as_ref().map_or_else(String::new, |l| {
         let loc = location(l, sources);
-        format!("{}:{}:{}: ", loc.file, loc.line, loc.column)
+        format!(
+            "{}:{}:{}: ",
+            escape_controls(loc.file, false),
+            loc.line,
+            loc.column
+        )
     });
     let mut out = format!(
         "{place}{}[{}]: {}\n",

@@ -130,8 +130,11 @@ impl TracePrinter for TraceSink {
                 ));
                 break;
             }
-            let mut line: String = line.chars().take(MAX_TRACE_LINE_CHARS).collect();
-            if line.len() < text.len() && line.chars().count() == MAX_TRACE_LINE_CHARS {
+            // A traced value may hold escape sequences (a state value):
+            // shown escaped, as in messages.
+            let whole = crate::diagnostics::render::escape_controls(line, false);
+            let mut line: String = whole.chars().take(MAX_TRACE_LINE_CHARS).collect();
+            if line.len() < whole.len() {
                 line.push_str(" …");
             }
             out.push_str(&line);

@@ -414,6 +414,42 @@ fn std_trace_output_is_capped_and_the_plugin_keeps_20_lines() {
 }
 
 #[test]
+fn escape_sequences_in_traces_and_errors_reach_no_terminal() {
+    // A template (or a value it prints) writing terminal escapes and line
+    // breaks: shown escaped, in traces and in messages.
+    let repo = article(&[(
+        "jsonnet/main.jsonnet",
+        b"local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) std.trace('\\u001b[2J\\u001b]0;owned\\u0007', error 'bad\\u001b[31m\\nfake: line')\n",
+    )]);
+    for format in ["human", "short", "github"] {
+        let out = run(&repo_args(
+            repo.path(),
+            &[
+                "--error-format",
+                format,
+                "render",
+                "--env",
+                "dev",
+                "--no-cache",
+            ],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&0x07),
+            "{format}: {}",
+            transcript(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("\\u{1b}[2J"), "{format}: {stderr}");
+        assert!(
+            !stderr.lines().any(|l| l.starts_with("fake: line")),
+            "{format}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn an_error_on_a_huge_line_prints_a_bounded_message() {
     let long = format!("function(state) error '{}'\n", "a".repeat(7_000_000));
     let repo = article(&[("jsonnet/main.jsonnet", long.as_bytes())]);
