@@ -41,7 +41,7 @@ pub struct HydrateArgs {
     /// else the branch's root).
     #[arg(long, value_name = "DIR", conflicts_with = "all")]
     pub path: Option<String>,
-    /// Hydrate this commit (default: the work tree, which must equal HEAD).
+    /// Hydrate this commit (default: HEAD, which the work tree must equal).
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
     /// Commit message (default: the environment and the dry commit).
@@ -135,7 +135,8 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
     // The dry commit is what is rendered, even when the work tree is
     // checked to equal it: files Git ignores (an env file, an imported
     // template) are in the work tree and not in the commit.
-    let (files, _) = match cli.snapshot(Some(dry_rev)) {
+    let dry_id = dry.id().to_string();
+    let (files, _) = match cli.snapshot(Some(&dry_id)) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -110,11 +110,18 @@ fn branch(cli: &Cli, rev: Option<&str>, env: &str) -> Result<(Arc<dyn RepoFiles>
         return cli.snapshot(Some(r));
     }
     let remote = format!("origin/{env}");
-    let exists = |rev: &str| crate::repo::git::GitRevision::open(&cli.repo, rev).is_ok();
-    if exists(env) {
+    // Only a revision that is not there says the branch is missing; any
+    // other failure (no repository) is reported as it is.
+    let missing = |rev: &str| {
+        matches!(
+            crate::repo::git::GitRevision::open(&cli.repo, rev),
+            Err(crate::repo::git::RevisionError::UnknownRevision(_))
+        )
+    };
+    if !missing(env) {
         return cli.snapshot(Some(env));
     }
-    if !exists(&remote) {
+    if missing(&remote) {
         return Err(cli.fail(
             crate::diagnostics::Diagnostic::error(
                 crate::diagnostics::Code::UnknownRevision,
