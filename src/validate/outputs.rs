@@ -99,11 +99,13 @@ impl Contract {
         self.spans.get(output).copied()
     }
 
-    /// The outputs of `env_file` that the contract file declares secret
+    /// The outputs of `env_file` that the contract declares secret
     /// (`writeOnly` anywhere in their schema) but that the file does not
     /// mark `sensitive`: their values would otherwise reach the templates,
-    /// messages and the cache as plain ones. A derived contract declares
-    /// nothing secret that the files do not mark.
+    /// messages and the cache as plain ones. Only a contract file
+    /// declares: a derived contract only describes what the env files
+    /// mark (for placeholders), and each file marks its own outputs, so a
+    /// render and `validate` judge a file alike.
     pub fn unmarked_secrets<'f>(&self, env_file: &'f Input) -> Vec<&'f Entry> {
         if !self.is_file() {
             return Vec::new();
