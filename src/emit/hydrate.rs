@@ -352,9 +352,14 @@ pub fn hydrate(repo: &Repository, h: &Hydration<'_>) -> Result<Hydrated, Refusal
         commit,
         &log,
     )
-    .map_err(|why| Refusal {
-        why: format!("{} moved while hydrating ({why})", h.target.branch),
-        help: "another hydration or a fetch updated the branch meanwhile; run again",
+    .map_err(|not| match not {
+        RefNotMoved::Moved(why) => Refusal {
+            why: format!("{} moved while hydrating ({why})", h.target.branch),
+            help: "another hydration or a fetch updated the branch meanwhile; run again",
+        },
+        RefNotMoved::Failed(why) => {
+            Refusal::from(format!("cannot move {}: {why}", h.target.branch))
+        }
     })?;
     add_note(repo, h, commit, &note)?;
     Ok(Hydrated::Committed {
@@ -390,6 +395,16 @@ fn checked_out(repo: &Repository, refname: &str) -> bool {
     has(repo) || main.iter().chain(&linked).any(has)
 }
 
+/// Why a ref was not moved.
+#[derive(Debug)]
+enum RefNotMoved {
+    /// It is not where it was read, or another process holds its lock:
+    /// worth reading it again.
+    Moved(String),
+    /// Anything else (permissions, a damaged repository).
+    Failed(String),
+}
+
 /// Moves `refname` to `new` if it is still at `expected` (`None`: if it
 /// does not exist), holding the ref's lock from the check to the move.
 /// Every Git writer takes that lock, so a branch another process made or
@@ -401,23 +416,26 @@ fn compare_and_swap(
     expected: Option<Oid>,
     new: Oid,
     log: &str,
-) -> Result<(), String> {
-    let err = |e: git2::Error| e.message().to_owned();
-    let mut locked = repo.transaction().map_err(err)?;
-    locked.lock_ref(refname).map_err(err)?;
+) -> Result<(), RefNotMoved> {
+    let failed = |e: git2::Error| RefNotMoved::Failed(e.message().to_owned());
+    let mut locked = repo.transaction().map_err(failed)?;
+    locked.lock_ref(refname).map_err(|e| match e.code() {
+        git2::ErrorCode::Locked => RefNotMoved::Moved(e.message().to_owned()),
+        _ => failed(e),
+    })?;
     let now = match repo.find_reference(refname) {
         Ok(r) => r.target(),
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) => return Err(err(e)),
+        Err(e) => return Err(failed(e)),
     };
     if now != expected {
-        return Err(match now {
+        return Err(RefNotMoved::Moved(match now {
             Some(at) => format!("it is at {at} now"),
             None => "it was deleted".to_owned(),
-        });
+        }));
     }
-    locked.set_target(refname, new, None, log).map_err(err)?;
-    locked.commit().map_err(err)
+    locked.set_target(refname, new, None, log).map_err(failed)?;
+    locked.commit().map_err(failed)
 }
 
 /// Attaches `note` to `on` under [`NOTES_REF`]. The notes ref moves by
@@ -484,9 +502,14 @@ fn add_note(repo: &Repository, h: &Hydration<'_>, on: Oid, note: &str) -> Result
             "controlcenter hydrate: note",
         );
         match moved {
-            Ok(_) => return Ok(()),
+            Ok(()) => return Ok(()),
             // Someone else moved the notes ref (or holds its lock): again.
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5 + 3 * attempt)),
+            Err(RefNotMoved::Moved(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(5 + 3 * attempt));
+            }
+            Err(RefNotMoved::Failed(why)) => {
+                return Err(Refusal::from(format!("cannot write the note: {why}")));
+            }
         }
     }
     Err(Refusal {
