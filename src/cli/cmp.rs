@@ -74,7 +74,16 @@ pub(super) fn run(cli: &Cli, args: &CmpArgs) -> i32 {
 fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
     // Argo CD shows stderr in its UI: traces share the short budget.
     crate::evaluate::engine::set_trace_budget(MAX_PLUGIN_TRACE_LINES);
-    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    // Lossily: one variable of the sidecar that is not UTF-8 must not
+    // stop the plugin (`std::env::vars` panics on it).
+    let vars: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
     let out = cli.output();
     let Some(root) = find_repo_root(start) else {
         return cli.fail(

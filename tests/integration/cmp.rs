@@ -434,3 +434,24 @@ fn deploy_manifests_are_valid_and_follow_argo_cd_rules() {
         );
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_variable_that_is_not_utf8_does_not_stop_the_plugin() {
+    use std::os::unix::ffi::OsStringExt;
+    let checkout = Checkout::of(&root().join("controlcenter-examples/article"));
+    let vars = argo_env("article-dev", Some("dev"), "main");
+    let out = Command::new(env!("CARGO_BIN_EXE_controlcenter"))
+        .args(["cmp", "generate"])
+        .current_dir(checkout.path())
+        .env_clear()
+        .envs(&vars)
+        .env(
+            "SIDECAR_NOTE",
+            std::ffi::OsString::from_vec(vec![b'x', 0xff]),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::transcript(&out));
+    assert!(argo_parse(&out.stdout).is_ok_and(|o| !o.is_empty()));
+}
