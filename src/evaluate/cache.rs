@@ -1152,14 +1152,19 @@ mod tests {
         assert_eq!(get(&cache, &key), Some(entry()));
     }
 
+    /// A cache in `dir` bounded to `max_bytes`.
+    fn bounded_in(dir: &Path, max_bytes: u64) -> Cache {
+        Cache {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            merge_bytes: MERGE_MAX_BYTES,
+        }
+    }
+
     #[test]
     fn a_pack_larger_than_the_bound_is_not_written() {
         let dir = tempfile::tempdir().unwrap();
-        let bounded = |max_bytes| Cache {
-            dir: dir.path().to_path_buf(),
-            max_bytes,
-            merge_bytes: MERGE_MAX_BYTES,
-        };
+        let bounded = |max_bytes| bounded_in(dir.path(), max_bytes);
         store(&bounded(0), "k");
         assert!(packs(&bounded(0)).is_empty());
         store(&bounded(1 << 20), "k");
@@ -1174,11 +1179,7 @@ mod tests {
     #[test]
     fn new_entries_are_kept_when_the_older_ones_they_would_carry_do_not_fit() {
         let dir = tempfile::tempdir().unwrap();
-        let bounded = |max_bytes| Cache {
-            dir: dir.path().to_path_buf(),
-            max_bytes,
-            merge_bytes: MERGE_MAX_BYTES,
-        };
+        let bounded = |max_bytes| bounded_in(dir.path(), max_bytes);
         let sized = |key: &str, n: usize| {
             let mut e = entry();
             e.items.push(format!("\"{}\"", "x".repeat(n)));
