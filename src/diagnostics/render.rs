@@ -62,41 +62,39 @@ pub const MAX_TEXT_CHARS: usize = 400;
 /// `error` of a long string), and a secret cut in two would escape the
 /// scrub of the rendered text.
 ///
-/// Control characters are shown escaped (`\u{1b}`): a message quotes
-/// what users and files wrote (an environment name from a plugin
-/// variable, a YAML key), and an escape sequence or a line break in it
-/// would recolour a terminal or add a line of its own to what Argo CD
-/// shows. Notes and hints keep their line breaks.
+/// Control characters are shown escaped (`\u{1b}`, `\n`): every text
+/// may quote what users and files wrote (an environment name from a
+/// plugin variable, a YAML key), and an escape sequence or a line break
+/// in it would recolour a terminal or add a line of its own, a fake
+/// problem, to what Argo CD shows.
 pub fn clipped(d: &Diagnostic, secrets: &crate::redact::SecretValues) -> Diagnostic {
-    let clip = |s: &str, lines: bool| -> String {
+    let clip = |s: &str| -> String {
         let s = &secrets.scrub(s);
         let cut = match s.char_indices().nth(MAX_TEXT_CHARS) {
             Some((i, _)) => format!("{} … ({} more characters)", &s[..i], s[i..].chars().count()),
             None => s.to_owned(),
         };
-        escape_controls(&cut, lines)
+        escape_controls(&cut)
     };
     let mut d = d.clone();
-    d.message = clip(&d.message, false);
-    d.notes = d.notes.iter().map(|n| clip(n, true)).collect();
-    d.help = d.help.as_deref().map(|h| clip(h, true));
+    d.message = clip(&d.message);
+    d.notes = d.notes.iter().map(|n| clip(n)).collect();
+    d.help = d.help.as_deref().map(clip);
     for label in d.primary.iter_mut().chain(d.related.iter_mut()) {
-        label.message = clip(&label.message, false);
+        label.message = clip(&label.message);
     }
     d
 }
 
-/// `s` with its control characters escaped, line breaks too unless
-/// `lines` keeps them: what the repository or a template wrote, made safe
-/// to print on a terminal.
-pub fn escape_controls(s: &str, lines: bool) -> String {
+/// `s` with its control characters escaped, line breaks included: what
+/// the repository or a template wrote, made safe to print on a terminal.
+pub fn escape_controls(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_owned();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
-            '\n' if lines => out.push('\n'),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -133,7 +131,7 @@ pub fn human(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     // like the texts, control characters escaped.
     let paths: Vec<String> = by_file
         .iter()
-        .map(|(file, _)| escape_controls(&sources.get(*file).path, false))
+        .map(|(file, _)| escape_controls(&sources.get(*file).path))
         .collect();
     for ((file, labels), path) in by_file.iter().zip(&paths) {
         let src = sources.get(*file);
@@ -194,7 +192,7 @@ pub fn short(d: &Diagnostic, sources: &Sources) -> String {
         let loc = location(l, sources);
         format!(
             "{}:{}:{}: ",
-            escape_controls(loc.file, false),
+            escape_controls(loc.file),
             loc.line,
             loc.column
         )
@@ -336,7 +334,7 @@ mod tests {
             d.message,
             "environment `dev\\u{1b}[31mRED\\nfake line` is unknown"
         );
-        assert_eq!(d.notes, ["first\nsecond\\u{7}"]);
+        assert_eq!(d.notes, ["first\\nsecond\\u{7}"]);
         for format in [ErrorFormat::Human, ErrorFormat::Short, ErrorFormat::Github] {
             let text = render_all(&[d.clone()], &sources, format, false);
             assert!(

@@ -132,7 +132,7 @@ impl TracePrinter for TraceSink {
             }
             // A traced value may hold escape sequences (a state value):
             // shown escaped, as in messages.
-            let whole = crate::diagnostics::render::escape_controls(line, false);
+            let whole = crate::diagnostics::render::escape_controls(line);
             let mut line: String = whole.chars().take(MAX_TRACE_LINE_CHARS).collect();
             if line.len() < whole.len() {
                 line.push_str(" …");

@@ -423,25 +423,16 @@ fn merge_split_files(
 /// renamed `.yml` would otherwise vanish from the render, and Argo CD
 /// prune what it made. Hidden files (`.gitkeep`) are left alone.
 fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<String> {
-    let problem = match repo.read_real(CONTROLCENTER_DIR) {
-        // Absent, or a directory.
-        Ok(None) | Err(ReadError::NotAFile) => None,
-        Ok(Some(_)) => Some((
-            "is a file; split files go in a directory of that name".to_owned(),
-            "move its sections into controlcenter.yaml, or make controlcenter.d/ a directory of *.yaml files",
-        )),
-        Err(ReadError::OutsideRepo) => Some((
-            "leads outside the repository".to_owned(),
-            "inputs must live inside the repository; replace the link with the directory",
-        )),
-        Err(e) => Some((format!("cannot be read: {e}"), "check its type and permissions")),
-    };
-    if let Some((what, help)) = problem {
-        diags.push(
-            Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}"))
-                .help(help),
-        );
-        return Vec::new();
+    match crate::repo::check_dir(repo, CONTROLCENTER_DIR) {
+        Ok(true) => {}
+        Ok(false) => return Vec::new(),
+        Err(what) => {
+            diags.push(
+                Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}"))
+                    .help("make controlcenter.d/ a directory of *.yaml files in the repository itself (or remove it and keep every section in controlcenter.yaml)"),
+            );
+            return Vec::new();
+        }
     }
     let entries = match repo.list_entries(CONTROLCENTER_DIR) {
         Ok(entries) => entries,

@@ -105,6 +105,40 @@ pub trait RepoFiles: Send + Sync {
     }
 }
 
+/// Whether directory `rel` of `repo` is there to be read: `Ok(false)` when
+/// nothing is there, `Err` (what is wrong with it) when something other
+/// than a directory of the repository is: a file, a link to nothing or out
+/// of the repository, a special file, a Git submodule. A directory of
+/// inputs taken for absent would silently drop what it holds.
+pub fn check_dir(repo: &dyn RepoFiles, rel: &str) -> Result<bool, String> {
+    // What the parent lists it as, when reading it says nothing useful.
+    let listed = || {
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        repo.list_entries(parent)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, kind)| kind)
+    };
+    let not_a_directory =
+        "is not a directory of the repository (a special file or a Git submodule)";
+    match repo.read_real(rel) {
+        // A directory, or a link to one.
+        Err(ReadError::NotAFile) => match listed() {
+            Some(EntryKind::Other) => Err(not_a_directory.to_owned()),
+            _ => Ok(true),
+        },
+        Ok(None) => match listed() {
+            Some(EntryKind::File) => Err("is a link to nothing".to_owned()),
+            Some(EntryKind::Other) => Err(not_a_directory.to_owned()),
+            _ => Ok(false),
+        },
+        Ok(Some(_)) => Err("is a file, not a directory".to_owned()),
+        Err(ReadError::OutsideRepo) => Err("leads outside the repository".to_owned()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
 /// What a directory entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntryKind {

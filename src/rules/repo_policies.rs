@@ -58,13 +58,15 @@ pub fn load(
     // A policy file is never passed over without a word: a directory or a
     // link to nothing where policies are is an error (other files, such
     // as a README, are not policies).
-    let entries = repo.list_entries(POLICY_DIR).unwrap_or_else(|why| {
-        diags.push(
-            Diagnostic::error(Code::PolicyInvalid, format!("{POLICY_DIR} cannot be listed: {why}"))
-                .help("check that it is a directory and its permissions: its policies would not be checked"),
-        );
-        Vec::new()
-    });
+    let entries = crate::repo::check_dir(repo, POLICY_DIR)
+        .and_then(|_| repo.list_entries(POLICY_DIR).map_err(|why| format!("cannot be listed: {why}")))
+        .unwrap_or_else(|what| {
+            diags.push(
+                Diagnostic::error(Code::PolicyInvalid, format!("{POLICY_DIR} {what}"))
+                    .help("make policies/ a directory of *.yaml files in the repository itself: its policies would not be checked"),
+            );
+            Vec::new()
+        });
     for (name, kind) in entries {
         let path = format!("{POLICY_DIR}/{name}");
         let unread = |what: &str| {
@@ -89,6 +91,17 @@ pub fn load(
                 continue;
             }
             crate::repo::EntryKind::File if name.ends_with(".yaml") || name.ends_with(".yml") => {}
+            // Named like a policy, yet not one that is read.
+            crate::repo::EntryKind::Other if name.ends_with(".yaml") || name.ends_with(".yml") => {
+                diags.push(unread("is not a regular file"));
+                continue;
+            }
+            crate::repo::EntryKind::File if name.ends_with(".json") => {
+                diags.push(unread(
+                    "is not read: policies are written in YAML, as *.yaml files",
+                ));
+                continue;
+            }
             _ => continue,
         }
         let input = match load_yaml(repo, sources, &path, Sensitivity::Plain) {

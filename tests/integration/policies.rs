@@ -182,6 +182,19 @@ fn repo_policy() {
         "{stderr}"
     );
     assert!(!stderr.contains("README"), "{stderr}");
+    // A policy in JSON, and a policies directory that is a link to nothing.
+    let json = repo(cc, &[("policies/team-label.json", "{}")]);
+    let out = render(json.path(), "dev");
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("policies/team-label.json is not read"));
+    #[cfg(unix)]
+    {
+        let gone = repo(cc, &[]);
+        std::os::unix::fs::symlink("renamed-away", gone.path().join("policies")).unwrap();
+        let out = render(gone.path(), "dev");
+        assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("policies is a link to nothing"));
+    }
 }
 
 /// Regression (#10): a repo template adding a workload on a mutable image

@@ -616,6 +616,35 @@ fn controlcenter_d_parts_merge_and_a_key_defined_twice_names_both_files() {
 }
 
 #[test]
+fn a_controlcenter_d_that_is_a_git_submodule_is_an_error_at_a_revision() {
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    let dir = repo.path();
+    common::git(dir, &["init", "-q", "-b", "dev"]);
+    common::git(dir, &["add", "-A"]);
+    common::git(dir, &["commit", "-q", "-m", "article"]);
+    // A gitlink (mode 160000) named controlcenter.d, as a submodule adds.
+    let head = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(dir)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let gitlink = format!("160000,{},controlcenter.d", head.trim());
+    common::git(dir, &["update-index", "--add", "--cacheinfo", &gitlink]);
+    common::git(dir, &["commit", "-q", "-m", "split files as a submodule"]);
+    let out = render(dir, "dev", None, &["--rev", "HEAD"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(
+        transcript(&out).contains("controlcenter.d is not a directory of the repository"),
+        "{}",
+        transcript(&out)
+    );
+}
+
+#[test]
 fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
     let parts = repo.path().join("controlcenter.d");
@@ -654,7 +683,10 @@ fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
         std::fs::remove_file(&parts).unwrap();
         let made = std::process::Command::new("mkfifo").arg(&parts).status();
         if made.is_ok_and(|s| s.success()) {
-            fails_saying("controlcenter.d cannot be listed");
+            fails_saying("controlcenter.d is not a directory of the repository");
         }
+        std::fs::remove_file(&parts).unwrap();
+        std::os::unix::fs::symlink("renamed-away", &parts).unwrap();
+        fails_saying("controlcenter.d is a link to nothing");
     }
 }
