@@ -360,17 +360,26 @@ impl Cli {
             limits: self.limits(),
             default_namespace,
             workers: self.jobs,
-            cache: self.cache(),
+            cache: self.cache()?,
             services: (!services.is_empty()).then(|| services.iter().cloned().collect()),
         })
     }
 
-    /// The evaluation cache, unless `--no-cache` (or no home directory).
-    fn cache(&self) -> Option<Arc<Cache>> {
+    /// The evaluation cache, unless `--no-cache` (or no home directory);
+    /// a size bound that is not one fails the command.
+    fn cache(&self) -> Result<Option<Arc<Cache>>, i32> {
         if self.no_cache {
-            return None;
+            return Ok(None);
         }
-        cache::default_dir().map(|dir| Arc::new(Cache::new(dir)))
+        if let Err(why) = cache::size_bound() {
+            return Err(self.fail(
+                Diagnostic::error(Code::Usage, why).help(
+                    "set it to the cache's size in MiB (0 stores nothing), or unset it for 256 MiB",
+                ),
+                EXIT_USAGE,
+            ));
+        }
+        Ok(cache::default_dir().map(|dir| Arc::new(Cache::new(dir))))
     }
 
     /// Loads and validates a snapshot; on failure reports and returns the exit code.

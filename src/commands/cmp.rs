@@ -39,7 +39,8 @@ pub const SERVICE_PARAMETER: &str = "service";
 /// is an error: an ApplicationSet that templated no name in would
 /// otherwise make an Application of every service.
 pub fn selected_services(vars: &BTreeMap<String, String>) -> Result<Vec<String>, Diagnostic> {
-    let (raw, from) = match vars.get(SERVICE_VAR).filter(|v| !v.trim().is_empty()) {
+    // Set at all, it selects: blank, it names nothing (unset renders all).
+    let (raw, from) = match vars.get(SERVICE_VAR).filter(|v| !v.is_empty()) {
         Some(v) => (v.clone(), "plugin env CC_SERVICE"),
         None => match parameter(vars, SERVICE_PARAMETER)? {
             Some(v) => (v, "plugin parameter `service`"),
@@ -52,7 +53,7 @@ pub fn selected_services(vars: &BTreeMap<String, String>) -> Result<Vec<String>,
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if names.is_empty() && !raw.trim().is_empty() {
+    if names.is_empty() {
         return Err(Diagnostic::error(
             Code::UnknownService,
             format!("the {from} (`{raw}`) names no service"),
@@ -151,12 +152,24 @@ pub fn parameter(
         Ok(Json::Null) => return Ok(None),
         _ => return Err(invalid("is not a JSON list of parameters".to_owned())),
     };
-    let Some(param) = params
+    // Every element a parameter: an object with a name.
+    if !params
         .iter()
-        .find(|p| p.get("name").and_then(Json::as_str) == Some(name))
-    else {
+        .all(|p| p.get("name").is_some_and(Json::is_string))
+    {
+        return Err(invalid(
+            "is not a JSON list of parameters (an element without a name)".to_owned(),
+        ));
+    }
+    let mut named = params
+        .iter()
+        .filter(|p| p.get("name").and_then(Json::as_str) == Some(name));
+    let Some(param) = named.next() else {
         return Ok(None);
     };
+    if named.next().is_some() {
+        return Err(invalid(format!("gives the parameter `{name}` twice")));
+    }
     match param.get("string") {
         Some(Json::String(v)) => Ok(Some(v.clone())),
         _ => Err(invalid(format!(
@@ -232,6 +245,19 @@ mod tests {
         assert!(select_env(&with("garbage"), &known()).is_err());
         assert_eq!(select_env(&with("null"), &known()).unwrap().0, "dev");
         assert!(select_env(&with(r#"{"name":"env"}"#), &known()).is_err());
+        for malformed in [
+            "[1]",
+            "[null]",
+            r#"[{"string":"prod"}]"#,
+            r#"[{"name":1,"string":"prod"}]"#,
+            r#"[{"name":"env","string":"prod"},null]"#,
+            r#"[{"name":"env","string":"prod"},{"name":"env","string":"dev"}]"#,
+        ] {
+            assert!(
+                select_env(&with(malformed), &known()).is_err(),
+                "{malformed}"
+            );
+        }
         let array = with(r#"[{"name":"env","array":["prod"]}]"#);
         assert!(select_env(&array, &known()).is_err());
         // Another parameter's shape is not this one's business.
@@ -247,7 +273,8 @@ mod tests {
             selected_services(&vars(&[(SERVICE_VAR, "api, web,")])).unwrap(),
             ["api", "web"]
         );
-        assert!(selected_services(&vars(&[(SERVICE_VAR, " ")]))
+        assert!(selected_services(&vars(&[(SERVICE_VAR, " ")])).is_err());
+        assert!(selected_services(&vars(&[(SERVICE_VAR, "")]))
             .unwrap()
             .is_empty());
         let param = vars(&[(

@@ -305,14 +305,37 @@ fn walk(
     Some(())
 }
 
+/// The size bound `$CONTROLCENTER_CACHE_SIZE_MB` sets, in bytes: `None`
+/// when it is unset or empty, `Err` (what is wrong) when it is not a whole
+/// number of MiB, rather than a silent default.
+pub fn size_bound() -> Result<Option<u64>, String> {
+    let Some(value) = std::env::var_os(SIZE_VAR) else {
+        return Ok(None);
+    };
+    let value = value.to_string_lossy();
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|mb| mb.checked_mul(1 << 20))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "{SIZE_VAR} is `{}`, not a whole number of MiB",
+                crate::names::clip(&value)
+            )
+        })
+}
+
 impl Cache {
     /// A cache in `dir` (created on first write), bounded by
-    /// `$CONTROLCENTER_CACHE_SIZE_MB` or [`DEFAULT_MAX_BYTES`].
+    /// `$CONTROLCENTER_CACHE_SIZE_MB` or [`DEFAULT_MAX_BYTES`] (a value
+    /// [`size_bound`] refuses counts as unset: callers check it first).
     pub fn new(dir: PathBuf) -> Self {
-        let max_bytes = std::env::var(SIZE_VAR)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_MAX_BYTES, |mb| mb.saturating_mul(1 << 20));
+        let max_bytes = size_bound().ok().flatten().unwrap_or(DEFAULT_MAX_BYTES);
         Cache {
             dir,
             max_bytes,

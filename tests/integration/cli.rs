@@ -102,6 +102,22 @@ fn an_option_variable_set_to_nothing_is_not_set() {
     // A value that is not one is still refused.
     let out = render_with("CONTROLCENTER_JOBS", "many");
     assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+    // So is a cache bound that is not a whole number of MiB.
+    let cache = tempfile::tempdir().unwrap();
+    let out = common::controlcenter()
+        .env("CONTROLCENTER_CACHE_SIZE_MB", "0.5")
+        .env("CONTROLCENTER_CACHE_DIR", cache.path())
+        .arg("--repo")
+        .arg(&article)
+        .args(["render", "--env", "dev"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+    assert!(
+        transcript(&out).contains("not a whole number of MiB"),
+        "{}",
+        transcript(&out)
+    );
 }
 
 #[test]
