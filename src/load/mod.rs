@@ -423,26 +423,12 @@ fn merge_split_files(
 /// renamed `.yml` would otherwise vanish from the render, and Argo CD
 /// prune what it made. Hidden files (`.gitkeep`) are left alone.
 fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<String> {
-    match crate::repo::check_dir(repo, CONTROLCENTER_DIR) {
-        Ok(true) => {}
-        Ok(false) => return Vec::new(),
+    let entries = match crate::repo::dir_entries(repo, CONTROLCENTER_DIR) {
+        Ok(entries) => entries,
         Err(what) => {
             diags.push(
                 Diagnostic::error(Code::FileUnreadable, format!("{CONTROLCENTER_DIR} {what}"))
-                    .help("make controlcenter.d/ a directory of *.yaml files in the repository itself (or remove it and keep every section in controlcenter.yaml)"),
-            );
-            return Vec::new();
-        }
-    }
-    let entries = match repo.list_entries(CONTROLCENTER_DIR) {
-        Ok(entries) => entries,
-        Err(why) => {
-            diags.push(
-                Diagnostic::error(
-                    Code::FileUnreadable,
-                    format!("{CONTROLCENTER_DIR} cannot be listed: {why}"),
-                )
-                .help("check that it is a directory and its permissions: the services in it would be missing from the render"),
+                    .help("make controlcenter.d/ a directory of *.yaml files in the repository itself (or remove it and keep every section in controlcenter.yaml): the services in it would be missing from the render"),
             );
             return Vec::new();
         }

@@ -105,12 +105,22 @@ pub trait RepoFiles: Send + Sync {
     }
 }
 
-/// Whether directory `rel` of `repo` is there to be read: `Ok(false)` when
-/// nothing is there, `Err` (what is wrong with it) when something other
-/// than a directory of the repository is: a file, a link to nothing or out
-/// of the repository, a special file, a Git submodule. A directory of
-/// inputs taken for absent would silently drop what it holds.
-pub fn check_dir(repo: &dyn RepoFiles, rel: &str) -> Result<bool, String> {
+/// The entries of directory `rel` of `repo` ([`RepoFiles::list_entries`]),
+/// none when nothing is there; `Err` (what is wrong with it) when
+/// something other than a directory of the repository is: a file, a link
+/// to nothing or out of the repository, a special file, a Git submodule,
+/// a directory that cannot be listed. A directory of inputs taken for
+/// absent would silently drop what it holds.
+pub fn dir_entries(repo: &dyn RepoFiles, rel: &str) -> Result<Vec<(String, EntryKind)>, String> {
+    if !is_dir(repo, rel)? {
+        return Ok(Vec::new());
+    }
+    repo.list_entries(rel)
+        .map_err(|why| format!("cannot be listed: {why}"))
+}
+
+/// Whether `rel` is a directory of `repo` (`Ok(false)`: nothing is there).
+fn is_dir(repo: &dyn RepoFiles, rel: &str) -> Result<bool, String> {
     // What the parent lists it as, when reading it says nothing useful.
     let listed = || {
         let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));

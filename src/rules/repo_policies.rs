@@ -58,9 +58,7 @@ pub fn load(
     // A policy file is never passed over without a word: a directory or a
     // link to nothing where policies are is an error (other files, such
     // as a README, are not policies).
-    let entries = crate::repo::check_dir(repo, POLICY_DIR)
-        .and_then(|_| repo.list_entries(POLICY_DIR).map_err(|why| format!("cannot be listed: {why}")))
-        .unwrap_or_else(|what| {
+    let entries = crate::repo::dir_entries(repo, POLICY_DIR).unwrap_or_else(|what| {
             diags.push(
                 Diagnostic::error(Code::PolicyInvalid, format!("{POLICY_DIR} {what}"))
                     .help("make policies/ a directory of *.yaml files in the repository itself: its policies would not be checked"),
