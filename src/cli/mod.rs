@@ -424,3 +424,22 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_variable_is_one_an_empty_value_unsets() {
+        use clap::CommandFactory as _;
+        let mut from_clap: Vec<String> = Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        from_clap.sort();
+        let mut listed: Vec<String> = OPTION_VARS.iter().map(|v| (*v).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, from_clap);
+    }
+}
