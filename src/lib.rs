@@ -25,6 +25,7 @@ pub mod rules;
 pub mod settings;
 #[cfg(test)]
 mod testing;
+pub mod text;
 pub mod validate;
 
 pub use pipeline::{Failure, Project, RenderOptions};

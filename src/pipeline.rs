@@ -486,14 +486,14 @@ impl Project {
             repo_policies: &self.policies,
         };
         // A unit's values are taken from its record when it has one.
-        let bodies: Vec<Option<(Arc<String>, usize)>> = rendered
+        let bodies: Vec<Option<(Arc<crate::text::Buffer>, std::ops::Range<usize>)>> = rendered
             .records
             .iter_mut()
-            .map(|unit| unit.found.take().map(|(text, from)| (Arc::new(text), from)))
+            .map(|unit| unit.found.take())
             .collect();
         let decoded = crate::parallel::map(&bodies, self.templates.workers, |body| {
-            let (text, from) = body.as_ref()?;
-            process::record::decode(text, *from)
+            let (buf, range) = body.as_ref()?;
+            process::record::decode(buf, range.clone())
         });
         let mut records: Vec<Option<Vec<process::CheckedObject>>> = Vec::new();
         for (unit, found) in rendered.records.iter().zip(decoded) {
@@ -513,7 +513,7 @@ impl Project {
             + bodies
                 .iter()
                 .flatten()
-                .map(|(b, from)| b.len() - from)
+                .map(|(_, range)| range.len())
                 .sum::<usize>();
         let keep_records = !rendered.records.is_empty() && output_bytes <= RECORD_MAX_BYTES;
         // Objects are checked as they are parsed, a share at a time; the
@@ -579,16 +579,17 @@ impl Project {
                 .iter()
                 .map(|r| r.as_deref())
                 .collect::<Option<_>>()?;
+            let body = String::from_utf8(process::record::encode(&values)).ok()?;
+            if secrets.found_in(&body) {
+                return None;
+            }
             let record = crate::evaluate::cache::Record {
                 array: unit.array,
                 depends: unit.depends.clone(),
                 values: unit.values.len(),
-                body: String::from_utf8(process::record::encode(&values)).ok()?,
-                body_from: 0,
+                body_range: 0..body.len(),
+                body: crate::text::Buffer::string(body),
             };
-            if secrets.found_in(&record.body) {
-                return None;
-            }
             let bytes = crate::evaluate::cache::encode_record(&unit.key, &record)?;
             Some((unit.key.clone(), bytes))
         };

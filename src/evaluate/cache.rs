@@ -19,6 +19,10 @@
 //! that also covers everything the checks depend on: a warm render takes
 //! those objects as they are, without parsing or checking them again.
 //!
+//! Records are read where they lie in their pack, mapped into memory: a
+//! warm render takes thousands of objects' YAML from the page cache
+//! without copying them or filling fresh memory.
+//!
 //! A render that evaluated anything stores what it evaluated as one pack
 //! (`packs/*.pack`: the entries, then an index of keys), and the records it
 //! made as another, each written atomically
@@ -44,11 +48,13 @@ use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
 use crate::repo::{ReadError, RepoFiles};
+use crate::text::Buffer;
 
 /// Overrides the cache directory.
 pub const DIR_VAR: &str = "CONTROLCENTER_CACHE_DIR";
@@ -397,6 +403,7 @@ impl Cache {
             });
             if read.is_some() {
                 packs.files.push((path, file));
+                packs.mapped.push(OnceLock::new());
                 packs.used.push(AtomicBool::new(false));
             } else if found {
                 // Entries of a pack whose index turned out damaged are not used.
@@ -631,6 +638,9 @@ fn packs_to_merge(
 pub struct Packs {
     /// Each pack, open: entries are read at their offset, by any thread.
     files: Vec<(PathBuf, fs::File)>,
+    /// Each pack mapped into memory, once a record is read from it (a
+    /// warm render reads thousands of records: one mapping, no copy).
+    mapped: Vec<OnceLock<Option<Arc<Buffer>>>>,
     index: HashMap<String, (usize, u64, u64)>,
     used: Vec<AtomicBool>,
 }
@@ -653,9 +663,23 @@ impl Packs {
     pub fn get_record(&self, key: &str) -> Option<Record> {
         let &(p, offset, len) = self.index.get(key)?;
         let (path, file) = &self.files[p];
-        let mut bytes = vec![0; usize::try_from(len).ok()?];
-        read_at(path, file, offset, &mut bytes)?;
-        let record = decode_record(bytes, key)?;
+        let record = match self.mapped[p].get_or_init(|| Buffer::map(file)) {
+            Some(buf) => {
+                let start = usize::try_from(offset).ok()?;
+                decode_record(
+                    buf,
+                    start..start.checked_add(usize::try_from(len).ok()?)?,
+                    key,
+                )?
+            }
+            None => {
+                let mut bytes = vec![0; usize::try_from(len).ok()?];
+                read_at(path, file, offset, &mut bytes)?;
+                let buf = Buffer::string(String::from_utf8(bytes).ok()?);
+                let len = buf.bytes().len();
+                decode_record(&buf, 0..len, key)?
+            }
+        };
         self.used[p].store(true, Ordering::Relaxed);
         Some(record)
     }
@@ -814,7 +838,7 @@ const RECORD_FORMAT: &str = "controlcenter-checked-2";
 /// unit's output: enough to stand for that output (how many values it
 /// had, whether it was an array, the files outside the template trees it
 /// loaded), and the record itself, which the cache does not read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Record {
     /// Whether the unit evaluated to an array.
     pub array: bool,
@@ -823,11 +847,11 @@ pub struct Record {
     pub depends: Vec<(String, String)>,
     /// How many values the unit's output had.
     pub values: usize,
-    /// The record (post-processing's format), from `body_from`.
-    pub body: String,
-    /// Where the record starts in `body`: a record read back keeps the
-    /// stored header before it rather than copy the record away from it.
-    pub body_from: usize,
+    /// The buffer holding the record (post-processing's format): a
+    /// record read back stays in the pack it was read from, mapped.
+    pub body: Arc<Buffer>,
+    /// Where in `body` the record is.
+    pub body_range: std::ops::Range<usize>,
 }
 
 /// A record as stored under `key`, with a checksum over the key and all
@@ -848,7 +872,7 @@ pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
         }
         head.push_str(&format!("{d} {path}\n"));
     }
-    let body = record.body.as_bytes().get(record.body_from..)?;
+    let body = record.body.bytes().get(record.body_range.clone())?;
     let sum = checksum(&[key.as_bytes(), &[0], head.as_bytes(), body]);
     let mut out = format!("{RECORD_FORMAT} {sum} {key}\n{head}").into_bytes();
     out.extend_from_slice(body);
@@ -858,25 +882,43 @@ pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
 /// Either an entry or a record: whether `bytes` are one stored under
 /// `key` whose checksum holds (a pack carries both alike).
 fn holds(bytes: &[u8], key: &str) -> bool {
-    decode(bytes, key).is_some() || decode_record(bytes.to_vec(), key).is_some()
+    decode(bytes, key).is_some() || read_record(bytes, key).is_some()
 }
 
-fn decode_record(bytes: Vec<u8>, key: &str) -> Option<Record> {
-    let text = String::from_utf8(bytes).ok()?;
-    let (header, rest) = text.split_once('\n')?;
+/// The record stored under `key` in `range` of `buf`, when its checksum
+/// holds; its body stays where it is in `buf`.
+fn decode_record(buf: &Arc<Buffer>, range: std::ops::Range<usize>, key: &str) -> Option<Record> {
+    let bytes = buf.bytes().get(range.clone())?;
+    let (array, depends, values, body_from) = read_record(bytes, key)?;
+    Some(Record {
+        array,
+        depends,
+        values,
+        body: buf.clone(),
+        body_range: range.start + body_from..range.end,
+    })
+}
+
+/// A stored record's header, and where its body starts in `bytes`, when
+/// they are one stored under `key` whose checksum holds.
+fn read_record(bytes: &[u8], key: &str) -> Option<(bool, Vec<(String, String)>, usize, usize)> {
+    let header_end = bytes.iter().position(|&b| b == b'\n')?;
+    let header = std::str::from_utf8(&bytes[..header_end]).ok()?;
+    let rest = &bytes[header_end + 1..];
     let mut words = header.split(' ');
     let (format, sum, stored) = (words.next()?, words.next()?, words.next()?);
     if format != RECORD_FORMAT || stored != key || words.next().is_some() {
         return None;
     }
-    if sum != checksum(&[key.as_bytes(), &[0], rest.as_bytes()]) {
+    if sum != checksum(&[key.as_bytes(), &[0], rest]) {
         return None;
     }
-    let mut at = header.len() + 1;
+    let mut at = header_end + 1;
     let mut line = || -> Option<&str> {
-        let line = text.get(at..)?.split('\n').next()?;
-        at += line.len() + 1;
-        Some(line)
+        let rest = bytes.get(at..)?;
+        let end = rest.iter().position(|&b| b == b'\n')?;
+        at += end + 1;
+        std::str::from_utf8(&rest[..end]).ok()
     };
     let array = match line()? {
         "array" => true,
@@ -895,14 +937,7 @@ fn decode_record(bytes: Vec<u8>, key: &str) -> Option<Record> {
         let (d, path) = line()?.split_once(' ')?;
         depends.push((path.to_owned(), d.to_owned()));
     }
-    text.get(at..)?;
-    Some(Record {
-        array,
-        depends,
-        values,
-        body: text,
-        body_from: at,
-    })
+    Some((array, depends, values, at))
 }
 
 fn decode(bytes: &[u8], key: &str) -> Option<Entry> {

@@ -183,10 +183,9 @@ pub struct UnitRecord {
     pub array: bool,
     /// Repository files outside the template trees the unit loaded.
     pub depends: Vec<(String, String)>,
-    /// The record found under it, if any, and where in that text it
-    /// starts: the unit's values are then empty, the record stands for
-    /// them.
-    pub found: Option<(String, usize)>,
+    /// The record found under it, if any, and where in that buffer it
+    /// is: the unit's values are then empty, the record stands for them.
+    pub found: Option<(Arc<crate::text::Buffer>, std::ops::Range<usize>)>,
     /// Whether a record was found (it needs no storing again).
     pub had_record: bool,
 }
@@ -286,7 +285,8 @@ impl Templates {
         // Each unit's dependencies outside the template trees, and its
         // record's text, for the units in the cache.
         let mut unit_depends: Vec<Vec<(String, String)>> = vec![Vec::new(); planned.len()];
-        let mut record_bodies: Vec<Option<(String, usize)>> = vec![None; planned.len()];
+        let mut record_bodies: Vec<Option<(Arc<crate::text::Buffer>, std::ops::Range<usize>)>> =
+            vec![None; planned.len()];
         let mut counts = UnitCounts::default();
         for (i, found) in looked_up.into_iter().enumerate() {
             let (depends, array, items, body) = match (found_records[i].take(), found) {
@@ -294,7 +294,7 @@ impl Templates {
                     record.depends,
                     record.array,
                     vec![String::new(); record.values],
-                    Some((record.body, record.body_from)),
+                    Some((record.body, record.body_range)),
                 ),
                 (None, Some((depends, array, items))) => (depends, array, items, None),
                 (None, None) => continue,

@@ -13,13 +13,13 @@ pub mod record;
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
-use std::sync::Arc;
 
 use serde_json::Value as Json;
 
 use crate::diagnostics::{Code, Diagnostic, Span};
 use crate::evaluate::blame::locate;
 use crate::names;
+pub use crate::text::Text;
 pub use identity::{ResourceId, ResourceKey};
 pub use record::CheckedObject;
 
@@ -38,73 +38,6 @@ pub struct Resource {
     json: Text,
     /// Its YAML document, when made with it (or taken from the cache).
     yaml: Option<Text>,
-}
-
-/// Text held once: an object's JSON or YAML, alone, or as part of the
-/// cache record it was read from (a warm render does not copy each object
-/// out of its record).
-#[derive(Clone)]
-pub struct Text(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Own(Box<str>),
-    Part {
-        buf: Arc<String>,
-        start: u32,
-        end: u32,
-    },
-}
-
-impl Text {
-    /// The whole of `text`.
-    pub fn new(text: String) -> Self {
-        Text(Repr::Own(text.into_boxed_str()))
-    }
-
-    /// The whole of `text`, to be shared (cloning it copies nothing).
-    pub fn shared(text: String) -> Self {
-        let end = u32::try_from(text.len());
-        match end {
-            Ok(end) => Text(Repr::Part {
-                buf: Arc::new(text),
-                start: 0,
-                end,
-            }),
-            Err(_) => Text::new(text),
-        }
-    }
-
-    /// Part of `buf`; `None` unless `range` is within it, on character
-    /// boundaries.
-    pub fn part(buf: &Arc<String>, range: std::ops::Range<usize>) -> Option<Self> {
-        buf.get(range.clone())?;
-        Some(Text(Repr::Part {
-            buf: buf.clone(),
-            start: u32::try_from(range.start).ok()?,
-            end: u32::try_from(range.end).ok()?,
-        }))
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Own(text) => text,
-            Repr::Part { buf, start, end } => &buf[*start as usize..*end as usize],
-        }
-    }
-}
-
-impl std::fmt::Debug for Text {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_str().fmt(f)
-    }
-}
-
-impl PartialEq for Text {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
 }
 
 impl Resource {
@@ -726,8 +659,9 @@ mod tests {
             .iter()
             .map(|r| r.as_deref().unwrap())
             .collect();
-        let buf = Arc::new(String::from_utf8(record::encode(&encoded)).unwrap());
-        let decoded = record::decode(&buf, 0).unwrap();
+        let text = String::from_utf8(record::encode(&encoded)).unwrap();
+        let len = text.len();
+        let decoded = record::decode(&crate::text::Buffer::string(text), 0..len).unwrap();
         let mut records: Vec<Option<Vec<CheckedObject>>> = vec![None];
         records.extend(decoded.into_iter().map(Some));
         let mut moved: Vec<(String, String)> = vec![("[0]".into(), obj("Secret", "s").to_string())];

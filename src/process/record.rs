@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::{display_origin, Resource, ResourceId, Text};
+use crate::text::Buffer;
 
 /// One object of a value, as a record holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,16 +107,17 @@ pub fn encode(values: &[&[CheckedObject]]) -> Vec<u8> {
     out
 }
 
-/// The records [`encode`] wrote, from offset `from` of `bytes` to its end,
-/// their texts parts of `bytes` (nothing is copied); `None` for anything
-/// else.
-pub fn decode(bytes: &Arc<String>, from: usize) -> Option<Vec<Vec<CheckedObject>>> {
-    let mut at = from;
+/// The records [`encode`] wrote, in `range` of `buf`, their texts parts of
+/// `buf` (nothing is copied); `None` for anything else.
+pub fn decode(buf: &Arc<Buffer>, range: std::ops::Range<usize>) -> Option<Vec<Vec<CheckedObject>>> {
+    let bytes = buf.bytes().get(range.clone())?;
+    // Offsets below are into `bytes`; `range.start` makes them the buffer's.
+    let mut at = 0;
     let line = |at: &mut usize| -> Option<&str> {
         let rest = bytes.get(*at..)?;
-        let end = rest.find('\n')?;
+        let end = rest.iter().position(|&b| b == b'\n')?;
         *at += end + 1;
-        Some(&rest[..end])
+        std::str::from_utf8(&rest[..end]).ok()
     };
     let count: usize = line(&mut at)?.parse().ok()?;
     let mut values = Vec::new();
@@ -138,7 +140,7 @@ pub fn decode(bytes: &Arc<String>, from: usize) -> Option<Vec<Vec<CheckedObject>
             // the buffer.
             let mut word = |len: Option<usize>| -> Option<&str> {
                 let end = at.checked_add(len?)?;
-                let text = bytes.get(at..end)?;
+                let text = std::str::from_utf8(bytes.get(at..end)?).ok()?;
                 at = end;
                 Some(text)
             };
@@ -154,7 +156,7 @@ pub fn decode(bytes: &Arc<String>, from: usize) -> Option<Vec<Vec<CheckedObject>
                     return Some(None);
                 };
                 let end = at.checked_add(len)?;
-                let part = Text::part(bytes, at..end)?;
+                let part = Text::part(buf, range.start + at..range.start + end)?;
                 at = end;
                 Some(Some(part))
             };
@@ -205,19 +207,24 @@ mod tests {
         ];
         let none: [CheckedObject; 0] = [];
         let values: [&[CheckedObject]; 3] = [&one, &many, &none];
-        let bytes = Arc::new(String::from_utf8(encode(&values)).unwrap());
-        let back = decode(&bytes, 0).unwrap();
+        let bytes = String::from_utf8(encode(&values)).unwrap();
+        let whole = |text: &str| {
+            let buf = Buffer::string(text.to_owned());
+            decode(&buf, 0..text.len())
+        };
+        let back = whole(&bytes).unwrap();
         assert_eq!(back, vec![one.to_vec(), many.to_vec(), Vec::new()]);
         assert_eq!(back[0][0].id.group, "apps");
         for cut in [1, bytes.len() / 2, bytes.len() - 1] {
-            let cut = Arc::new(bytes.get(..cut).unwrap_or("").to_owned());
-            assert_eq!(decode(&cut, 0), None);
+            assert_eq!(whole(bytes.get(..cut).unwrap_or("")), None);
         }
-        let longer = Arc::new(format!("{bytes}x"));
-        assert_eq!(decode(&longer, 0), None);
+        assert_eq!(whole(&format!("{bytes}x")), None);
         // A length that cuts a character in two.
-        let split = Arc::new("1\n1\n0 0 0 0 0 1 - -\né".to_owned());
-        assert_eq!(decode(&split, 0), None);
+        assert_eq!(whole("1\n1\n0 0 0 0 0 1 - -\né"), None);
+        // Read where it lies in a larger buffer.
+        let framed = format!("header\n{bytes}trailer");
+        let buf = Buffer::string(framed.clone());
+        assert_eq!(decode(&buf, 7..7 + bytes.len()), Some(back));
     }
 
     #[test]
