@@ -131,6 +131,7 @@ fn time_stages(repo: &Path, env: &str, runs: usize) {
             workers: 0,
             cache: None,
             services: None,
+            env: None,
         })
         .ok()
         .unwrap();

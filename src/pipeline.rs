@@ -47,6 +47,11 @@ pub struct RenderOptions {
     /// Render only these services (keys in controlcenter.yaml); `None`
     /// for the whole environment.
     pub services: Option<BTreeSet<String>>,
+    /// The one environment this run renders, when known before loading:
+    /// the project is narrowed to it ([`Project::narrow_to`]), and, with a
+    /// cache, the other environments' sections whose exact text was found
+    /// valid before are not parsed again (`validate::verdicts`).
+    pub env: Option<String>,
 }
 
 impl RenderOptions {
@@ -61,6 +66,7 @@ impl RenderOptions {
             workers: 0,
             cache: None,
             services: None,
+            env: None,
         }
     }
 }
@@ -187,7 +193,19 @@ impl Project {
             diagnostics,
         };
 
-        let inputs = match load::load_repo(repo.as_ref(), &mut sources) {
+        let verdicts = match (&options.env, &options.cache) {
+            (Some(env), Some(cache)) => {
+                crate::validate::verdicts::SectionVerdicts::new(repo.as_ref(), cache.clone(), env)
+            }
+            _ => None,
+        };
+        let leave_out = |_: &str, text: &str| {
+            verdicts
+                .as_ref()
+                .map(|v| v.leave_out(text))
+                .unwrap_or_default()
+        };
+        let inputs = match load::load_repo_leaving_out(repo.as_ref(), &mut sources, &leave_out) {
             Ok(i) => i,
             Err(d) => return Err(fail(sources, d)),
         };
@@ -233,6 +251,12 @@ impl Project {
             took: loaded,
             peak_kib: loaded_peak,
         });
+        if let Some(verdicts) = &verdicts {
+            verdicts.store(&project.inputs);
+        }
+        if let Some(env) = &options.env {
+            project.narrow_to(env);
+        }
         project.timings.record("validate", start.elapsed() - loaded);
         Ok(project)
     }
@@ -327,15 +351,15 @@ impl Project {
         env: &str,
         placeholders: bool,
     ) -> Outcome<(ResolvedEnv, TerraformOutputs)> {
+        if let Some(only) = self.narrowed.as_ref().filter(|only| *only != env) {
+            return Err(vec![resolve::unknown_env(&self.inputs, env)
+                .note(format!("this run renders `{only}` only"))]);
+        }
         if self.inputs.controlcenter.root.get(env).is_none()
             || env == DEFAULTS_KEY
             || env == SETTINGS_KEY
         {
             return Err(vec![resolve::unknown_env(&self.inputs, env)]);
-        }
-        if let Some(only) = self.narrowed.as_ref().filter(|only| *only != env) {
-            return Err(vec![resolve::unknown_env(&self.inputs, env)
-                .note(format!("this run renders `{only}` only"))]);
         }
         self.load_contract(false)?;
         let contract = self.contract.as_ref().and_then(|(_, c)| c.as_ref());
@@ -646,6 +670,13 @@ impl Project {
         &self.templates
     }
 
+    /// Sections of controlcenter.yaml that were neither parsed nor
+    /// validated: other environments' whose exact text was found valid
+    /// before (`validate::verdicts`).
+    pub fn sections_found_valid_before(&self) -> usize {
+        self.inputs.left_out.len()
+    }
+
     /// Units evaluated and taken from the cache by the last render.
     pub fn units(&self) -> UnitCounts {
         self.units
@@ -670,6 +701,44 @@ mod tests {
         let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
         Project::load(RenderOptions::new(Arc::new(repo)))
             .unwrap_or_else(|_| panic!("the example loads"))
+    }
+
+    /// With a cache, a second load for one environment leaves the others'
+    /// sections out of the tree (found valid by the first), yet still
+    /// knows them, and renders the same.
+    #[test]
+    fn other_sections_found_valid_before_are_left_out_and_still_known() {
+        let cache = tempfile::tempdir().expect("a cache directory");
+        let load = || {
+            let dir = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/controlcenter-examples/article"
+            );
+            let repo = crate::repo::WorkTree::open(std::path::Path::new(dir)).expect("the example");
+            let mut options = RenderOptions::new(Arc::new(repo));
+            options.cache = Some(Arc::new(Cache::new(cache.path().to_path_buf())));
+            options.env = Some("prod".to_owned());
+            Project::load(options).unwrap_or_else(|_| panic!("the example loads"))
+        };
+        let mut first = load();
+        assert_eq!(first.sections_found_valid_before(), 0);
+        let mut second = load();
+        assert_eq!(second.sections_found_valid_before(), 2);
+        assert_eq!(second.envs(), article().envs());
+        let json = |resources: Vec<Resource>| -> Vec<String> {
+            resources.iter().map(|r| r.json().to_owned()).collect()
+        };
+        assert_eq!(
+            json(second.render("prod").unwrap_or_else(|_| panic!("renders"))),
+            json(first.render("prod").unwrap_or_else(|_| panic!("renders")))
+        );
+        let Err(refused) = second.render("dev") else {
+            panic!("a section left out was rendered");
+        };
+        assert!(refused[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("renders `prod` only")));
     }
 
     /// A project narrowed to one environment renders it as before, and

@@ -116,10 +116,16 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
         Ok(s) => s,
         Err(d) => return cli.fail(d, EXIT_INVALID),
     };
-    let options = match cli.render_options(Arc::new(repo), namespace, &services) {
+    let mut options = match cli.render_options(Arc::new(repo), namespace, &services) {
         Ok(o) => o,
         Err(code) => return code,
     };
+    // Known before loading, the environment narrows the load (it is
+    // checked against controlcenter.yaml after).
+    options.env = crate::commands::cmp::requested_env(&vars)
+        .ok()
+        .flatten()
+        .map(|(env, _)| env);
     let mut project = match Project::load(options) {
         Ok(p) => p,
         Err(f) => {
@@ -134,7 +140,6 @@ fn generate(cli: &Cli, start: &std::path::Path) -> i32 {
             return EXIT_INVALID;
         }
     };
-    project.narrow_to(&env);
     let mut resources = match project.render(&env) {
         Ok(r) => r,
         Err(d) => {

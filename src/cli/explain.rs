@@ -61,7 +61,7 @@ pub(super) fn run(cli: &Cli, args: &ExplainArgs) -> i32 {
     };
     let project = cli
         .snapshot(args.rev.as_deref())
-        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone(), &[]));
+        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone(), &[], None));
     let mut project = match project {
         Ok(p) => p,
         Err(code) => return code,

@@ -140,7 +140,7 @@ pub(super) fn run(cli: &Cli, args: &HydrateArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let mut project = match cli.project_of(files, None, &[]) {
+    let mut project = match cli.project_of(files, None, &[], None) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -277,7 +277,7 @@ impl Cli {
     /// Opens and validates the repository; on failure reports and returns the exit code.
     fn project(&self) -> Result<Project, i32> {
         let (repo, _) = self.snapshot(None)?;
-        self.project_of(repo, None, &[])
+        self.project_of(repo, None, &[], None)
     }
 
     /// The repository's work tree (`rev` = None) or a Git revision of it,
@@ -319,7 +319,9 @@ impl Cli {
         label: &str,
         services: &[String],
     ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
-        let mut project = match Project::load(self.render_options(repo, None, services)?) {
+        let mut options = self.render_options(repo, None, services)?;
+        options.env = Some(env.to_owned());
+        let mut project = match Project::load(options) {
             Ok(p) => p,
             Err(Failure {
                 sources,
@@ -362,6 +364,7 @@ impl Cli {
             workers: self.jobs,
             cache: self.cache()?,
             services: (!services.is_empty()).then(|| services.iter().cloned().collect()),
+            env: None,
         })
     }
 
@@ -382,14 +385,18 @@ impl Cli {
         Ok(cache::default_dir().map(|dir| Arc::new(Cache::new(dir))))
     }
 
-    /// Loads and validates a snapshot; on failure reports and returns the exit code.
+    /// Loads and validates a snapshot (to render `env` only, when given);
+    /// on failure reports and returns the exit code.
     fn project_of(
         &self,
         repo: Arc<dyn RepoFiles>,
         default_namespace: Option<String>,
         services: &[String],
+        env: Option<&str>,
     ) -> Result<Project, i32> {
-        Project::load(self.render_options(repo, default_namespace, services)?).map_err(
+        let mut options = self.render_options(repo, default_namespace, services)?;
+        options.env = env.map(str::to_owned);
+        Project::load(options).map_err(
             |Failure {
                  sources,
                  diagnostics,

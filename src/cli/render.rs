@@ -70,14 +70,18 @@ pub struct RenderArgs {
 }
 
 pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
-    let project = cli
-        .snapshot(args.rev.as_deref())
-        .and_then(|(repo, _)| cli.project_of(repo, args.namespace.clone(), &args.services));
+    let project = cli.snapshot(args.rev.as_deref()).and_then(|(repo, _)| {
+        cli.project_of(
+            repo,
+            args.namespace.clone(),
+            &args.services,
+            Some(&args.env),
+        )
+    });
     let mut project = match project {
         Ok(p) => p,
         Err(code) => return code,
     };
-    project.narrow_to(&args.env);
     let (resources, outputs) = match project.render_with(&args.env, args.placeholders) {
         Ok(r) => r,
         Err(d) => {
@@ -100,10 +104,11 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         let peak = crate::pipeline::peak_kib()
             .map_or_else(String::new, |kib| format!(", peak {} MiB", kib / 1024));
         eprintln!(
-            "timings: {} ({} units evaluated, {} cached{peak})",
+            "timings: {} ({} units evaluated, {} cached, {} sections found valid before{peak})",
             stages.join(", "),
             units.evaluated,
-            units.cached
+            units.cached,
+            project.sections_found_valid_before()
         );
     }
     match &args.out_dir {

@@ -92,16 +92,7 @@ pub fn select_env(
     vars: &BTreeMap<String, String>,
     known: &[String],
 ) -> Result<(String, EnvSource), Diagnostic> {
-    let non_empty = |v: &String| !v.trim().is_empty();
-    let (raw, source) = if let Some(v) = vars.get(ENV_VAR).filter(|v| non_empty(v)) {
-        (v.trim().to_owned(), EnvSource::PluginEnv)
-    } else if let Some(v) = parameter(vars, ENV_PARAMETER)?.filter(non_empty) {
-        (v.trim().to_owned(), EnvSource::Parameter)
-    } else if let Some(v) = vars.get(TARGET_REVISION_VAR).filter(|v| non_empty(v)) {
-        let branch = v.trim();
-        let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
-        (branch.to_ascii_lowercase(), EnvSource::Branch)
-    } else {
+    let Some((raw, source)) = requested_env(vars)? else {
         return Err(Diagnostic::error(
             Code::UnknownEnv,
             "no environment: neither CC_ENV nor a target branch is set",
@@ -125,6 +116,28 @@ pub fn select_env(
     .help(
         "name a known environment with the plugin env entry CC_ENV, or track an environment branch",
     ))
+}
+
+/// The environment the plugin's variables ask for (the plugin env entry
+/// `CC_ENV`, else the `env` parameter, else the target branch), and where
+/// it comes from, before it is checked against controlcenter.yaml; `None`
+/// when none is set.
+pub fn requested_env(
+    vars: &BTreeMap<String, String>,
+) -> Result<Option<(String, EnvSource)>, Diagnostic> {
+    let non_empty = |v: &String| !v.trim().is_empty();
+    let requested = if let Some(v) = vars.get(ENV_VAR).filter(|v| non_empty(v)) {
+        (v.trim().to_owned(), EnvSource::PluginEnv)
+    } else if let Some(v) = parameter(vars, ENV_PARAMETER)?.filter(non_empty) {
+        (v.trim().to_owned(), EnvSource::Parameter)
+    } else if let Some(v) = vars.get(TARGET_REVISION_VAR).filter(|v| non_empty(v)) {
+        let branch = v.trim();
+        let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+        (branch.to_ascii_lowercase(), EnvSource::Branch)
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(requested))
 }
 
 /// A string parameter from `ARGOCD_APP_PARAMETERS`

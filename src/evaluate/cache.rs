@@ -93,6 +93,19 @@ const MERGE_MAX_BYTES: u64 = 4 << 20;
 /// read or hold more.
 const MAX_PART_BYTES: u64 = 64 << 20;
 
+/// Verdicts kept (a few dozen bytes each): past this, the oldest go.
+const MAX_VERDICTS: usize = 4096;
+
+/// Whether `key` is a digest (and so a file name of its own).
+fn is_hex(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What a verdict file holds: its format and its own key.
+fn verdict_bytes(key: &str) -> Vec<u8> {
+    format!("controlcenter-verdict-1 {key}\n").into_bytes()
+}
+
 /// Most files of the template trees digested (a bound, not a limit users
 /// meet: past it, nothing is cached).
 const MAX_TEMPLATE_FILES: usize = 20_000;
@@ -136,6 +149,11 @@ pub fn default_dir() -> Option<PathBuf> {
 /// Hex SHA-256 of `bytes`.
 pub fn digest(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+/// Hex of what `h` has hashed.
+pub fn hex_digest(h: Sha256) -> String {
+    hex(&h.finalize())
 }
 
 /// The checksum of a stored entry or record over its parts: it finds
@@ -538,6 +556,47 @@ impl Cache {
             let _ = fs::remove_file(old);
         }
         self.trim(Some(&path));
+    }
+
+    fn verdicts_dir(&self) -> PathBuf {
+        self.dir.join("verdicts")
+    }
+
+    /// Whether a verdict is stored under `key` (a hex digest).
+    pub fn has_verdict(&self, key: &str) -> bool {
+        is_hex(key)
+            && fs::read(self.verdicts_dir().join(key)).is_ok_and(|b| b == verdict_bytes(key))
+    }
+
+    /// Stores a verdict under each of `keys` (hex digests), atomically;
+    /// past [`MAX_VERDICTS`], the oldest go. Nothing is stored when the
+    /// cache may hold nothing. Failures are ignored.
+    pub fn store_verdicts(&self, keys: &[String]) {
+        let dir = self.verdicts_dir();
+        if keys.is_empty() || self.max_bytes == 0 || fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        for key in keys.iter().filter(|k| is_hex(k)) {
+            let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) else {
+                return;
+            };
+            if tmp.write_all(&verdict_bytes(key)).is_ok() {
+                let _ = tmp.persist(dir.join(key));
+            }
+        }
+        let Ok(files) = fs::read_dir(&dir) else {
+            return;
+        };
+        let mut verdicts: Vec<(SystemTime, PathBuf)> = files
+            .flatten()
+            .filter_map(|f| Some((f.metadata().ok()?.modified().ok()?, f.path())))
+            .collect();
+        if verdicts.len() > MAX_VERDICTS {
+            verdicts.sort();
+            for (_, path) in &verdicts[..verdicts.len() - MAX_VERDICTS] {
+                let _ = fs::remove_file(path);
+            }
+        }
     }
 
     /// Deletes the least recently used packs while the cache is over its

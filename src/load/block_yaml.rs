@@ -32,12 +32,15 @@ impl<E> From<E> for Stop<E> {
     }
 }
 
-/// Gives `emit` the events of `text` with their start and end (byte
-/// offsets, which are saphyr's character indices in ASCII text), as
-/// saphyr would; [`Stop::Unsupported`] as soon as the text is not plain
-/// block YAML. Events already given then stand for nothing.
-pub fn read<'t, E>(
+/// Gives `emit` the events of `text`, whose top-level mapping is indented
+/// by `indent` spaces (0 for a document; more for a run of a larger
+/// mapping's entries), with their start and end (byte offsets, which are
+/// saphyr's character indices in ASCII text), as saphyr would;
+/// [`Stop::Unsupported`] as soon as the text is not plain block YAML.
+/// Events already given then stand for nothing.
+pub fn read_indented<'t, E>(
     text: &'t str,
+    indent: usize,
     emit: &mut dyn FnMut(Event<'t>, usize, usize) -> Result<(), E>,
 ) -> Result<(), Stop<E>> {
     if !text
@@ -54,7 +57,7 @@ pub fn read<'t, E>(
         emit,
     };
     reader.line = reader.content_line(0);
-    reader.document()
+    reader.document(indent)
 }
 
 /// A line with content (not blank, not only a comment).
@@ -135,14 +138,14 @@ impl<'t, E> Reader<'t, '_, E> {
         self.line.map_or(self.bytes.len(), |l| l.content)
     }
 
-    fn document(&mut self) -> Read<E> {
+    fn document(&mut self, indent: usize) -> Read<E> {
         self.emit(Event::StreamStart, 0, 0)?;
         let first = self.line.ok_or(Stop::Unsupported)?;
         self.emit(Event::DocumentStart(false), first.content, first.content)?;
-        if first.indent() != 0 || self.key(first.content, first).is_none() {
+        if first.indent() != indent || self.key(first.content, first).is_none() {
             return Err(Stop::Unsupported);
         }
-        self.mapping(0, first.content)?;
+        self.mapping(indent, first.content)?;
         if self.line.is_some() {
             return Err(Stop::Unsupported);
         }
@@ -503,10 +506,16 @@ mod tests {
         (events, true)
     }
 
-    /// This reader's events, if it read the text.
+    /// This reader's events, if it read the text as a document.
     fn fast(text: &str) -> Option<Events> {
+        fast_at(text, 0)
+    }
+
+    /// This reader's events, if it read the text as a mapping indented by
+    /// `indent`.
+    fn fast_at(text: &str, indent: usize) -> Option<Events> {
         let mut events = Vec::new();
-        let read = read::<()>(text, &mut |e, start, end| {
+        let read = read_indented::<()>(text, indent, &mut |e, start, end| {
             events.push((format!("{e:?}"), start, end));
             Ok(())
         });
@@ -515,7 +524,13 @@ mod tests {
 
     /// Either this reader stops, or it gives exactly saphyr's events.
     fn agrees(text: &str) -> bool {
-        let Some(events) = fast(text) else {
+        // A run of a larger mapping's entries is read at its indentation.
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .unwrap_or_default();
+        let indent = first.len() - first.trim_start_matches(' ').len();
+        let Some(events) = fast_at(text, indent) else {
             return false;
         };
         let (expected, whole) = saphyr(text);
@@ -540,6 +555,9 @@ mod tests {
             "a: [1, 2]\nb: {c: 1}\n",
             "a: {min: 3, max: 10}\nb: {x: {s: a-b, k: d/s/db}}\nc: [1, two, \"3\"]\n",
             "d: { x: 1 , y: [ ] }  # c\nf: [a, {b: c}]\ng:\n- {a: 'q', b: \"r\" }\n- [x]\n",
+            // Runs of a larger mapping's entries, indented.
+            "  svc_2:\n    git_rev: v1\n    env:\n      A: \"1\"\n  svc_3: {}\n",
+            "# c\n    a: 1\n    b:\n    - x\n",
         ] {
             assert!(agrees(text), "not read: {text:?}");
         }

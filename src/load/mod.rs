@@ -39,6 +39,19 @@ pub struct RepoInputs {
     pub secrets: Option<Input>,
     /// The repo's `schemas/service.schema.json`, parsed, if present.
     pub service_schema: Option<serde_json::Value>,
+    /// Sections of controlcenter.yaml not parsed: environments not
+    /// rendered whose exact text was found valid before (see
+    /// `Project::load`). `controlcenter.root` does not hold them.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A section of controlcenter.yaml left out of its tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Its key: an environment.
+    pub key: String,
+    /// Where the key is written.
+    pub key_span: Span,
 }
 
 /// Reserved top-level key of controlcenter.yaml deep-merged under every
@@ -51,14 +64,20 @@ impl RepoInputs {
     /// The environments of controlcenter.yaml with their key spans, in
     /// file order.
     pub fn env_names(&self) -> Vec<(String, Span)> {
-        self.controlcenter
+        let mut names: Vec<(String, Span)> = self
+            .controlcenter
             .root
             .as_map()
             .unwrap_or_default()
             .iter()
             .filter(|e| e.key != DEFAULTS_KEY && e.key != SETTINGS_KEY)
             .map(|e| (e.key.clone(), e.key_span))
-            .collect()
+            .chain(self.left_out.iter().map(|s| (s.key.clone(), s.key_span)))
+            .collect();
+        if !self.left_out.is_empty() {
+            names.sort_by_key(|(_, span)| span.start);
+        }
+        names
     }
 }
 
@@ -146,6 +165,10 @@ pub fn load_yaml(
         .unwrap_or(Ok(None))
 }
 
+/// Which top-level sections of a plain file not to parse, given its path
+/// and text: some of what [`yaml::sections`] gives.
+pub type LeaveOut<'a> = dyn Fn(&str, &str) -> Vec<yaml::Section> + Sync + 'a;
+
 /// [`load_yaml`] of several files: read and registered in order, parsed
 /// side by side (the small ones would otherwise leave cores idle), then
 /// checked and masked in order.
@@ -154,6 +177,21 @@ pub fn load_yaml_files(
     sources: &mut Sources,
     files: &[(&str, Sensitivity)],
 ) -> Vec<Result<Option<Input>, Vec<Diagnostic>>> {
+    load_yaml_files_leaving_out(repo, sources, files, &|_, _| Vec::new())
+        .into_iter()
+        .map(|(input, _)| input)
+        .collect()
+}
+
+/// [`load_yaml_files`], leaving out the sections of a plain file that
+/// `leave_out` names when the rest parses exactly on its own: with each
+/// file, the ranges left out.
+fn load_yaml_files_leaving_out(
+    repo: &dyn RepoFiles,
+    sources: &mut Sources,
+    files: &[(&str, Sensitivity)],
+    leave_out: &LeaveOut,
+) -> Vec<LoadedYaml> {
     let read: Vec<_> = files
         .iter()
         .map(|&(path, sensitivity)| read_text(repo, sources, path).map(|r| (r, sensitivity)))
@@ -161,23 +199,44 @@ pub fn load_yaml_files(
     // A thread per file, up to a bound: a large file does not hold up
     // the small ones, and thousands of small ones share the cores.
     let workers = read.len().min(crate::parallel::cores().max(8));
-    let parsed = crate::parallel::map(&read, workers, |r| match r {
-        Ok((Some((file, text)), sensitivity)) => Some(yaml::parse_with_aliases(
-            text,
-            *file,
-            *sensitivity != Sensitivity::Plain,
-        )),
+    let paths: Vec<&str> = files.iter().map(|(path, _)| *path).collect();
+    let read: Vec<_> = read.into_iter().zip(paths).collect();
+    let parsed = crate::parallel::map(&read, workers, |(r, path)| match r {
+        Ok((Some((file, text)), sensitivity)) => {
+            let left_out = match sensitivity {
+                Sensitivity::Plain => leave_out(path, text),
+                _ => Vec::new(),
+            };
+            let ranges: Vec<std::ops::Range<usize>> =
+                left_out.iter().map(|s| s.range.clone()).collect();
+            let partial = (!left_out.is_empty())
+                .then(|| yaml::parse_leaving_out(text, *file, &ranges))
+                .flatten();
+            Some(match partial {
+                Some(parsed) => (Ok(parsed), left_out),
+                None => (
+                    yaml::parse_with_aliases(text, *file, *sensitivity != Sensitivity::Plain),
+                    Vec::new(),
+                ),
+            })
+        }
         _ => None,
     });
+    let read = read.into_iter().map(|(r, _)| r);
     files
         .iter()
         .zip(read)
         .zip(parsed)
         .map(|((&(path, sensitivity), read), parsed)| {
-            finish_yaml(sources, path, sensitivity, read.map(|(r, _)| r), parsed)
+            let (parsed, left_out) = parsed.unzip();
+            let input = finish_yaml(sources, path, sensitivity, read.map(|(r, _)| r), parsed);
+            (input, left_out.unwrap_or_default())
         })
         .collect()
 }
+
+/// A file loaded, and the sections of it left out.
+type LoadedYaml = (Result<Option<Input>, Vec<Diagnostic>>, Vec<yaml::Section>);
 
 /// The part of [`load_yaml`] after parsing: masking, secrets, checks.
 fn finish_yaml(
@@ -261,6 +320,17 @@ pub fn load_repo(
     repo: &dyn RepoFiles,
     sources: &mut Sources,
 ) -> Result<RepoInputs, Vec<Diagnostic>> {
+    load_repo_leaving_out(repo, sources, &|_, _| Vec::new())
+}
+
+/// [`load_repo`], leaving out of controlcenter.yaml's tree the sections
+/// `leave_out` names (when it is the configuration's one file, and the
+/// rest parses exactly on its own): [`RepoInputs::left_out`].
+pub fn load_repo_leaving_out(
+    repo: &dyn RepoFiles,
+    sources: &mut Sources,
+    leave_out: &LeaveOut,
+) -> Result<RepoInputs, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     // Secret values first, so that whatever is loaded after them (a copy
     // pasted into a policy, a schema) is scrubbed from every message. An
@@ -283,11 +353,32 @@ pub fn load_repo(
     let parts = split_file_paths(repo, &mut split_diags);
     files.extend(parts.iter().map(|p| (p.as_str(), Sensitivity::Plain)));
     files.push((TAGS_FILE, Sensitivity::Plain));
-    let mut loaded = load_yaml_files(repo, sources, &files);
-    let tags = loaded.pop().unwrap_or(Ok(None));
-    let parts_loaded = loaded.split_off(loaded.len().saturating_sub(parts.len()));
-    let controlcenter = loaded.pop().unwrap_or(Ok(None));
-    let secrets = loaded.pop().unwrap_or(Ok(None));
+    // Sections are left out of controlcenter.yaml only when it is the one
+    // file of the configuration.
+    let no_split = parts.is_empty() && split_diags.is_empty();
+    let leave_out = |path: &str, text: &str| match path {
+        CONTROLCENTER_FILE if no_split => leave_out(path, text),
+        _ => Vec::new(),
+    };
+    let mut loaded = load_yaml_files_leaving_out(repo, sources, &files, &leave_out);
+    let (tags, _) = loaded.pop().unwrap_or((Ok(None), Vec::new()));
+    let parts_loaded = loaded
+        .split_off(loaded.len().saturating_sub(parts.len()))
+        .into_iter()
+        .map(|(input, _)| input)
+        .collect();
+    let (controlcenter, left_out) = loaded.pop().unwrap_or((Ok(None), Vec::new()));
+    let (secrets, _) = loaded.pop().unwrap_or((Ok(None), Vec::new()));
+    let left_out: Vec<LeftOut> = match &controlcenter {
+        Ok(Some(input)) => left_out
+            .into_iter()
+            .map(|s| LeftOut {
+                key_span: Span::new(input.file, s.key_start, s.key_start + s.key.len()),
+                key: s.key,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let controlcenter = match controlcenter {
         Ok(Some(i)) => Some(i),
         Ok(None) => {
@@ -358,6 +449,7 @@ pub fn load_repo(
             tags,
             secrets,
             service_schema,
+            left_out,
         }),
         _ => Err(diags),
     }

@@ -191,6 +191,18 @@ fn build(
     range: std::ops::Range<usize>,
     sensitive: bool,
 ) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+    build_indented(text, file, range, 0, sensitive)
+}
+
+/// [`build`] of a range whose top-level mapping is indented by `indent`
+/// spaces (more entries of a mapping that an earlier range began).
+fn build_indented(
+    text: &str,
+    file: FileId,
+    range: std::ops::Range<usize>,
+    indent: usize,
+    sensitive: bool,
+) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
     let builder = |range| {
         let mut builder = Builder::new(text, file, range);
         builder.sensitive = sensitive;
@@ -200,8 +212,9 @@ fn build(
     // Character indices are byte offsets only in ASCII text.
     if fast.offsets.table.is_empty() {
         let part = &text[range.clone()];
-        let read =
-            super::block_yaml::read(part, &mut |event, start, end| fast.event(event, start, end));
+        let read = super::block_yaml::read_indented(part, indent, &mut |event, start, end| {
+            fast.event(event, start, end)
+        });
         if read.is_ok() && fast.errors.is_empty() {
             return Ok(fast.built());
         }
@@ -213,42 +226,210 @@ fn build(
 /// core: below it, threads cost more than they save.
 const PARALLEL_MIN_BYTES: usize = 256 * 1024;
 
-/// Parses a document whose top level is a block mapping as `parts`
-/// contiguous runs of its top-level entries, in parallel, and joins them. A top-level
-/// entry of a block mapping means the same whatever entries surround it,
-/// except through anchors: so anything this cannot join exactly (an error
-/// in a run, an alias to another run's anchor, a key two runs define, a
-/// limit reached only together, directives, several documents) returns
-/// `None`, and the whole document is parsed at once, which then gives the
-/// one true answer or error.
+/// Parses a document whose top level is a block mapping as about `parts`
+/// runs of its entries, in parallel, and joins them.
 fn parse_sections_in_parallel(
     text: &str,
     file: FileId,
     sensitive: bool,
     parts: usize,
 ) -> Option<(Node, Vec<AliasUse>)> {
-    let runs = section_runs(text, parts)?;
-    let parsed = crate::parallel::map(&runs, runs.len(), |range| {
-        build(text, file, range.clone(), sensitive).ok()
+    if parts < 2 {
+        return None;
+    }
+    let starts = key_line_starts(text)?;
+    let runs = plan_runs(text, &starts, &[0..text.len()], parts);
+    if runs.len() < 2 {
+        return None;
+    }
+    parse_runs(text, file, sensitive, &runs)
+}
+
+/// A range of a document parsed on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Run {
+    range: std::ops::Range<usize>,
+    /// `None` for whole top-level entries; else more entries, indented
+    /// this much, of the mapping of the last top-level entry before.
+    continues: Option<usize>,
+}
+
+/// Runs of about equal size covering `segments` (each a range of whole
+/// top-level entries, whose key lines start at `starts`), at least one
+/// per segment: cut between top-level entries, and inside an entry
+/// larger than a share between the entries of its block mapping (a
+/// document is mostly one environment's services).
+fn plan_runs(
+    text: &str,
+    starts: &[usize],
+    segments: &[std::ops::Range<usize>],
+    parts: usize,
+) -> Vec<Run> {
+    let total: usize = segments.iter().map(std::ops::Range::len).sum();
+    let share = (total / parts.max(1)).max(1);
+    let mut runs = Vec::new();
+    for segment in segments {
+        let (mut start, mut continues) = (segment.start, None);
+        while segment.end - start > share + share / 2 {
+            let Some((cut, cut_continues)) = next_cut(text, starts, start + share, segment.end)
+            else {
+                break;
+            };
+            runs.push(Run {
+                range: start..cut,
+                continues,
+            });
+            (start, continues) = (cut, cut_continues);
+        }
+        runs.push(Run {
+            range: start..segment.end,
+            continues,
+        });
+    }
+    runs
+}
+
+/// The first place at or after `target` (before `end`) where a run may
+/// start: a line with a key of the block mapping of the top-level entry
+/// there, written plainly at its indentation, else the next top-level
+/// key's line.
+fn next_cut(
+    text: &str,
+    starts: &[usize],
+    target: usize,
+    end: usize,
+) -> Option<(usize, Option<usize>)> {
+    let entry = starts.partition_point(|&s| s <= target).checked_sub(1)?;
+    let next = starts
+        .get(entry + 1)
+        .copied()
+        .unwrap_or(text.len())
+        .min(end);
+    if let Some(indent) = mapping_indent(text, starts[entry]) {
+        // The line after the one `target` falls in (maybe inside a
+        // character).
+        let from = text
+            .as_bytes()
+            .get(target..next)?
+            .iter()
+            .position(|&b| b == b'\n')?;
+        let from = target + from + 1;
+        let mut at = from;
+        for line in text.get(from..next)?.split_inclusive('\n') {
+            if line.len() > indent
+                && line.as_bytes()[..indent].iter().all(|&b| b == b' ')
+                && is_plain_key_line(&line[indent..])
+            {
+                return Some((at, Some(indent)));
+            }
+            at += line.len();
+        }
+    }
+    (next < end).then_some((next, None))
+}
+
+/// The indentation of the block mapping under the top-level key whose line
+/// starts at `key_start`, when the key's value is one (its first content
+/// line is a plain key, indented).
+fn mapping_indent(text: &str, key_start: usize) -> Option<usize> {
+    let mut lines = text[key_start..].split_inclusive('\n');
+    let key_line = lines.next()?;
+    if !key_line.split_once(':')?.1.trim().is_empty() {
+        return None;
+    }
+    let line = lines.find(|l| {
+        let t = l.trim_start_matches(' ');
+        !t.trim().is_empty() && !t.starts_with('#')
+    })?;
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    (indent > 0 && is_plain_key_line(&line[indent..])).then_some(indent)
+}
+
+/// Whether `line` starts with a key written plainly (letters, digits and
+/// `_./-`, starting with a letter, a digit or `_`) followed by a colon
+/// and a space or the line's end.
+fn is_plain_key_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    if !b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        return false;
+    }
+    let len = b
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-')))
+        .unwrap_or(b.len());
+    b.get(len) == Some(&b':') && matches!(b.get(len + 1), None | Some(b' ' | b'\n' | b'\r'))
+}
+
+/// Parses `runs` of a document whose top level is a block mapping, in
+/// parallel, and joins their entries in order. A top-level entry of a
+/// block mapping, and an entry of its own block mapping, means the same
+/// whatever entries surround it, except through anchors: so anything this
+/// cannot join exactly (an error in a run, an alias to another run's
+/// anchor, a key two runs define, a limit reached only together,
+/// directives, several documents) returns `None`, and the caller parses
+/// the whole document at once, which then gives the one true answer or
+/// error.
+fn parse_runs(
+    text: &str,
+    file: FileId,
+    sensitive: bool,
+    runs: &[Run],
+) -> Option<(Node, Vec<AliasUse>)> {
+    let parsed = crate::parallel::map(runs, runs.len(), |run| {
+        build_indented(
+            text,
+            file,
+            run.range.clone(),
+            run.continues.unwrap_or(0),
+            sensitive,
+        )
+        .ok()
     });
     let mut entries: Vec<Entry> = Vec::new();
     let mut keys: HashSet<String> = HashSet::new();
+    // The keys of the last top-level entry's mapping, once a run continues it.
+    let mut continued: Option<HashSet<String>> = None;
     let mut aliases = Vec::new();
     let (mut start, mut end) = (None, 0);
     let mut size = Size::default();
-    for run in parsed {
-        let (root, run_aliases, run_size) = run?;
+    for (run, parsed) in runs.iter().zip(parsed) {
+        let (root, run_aliases, run_size) = parsed?;
         let Value::Map(run_entries) = root.value else {
             return None;
         };
-        for e in &run_entries {
-            if !keys.insert(e.key.clone()) {
+        if run.continues.is_some() {
+            let last = entries.last_mut()?;
+            let Value::Map(mapping) = &mut last.value.value else {
                 return None;
+            };
+            // What the cut closed ends, in the whole parse, at the next
+            // key itself, past its indentation.
+            if let (Some(e), Some(indent)) = (mapping.last_mut(), run.continues) {
+                close_at(&mut e.value, run.range.start, run.range.start + indent);
             }
+            let known =
+                continued.get_or_insert_with(|| mapping.iter().map(|e| e.key.clone()).collect());
+            for e in &run_entries {
+                if !known.insert(e.key.clone()) {
+                    return None;
+                }
+            }
+            mapping.extend(run_entries);
+            last.value.span.end = root.span.end;
+        } else {
+            for e in &run_entries {
+                if !keys.insert(e.key.clone()) {
+                    return None;
+                }
+            }
+            continued = None;
+            start.get_or_insert(root.span.start);
+            entries.extend(run_entries);
         }
-        start.get_or_insert(root.span.start);
         end = root.span.end;
-        entries.extend(run_entries);
         aliases.extend(run_aliases);
         size.nodes += run_size.nodes;
         size.copied_bytes += run_size.copied_bytes;
@@ -264,21 +445,119 @@ fn parse_sections_in_parallel(
     Some((root, aliases))
 }
 
-/// Byte ranges of `text` that each start with a top-level key (the first
-/// at 0, with any leading comments), about `parts` of equal size; `None`
-/// when the text is not plainly one block mapping or is not worth it.
-fn section_runs(text: &str, parts: usize) -> Option<Vec<std::ops::Range<usize>>> {
-    if parts < 2 || text.starts_with(BOM) {
+/// Moves the end of `node` and of its last descendants, those that end
+/// at `from` (where a run was cut: a collection, a block scalar), to `to`.
+fn close_at(node: &mut Node, from: usize, to: usize) {
+    match &mut node.value {
+        Value::Map(entries) => {
+            if let Some(last) = entries.last_mut() {
+                close_at(&mut last.value, from, to);
+            }
+        }
+        Value::Seq(items) => {
+            if let Some(last) = items.last_mut() {
+                close_at(last, from, to);
+            }
+        }
+        _ => {}
+    }
+    if node.span.end == from {
+        node.span.end = to;
+    }
+}
+
+/// [`parse_with_aliases`] of a document whose top-level sections in
+/// `left_out` (ranges [`sections`] gave) are not parsed: the tree holds
+/// the others only. `None` when the rest cannot be parsed on its own
+/// exactly (see [`parse_runs`]); the caller then parses it all.
+pub fn parse_leaving_out(
+    text: &str,
+    file: FileId,
+    left_out: &[std::ops::Range<usize>],
+) -> Option<(Node, Vec<AliasUse>)> {
+    forbidden_character(text, file).is_none().then_some(())?;
+    let all = sections(text)?;
+    // Runs of the sections kept, each contiguous.
+    let mut segments: Vec<std::ops::Range<usize>> = Vec::new();
+    for s in all.iter().filter(|s| !left_out.contains(&s.range)) {
+        match segments.last_mut() {
+            Some(last) if last.end == s.range.start => last.end = s.range.end,
+            _ => segments.push(s.range.clone()),
+        }
+    }
+    let sections_left_out = all.iter().filter(|s| left_out.contains(&s.range)).count();
+    if segments.is_empty() || sections_left_out != left_out.len() {
         return None;
     }
-    // Line starts of top-level keys written plainly.
+    let kept: usize = segments.iter().map(std::ops::Range::len).sum();
+    let starts: Vec<usize> = all.iter().map(|s| s.key_start).collect();
+    let parts = if kept >= PARALLEL_MIN_BYTES {
+        crate::parallel::cores()
+    } else {
+        1
+    };
+    parse_runs(
+        text,
+        file,
+        false,
+        &plan_runs(text, &starts, &segments, parts),
+    )
+}
+
+/// One top-level entry of a document that is plainly a block mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// Its key.
+    pub key: String,
+    /// Where its key's line starts.
+    pub key_start: usize,
+    /// Its text: from its key's line (the first also from the start of
+    /// the document, with any comments before it) to the next key's.
+    pub range: std::ops::Range<usize>,
+}
+
+/// The top-level entries of `text`, in order, when it is plainly one block
+/// mapping of keys written plainly at the start of their lines (letters,
+/// digits, `_` and `-`, then `:`), else `None`. A line that only looks like
+/// such a key (inside a scalar) is told apart by parsing: the sections are
+/// what the parsed document holds only when its top-level keys start where
+/// these do.
+pub fn sections(text: &str) -> Option<Vec<Section>> {
+    let starts = key_line_starts(text)?;
+    let mut sections = Vec::with_capacity(starts.len());
+    for (i, &start) in starts.iter().enumerate() {
+        let line = text[start..].split('\n').next().unwrap_or_default();
+        let (key, rest) = line.split_once(':')?;
+        let plain = key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain || !(rest.is_empty() || rest.starts_with([' ', '\r'])) {
+            return None;
+        }
+        let from = if i == 0 { 0 } else { start };
+        let to = starts.get(i + 1).copied().unwrap_or(text.len());
+        sections.push(Section {
+            key: key.to_owned(),
+            key_start: start,
+            range: from..to,
+        });
+    }
+    Some(sections)
+}
+
+/// Where each line starting with a plain top-level key starts; `None`
+/// when the text is not plainly one block mapping (a byte-order mark, a
+/// directive, a document marker, a top level written otherwise, or
+/// anything but comments before the first key).
+fn key_line_starts(text: &str) -> Option<Vec<usize>> {
+    if text.starts_with(BOM) {
+        return None;
+    }
     let mut keys = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         match line.as_bytes().first() {
             Some(b) if b.is_ascii_alphanumeric() || *b == b'_' => keys.push(offset),
-            // A directive, a document marker, or a top level written
-            // otherwise than as plain keys: parse it whole.
             Some(
                 b'%' | b'-' | b'.' | b'{' | b'[' | b'?' | b'!' | b'&' | b'*' | b'"' | b'\'' | b':',
             ) => return None,
@@ -286,32 +565,14 @@ fn section_runs(text: &str, parts: usize) -> Option<Vec<std::ops::Range<usize>>>
         }
         offset += line.len();
     }
-    // Whatever comes before the first key is comments or blank lines.
     let first = *keys.first()?;
-    let prefix = &text[..first];
-    if prefix
+    if text[..first]
         .lines()
         .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
     {
         return None;
     }
-    let mut starts = vec![0];
-    let share = text.len() / parts;
-    for k in 1..parts {
-        let target = k * share;
-        let at = keys.partition_point(|&s| s < target);
-        if let Some(&s) = keys.get(at) {
-            if s > *starts.last().unwrap_or(&0) {
-                starts.push(s);
-            }
-        }
-    }
-    if starts.len() < 2 {
-        return None;
-    }
-    let mut runs: Vec<std::ops::Range<usize>> = starts.windows(2).map(|w| w[0]..w[1]).collect();
-    runs.push(*starts.last().unwrap_or(&0)..text.len());
-    Some(runs)
+    Some(keys)
 }
 
 /// Whether YAML allows `c` in a stream (YAML 1.2 `c-printable`).
@@ -1256,6 +1517,72 @@ mod parallel_tests {
         for text in ["a: one\ntwo\nb: 3\n", "a: one\n two\nb: 3\nc: 4\n"] {
             same_as_whole(text);
         }
+    }
+
+    #[test]
+    fn runs_inside_a_section_parse_as_the_whole_document() {
+        let joined = [
+            "dev:\n  a: {x: 1}\n  b: [1, 2]\n  c: 3\n  # c\n  d:\n    e: 1\n    f: |\n      t\n  g: 'q'\nprod:\n  a: 2\n",
+            "settings: {}\nprod:\n    svc_1:\n      git_rev: v1\n    svc_2:\n      git_rev: v2\n    svc_3:\n      git_rev: v3\n    svc_4: {}\n",
+            // What ends a service before a cut: a block scalar, a list,
+            // a nested mapping, comments.
+            "dev:\n  a:\n    t: |\n      x\n\n  b:\n    t: >-\n      y\n  # c\n  c:\n    l:\n    - 1\n    - k: v\n  d:\n    m:\n      n: 1\n  # c\n\n  e: 1\n",
+        ];
+        for text in joined {
+            assert!(same_as_whole(text), "{text:?} should be cut");
+        }
+        let declined = [
+            // A key two runs of one section define.
+            "dev:\n  a: 1\n  b: 2\n  c: 3\n  d: 4\n  a: 5\n",
+            // An alias to an anchor of another run of the section.
+            "dev:\n  a: &x 1\n  b: 2\n  c: 3\n  d: 4\n  e: *x\n",
+        ];
+        for text in declined {
+            assert!(!same_as_whole(text), "{text:?} should not be cut");
+        }
+        // A quoted scalar over lines that look like keys: the same, or
+        // declined.
+        for text in [
+            "dev:\n  a: \"one\n  b: two\"\n  c: 3\n  d: 4\n",
+            "dev:\n  a: 'one\n  b: two'\n  c: 3\n  d: 4\n  e: 5\n",
+        ] {
+            same_as_whole(text);
+        }
+    }
+
+    #[test]
+    fn sections_left_out_are_the_only_difference_from_the_whole_parse() {
+        let text = "# head\nsettings: {a: 1}\ndev:\n  svc:\n    git_rev: v1\n  other: {}\nprod:\n  svc:\n    git_rev: v2\n  more: {}\n";
+        let mut sources = Sources::default();
+        let f = sources.add("t.yaml", text);
+        let (whole, _) = whole(text, f).unwrap();
+        let all = sections(text).unwrap();
+        assert_eq!(
+            all.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            ["settings", "dev", "prod"]
+        );
+        assert_eq!(
+            all[0].range.start, 0,
+            "the first takes the comments before it"
+        );
+        for left_out in [vec![1], vec![2], vec![0, 2], vec![1, 2]] {
+            let ranges: Vec<_> = left_out.iter().map(|&i| all[i].range.clone()).collect();
+            let (parsed, _) = parse_leaving_out(text, f, &ranges).unwrap();
+            let mut expected = whole.clone();
+            if let Value::Map(entries) = &mut expected.value {
+                entries.retain(|e| !left_out.iter().any(|&i| all[i].key == e.key));
+            }
+            assert_eq!(
+                parsed.as_map(),
+                expected.as_map(),
+                "leaving out {left_out:?}"
+            );
+        }
+        // A range that is no section, and a document whose keys are not
+        // written plainly, are parsed whole.
+        assert!(parse_leaving_out(text, f, &[3..10]).is_none());
+        assert!(sections("dev:\n  a: 1\n\"prod\": {}\n").is_none());
+        assert!(sections("dev:\n  a: 1\nprod:x\n").is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod outputs;
 pub mod schema;
 pub mod vendor;
+pub mod verdicts;
 
 use crate::diagnostics::{Code, Diagnostic, Outcome, Sources, Span};
 use crate::load::{self, Input, RepoInputs};

@@ -376,5 +376,6 @@ fn options(repo: MemRepo, limits: Limits) -> controlcenter::RenderOptions {
         workers: 0,
         cache: None,
         services: None,
+        env: None,
     }
 }

@@ -22,3 +22,4 @@ mod render;
 mod tags;
 mod units;
 mod vendor;
+mod verdicts;
