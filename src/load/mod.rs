@@ -472,10 +472,10 @@ fn merge_split_files(
     let mut merged = base;
     // Where each key of each section is defined so far: a lookup per key,
     // not a scan of the section (thousands of one-service files).
-    let mut defined: Defined = merged
-        .as_ref()
-        .map(|m| defined_in(&m.root))
-        .unwrap_or_default();
+    let mut defined: Defined = match &merged {
+        Some(m) if !paths.is_empty() => defined_in(&m.root),
+        _ => Defined::default(),
+    };
     for (path, part) in paths.iter().zip(loaded) {
         let part = match part {
             Ok(Some(part)) => part,
