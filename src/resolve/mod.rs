@@ -244,7 +244,9 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         extra_fields,
         secret_fields,
     };
-    let mut services = BTreeMap::new();
+    // Gathered boxed, then sorted and moved into the map once: inserting
+    // each (a large value) into a growing map moved them again and again.
+    let mut resolved_services: Vec<(String, Box<ServiceState>)> = Vec::new();
     let mut service_spans = BTreeMap::new();
     let mut unresolved = Vec::new();
     let mut by_name: BTreeMap<String, (String, Span)> = BTreeMap::new();
@@ -283,13 +285,19 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
                     Named::Only(_) => unresolved.push(e.key.clone()),
                     Named::Resolved(svc) => {
                         service_spans.insert(e.key.clone(), e.key_span);
-                        services.insert(e.key.clone(), *svc);
+                        resolved_services.push((e.key.clone(), svc));
                     }
                 }
             }
             Err(d) => diags.extend(d),
         }
     }
+
+    resolved_services.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let services: BTreeMap<String, ServiceState> = resolved_services
+        .into_iter()
+        .map(|(key, svc)| (key, *svc))
+        .collect();
 
     let sealed_secrets = match &inputs.secrets {
         Some(file) => match secrets::sealed_secrets(file, env, &namespace) {
