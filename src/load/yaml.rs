@@ -318,7 +318,7 @@ fn next_cut(
         for line in text.get(from..next)?.split_inclusive('\n') {
             if line.len() > indent
                 && line.as_bytes()[..indent].iter().all(|&b| b == b' ')
-                && is_plain_key_line(&line[indent..])
+                && plain_key(&line[indent..]).is_some()
             {
                 return Some((at, Some(indent)));
             }
@@ -342,25 +342,27 @@ fn mapping_indent(text: &str, key_start: usize) -> Option<usize> {
         !t.trim().is_empty() && !t.starts_with('#')
     })?;
     let indent = line.len() - line.trim_start_matches(' ').len();
-    (indent > 0 && is_plain_key_line(&line[indent..])).then_some(indent)
+    (indent > 0 && plain_key(&line[indent..]).is_some()).then_some(indent)
 }
 
-/// Whether `line` starts with a key written plainly (letters, digits and
-/// `_./-`, starting with a letter, a digit or `_`) followed by a colon
-/// and a space or the line's end.
-fn is_plain_key_line(line: &str) -> bool {
+/// The key `line` starts with, when it is written plainly (letters,
+/// digits and `_./-`, starting with a letter, a digit or `_`) and followed
+/// by a colon and a space or the line's end.
+fn plain_key(line: &str) -> Option<&str> {
     let b = line.as_bytes();
     if !b
         .first()
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
     {
-        return false;
+        return None;
     }
     let len = b
         .iter()
         .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'/' | b'-')))
         .unwrap_or(b.len());
-    b.get(len) == Some(&b':') && matches!(b.get(len + 1), None | Some(b' ' | b'\n' | b'\r'))
+    let colon_then_space =
+        b.get(len) == Some(&b':') && matches!(b.get(len + 1), None | Some(b' ' | b'\n' | b'\r'));
+    colon_then_space.then(|| &line[..len])
 }
 
 /// Parses `runs` of a document whose top level is a block mapping, in
@@ -518,7 +520,7 @@ pub struct Section {
 
 /// The top-level entries of `text`, in order, when it is plainly one block
 /// mapping of keys written plainly at the start of their lines (letters,
-/// digits, `_` and `-`, then `:`), else `None`. A line that only looks like
+/// digits and `_./-`, then `:`), else `None`. A line that only looks like
 /// such a key (inside a scalar) is told apart by parsing: the sections are
 /// what the parsed document holds only when its top-level keys start where
 /// these do.
@@ -526,14 +528,7 @@ pub fn sections(text: &str) -> Option<Vec<Section>> {
     let starts = key_line_starts(text)?;
     let mut sections = Vec::with_capacity(starts.len());
     for (i, &start) in starts.iter().enumerate() {
-        let line = text[start..].split('\n').next().unwrap_or_default();
-        let (key, rest) = line.split_once(':')?;
-        let plain = key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !plain || !(rest.is_empty() || rest.starts_with([' ', '\r'])) {
-            return None;
-        }
+        let key = plain_key(&text[start..])?;
         let from = if i == 0 { 0 } else { start };
         let to = starts.get(i + 1).copied().unwrap_or(text.len());
         sections.push(Section {
