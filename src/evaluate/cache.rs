@@ -101,9 +101,14 @@ fn is_hex(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// What a verdict file holds: its format and its own key.
-fn verdict_bytes(key: &str) -> Vec<u8> {
-    format!("controlcenter-verdict-1 {key}\n").into_bytes()
+/// First word of every verdict file.
+const VERDICT_FORMAT: &str = "controlcenter-verdict-2";
+
+/// What a verdict file holds: its format, its own key, and the values its
+/// section holds (which count toward the document's limit when it is
+/// left out).
+fn verdict_bytes(key: &str, values: usize) -> Vec<u8> {
+    format!("{VERDICT_FORMAT} {key} {values}\n").into_bytes()
 }
 
 /// Most files of the template trees digested (a bound, not a limit users
@@ -562,25 +567,39 @@ impl Cache {
         self.dir.join("verdicts")
     }
 
-    /// Whether a verdict is stored under `key` (a hex digest).
-    pub fn has_verdict(&self, key: &str) -> bool {
-        is_hex(key)
-            && fs::read(self.verdicts_dir().join(key)).is_ok_and(|b| b == verdict_bytes(key))
+    /// The verdict stored under `key` (a hex digest), if any: what it
+    /// says of its section, how many values it holds.
+    pub fn verdict(&self, key: &str) -> Option<usize> {
+        if !is_hex(key) {
+            return None;
+        }
+        let bytes = fs::read(self.verdicts_dir().join(key)).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let values = text
+            .strip_prefix(VERDICT_FORMAT)?
+            .strip_prefix(' ')?
+            .strip_prefix(key)?
+            .strip_prefix(' ')?
+            .strip_suffix('\n')?
+            .parse()
+            .ok()?;
+        (bytes == verdict_bytes(key, values)).then_some(values)
     }
 
-    /// Stores a verdict under each of `keys` (hex digests), atomically;
-    /// past [`MAX_VERDICTS`], the oldest go. Nothing is stored when the
-    /// cache may hold nothing. Failures are ignored.
-    pub fn store_verdicts(&self, keys: &[String]) {
+    /// Stores each verdict (a hex digest as its key, and the values of
+    /// its section), atomically; past [`MAX_VERDICTS`], the oldest go.
+    /// Nothing is stored when the cache may hold nothing. Failures are
+    /// ignored.
+    pub fn store_verdicts(&self, verdicts: &[(String, usize)]) {
         let dir = self.verdicts_dir();
-        if keys.is_empty() || self.max_bytes == 0 || fs::create_dir_all(&dir).is_err() {
+        if verdicts.is_empty() || self.max_bytes == 0 || fs::create_dir_all(&dir).is_err() {
             return;
         }
-        for key in keys.iter().filter(|k| is_hex(k)) {
+        for (key, values) in verdicts.iter().filter(|(k, _)| is_hex(k)) {
             let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) else {
                 return;
             };
-            if tmp.write_all(&verdict_bytes(key)).is_ok() {
+            if tmp.write_all(&verdict_bytes(key, *values)).is_ok() {
                 let _ = tmp.persist(dir.join(key));
             }
         }

@@ -166,8 +166,9 @@ pub fn load_yaml(
 }
 
 /// Which top-level sections of a plain file not to parse, given its path
-/// and text: some of what [`yaml::sections`] gives.
-pub type LeaveOut<'a> = dyn Fn(&str, &str) -> Vec<yaml::Section> + Sync + 'a;
+/// and text: some of what [`yaml::sections`] gives, with the values each
+/// holds ([`yaml::count_values`]).
+pub type LeaveOut<'a> = dyn Fn(&str, &str) -> Vec<(yaml::Section, usize)> + Sync + 'a;
 
 /// [`load_yaml`] of several files: read and registered in order, parsed
 /// side by side (the small ones would otherwise leave cores idle), then
@@ -208,10 +209,12 @@ fn load_yaml_files_leaving_out(
                 _ => Vec::new(),
             };
             let ranges: Vec<std::ops::Range<usize>> =
-                left_out.iter().map(|s| s.range.clone()).collect();
+                left_out.iter().map(|(s, _)| s.range.clone()).collect();
+            let values = left_out.iter().map(|(_, n)| n).sum();
             let partial = (!left_out.is_empty())
-                .then(|| yaml::parse_leaving_out(text, *file, &ranges))
+                .then(|| yaml::parse_leaving_out(text, *file, &ranges, values))
                 .flatten();
+            let left_out: Vec<yaml::Section> = left_out.into_iter().map(|(s, _)| s).collect();
             Some(match partial {
                 Some(parsed) => (Ok(parsed), left_out),
                 None => (

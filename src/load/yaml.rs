@@ -206,6 +206,8 @@ fn build_indented(
     let builder = |range| {
         let mut builder = Builder::new(text, file, range);
         builder.sensitive = sensitive;
+        // An indented run's mapping is an entry's value, a level down.
+        builder.depth = usize::from(indent > 0);
         builder
     };
     let mut fast = builder(range.clone());
@@ -242,7 +244,7 @@ fn parse_sections_in_parallel(
     if runs.len() < 2 {
         return None;
     }
-    parse_runs(text, file, sensitive, &runs)
+    parse_runs(text, file, sensitive, &runs, 0)
 }
 
 /// A range of a document parsed on its own.
@@ -305,7 +307,12 @@ fn next_cut(
         .copied()
         .unwrap_or(text.len())
         .min(end);
-    if let Some(indent) = mapping_indent(text, starts[entry]) {
+    // A merge key (`<<`) adds entries to the mapping it is in, whichever
+    // run it falls in: such a section is not cut.
+    let merges = text
+        .get(starts[entry]..next)
+        .is_none_or(|section| section.contains("<<"));
+    if let Some(indent) = mapping_indent(text, starts[entry]).filter(|_| !merges) {
         // The line after the one `target` falls in (maybe inside a
         // character).
         let from = text
@@ -379,6 +386,7 @@ fn parse_runs(
     file: FileId,
     sensitive: bool,
     runs: &[Run],
+    nodes_elsewhere: usize,
 ) -> Option<(Node, Vec<AliasUse>)> {
     let parsed = crate::parallel::map(runs, runs.len(), |run| {
         build_indented(
@@ -396,7 +404,11 @@ fn parse_runs(
     let mut continued: Option<HashSet<String>> = None;
     let mut aliases = Vec::new();
     let (mut start, mut end) = (None, 0);
-    let mut size = Size::default();
+    // The limits are the whole document's.
+    let mut size = Size {
+        nodes: nodes_elsewhere,
+        copied_bytes: 0,
+    };
     for (run, parsed) in runs.iter().zip(parsed) {
         let (root, run_aliases, run_size) = parsed?;
         let Value::Map(run_entries) = root.value else {
@@ -469,13 +481,16 @@ fn close_at(node: &mut Node, from: usize, to: usize) {
 }
 
 /// [`parse_with_aliases`] of a document whose top-level sections in
-/// `left_out` (ranges [`sections`] gave) are not parsed: the tree holds
-/// the others only. `None` when the rest cannot be parsed on its own
-/// exactly (see [`parse_runs`]); the caller then parses it all.
+/// `left_out` (ranges [`sections`] gave), holding `left_out_values`
+/// values ([`count_values`]), are not parsed: the tree holds the others
+/// only. `None` when the rest cannot be parsed on its own exactly (see
+/// [`parse_runs`]), or the whole would be past a limit; the caller then
+/// parses it all.
 pub fn parse_leaving_out(
     text: &str,
     file: FileId,
     left_out: &[std::ops::Range<usize>],
+    left_out_values: usize,
 ) -> Option<(Node, Vec<AliasUse>)> {
     forbidden_character(text, file).is_none().then_some(())?;
     let all = sections(text)?;
@@ -503,7 +518,15 @@ pub fn parse_leaving_out(
         file,
         false,
         &plan_runs(text, &starts, &segments, parts),
+        left_out_values,
     )
+}
+
+/// The values a top-level entry holding `value` counts toward
+/// [`MAX_NODES`] (its key, and every value under it), when it holds no
+/// alias.
+pub fn count_values(value: &Node) -> usize {
+    1 + Size::of(value).nodes
 }
 
 /// One top-level entry of a document that is plainly a block mapping.
@@ -545,7 +568,7 @@ pub fn sections(text: &str) -> Option<Vec<Section>> {
 /// directive, a document marker, a top level written otherwise, or
 /// anything but comments before the first key).
 fn key_line_starts(text: &str) -> Option<Vec<usize>> {
-    if text.starts_with(BOM) {
+    if text.starts_with(BOM) || has_lone_carriage_return(text) {
         return None;
     }
     let mut keys = Vec::new();
@@ -553,10 +576,13 @@ fn key_line_starts(text: &str) -> Option<Vec<usize>> {
     for line in text.split_inclusive('\n') {
         match line.as_bytes().first() {
             Some(b) if b.is_ascii_alphanumeric() || *b == b'_' => keys.push(offset),
-            Some(
-                b'%' | b'-' | b'.' | b'{' | b'[' | b'?' | b'!' | b'&' | b'*' | b'"' | b'\'' | b':',
-            ) => return None,
-            _ => {}
+            // Indented content, a comment, a blank line.
+            Some(b' ' | b'#' | b'\n') => {}
+            Some(b'\r') if line == "\r\n" => {}
+            // Anything else at the start of a line (a directive, a
+            // document marker, a merge key `<<`, a tab, a flow or quoted
+            // top level) may join or change what surrounds it.
+            _ => return None,
         }
         offset += line.len();
     }
@@ -568,6 +594,15 @@ fn key_line_starts(text: &str) -> Option<Vec<usize>> {
         return None;
     }
     Some(keys)
+}
+
+/// Whether `text` breaks a line with a carriage return alone, which YAML
+/// reads as a line break and a scan by `\n` would not.
+fn has_lone_carriage_return(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\r' && b.get(i + 1) != Some(&b'\n'))
 }
 
 /// Whether YAML allows `c` in a stream (YAML 1.2 `c-printable`).
@@ -690,6 +725,9 @@ struct Builder<'t> {
     errors: Vec<Diagnostic>,
     root: Option<Node>,
     documents: usize,
+    /// Levels of nesting above the part parsed: 1 for more entries of a
+    /// top-level entry's mapping (a run that continues a section).
+    depth: usize,
 }
 
 impl<'t> Builder<'t> {
@@ -712,6 +750,7 @@ impl<'t> Builder<'t> {
             errors: Vec::new(),
             root: None,
             documents: 0,
+            depth: 0,
         }
     }
 
@@ -885,7 +924,7 @@ impl<'t> Builder<'t> {
     }
 
     fn open(&mut self, start: usize, end: usize) -> Result<(), Diagnostic> {
-        if self.stack.len() >= MAX_DEPTH {
+        if self.stack.len() + self.depth >= MAX_DEPTH {
             return Err(Diagnostic::error(
                 Code::YamlLimit,
                 format!("nesting deeper than {MAX_DEPTH} levels"),
@@ -1526,6 +1565,17 @@ mod parallel_tests {
         for text in joined {
             assert!(same_as_whole(text), "{text:?} should be cut");
         }
+        // A merge key adds to the whole section: no cut inside it.
+        assert!(!same_as_whole(
+            "dev:\n  a: 1\n  b: 2\n  c: 3\n  <<: {a: 5, z: 6}\n  d: 4\n  e: 5\n"
+        ));
+        // Nesting counts from the document's top, whatever run it is in.
+        let deep = format!(
+            "dev:\n  a: 1\n  b: 2\n  c: 3\n  d: {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        same_as_whole(&deep);
         let declined = [
             // A key two runs of one section define.
             "dev:\n  a: 1\n  b: 2\n  c: 3\n  d: 4\n  a: 5\n",
@@ -1562,7 +1612,7 @@ mod parallel_tests {
         );
         for left_out in [vec![1], vec![2], vec![0, 2], vec![1, 2]] {
             let ranges: Vec<_> = left_out.iter().map(|&i| all[i].range.clone()).collect();
-            let (parsed, _) = parse_leaving_out(text, f, &ranges).unwrap();
+            let (parsed, _) = parse_leaving_out(text, f, &ranges, 0).unwrap();
             let mut expected = whole.clone();
             if let Value::Map(entries) = &mut expected.value {
                 entries.retain(|e| !left_out.iter().any(|&i| all[i].key == e.key));
@@ -1575,9 +1625,17 @@ mod parallel_tests {
         }
         // A range that is no section, and a document whose keys are not
         // written plainly, are parsed whole.
-        assert!(parse_leaving_out(text, f, &[3..10]).is_none());
+        assert!(parse_leaving_out(text, f, &[3..10], 0).is_none());
+        // Nor when the values left out would put the whole past its limit.
+        assert!(parse_leaving_out(text, f, &[all[1].range.clone()], MAX_NODES).is_none());
         assert!(sections("dev:\n  a: 1\n\"prod\": {}\n").is_none());
         assert!(sections("dev:\n  a: 1\nprod:x\n").is_none());
+        // What a scan by `\n` cannot see: a line broken by a carriage
+        // return alone, a merge key at the top level, a tab.
+        assert!(sections("dev:\n  a: 1\rprod:\r  b: 2\nqa: {}\n").is_none());
+        assert!(sections("dev:\n  a: 1\n<<: {qa: {b: 1}}\nprod: {}\n").is_none());
+        assert!(sections("dev:\n\ta: 1\nprod: {}\n").is_none());
+        assert!(sections("dev:\r\n  a: 1\r\n\r\nprod: {}\r\n").is_some());
     }
 
     #[test]

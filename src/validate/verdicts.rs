@@ -17,7 +17,9 @@
 //! (`writeOnly`) fields (their values are registered from every section,
 //! so no message can show them), when controlcenter.d/ is merged in, when
 //! a section holds an anchor or an alias, or when the file's top level is
-//! not written plainly enough to find its sections without parsing.
+//! not written plainly enough to find its sections without parsing. A
+//! verdict keeps how many values its section holds: the document's limit
+//! counts them when the section is left out.
 
 use std::sync::{Arc, Mutex};
 
@@ -80,8 +82,9 @@ impl SectionVerdicts {
     }
 
     /// The sections of controlcenter.yaml's `text` to leave out: other
-    /// environments' sections that have a verdict.
-    pub fn leave_out(&self, text: &str) -> Vec<Section> {
+    /// environments' sections that have a verdict, with the values each
+    /// holds.
+    pub fn leave_out(&self, text: &str) -> Vec<(Section, usize)> {
         let Some(sections) = yaml::sections(text) else {
             return Vec::new();
         };
@@ -115,8 +118,7 @@ impl SectionVerdicts {
             .collect();
         let left_out = keyed
             .iter()
-            .filter(|(_, key)| self.cache.has_verdict(key))
-            .map(|(s, _)| s.clone())
+            .filter_map(|(s, key)| Some((s.clone(), self.cache.verdict(key)?)))
             .collect();
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(Seen { sections, keyed });
@@ -156,18 +158,19 @@ impl SectionVerdicts {
             return;
         }
         let aliases = &inputs.controlcenter.aliases;
-        let keys: Vec<String> = seen
+        let root = &inputs.controlcenter.root;
+        // Those parsed (a section left out is not in the tree).
+        let verdicts: Vec<(String, usize)> = seen
             .keyed
             .into_iter()
-            .filter(|(s, _)| !inputs.left_out.iter().any(|l| l.key == s.key))
             .filter(|(s, _)| {
                 !aliases.iter().any(|a| {
                     s.range.contains(&a.anchor.start) || s.range.contains(&a.used_at.start)
                 })
             })
-            .map(|(_, key)| key)
-            .filter(|key| !self.cache.has_verdict(key))
+            .filter_map(|(s, key)| Some((key, yaml::count_values(root.get(&s.key)?))))
+            .filter(|(key, _)| self.cache.verdict(key).is_none())
             .collect();
-        self.cache.store_verdicts(&keys);
+        self.cache.store_verdicts(&verdicts);
     }
 }

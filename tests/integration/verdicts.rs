@@ -184,3 +184,39 @@ fn no_section_is_left_out_that_an_alias_or_a_secret_field_reaches_into() {
         0
     );
 }
+
+#[test]
+fn what_a_scan_of_lines_cannot_see_is_parsed_whole() {
+    // Each edit follows a render that found preprod and prod valid.
+    let edits: [(&str, &str); 2] = [
+        // A carriage return alone breaks a line: a second `prod`.
+        ("\npreprod:", "\rprod:\r  y: 2\npreprod:"),
+        // A merge key at the top level supplies a section.
+        ("\npreprod:", "\n<<: {prod: {svc_x: {bogus: 1}}}\npreprod:"),
+    ];
+    for (from, to) in edits {
+        let repo = copy_of("article");
+        let cache = tempfile::tempdir().unwrap();
+        ok(&render_dev(repo.path(), cache.path(), &[]));
+        let path = repo.path().join("controlcenter.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let cached = render_dev(repo.path(), cache.path(), &[]);
+        let uncached = controlcenter()
+            .arg("--repo")
+            .arg(repo.path())
+            .args(["--no-cache", "render", "--env", "dev"])
+            .output()
+            .unwrap();
+        assert_eq!(cached.status.code(), uncached.status.code(), "{to:?}");
+        assert_eq!(cached.stdout, uncached.stdout, "{to:?}");
+        let report = |out: &Output| {
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| !l.starts_with("timings:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(report(&cached), report(&uncached), "{to:?}");
+    }
+}
