@@ -339,8 +339,9 @@ pub fn load_repo_leaving_out(
     // pasted into a policy, a schema) is scrubbed from every message. An
     // env file's own problems are reported when its environment resolves.
     // All are parsed side by side, and masked in this order.
-    let env_files: Vec<String> = repo
-        .list_files("")
+    let root_files = repo.list_files("");
+    diags.extend(root_files.iter().filter_map(|name| misnamed_input(name)));
+    let env_files: Vec<String> = root_files
         .into_iter()
         .filter(|name| name.starts_with("env-") && is_input_file(name))
         .collect();
@@ -562,6 +563,28 @@ fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<St
         diags.push(split_file_problem(&path, &what, &help));
     }
     paths
+}
+
+/// `CC0102` about a root file named like an input but spelled `.yml`
+/// (`env-prod.yml`, `secrets.yml`): only `.yaml` names are read, and such
+/// a file passed over would drop its environment's outputs, its sealed
+/// secrets or its services from the render without a word.
+fn misnamed_input(name: &str) -> Option<Diagnostic> {
+    let stem = name.strip_suffix(".yml")?;
+    let meant = format!("{stem}.yaml");
+    if !is_input_file(&meant) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            Code::FileUnreadable,
+            format!(
+                "{} is not read: input files are named `*.yaml`",
+                crate::names::clip(name)
+            ),
+        )
+        .help(format!("rename it `{}`", crate::names::clip(&meant))),
+    )
 }
 
 /// `CC0102` about an entry of controlcenter.d/ that is not read.

@@ -645,6 +645,29 @@ fn a_controlcenter_d_that_is_a_git_submodule_is_an_error_at_a_revision() {
 }
 
 #[test]
+fn root_inputs_spelled_yml_are_errors() {
+    // Each would otherwise be passed over: the environment's outputs, its
+    // sealed secrets or its image tags missing from the render.
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    std::fs::rename(
+        repo.path().join("env-prod.yaml"),
+        repo.path().join("env-prod.yml"),
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("secrets.yml"), "{}\n").unwrap();
+    // Not named like an input: not a concern of controlcenter.
+    std::fs::write(repo.path().join("mkdocs.yml"), "site_name: x\n").unwrap();
+    let out = render(repo.path(), "prod", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    insta::assert_snapshot!(transcript(&out));
+    // Another environment's file misnamed stops this one's render too: the
+    // branch is wrong as a whole.
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(transcript(&out).contains("rename it `env-prod.yaml`"));
+}
+
+#[test]
 fn controlcenter_d_entries_that_would_not_be_read_are_errors() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
     let parts = repo.path().join("controlcenter.d");
