@@ -524,9 +524,26 @@ pub fn parse_leaving_out(
 
 /// The values a top-level entry holding `value` counts toward
 /// [`MAX_NODES`] (its key, and every value under it), when it holds no
-/// alias.
+/// anchor, alias or merge key (see [`may_copy_values`]).
 pub fn count_values(value: &Node) -> usize {
     1 + Size::of(value).nodes
+}
+
+/// Whether `text` may hold an anchor or a merge key, as far as a scan of
+/// its bytes tells: an `&` after a blank, a flow indicator or nothing,
+/// or a `<<` anywhere. Such values are charged against the document's
+/// limits for more than the tree keeps of them (an anchored value once
+/// more, a merge source dropped once merged), so [`count_values`] is not
+/// what a parse of them counts. A `&` inside a word (`a=1&b=2`) is no
+/// anchor; one after a blank inside a quoted string is taken for one
+/// (that section only gets no verdict).
+pub fn may_copy_values(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(2).any(|w| w == b"<<")
+        || b.iter().enumerate().any(|(i, &c)| {
+            c == b'&'
+                && (i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b','))
+        })
 }
 
 /// One top-level entry of a document that is plainly a block mapping.
@@ -1290,6 +1307,29 @@ mod tests {
         let mut sources = Sources::default();
         let f = sources.add("t.yaml", text);
         parse(text, f)
+    }
+
+    #[test]
+    fn anchors_and_merge_keys_are_seen_by_a_scan_of_bytes() {
+        for text in [
+            "a: &x 1\n",
+            "&x a: 1\n",
+            "a: [&x 1]\n",
+            "a: {b: &x 1}\n",
+            "- &x 1\n",
+            "a:\n  <<: {b: 1}\n",
+            "a: \" &x\"\n",
+        ] {
+            assert!(may_copy_values(text), "{text:?}");
+        }
+        for text in [
+            "a: 1\n",
+            "url: https://x/?a=1&b=2\n",
+            "a: b & c\n".replace(" & ", "&").as_str(),
+            "a: <b\n",
+        ] {
+            assert!(!may_copy_values(text), "{text:?}");
+        }
     }
 
     #[test]

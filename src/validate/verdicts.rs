@@ -16,7 +16,7 @@
 //! section reads more than that: when the schema declares secret
 //! (`writeOnly`) fields (their values are registered from every section,
 //! so no message can show them), when controlcenter.d/ is merged in, when
-//! a section holds an anchor or an alias, or when the file's top level is
+//! a section holds an anchor, an alias or a merge key, or when the file's top level is
 //! not written plainly enough to find its sections without parsing. A
 //! verdict keeps how many values its section holds: the document's limit
 //! counts them when the section is left out.
@@ -49,7 +49,9 @@ pub struct SectionVerdicts {
 
 struct Seen {
     sections: Vec<Section>,
-    keyed: Vec<(Section, String)>,
+    /// Each other section, its key, and whether its tree's size is what
+    /// its parse counts (it holds no anchor or merge key).
+    keyed: Vec<(Section, String, bool)>,
 }
 
 impl SectionVerdicts {
@@ -105,20 +107,25 @@ impl SectionVerdicts {
             shared.update(part.len().to_le_bytes());
             shared.update(part.as_bytes());
         }
-        let keyed: Vec<(Section, String)> = sections
+        let keyed: Vec<(Section, String, bool)> = sections
             .iter()
             .filter(|s| ![self.env.as_str(), SETTINGS_KEY, DEFAULTS_KEY].contains(&s.key.as_str()))
             .map(|s| {
+                let section = &text[s.range.clone()];
                 let mut h = shared.clone();
                 h.update(s.key.as_bytes());
                 h.update([0]);
-                h.update(&text.as_bytes()[s.range.clone()]);
-                (s.clone(), cache::hex_digest(h))
+                h.update(section.as_bytes());
+                (
+                    s.clone(),
+                    cache::hex_digest(h),
+                    !yaml::may_copy_values(section),
+                )
             })
             .collect();
         let left_out = keyed
             .iter()
-            .filter_map(|(s, key)| Some((s.clone(), self.cache.verdict(key)?)))
+            .filter_map(|(s, key, _)| Some((s.clone(), self.cache.verdict(key)?)))
             .collect();
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(Seen { sections, keyed });
@@ -128,7 +135,7 @@ impl SectionVerdicts {
 
     /// Keeps a verdict for each other environment's section of
     /// `inputs`, validated whole: those parsed (not left out) that hold
-    /// no anchor or alias, when the sections found in the text are the
+    /// no anchor, alias or merge key, when the sections found in the text are the
     /// ones the parse found.
     pub fn store(&self, inputs: &RepoInputs) {
         let Some(seen) = self.seen.lock().ok().and_then(|mut s| s.take()) else {
@@ -163,12 +170,13 @@ impl SectionVerdicts {
         let verdicts: Vec<(String, usize)> = seen
             .keyed
             .into_iter()
-            .filter(|(s, _)| {
-                !aliases.iter().any(|a| {
-                    s.range.contains(&a.anchor.start) || s.range.contains(&a.used_at.start)
-                })
+            .filter(|(s, _, counted)| {
+                *counted
+                    && !aliases.iter().any(|a| {
+                        s.range.contains(&a.anchor.start) || s.range.contains(&a.used_at.start)
+                    })
             })
-            .filter_map(|(s, key)| Some((key, yaml::count_values(root.get(&s.key)?))))
+            .filter_map(|(s, key, _)| Some((key, yaml::count_values(root.get(&s.key)?))))
             .filter(|(key, _)| self.cache.verdict(key).is_none())
             .collect();
         self.cache.store_verdicts(&verdicts);

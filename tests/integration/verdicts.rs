@@ -186,6 +186,28 @@ fn no_section_is_left_out_that_an_alias_or_a_secret_field_reaches_into() {
 }
 
 #[test]
+fn no_verdict_for_a_section_whose_parse_counts_more_than_its_tree() {
+    // An anchor never aliased and a merge key are charged against the
+    // document's limits for more than the tree keeps: a verdict counting
+    // the tree alone would let a section over the limits through.
+    let verdicts =
+        |cache: &Path| std::fs::read_dir(cache.join("verdicts")).map_or(0, |d| d.count());
+    for (from, to) in [
+        ("    git_rev:", "    env: &unused {TEAM: web}\n    git_rev:"),
+        ("    git_rev:", "    env: {<<: {TEAM: web}}\n    git_rev:"),
+    ] {
+        let repo = copy_of("article");
+        let cache = tempfile::tempdir().unwrap();
+        edit_in(repo.path(), "prod", from, to);
+        let first = render_dev(repo.path(), cache.path(), &[]);
+        assert_eq!(verdicts(cache.path()), 1, "preprod's, not prod's: {to}");
+        let again = render_dev(repo.path(), cache.path(), &[]);
+        assert_eq!(found_valid_before(&again), 1, "{to}");
+        assert_eq!(ok(&again), ok(&first));
+    }
+}
+
+#[test]
 fn what_a_scan_of_lines_cannot_see_is_parsed_whole() {
     // Each edit follows a render that found preprod and prod valid.
     let edits: [(&str, &str); 2] = [
