@@ -16,8 +16,10 @@ enum Backing {
     /// A cache pack, mapped read-only. Packs are written whole under a
     /// temporary name and renamed into place, never written in place, so
     /// the bytes stay what they were when a part was checked (the same
-    /// contract as Git's mapped pack files).
-    Mapped(memmap2::Mmap),
+    /// contract as Git's mapped pack files). Another program that
+    /// truncates one in place is caught by [`guard`]: the process stops
+    /// with a message rather than dying of SIGBUS.
+    Mapped(memmap2::Mmap, guard::Slot),
 }
 
 impl Buffer {
@@ -30,6 +32,8 @@ impl Buffer {
     /// cache's: nothing is copied, no fresh memory is filled); `None` when
     /// it cannot be mapped.
     pub fn map(file: &std::fs::File) -> Option<Arc<Self>> {
+        // Only a mapping the guard watches: with none free, not mapped.
+        let slot = guard::Slot::take()?;
         let mut options = memmap2::MmapOptions::new();
         // Mapped at once when it is no larger than a pack can be (the
         // caller reads most of it); page by page if it is some other file.
@@ -40,14 +44,15 @@ impl Buffer {
         // in place (see `Backing::Mapped`); a text is made of its bytes
         // only once they are checked to be UTF-8 (`Text::part`).
         let map = unsafe { options.map(file) }.ok()?;
-        Some(Arc::new(Buffer(Backing::Mapped(map))))
+        slot.watch(&map);
+        Some(Arc::new(Buffer(Backing::Mapped(map, slot))))
     }
 
     /// All of its bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.0 {
             Backing::String(s) => s.as_bytes(),
-            Backing::Mapped(m) => m,
+            Backing::Mapped(m, _) => m,
         }
     }
 
@@ -55,7 +60,7 @@ impl Buffer {
     pub fn str(&self, range: std::ops::Range<usize>) -> Option<&str> {
         match &self.0 {
             Backing::String(s) => s.get(range),
-            Backing::Mapped(m) => std::str::from_utf8(m.get(range)?).ok(),
+            Backing::Mapped(m, _) => std::str::from_utf8(m.get(range)?).ok(),
         }
     }
 }
@@ -64,7 +69,7 @@ impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.0 {
             Backing::String(_) => "string",
-            Backing::Mapped(_) => "mapped",
+            Backing::Mapped(..) => "mapped",
         };
         write!(f, "Buffer({kind}, {} bytes)", self.bytes().len())
     }
@@ -126,7 +131,7 @@ impl Text {
                     Backing::String(s) => &s[range],
                     // SAFETY: `Text::part` checked these bytes to be
                     // UTF-8, and a mapped pack does not change.
-                    Backing::Mapped(m) => unsafe { std::str::from_utf8_unchecked(&m[range]) },
+                    Backing::Mapped(m, _) => unsafe { std::str::from_utf8_unchecked(&m[range]) },
                 }
             }
         }
@@ -142,6 +147,100 @@ impl std::fmt::Debug for Text {
 impl PartialEq for Text {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
+    }
+}
+
+/// What stops a read of a mapped pack that another program truncated in
+/// place: the kernel then raises SIGBUS at the first page past the new
+/// end, which would kill the process without a word. The handler stops it
+/// with a message and exit code 2 when the fault lies in a watched
+/// mapping, and leaves any other SIGBUS to the default action.
+mod guard {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// How many mappings can be watched at once (a render maps a few
+    /// packs); past that, files are not mapped.
+    const SLOTS: usize = 64;
+
+    /// Each slot's mapping, as its first address and length; a length of
+    /// 0 is a free slot, `usize::MAX` one being set.
+    static WATCHED: [(AtomicUsize, AtomicUsize); SLOTS] =
+        [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; SLOTS];
+
+    const STOPPED: &[u8] = b"error: a cache pack was truncated while this run read it: another program wrote into the cache directory in place. Nothing more is read from it; run again, or with --no-cache\n";
+
+    /// A slot of [`WATCHED`], freed when dropped with its mapping.
+    pub(super) struct Slot(usize);
+
+    impl Slot {
+        /// A free slot, the handler installed; `None` when none is free.
+        pub(super) fn take() -> Option<Slot> {
+            static INSTALL: std::sync::Once = std::sync::Once::new();
+            INSTALL.call_once(install);
+            WATCHED
+                .iter()
+                .position(|(_, len)| {
+                    len.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                })
+                .map(Slot)
+        }
+
+        /// Watches `map` from now on.
+        pub(super) fn watch(&self, map: &[u8]) {
+            let (start, len) = &WATCHED[self.0];
+            start.store(map.as_ptr() as usize, Ordering::Release);
+            // An empty file maps nothing: the slot stays taken, empty.
+            len.store(map.len().max(1), Ordering::Release);
+        }
+    }
+
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            // Fields drop in order: the mapping is gone before this.
+            let (start, len) = &WATCHED[self.0];
+            start.store(0, Ordering::Release);
+            len.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether `addr` lies in a watched mapping (async-signal-safe: reads
+    /// atomics only).
+    fn watched(addr: usize) -> bool {
+        WATCHED.iter().any(|(start, len)| {
+            let len = len.load(Ordering::Acquire);
+            let start = start.load(Ordering::Acquire);
+            len != 0 && len != usize::MAX && start != 0 && addr.wrapping_sub(start) < len
+        })
+    }
+
+    extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        if watched(addr) {
+            // SAFETY: write(2) and _exit(2) are async-signal-safe.
+            unsafe {
+                libc::write(2, STOPPED.as_ptr().cast(), STOPPED.len());
+                libc::_exit(2);
+            }
+        }
+        // Not ours: the default action, as the faulting access runs again.
+        // SAFETY: signal(2) is async-signal-safe.
+        unsafe {
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
+    }
+
+    fn install() {
+        // SAFETY: a zeroed sigaction is valid; the handler only reads
+        // atomics and calls async-signal-safe functions.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
+        }
     }
 }
 
@@ -166,5 +265,37 @@ mod tests {
             Some("café".to_owned())
         );
         assert!(Text::part(&buf, 8..14).is_none(), "past the end");
+    }
+
+    /// Run in a child process: maps a file, truncates it in place, reads
+    /// past the new end.
+    #[test]
+    fn a_pack_truncated_while_mapped_stops_the_process_with_a_message() {
+        const CHILD: &str = "CONTROLCENTER_TEST_TRUNCATED_MAP";
+        if std::env::var_os(CHILD).is_some() {
+            let mut file = tempfile::tempfile().expect("a temporary file");
+            file.write_all(&vec![b'a'; 1 << 16]).expect("written");
+            let buf = Buffer::map(&file).expect("mapped");
+            file.set_len(0).expect("truncated");
+            let last = buf.bytes()[(1 << 16) - 1];
+            println!("read {last} past the end");
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args([
+                "--exact",
+                "text::tests::a_pack_truncated_while_mapped_stops_the_process_with_a_message",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("the child runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("a cache pack was truncated while this run read it"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("past the end"));
     }
 }
