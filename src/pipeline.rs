@@ -370,6 +370,11 @@ impl Project {
             &mut self.sources,
             env,
         )?;
+        if env_file.is_none() {
+            if let Some(d) = validate::env_file_misnamed(self.repo.as_ref(), env) {
+                return Err(vec![d]);
+            }
+        }
         if env_file.is_none() && placeholders {
             // No contract file: one derived from the env files present.
             self.load_contract(true)?;

@@ -24,8 +24,9 @@ pub struct Input {
     pub path: String,
     /// The document.
     pub root: Node,
-    /// Where aliases copy anchored nodes.
-    pub aliases: Vec<yaml::AliasUse>,
+    /// Where aliases copy anchored nodes, and what else the parse copied
+    /// or charged beyond the tree (anchors, merges).
+    pub copies: yaml::Copies,
 }
 
 /// The repository-wide input files (environment files are loaded per env).
@@ -247,7 +248,7 @@ fn finish_yaml(
     path: &str,
     sensitivity: Sensitivity,
     read: Result<Option<(FileId, std::sync::Arc<str>)>, Diagnostic>,
-    parsed: Option<Result<(Node, Vec<yaml::AliasUse>), Vec<Diagnostic>>>,
+    parsed: Option<Result<(Node, yaml::Copies), Vec<Diagnostic>>>,
 ) -> Result<Option<Input>, Vec<Diagnostic>> {
     let (file, parsed) = match (read, parsed) {
         (Ok(Some((file, _))), Some(parsed)) => (file, parsed),
@@ -261,7 +262,7 @@ fn finish_yaml(
             return Err(vec![d]);
         }
     };
-    let (root, aliases) = match parsed {
+    let (root, copies) = match parsed {
         Ok(parsed) => parsed,
         Err(d) => {
             if sensitivity != Sensitivity::Plain {
@@ -287,7 +288,7 @@ fn finish_yaml(
     }
     // An alias could copy a secret value into a place that is not secret;
     // Terraform and kubeseal never write one.
-    if let (Some(first), false) = (aliases.first(), sensitivity == Sensitivity::Plain) {
+    if let (Some(first), false) = (copies.aliases.first(), sensitivity == Sensitivity::Plain) {
         return Err(vec![Diagnostic::error(
             Code::YamlUnsupported,
             format!("{path} uses a YAML alias"),
@@ -314,7 +315,7 @@ fn finish_yaml(
         file,
         path: path.to_owned(),
         root,
-        aliases,
+        copies,
     }))
 }
 
@@ -340,7 +341,11 @@ pub fn load_repo_leaving_out(
     // env file's own problems are reported when its environment resolves.
     // All are parsed side by side, and masked in this order.
     let root_files = repo.list_files("");
-    diags.extend(root_files.iter().filter_map(|name| misnamed_input(name)));
+    diags.extend(
+        root_files
+            .iter()
+            .filter_map(|name| misnamed_input(name, &root_files)),
+    );
     let env_files: Vec<String> = root_files
         .into_iter()
         .filter(|name| name.starts_with("env-") && is_input_file(name))
@@ -503,7 +508,7 @@ fn merge_split_files(
             continue;
         };
         merge_sections(&mut into.root, part.root, &mut defined, sources, diags);
-        into.aliases.extend(part.aliases);
+        into.copies.extend(part.copies);
     }
     // controlcenter.yaml missing was reported before the parts were known.
     if merged.is_some() && !had_base {
@@ -565,14 +570,18 @@ fn split_file_paths(repo: &dyn RepoFiles, diags: &mut Vec<Diagnostic>) -> Vec<St
     paths
 }
 
-/// `CC0102` about a root file named like an input but spelled `.yml`
-/// (`env-prod.yml`, `secrets.yml`): only `.yaml` names are read, and such
-/// a file passed over would drop its environment's outputs, its sealed
-/// secrets or its services from the render without a word.
-fn misnamed_input(name: &str) -> Option<Diagnostic> {
+/// `CC0102` about a root file named like a repository-wide input but
+/// spelled `.yml` (`secrets.yml`, `tags.yml`, `controlcenter.yml`), when
+/// the `.yaml` file is not there: only `.yaml` names are read, and such a
+/// file passed over would drop the sealed secrets, the image tags or the
+/// services from the render without a word. (An env file spelled so is
+/// reported when its environment is rendered: `validate::env_file_misnamed`.)
+fn misnamed_input(name: &str, root_files: &[String]) -> Option<Diagnostic> {
     let stem = name.strip_suffix(".yml")?;
     let meant = format!("{stem}.yaml");
-    if !is_input_file(&meant) {
+    if ![CONTROLCENTER_FILE, TAGS_FILE, SECRETS_FILE].contains(&meant.as_str())
+        || root_files.contains(&meant)
+    {
         return None;
     }
     Some(

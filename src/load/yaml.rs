@@ -160,6 +160,42 @@ pub struct AliasUse {
     pub used_at: Span,
 }
 
+/// What a parse copies, or charges against the document's limits, beyond
+/// the tree it returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Every alias use.
+    pub aliases: Vec<AliasUse>,
+    /// Anchored values: each is charged once more than the tree holds it
+    /// (it is kept for its aliases).
+    pub anchored: Vec<Span>,
+    /// Merge sources (`<<` however its key is spelled): charged, then
+    /// dropped once merged into their mapping.
+    pub merged: Vec<Span>,
+}
+
+impl Copies {
+    /// Adds `other`'s, after these.
+    pub fn extend(&mut self, other: Copies) {
+        self.aliases.extend(other.aliases);
+        self.anchored.extend(other.anchored);
+        self.merged.extend(other.merged);
+    }
+
+    /// Whether anything in `range` of the document is copied or charged
+    /// beyond the tree: an alias, what it copies, an anchor, a merge.
+    pub fn reach_into(&self, range: &std::ops::Range<usize>) -> bool {
+        self.aliases
+            .iter()
+            .any(|a| range.contains(&a.anchor.start) || range.contains(&a.used_at.start))
+            || self
+                .anchored
+                .iter()
+                .chain(&self.merged)
+                .any(|c| range.contains(&c.start))
+    }
+}
+
 /// [`parse`], also returning every alias use: a value that is secret must
 /// not be copied by one into a place that is not. In a `sensitive` file
 /// (whose keys may be secret too) no message names a key.
@@ -167,7 +203,7 @@ pub fn parse_with_aliases(
     text: &str,
     file: FileId,
     sensitive: bool,
-) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
+) -> Result<(Node, Copies), Vec<Diagnostic>> {
     if let Some(d) = forbidden_character(text, file) {
         return Err(vec![d]);
     }
@@ -190,7 +226,7 @@ fn build(
     file: FileId,
     range: std::ops::Range<usize>,
     sensitive: bool,
-) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+) -> Result<(Node, Copies, Size), Vec<Diagnostic>> {
     build_indented(text, file, range, 0, sensitive)
 }
 
@@ -202,7 +238,7 @@ fn build_indented(
     range: std::ops::Range<usize>,
     indent: usize,
     sensitive: bool,
-) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+) -> Result<(Node, Copies, Size), Vec<Diagnostic>> {
     let builder = |range| {
         let mut builder = Builder::new(text, file, range);
         builder.sensitive = sensitive;
@@ -235,7 +271,7 @@ fn parse_sections_in_parallel(
     file: FileId,
     sensitive: bool,
     parts: usize,
-) -> Option<(Node, Vec<AliasUse>)> {
+) -> Option<(Node, Copies)> {
     if parts < 2 {
         return None;
     }
@@ -308,7 +344,8 @@ fn next_cut(
         .unwrap_or(text.len())
         .min(end);
     // A merge key (`<<`) adds entries to the mapping it is in, whichever
-    // run it falls in: such a section is not cut.
+    // run it falls in: such a section is not cut (one spelled otherwise is
+    // found once parsed, in `parse_runs`).
     let merges = text
         .get(starts[entry]..next)
         .is_none_or(|section| section.contains("<<"));
@@ -387,7 +424,7 @@ fn parse_runs(
     sensitive: bool,
     runs: &[Run],
     nodes_elsewhere: usize,
-) -> Option<(Node, Vec<AliasUse>)> {
+) -> Option<(Node, Copies)> {
     let parsed = crate::parallel::map(runs, runs.len(), |run| {
         build_indented(
             text,
@@ -398,11 +435,24 @@ fn parse_runs(
         )
         .ok()
     });
+    // A merge key adds entries to the mapping it is in, whichever run it
+    // falls in: a section cut into runs that holds one, however its key
+    // is spelled (`"\x3c<"`), is parsed whole.
+    for (i, (run, parsed)) in runs.iter().zip(&parsed).enumerate() {
+        let cut = run.continues.is_some() || runs.get(i + 1).is_some_and(|r| r.continues.is_some());
+        if cut
+            && parsed
+                .as_ref()
+                .is_some_and(|(_, c, _)| !c.merged.is_empty())
+        {
+            return None;
+        }
+    }
     let mut entries: Vec<Entry> = Vec::new();
     let mut keys: HashSet<String> = HashSet::new();
     // The keys of the last top-level entry's mapping, once a run continues it.
     let mut continued: Option<HashSet<String>> = None;
-    let mut aliases = Vec::new();
+    let mut copies = Copies::default();
     let (mut start, mut end) = (None, 0);
     // The limits are the whole document's.
     let mut size = Size {
@@ -410,7 +460,7 @@ fn parse_runs(
         copied_bytes: 0,
     };
     for (run, parsed) in runs.iter().zip(parsed) {
-        let (root, run_aliases, run_size) = parsed?;
+        let (root, run_copies, run_size) = parsed?;
         let Value::Map(run_entries) = root.value else {
             return None;
         };
@@ -444,7 +494,7 @@ fn parse_runs(
             entries.extend(run_entries);
         }
         end = root.span.end;
-        aliases.extend(run_aliases);
+        copies.extend(run_copies);
         size.nodes += run_size.nodes;
         size.copied_bytes += run_size.copied_bytes;
     }
@@ -456,7 +506,7 @@ fn parse_runs(
         span: Span::new(file, start?, end),
         plain: false,
     };
-    Some((root, aliases))
+    Some((root, copies))
 }
 
 /// Moves the end of `node` and of its last descendants, those that end
@@ -491,7 +541,7 @@ pub fn parse_leaving_out(
     file: FileId,
     left_out: &[std::ops::Range<usize>],
     left_out_values: usize,
-) -> Option<(Node, Vec<AliasUse>)> {
+) -> Option<(Node, Copies)> {
     forbidden_character(text, file).is_none().then_some(())?;
     let all = sections(text)?;
     // Runs of the sections kept, each contiguous.
@@ -523,27 +573,10 @@ pub fn parse_leaving_out(
 }
 
 /// The values a top-level entry holding `value` counts toward
-/// [`MAX_NODES`] (its key, and every value under it), when it holds no
-/// anchor, alias or merge key (see [`may_copy_values`]).
+/// [`MAX_NODES`] (its key, and every value under it), when nothing in it
+/// is copied or charged beyond the tree ([`Copies::reach_into`]).
 pub fn count_values(value: &Node) -> usize {
     1 + Size::of(value).nodes
-}
-
-/// Whether `text` may hold an anchor or a merge key, as far as a scan of
-/// its bytes tells: an `&` after a blank, a flow indicator or nothing,
-/// or a `<<` anywhere. Such values are charged against the document's
-/// limits for more than the tree keeps of them (an anchored value once
-/// more, a merge source dropped once merged), so [`count_values`] is not
-/// what a parse of them counts. A `&` inside a word (`a=1&b=2`) is no
-/// anchor; one after a blank inside a quoted string is taken for one
-/// (that section only gets no verdict).
-pub fn may_copy_values(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.windows(2).any(|w| w == b"<<")
-        || b.iter().enumerate().any(|(i, &c)| {
-            c == b'&'
-                && (i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b','))
-        })
 }
 
 /// One top-level entry of a document that is plainly a block mapping.
@@ -736,7 +769,7 @@ struct Builder<'t> {
     /// Scalar bytes copied by anchors and aliases.
     copied: usize,
     /// Every alias use.
-    aliases: Vec<AliasUse>,
+    copies: Copies,
     /// Keys may be secret: messages do not name them.
     sensitive: bool,
     errors: Vec<Diagnostic>,
@@ -762,7 +795,7 @@ impl<'t> Builder<'t> {
             anchors: HashMap::new(),
             nodes: 0,
             copied: 0,
-            aliases: Vec::new(),
+            copies: Copies::default(),
             sensitive: false,
             errors: Vec::new(),
             root: None,
@@ -776,7 +809,7 @@ impl<'t> Builder<'t> {
     }
 
     /// The node, every alias use, and how much the document holds.
-    fn run(mut self) -> Result<(Node, Vec<AliasUse>, Size), Vec<Diagnostic>> {
+    fn run(mut self) -> Result<(Node, Copies, Size), Vec<Diagnostic>> {
         let mut parser = Parser::new_from_str(&self.text[self.offsets.base..self.end]);
         while let Some(event) = parser.next_event() {
             let (event, span) = match event {
@@ -825,7 +858,7 @@ impl<'t> Builder<'t> {
 
     /// What the events given so far built: the node, every alias use, and
     /// how much the document holds.
-    fn built(self) -> (Node, Vec<AliasUse>, Size) {
+    fn built(self) -> (Node, Copies, Size) {
         let root = self.root.unwrap_or(Node {
             value: Value::Null,
             span: Span::new(self.file, 0, 0),
@@ -835,7 +868,7 @@ impl<'t> Builder<'t> {
             nodes: self.nodes,
             copied_bytes: self.copied,
         };
-        (root, self.aliases, size)
+        (root, self.copies, size)
     }
 
     fn event(&mut self, event: Event<'_>, start: usize, end: usize) -> Result<(), Diagnostic> {
@@ -870,7 +903,7 @@ impl<'t> Builder<'t> {
                     );
                 };
                 let (mut node, size) = (node.clone(), *size_of_anchor);
-                self.aliases.push(AliasUse {
+                self.copies.aliases.push(AliasUse {
                     anchor: node.span,
                     used_at: span,
                 });
@@ -1045,6 +1078,7 @@ impl<'t> Builder<'t> {
             // multiply memory without a single alias.
             let size = Size::of(&node);
             self.count(size, node.span)?;
+            self.copies.anchored.push(node.span);
             self.anchors.insert(anchor, (node.clone(), size));
         }
         self.count(
@@ -1073,6 +1107,7 @@ impl<'t> Builder<'t> {
                     }
                     Some((key, key_span)) => {
                         if key == "<<" && node_is_merge_source(&node) {
+                            self.copies.merged.push(node.span);
                             merges.push(node);
                             return Ok(());
                         }
@@ -1310,29 +1345,6 @@ mod tests {
     }
 
     #[test]
-    fn anchors_and_merge_keys_are_seen_by_a_scan_of_bytes() {
-        for text in [
-            "a: &x 1\n",
-            "&x a: 1\n",
-            "a: [&x 1]\n",
-            "a: {b: &x 1}\n",
-            "- &x 1\n",
-            "a:\n  <<: {b: 1}\n",
-            "a: \" &x\"\n",
-        ] {
-            assert!(may_copy_values(text), "{text:?}");
-        }
-        for text in [
-            "a: 1\n",
-            "url: https://x/?a=1&b=2\n",
-            "a: b & c\n".replace(" & ", "&").as_str(),
-            "a: <b\n",
-        ] {
-            assert!(!may_copy_values(text), "{text:?}");
-        }
-    }
-
-    #[test]
     fn yaml_1_1_words_stay_strings() {
         let n = load("a: yes\nb: on\nc: off\nd: no\ne: 0755\nf: 1e3\ng: 1.10\nh: ~\ni: null\n")
             .unwrap();
@@ -1530,7 +1542,7 @@ mod parallel_tests {
     use crate::diagnostics::Sources;
 
     /// The whole parse, ignoring the size threshold.
-    fn whole(text: &str, file: FileId) -> Result<(Node, Vec<AliasUse>), Vec<Diagnostic>> {
+    fn whole(text: &str, file: FileId) -> Result<(Node, Copies), Vec<Diagnostic>> {
         let base = if text.starts_with(BOM) { BOM.len() } else { 0 };
         Builder::new(text, file, base..text.len())
             .run()
@@ -1605,9 +1617,13 @@ mod parallel_tests {
         for text in joined {
             assert!(same_as_whole(text), "{text:?} should be cut");
         }
-        // A merge key adds to the whole section: no cut inside it.
+        // A merge key adds to the whole section: no cut inside it, however
+        // its key is spelled.
         assert!(!same_as_whole(
             "dev:\n  a: 1\n  b: 2\n  c: 3\n  <<: {a: 5, z: 6}\n  d: 4\n  e: 5\n"
+        ));
+        assert!(!same_as_whole(
+            "dev:\n  a: 1\n  b: 2\n  c: 3\n  \"\\x3c\\x3c\": {a: 5, z: 6}\n  d: 4\n  e: 5\n"
         ));
         // Nesting counts from the document's top, whatever run it is in.
         let deep = format!(

@@ -480,7 +480,7 @@ mod tests {
         let tags_text = "svc:\n  v1: reg.io/svc:1\n";
         let tags_file = sources.add("tags.yaml", tags_text);
         let tags = Input {
-            aliases: Vec::new(),
+            copies: Default::default(),
             file: tags_file,
             path: "tags.yaml".into(),
             root: parse(tags_text, tags_file).unwrap(),

@@ -103,6 +103,28 @@ pub fn env_file_missing(inputs: &RepoInputs, env: &str) -> Diagnostic {
     ))
 }
 
+/// `CC0102` when the environment's env file is missing but one spelled
+/// `.yml` is there: it is not read, and the environment is not skipped
+/// (nor rendered against placeholders) as one whose outputs are on
+/// another branch.
+pub fn env_file_misnamed(repo: &dyn crate::repo::RepoFiles, env: &str) -> Option<Diagnostic> {
+    let name = env_file_name(env);
+    let spelled = format!("{}.yml", name.strip_suffix(".yaml")?);
+    repo.list_files("").contains(&spelled).then(|| {
+        Diagnostic::error(
+            Code::FileUnreadable,
+            format!(
+                "{} is not read: input files are named `*.yaml`",
+                crate::names::clip(&spelled)
+            ),
+        )
+        .help(format!(
+            "rename it `{}`: `{env}` is rendered from its Terraform outputs",
+            crate::names::clip(&name)
+        ))
+    })
+}
+
 /// `CC0204`, at the offending property name of the extension (else the
 /// file's start).
 fn extension_invalid(why: schema::ExtensionError, sources: &Sources) -> Diagnostic {
@@ -161,6 +183,7 @@ fn mask_secret_fields(
     let overlaps = |a: Span, b: Span| a.start < b.end && b.start < a.end;
     inputs
         .controlcenter
+        .copies
         .aliases
         .iter()
         .filter(|alias| spans.iter().any(|s| overlaps(*s, alias.anchor)))

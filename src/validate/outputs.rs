@@ -236,7 +236,7 @@ impl Contract {
                     span: self.span,
                     plain: false,
                 },
-                aliases: Vec::new(),
+                copies: Default::default(),
             },
             values,
         }

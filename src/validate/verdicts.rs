@@ -49,9 +49,7 @@ pub struct SectionVerdicts {
 
 struct Seen {
     sections: Vec<Section>,
-    /// Each other section, its key, and whether its tree's size is what
-    /// its parse counts (it holds no anchor or merge key).
-    keyed: Vec<(Section, String, bool)>,
+    keyed: Vec<(Section, String)>,
 }
 
 impl SectionVerdicts {
@@ -107,25 +105,20 @@ impl SectionVerdicts {
             shared.update(part.len().to_le_bytes());
             shared.update(part.as_bytes());
         }
-        let keyed: Vec<(Section, String, bool)> = sections
+        let keyed: Vec<(Section, String)> = sections
             .iter()
             .filter(|s| ![self.env.as_str(), SETTINGS_KEY, DEFAULTS_KEY].contains(&s.key.as_str()))
             .map(|s| {
-                let section = &text[s.range.clone()];
                 let mut h = shared.clone();
                 h.update(s.key.as_bytes());
                 h.update([0]);
-                h.update(section.as_bytes());
-                (
-                    s.clone(),
-                    cache::hex_digest(h),
-                    !yaml::may_copy_values(section),
-                )
+                h.update(&text.as_bytes()[s.range.clone()]);
+                (s.clone(), cache::hex_digest(h))
             })
             .collect();
         let left_out = keyed
             .iter()
-            .filter_map(|(s, key, _)| Some((s.clone(), self.cache.verdict(key)?)))
+            .filter_map(|(s, key)| Some((s.clone(), self.cache.verdict(key)?)))
             .collect();
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(Seen { sections, keyed });
@@ -164,19 +157,14 @@ impl SectionVerdicts {
         if parsed != found {
             return;
         }
-        let aliases = &inputs.controlcenter.aliases;
+        let copies = &inputs.controlcenter.copies;
         let root = &inputs.controlcenter.root;
         // Those parsed (a section left out is not in the tree).
         let verdicts: Vec<(String, usize)> = seen
             .keyed
             .into_iter()
-            .filter(|(s, _, counted)| {
-                *counted
-                    && !aliases.iter().any(|a| {
-                        s.range.contains(&a.anchor.start) || s.range.contains(&a.used_at.start)
-                    })
-            })
-            .filter_map(|(s, key, _)| Some((key, yaml::count_values(root.get(&s.key)?))))
+            .filter(|(s, _)| !copies.reach_into(&s.range))
+            .filter_map(|(s, key)| Some((key, yaml::count_values(root.get(&s.key)?))))
             .filter(|(key, _)| self.cache.verdict(key).is_none())
             .collect();
         self.cache.store_verdicts(&verdicts);

@@ -646,23 +646,46 @@ fn a_controlcenter_d_that_is_a_git_submodule_is_an_error_at_a_revision() {
 
 #[test]
 fn root_inputs_spelled_yml_are_errors() {
-    // Each would otherwise be passed over: the environment's outputs, its
-    // sealed secrets or its image tags missing from the render.
+    // Each would otherwise be passed over: the sealed secrets, an
+    // environment's outputs missing from the render.
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    std::fs::write(repo.path().join("secrets.yml"), "{}\n").unwrap();
+    // Not named like an input: not a concern of controlcenter.
+    std::fs::write(repo.path().join("mkdocs.yml"), "site_name: x\n").unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    insta::assert_snapshot!(transcript(&out));
+
+    // Beside the file it would be, it is another file, not read.
+    std::fs::remove_file(repo.path().join("secrets.yml")).unwrap();
+    std::fs::copy(
+        repo.path().join("controlcenter.yaml"),
+        repo.path().join("controlcenter.yml"),
+    )
+    .unwrap();
+    // Of no environment the configuration has.
+    std::fs::write(repo.path().join("env-sample.yml"), "{}\n").unwrap();
+    let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+
+    // An environment's env file: refused when that environment renders,
+    // never skipped as one whose outputs are on another branch.
     std::fs::rename(
         repo.path().join("env-prod.yaml"),
         repo.path().join("env-prod.yml"),
     )
     .unwrap();
-    std::fs::write(repo.path().join("secrets.yml"), "{}\n").unwrap();
-    // Not named like an input: not a concern of controlcenter.
-    std::fs::write(repo.path().join("mkdocs.yml"), "site_name: x\n").unwrap();
     let out = render(repo.path(), "prod", None, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
-    insta::assert_snapshot!(transcript(&out));
-    // Another environment's file misnamed stops this one's render too: the
-    // branch is wrong as a whole.
+    insta::assert_snapshot!("root_inputs_spelled_yml_env_file", transcript(&out));
     let out = render(repo.path(), "dev", None, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(&out));
+    let out = controlcenter()
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["validate", "--no-cache"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     assert!(transcript(&out).contains("rename it `env-prod.yaml`"));
 }

@@ -195,6 +195,15 @@ fn no_verdict_for_a_section_whose_parse_counts_more_than_its_tree() {
     for (from, to) in [
         ("    git_rev:", "    env: &unused {TEAM: web}\n    git_rev:"),
         ("    git_rev:", "    env: {<<: {TEAM: web}}\n    git_rev:"),
+        // Spelled so that no scan of bytes sees them.
+        (
+            "    git_rev:",
+            "    env: {\"TEAM\":&unused web}\n    git_rev:",
+        ),
+        (
+            "    git_rev:",
+            "    env: {\"\\x3c\\x3c\": {TEAM: web}}\n    git_rev:",
+        ),
     ] {
         let repo = copy_of("article");
         let cache = tempfile::tempdir().unwrap();
