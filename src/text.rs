@@ -19,7 +19,12 @@ enum Backing {
     /// contract as Git's mapped pack files). Another program that
     /// truncates one in place is caught by [`guard`]: the process stops
     /// with a message rather than dying of SIGBUS.
-    Mapped(memmap2::Mmap, guard::Slot),
+    Mapped {
+        map: memmap2::Mmap,
+        /// Held for its drop, which ends the watch once `map` is gone
+        /// (fields drop in order).
+        _watch: guard::Slot,
+    },
 }
 
 impl Buffer {
@@ -45,14 +50,14 @@ impl Buffer {
         // only once they are checked to be UTF-8 (`Text::part`).
         let map = unsafe { options.map(file) }.ok()?;
         slot.watch(&map);
-        Some(Arc::new(Buffer(Backing::Mapped(map, slot))))
+        Some(Arc::new(Buffer(Backing::Mapped { map, _watch: slot })))
     }
 
     /// All of its bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.0 {
             Backing::String(s) => s.as_bytes(),
-            Backing::Mapped(m, _) => m,
+            Backing::Mapped { map: m, .. } => m,
         }
     }
 
@@ -60,7 +65,7 @@ impl Buffer {
     pub fn str(&self, range: std::ops::Range<usize>) -> Option<&str> {
         match &self.0 {
             Backing::String(s) => s.get(range),
-            Backing::Mapped(m, _) => std::str::from_utf8(m.get(range)?).ok(),
+            Backing::Mapped { map: m, .. } => std::str::from_utf8(m.get(range)?).ok(),
         }
     }
 }
@@ -69,7 +74,7 @@ impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.0 {
             Backing::String(_) => "string",
-            Backing::Mapped(..) => "mapped",
+            Backing::Mapped { .. } => "mapped",
         };
         write!(f, "Buffer({kind}, {} bytes)", self.bytes().len())
     }
@@ -131,7 +136,9 @@ impl Text {
                     Backing::String(s) => &s[range],
                     // SAFETY: `Text::part` checked these bytes to be
                     // UTF-8, and a mapped pack does not change.
-                    Backing::Mapped(m, _) => unsafe { std::str::from_utf8_unchecked(&m[range]) },
+                    Backing::Mapped { map: m, .. } => unsafe {
+                        std::str::from_utf8_unchecked(&m[range])
+                    },
                 }
             }
         }
@@ -155,6 +162,7 @@ impl PartialEq for Text {
 /// end, which would kill the process without a word. The handler stops it
 /// with a message and exit code 2 when the fault lies in a watched
 /// mapping, and leaves any other SIGBUS to the default action.
+#[cfg(unix)]
 mod guard {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -216,18 +224,22 @@ mod guard {
 
     extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo_t with SA_SIGINFO.
-        let addr = unsafe { (*info).si_addr() } as usize;
-        if watched(addr) {
+        let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+        // A positive code: raised by a fault, not sent (whose `si_addr`
+        // holds the sender's ids).
+        if code > 0 && watched(addr) {
             // SAFETY: write(2) and _exit(2) are async-signal-safe.
             unsafe {
                 libc::write(2, STOPPED.as_ptr().cast(), STOPPED.len());
                 libc::_exit(2);
             }
         }
-        // Not ours: the default action, as the faulting access runs again.
-        // SAFETY: signal(2) is async-signal-safe.
+        // Not ours: the default action, raised again (delivered once the
+        // handler returns), so a signal sent is not swallowed.
+        // SAFETY: signal(2) and raise(3) are async-signal-safe.
         unsafe {
             libc::signal(libc::SIGBUS, libc::SIG_DFL);
+            libc::raise(libc::SIGBUS);
         }
     }
 
@@ -241,6 +253,20 @@ mod guard {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
         }
+    }
+}
+
+/// Elsewhere a truncated mapping is the system's to report.
+#[cfg(not(unix))]
+mod guard {
+    /// No watch: every file may be mapped.
+    pub(super) struct Slot;
+
+    impl Slot {
+        pub(super) fn take() -> Option<Slot> {
+            Some(Slot)
+        }
+        pub(super) fn watch(&self, _: &[u8]) {}
     }
 }
 
@@ -269,6 +295,7 @@ mod tests {
 
     /// Run in a child process: maps a file, truncates it in place, reads
     /// past the new end.
+    #[cfg(unix)]
     #[test]
     fn a_pack_truncated_while_mapped_stops_the_process_with_a_message() {
         const CHILD: &str = "CONTROLCENTER_TEST_TRUNCATED_MAP";
