@@ -19,9 +19,10 @@
 //! that also covers everything the checks depend on: a warm render takes
 //! those objects as they are, without parsing or checking them again.
 //!
-//! Records are read where they lie in their pack, mapped into memory: a
-//! warm render takes thousands of objects' YAML from the page cache
-//! without copying them or filling fresh memory.
+//! A records pack is read whole in one go, and each object's YAML stays
+//! where it lies in that copy: a warm render takes thousands of objects
+//! with one read. (Not mapped: a mapping changes under another program
+//! that truncates or rewrites the file in place.)
 //!
 //! A render that evaluated anything stores what it evaluated as one pack
 //! (`packs/*.pack`: the entries, then an index of keys), and the records it
@@ -426,7 +427,7 @@ impl Cache {
             });
             if read.is_some() {
                 packs.files.push((path, file));
-                packs.mapped.push(OnceLock::new());
+                packs.read_whole.push(OnceLock::new());
                 packs.used.push(AtomicBool::new(false));
             } else if found {
                 // Entries of a pack whose index turned out damaged are not used.
@@ -716,9 +717,10 @@ fn packs_to_merge(
 pub struct Packs {
     /// Each pack, open: entries are read at their offset, by any thread.
     files: Vec<(PathBuf, fs::File)>,
-    /// Each pack mapped into memory, once a record is read from it (a
-    /// warm render reads thousands of records: one mapping, no copy).
-    mapped: Vec<OnceLock<Option<Arc<Buffer>>>>,
+    /// Each pack read whole into memory, once a record is read from it (a
+    /// warm render reads thousands of records: one read, and each object's
+    /// text stays where it lies in it).
+    read_whole: Vec<OnceLock<Option<Arc<Buffer>>>>,
     index: HashMap<String, (usize, u64, u64)>,
     used: Vec<AtomicBool>,
 }
@@ -741,7 +743,7 @@ impl Packs {
     pub fn get_record(&self, key: &str) -> Option<Record> {
         let &(p, offset, len) = self.index.get(key)?;
         let (path, file) = &self.files[p];
-        let record = match self.mapped[p].get_or_init(|| Buffer::map(file)) {
+        let record = match self.read_whole[p].get_or_init(|| read_whole(path, file)) {
             Some(buf) => {
                 let start = usize::try_from(offset).ok()?;
                 decode_record(
@@ -783,6 +785,16 @@ impl Packs {
             }
         }
     }
+}
+
+/// The whole of an open pack; `None` when it cannot be read (it was
+/// cut short meanwhile: its records are then read one by one, and a short
+/// one is a miss).
+fn read_whole(path: &Path, file: &fs::File) -> Option<Arc<Buffer>> {
+    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+    let mut bytes = vec![0; len];
+    read_at(path, file, 0, &mut bytes)?;
+    Some(Buffer::bytes_of(bytes))
 }
 
 /// Fills `bytes` from `offset` of an open file, without moving a shared
@@ -926,7 +938,7 @@ pub struct Record {
     /// How many values the unit's output had.
     pub values: usize,
     /// The buffer holding the record (post-processing's format): a
-    /// record read back stays in the pack it was read from, mapped.
+    /// record read back stays in the copy of the pack it was read from.
     pub body: Arc<Buffer>,
     /// Where in `body` the record is.
     pub body_range: std::ops::Range<usize>,
