@@ -524,7 +524,8 @@ impl Project {
             let (buf, range) = body.as_ref()?;
             process::record::decode(buf, range.clone())
         });
-        let mut records: Vec<Option<Vec<process::CheckedObject>>> = Vec::new();
+        let mut records: Vec<Option<Vec<process::CheckedObject>>> =
+            Vec::with_capacity(rendered.output.len());
         for (unit, found) in rendered.records.iter().zip(decoded) {
             let Some(found) = found else {
                 continue;

@@ -439,8 +439,10 @@ impl Templates {
 
         // The units' outputs, in order, as one output: the indices are
         // those of the whole environment's array.
-        let mut output = Vec::new();
-        let mut records = Vec::new();
+        // Sized once: grown by doubling, each step would copy the whole
+        // and take fresh memory (thousands of units).
+        let mut output = Vec::with_capacity(outputs.iter().flatten().map(|o| o.items.len()).sum());
+        let mut records = Vec::with_capacity(outputs.iter().flatten().count());
         let mut index = 0;
         for (i, out) in outputs.into_iter().enumerate() {
             let Some(out) = out else { continue };
