@@ -183,16 +183,19 @@ impl Copies {
     }
 
     /// Whether anything in `range` of the document is copied or charged
-    /// beyond the tree: an alias, what it copies, an anchor, a merge.
+    /// beyond the tree: an alias, what it copies, an anchor, a merge. The
+    /// range's end counts as in it: an empty value's span starts where the
+    /// next token does (the next section's key, or the end of the text).
     pub fn reach_into(&self, range: &std::ops::Range<usize>) -> bool {
+        let within = |at: usize| range.start <= at && at <= range.end;
         self.aliases
             .iter()
-            .any(|a| range.contains(&a.anchor.start) || range.contains(&a.used_at.start))
+            .any(|a| within(a.anchor.start) || within(a.used_at.start))
             || self
                 .anchored
                 .iter()
                 .chain(&self.merged)
-                .any(|c| range.contains(&c.start))
+                .any(|c| within(c.start))
     }
 }
 
@@ -435,16 +438,20 @@ fn parse_runs(
         )
         .ok()
     });
-    // A merge key adds entries to the mapping it is in, whichever run it
-    // falls in: a section cut into runs that holds one, however its key
-    // is spelled (`"\x3c<"`), is parsed whole.
     for (i, (run, parsed)) in runs.iter().zip(&parsed).enumerate() {
+        let Some((root, copies, _)) = parsed else {
+            return None;
+        };
+        // A merge key adds entries to the mapping it is in, whichever run
+        // it falls in: a section cut into runs that holds one, however its
+        // key is spelled (`"\x3c<"`), is parsed whole.
         let cut = run.continues.is_some() || runs.get(i + 1).is_some_and(|r| r.continues.is_some());
-        if cut
-            && parsed
-                .as_ref()
-                .is_some_and(|(_, c, _)| !c.merged.is_empty())
-        {
+        if cut && !copies.merged.is_empty() {
+            return None;
+        }
+        // A block scalar with no content is, in the whole parse, empty
+        // and at the token after it, which a run ending there does not hold.
+        if i + 1 < runs.len() && ends_in_empty_block_scalar(root, text) {
             return None;
         }
     }
@@ -507,6 +514,27 @@ fn parse_runs(
         plain: false,
     };
     Some((root, copies))
+}
+
+/// Whether the last value of `node` (its last descendant) is a block
+/// scalar with no content: parsed alone up to a cut it reads as a line
+/// break spanning from its indicator, where the whole parse reads it as
+/// empty, at the next token.
+fn ends_in_empty_block_scalar(node: &Node, text: &str) -> bool {
+    match &node.value {
+        Value::Map(entries) => entries
+            .last()
+            .is_some_and(|e| ends_in_empty_block_scalar(&e.value, text)),
+        Value::Seq(items) => items
+            .last()
+            .is_some_and(|n| ends_in_empty_block_scalar(n, text)),
+        Value::String(s) => {
+            !node.plain
+                && s.bytes().all(|b| b == b'\n')
+                && !matches!(text.as_bytes().get(node.span.start), Some(b'\'' | b'"'))
+        }
+        _ => false,
+    }
 }
 
 /// Moves the end of `node` and of its last descendants, those that end
@@ -1598,10 +1626,29 @@ mod parallel_tests {
         for text in declined {
             assert!(!same_as_whole(text), "{text:?} should not be cut");
         }
+        // An empty block scalar at the end of a run: its span, in the
+        // whole parse, starts at the next run's first token.
+        for text in ["a: 1\nb: |\nc: 3\nd: 4\n", "a: 1\nb: >-\n\nc: 3\nd: {}\n"] {
+            same_as_whole(text);
+        }
         // Multi-line plain scalars: whatever the whole parse says, the
         // runs say the same or decline.
         for text in ["a: one\ntwo\nb: 3\n", "a: one\n two\nb: 3\nc: 4\n"] {
             same_as_whole(text);
+        }
+    }
+
+    #[test]
+    fn an_anchor_on_an_empty_value_reaches_into_the_section_before_it() {
+        // The empty value's span starts at the next token: the next
+        // section's key, or the end of the text.
+        for text in ["a: 1\nb:\n  x: &e\n", "a: 1\nb:\n  x: &e\nc: 2\n"] {
+            let mut sources = Sources::default();
+            let f = sources.add("t.yaml", text);
+            let (_, copies) = whole(text, f).unwrap();
+            let all = sections(text).unwrap();
+            assert!(copies.reach_into(&all[1].range), "{text:?}");
+            assert!(!copies.reach_into(&all[0].range), "{text:?}");
         }
     }
 
@@ -1625,6 +1672,9 @@ mod parallel_tests {
         assert!(!same_as_whole(
             "dev:\n  a: 1\n  b: 2\n  c: 3\n  \"\\x3c\\x3c\": {a: 5, z: 6}\n  d: 4\n  e: 5\n"
         ));
+        // A block scalar with no content before a cut: empty, as whole.
+        same_as_whole("dev:\n  a: 1\n  b: |\n  c: 3\n  d: 4\n  e: 5\n");
+        same_as_whole("dev:\n  a: 1\n  s:\n    b: >+\n\n  c: 3\n  d: 4\n");
         // Nesting counts from the document's top, whatever run it is in.
         let deep = format!(
             "dev:\n  a: 1\n  b: 2\n  c: 3\n  d: {}{}\n",
