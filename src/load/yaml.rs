@@ -450,8 +450,9 @@ fn parse_runs(
             return None;
         }
         // A block scalar with no content is, in the whole parse, empty
-        // and at the token after it, which a run ending there does not hold.
-        if i + 1 < runs.len() && ends_in_empty_block_scalar(root, text) {
+        // and at the token after it, which a run ending there does not hold
+        // (whether the next run or a section left out follows).
+        if run.range.end < text.len() && ends_in_empty_block_scalar(root, text) {
             return None;
         }
     }
@@ -1729,6 +1730,12 @@ mod parallel_tests {
                 "leaving out {left_out:?}"
             );
         }
+        // An empty block scalar right before a section left out is, whole,
+        // at that section's key: the rest is not parsed on its own.
+        let text2 = "dev:\n  a: 1\nzzz: |\nprod:\n  b: 2\n";
+        let f2 = sources.add("t2.yaml", text2);
+        let prod = sections(text2).unwrap()[2].range.clone();
+        assert!(parse_leaving_out(text2, f2, &[prod], 0).is_none());
         // A range that is no section, and a document whose keys are not
         // written plainly, are parsed whole.
         assert!(parse_leaving_out(text, f, &[3..10], 0).is_none());
@@ -1744,6 +1751,55 @@ mod parallel_tests {
         assert!(sections("dev:\r\n  a: 1\r\n\r\nprod: {}\r\n").is_some());
     }
 
+    /// Leaving out any set of sections gives exactly the whole parse
+    /// without them, spans included, or declines.
+    fn same_as_whole_leaving_out(text: &str) {
+        let mut sources = Sources::default();
+        let f = sources.add("t.yaml", text);
+        let (Ok((whole, _)), Some(all)) = (whole(text, f), sections(text)) else {
+            return;
+        };
+        if all.len() > 10 {
+            return;
+        }
+        for mask in 1..(1u32 << all.len()) - 1 {
+            let out: Vec<&Section> = (0..all.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| &all[i])
+                .collect();
+            let ranges: Vec<_> = out.iter().map(|s| s.range.clone()).collect();
+            if let Some((parsed, _)) = parse_leaving_out(text, f, &ranges, 0) {
+                let mut expected = whole.clone();
+                if let Value::Map(entries) = &mut expected.value {
+                    entries.retain(|e| !out.iter().any(|s| s.key == e.key));
+                }
+                assert_eq!(
+                    parsed.as_map(),
+                    expected.as_map(),
+                    "{text:?} leaving out {mask:b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sections_left_out_after_any_last_value_parse_as_the_whole_document() {
+        for text in [
+            "dev:\n  a: 1\nzzz: |\nprod:\n  b: 2\n",
+            "dev:\n  a: 1\nzzz: >+\n\n# c\nprod:\n  b: 2\n",
+            "dev:\n  a: 1\nzzz:\n# c\nprod:\n  b: 2\n",
+            "dev:\n  a:\n# c\n\nprod:\n  b: 2\nqa:\n",
+            "dev:\n  a: &e\n# c\nprod:\n  b: 2\n",
+            "dev:\n  a: !!str\n# c\nprod:\n  b: 2\n",
+            "dev:\n  - a\n  -\n# c\nprod:\n  b: 2\n",
+            "dev:\n  a:\n    b: |-\n  # c\nprod: {}\nqa: |\n",
+            "dev: one\n  two\n# c\nprod: x\n",
+            "dev: |\n  t\n\n\n# c\nprod: x\nqa: >\n  y\n\n",
+        ] {
+            same_as_whole_leaving_out(text);
+        }
+    }
+
     #[test]
     fn example_inputs_parse_the_same_in_runs() {
         let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/controlcenter-examples");
@@ -1754,6 +1810,7 @@ mod parallel_tests {
                 if path.extension().is_some_and(|e| e == "yaml") {
                     let text = std::fs::read_to_string(&path).unwrap();
                     joined += usize::from(same_as_whole(&text));
+                    same_as_whole_leaving_out(&text);
                 }
             }
         }
