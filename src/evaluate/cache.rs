@@ -54,7 +54,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::repo::{ReadError, RepoFiles};
+use crate::repo::{EntryKind, ReadError, RepoFiles};
 use crate::text::Buffer;
 
 /// Overrides the cache directory.
@@ -104,6 +104,9 @@ fn is_hex(key: &str) -> bool {
 
 /// First word of every verdict file.
 const VERDICT_FORMAT: &str = "controlcenter-verdict-2";
+
+/// A verdict file is one short line: anything longer is not one.
+const MAX_VERDICT_BYTES: u64 = 256;
 
 /// What a verdict file holds: its format, its own key, and the values its
 /// section holds (which count toward the document's limit when it is
@@ -249,7 +252,8 @@ pub fn build_id() -> &'static str {
 /// Digest of every template a unit can import from the library and the
 /// repository's template trees (and the repository's directories named
 /// like the library's, which would shadow it). `None` when the trees are
-/// too large to digest.
+/// too large to digest, or a directory in them cannot be listed (imports
+/// may still find files there that no digest would see change).
 pub fn templates_digest(repo: &dyn RepoFiles, lib: &dyn RepoFiles) -> Option<String> {
     let mut h = Sha256::new();
     let mut files = 0;
@@ -263,7 +267,11 @@ pub fn templates_digest(repo: &dyn RepoFiles, lib: &dyn RepoFiles) -> Option<Str
         h.update(b"repo\0");
         h.update(tree.as_bytes());
         h.update([0]);
-        walk(repo, &tree, 0, &mut h, &mut files)?;
+        // What stands where a tree would: only a directory is walked.
+        match repo.read(&tree) {
+            Err(ReadError::NotAFile) => walk(repo, &tree, 0, &mut h, &mut files)?,
+            other => digest_read(&mut h, other),
+        }
     }
     Some(hex(&h.finalize()))
 }
@@ -306,33 +314,43 @@ fn walk(
             format!("{dir}/{name}")
         }
     };
-    for name in files.list_files(dir) {
+    for (name, kind) in files.list_entries(dir).ok()? {
         *count += 1;
         if *count > MAX_TEMPLATE_FILES {
             return None;
         }
         let path = join(&name);
         h.update(path.as_bytes());
-        h.update([0]);
-        match files.read(&path) {
-            Ok(Some(bytes)) => {
-                h.update((bytes.len() as u64).to_le_bytes());
-                h.update(&bytes);
+        match kind {
+            EntryKind::File => {
+                h.update([0]);
+                match files.read(&path) {
+                    // A link to a directory (jsonnet-bundler links vendored
+                    // packages): walk it like one.
+                    Err(ReadError::NotAFile) => walk(files, &path, depth + 1, h, count)?,
+                    read => digest_read(h, read),
+                }
             }
-            // A link to a directory (jsonnet-bundler links vendored
-            // packages): walk it like one.
-            Err(ReadError::NotAFile) => walk(files, &path, depth + 1, h, count)?,
-            Ok(None) => h.update(b"absent"),
-            Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+            EntryKind::Dir => {
+                h.update(b"/\0");
+                walk(files, &path, depth + 1, h, count)?;
+            }
+            EntryKind::Other => h.update(b"?\0"),
         }
     }
-    for name in files.list_dirs(dir) {
-        let path = join(&name);
-        h.update(path.as_bytes());
-        h.update(b"/\0");
-        walk(files, &path, depth + 1, h, count)?;
-    }
     Some(())
+}
+
+/// Adds what reading a template file gave to `h`.
+fn digest_read(h: &mut Sha256, read: Result<Option<Vec<u8>>, ReadError>) {
+    match read {
+        Ok(Some(bytes)) => {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        Ok(None) => h.update(b"absent"),
+        Err(e) => h.update(format!("unreadable: {e}").as_bytes()),
+    }
 }
 
 /// The size bound `$CONTROLCENTER_CACHE_SIZE_MB` sets, in bytes: `None`
@@ -409,8 +427,8 @@ impl Cache {
     /// cannot be read, or whose index does not parse, is left out.
     pub fn open(&self, wanted: &HashSet<&str>) -> Packs {
         let mut packs = Packs::default();
-        for (_, len, path) in self.packs().into_iter().take(MAX_PACKS + MAX_LARGE_PACKS) {
-            let Ok(mut file) = fs::File::open(&path) else {
+        for (_, _, path) in self.packs().into_iter().take(MAX_PACKS + MAX_LARGE_PACKS) {
+            let Some((mut file, len)) = open_cache_file(&path, self.max_bytes) else {
                 continue;
             };
             let p = packs.files.len();
@@ -426,7 +444,7 @@ impl Cache {
                 true
             });
             if read.is_some() {
-                packs.files.push((path, file));
+                packs.files.push((path, file, len));
                 packs.read_whole.push(OnceLock::new());
                 packs.used.push(AtomicBool::new(false));
             } else if found {
@@ -509,11 +527,12 @@ impl Cache {
         for path in &merged {
             // One handle reads the index, the other the entries, as the
             // index is read: nothing of a damaged index piles up.
-            let (Ok(mut index_file), Ok(mut file)) = (fs::File::open(path), fs::File::open(path))
-            else {
+            let (Some((mut index_file, len)), Some((mut file, _))) = (
+                open_cache_file(path, self.max_bytes),
+                open_cache_file(path, self.max_bytes),
+            ) else {
                 continue;
             };
-            let len = index_file.metadata().map_or(0, |m| m.len());
             // The first entry that does not hold ends the pack: the rest
             // of a damaged pack is not worth reading.
             let mut whole = true;
@@ -574,7 +593,9 @@ impl Cache {
         if !is_hex(key) {
             return None;
         }
-        let bytes = fs::read(self.verdicts_dir().join(key)).ok()?;
+        let (file, _) = open_cache_file(&self.verdicts_dir().join(key), MAX_VERDICT_BYTES)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_VERDICT_BYTES).read_to_end(&mut bytes).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
         let values = text
             .strip_prefix(VERDICT_FORMAT)?
@@ -716,7 +737,7 @@ fn packs_to_merge(
 #[derive(Default)]
 pub struct Packs {
     /// Each pack, open: entries are read at their offset, by any thread.
-    files: Vec<(PathBuf, fs::File)>,
+    files: Vec<(PathBuf, fs::File, u64)>,
     /// Each pack read whole into memory, once a record is read from it (a
     /// warm render reads thousands of records: one read, and each object's
     /// text stays where it lies in it).
@@ -730,7 +751,7 @@ impl Packs {
     /// holds.
     pub fn get(&self, key: &str) -> Option<Entry> {
         let &(p, offset, len) = self.index.get(key)?;
-        let (path, file) = &self.files[p];
+        let (path, file, _) = &self.files[p];
         let mut bytes = vec![0; usize::try_from(len).ok()?];
         read_at(path, file, offset, &mut bytes)?;
         let entry = decode(&bytes, key)?;
@@ -742,8 +763,8 @@ impl Packs {
     /// whose checksum holds.
     pub fn get_record(&self, key: &str) -> Option<Record> {
         let &(p, offset, len) = self.index.get(key)?;
-        let (path, file) = &self.files[p];
-        let record = match self.read_whole[p].get_or_init(|| read_whole(path, file)) {
+        let (path, file, whole) = &self.files[p];
+        let record = match self.read_whole[p].get_or_init(|| read_whole(path, file, *whole)) {
             Some(buf) => {
                 let start = usize::try_from(offset).ok()?;
                 decode_record(
@@ -777,7 +798,7 @@ impl Packs {
     /// packs are trimmed).
     pub fn touch_used(&self) {
         let now = SystemTime::now();
-        for ((path, _), used) in self.files.iter().zip(&self.used) {
+        for ((path, _, _), used) in self.files.iter().zip(&self.used) {
             if used.load(Ordering::Relaxed) {
                 if let Ok(file) = fs::File::options().append(true).open(path) {
                     let _ = file.set_modified(now);
@@ -790,11 +811,28 @@ impl Packs {
 /// The whole of an open pack; `None` when it cannot be read (it was
 /// cut short meanwhile: its records are then read one by one, and a short
 /// one is a miss).
-fn read_whole(path: &Path, file: &fs::File) -> Option<Arc<Buffer>> {
-    let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-    let mut bytes = vec![0; len];
+fn read_whole(path: &Path, file: &fs::File, len: u64) -> Option<Arc<Buffer>> {
+    let mut bytes = vec![0; usize::try_from(len).ok()?];
     read_at(path, file, 0, &mut bytes)?;
     Some(Buffer::bytes_of(bytes))
+}
+
+/// Opens a file of the cache for reading when it is a regular file of at
+/// most `max_len` bytes, with its length: a FIFO, device or link put in
+/// its place is never waited on or followed, and nothing larger than the
+/// cache could have written is read.
+fn open_cache_file(path: &Path, max_len: u64) -> Option<(fs::File, u64)> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    );
+    let file = options.open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let len = meta.len();
+    (meta.is_file() && len <= max_len).then_some((file, len))
 }
 
 /// Fills `bytes` from `offset` of an open file, without moving a shared
@@ -1387,5 +1425,95 @@ mod tests {
         assert_eq!(get(&cache, &key), None);
         store(&cache, &key);
         assert_eq!(get(&cache, &key), Some(entry()));
+    }
+
+    /// A work tree one of whose directories cannot be listed.
+    struct Unlistable(crate::repo::WorkTree, &'static str);
+
+    impl RepoFiles for Unlistable {
+        fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, ReadError> {
+            self.0.read(rel)
+        }
+        fn list_entries(&self, rel: &str) -> Result<Vec<(String, EntryKind)>, String> {
+            if rel == self.1 {
+                return Err("Permission denied (os error 13)".to_owned());
+            }
+            self.0.list_entries(rel)
+        }
+    }
+
+    #[test]
+    fn templates_are_digested_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("jsonnet/a")).unwrap();
+        fs::write(root.join("jsonnet/a/x.libsonnet"), "1").unwrap();
+        let lib = crate::evaluate::library::EmbeddedLibrary;
+        let tree = || crate::repo::WorkTree::open(root).unwrap();
+        let first = templates_digest(&tree(), &lib).unwrap();
+        // Every kind of entry counts: a file in a nested directory, a
+        // FIFO, a file where a tree would be.
+        fs::write(root.join("jsonnet/a/x.libsonnet"), "2").unwrap();
+        let edited = templates_digest(&tree(), &lib).unwrap();
+        assert_ne!(first, edited);
+        #[cfg(unix)]
+        {
+            let made = std::process::Command::new("mkfifo")
+                .arg(root.join("jsonnet/f"))
+                .status();
+            assert!(made.is_ok_and(|s| s.success()));
+            assert_ne!(templates_digest(&tree(), &lib).unwrap(), edited);
+        }
+        fs::write(root.join("lib"), "not a directory").unwrap();
+        assert!(templates_digest(&tree(), &lib).is_some());
+        // A directory that cannot be listed (entered, not read: imports
+        // through it still work) leaves nothing to cache under.
+        assert_eq!(
+            templates_digest(&Unlistable(tree(), "jsonnet/a"), &lib),
+            None
+        );
+    }
+
+    #[test]
+    fn a_verdict_is_read_only_from_a_short_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let (good, long) = ("ab12".repeat(16), "cd34".repeat(16));
+        cache.store_verdicts(&[(good.clone(), 7)]);
+        assert_eq!(cache.verdict(&good), Some(7));
+        let path = |key: &str| dir.path().join("verdicts").join(key);
+        // Longer than a verdict: not read, even if it starts like one.
+        let mut text = verdict_bytes(&long, 7);
+        text.resize(10_000, b' ');
+        fs::write(path(&long), text).unwrap();
+        assert_eq!(cache.verdict(&long), None);
+        #[cfg(unix)]
+        {
+            // A link (to an endless device) and a FIFO (no writer: opening
+            // it to read would wait forever) are not followed or waited on.
+            fs::remove_file(path(&long)).unwrap();
+            std::os::unix::fs::symlink("/dev/zero", path(&long)).unwrap();
+            assert_eq!(cache.verdict(&long), None);
+            fs::remove_file(path(&good)).unwrap();
+            let made = std::process::Command::new("mkfifo")
+                .arg(path(&good))
+                .status();
+            assert!(made.is_ok_and(|s| s.success()));
+            assert_eq!(cache.verdict(&good), None);
+        }
+    }
+
+    #[test]
+    fn a_pack_larger_than_the_cache_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = bounded_in(dir.path(), 1 << 20);
+        let key = unit_key("t", b"x");
+        store(&cache, &key);
+        assert_eq!(get(&cache, &key), Some(entry()));
+        // However well formed (a sparse file of any length can be), a
+        // pack is read only up to the bound the cache writes within.
+        let len = fs::metadata(packs(&cache).remove(0)).unwrap().len();
+        assert_eq!(get(&bounded_in(dir.path(), len), &key), Some(entry()));
+        assert_eq!(get(&bounded_in(dir.path(), len - 1), &key), None);
     }
 }
