@@ -2,6 +2,7 @@
 //! alone (no cluster).
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use clap::Args;
 
@@ -9,6 +10,7 @@ use super::{Cli, EXIT_INVALID, EXIT_OK};
 use crate::commands::diff::{diff, ChangeKind, DiffOptions, DiffReport};
 use crate::commands::markdown;
 use crate::redact::SecretValues;
+use crate::repo::RepoFiles;
 
 /// Output of `diff`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -93,16 +95,26 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
             )
         }
     };
-    let (old, new) = std::thread::scope(|s| {
-        let old = s.spawn(|| {
-            cli.render_snapshot(old_side.0.clone(), &old_side.1, &old_side.2, &args.services)
-        });
-        let new = cli.render_snapshot(new_side.0.clone(), &new_side.1, &new_side.2, &args.services);
-        (old.join().unwrap_or(Err(EXIT_INVALID)), new)
-    });
-    let ((old, mut secrets), (new, new_secrets)) = match (old, new) {
+    let options = |side: &(Arc<dyn RepoFiles>, String, String)| {
+        cli.render_options(side.0.clone(), None, &args.services)
+    };
+    let (old_options, new_options) = match (options(&old_side), options(&new_side)) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let (old, new) = std::thread::scope(|s| {
+        let old = s.spawn(|| cli.render_snapshot(old_options, &old_side.1, &old_side.2));
+        let new = cli.render_snapshot(new_options, &new_side.1, &new_side.2);
+        (old.join(), new)
+    });
+    // Reported once both are done, the old side first.
+    let ((old, mut secrets), (new, new_secrets)) = match (old, new) {
+        (Ok(Ok(a)), Ok(b)) => (a, b),
+        (Err(_), _) => return EXIT_INVALID,
+        (Ok(old), new) => {
+            let failed = [old.err(), new.err()].into_iter().flatten();
+            return failed.fold(EXIT_INVALID, |_, f| f.report(cli));
+        }
     };
     secrets.extend(&new_secrets);
     // Labels: the environments when comparing two, else the revisions.

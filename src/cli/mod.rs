@@ -309,17 +309,16 @@ impl Cli {
         }
     }
 
-    /// Renders `env` of a snapshot, with the secret values it read (so a
-    /// report about the result can scrub them); failures are reported
-    /// with a note naming the snapshot.
+    /// Renders `env` of a snapshot read with `options`, with the secret
+    /// values it read (so a report about the result can scrub them); a
+    /// failure comes back to report, with a note naming the snapshot.
     fn render_snapshot(
         &self,
-        repo: Arc<dyn RepoFiles>,
+        options: RenderOptions,
         env: &str,
         label: &str,
-        services: &[String],
-    ) -> Result<(Vec<crate::process::Resource>, SecretValues), i32> {
-        let mut options = self.render_options(repo, None, services)?;
+    ) -> Result<(Vec<crate::process::Resource>, SecretValues), SideFailure> {
+        let mut options = options;
         options.env = Some(env.to_owned());
         let mut project = match Project::load(options) {
             Ok(p) => p,
@@ -331,8 +330,7 @@ impl Cli {
                     .into_iter()
                     .map(|d| d.note(format!("while loading {label}")))
                     .collect();
-                self.output().report(&sources, noted);
-                return Err(EXIT_INVALID);
+                return Err(SideFailure(sources, noted));
             }
         };
         match project.render(env) {
@@ -342,8 +340,7 @@ impl Cli {
                     .into_iter()
                     .map(|d| d.note(format!("while rendering `{env}` at {label}")))
                     .collect();
-                self.output().report(&project.sources, noted);
-                Err(EXIT_INVALID)
+                Err(SideFailure(project.sources, noted))
             }
         }
     }
@@ -448,5 +445,17 @@ mod tests {
         let mut listed: Vec<String> = OPTION_VARS.iter().map(|v| (*v).to_owned()).collect();
         listed.sort();
         assert_eq!(listed, from_clap);
+    }
+}
+
+/// Why one side of a comparison did not render, not yet reported: the
+/// caller reports the sides in their order, however they were rendered.
+pub(super) struct SideFailure(Sources, Vec<Diagnostic>);
+
+impl SideFailure {
+    /// Reports the failure; the exit code.
+    pub(super) fn report(self, cli: &Cli) -> i32 {
+        cli.output().report(&self.0, self.1);
+        EXIT_INVALID
     }
 }

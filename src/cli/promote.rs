@@ -59,19 +59,28 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let (before, mut secrets) =
-        match cli.render_snapshot(target.clone(), &args.to, &target_label, &[]) {
-            Ok(r) => r,
-            Err(code) => return code,
-        };
-    let promoted: Arc<dyn RepoFiles> = Arc::new(Promotion { source, target });
+    let promoted: Arc<dyn RepoFiles> = Arc::new(Promotion {
+        source,
+        target: target.clone(),
+    });
+    let (before_options, after_options) = match (
+        cli.render_options(target, None, &[]),
+        cli.render_options(promoted, None, &[]),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let (before, mut secrets) = match cli.render_snapshot(before_options, &args.to, &target_label) {
+        Ok(r) => r,
+        Err(failed) => return failed.report(cli),
+    };
     let label = format!("{source_label} promoted into {target_label}");
-    let after = match cli.render_snapshot(promoted, &args.to, &label, &[]) {
+    let after = match cli.render_snapshot(after_options, &args.to, &label) {
         Ok((r, s)) => {
             secrets.extend(&s);
             r
         }
-        Err(code) => return code,
+        Err(failed) => return failed.report(cli),
     };
     let opts = DiffOptions {
         ignore: args.output.ignore.clone(),

@@ -227,6 +227,36 @@ fn diff_against_the_work_tree_and_exit_code() {
 }
 
 #[test]
+fn when_both_sides_fail_their_errors_come_in_order() {
+    let h = history();
+    let d = h.dir.path();
+    let cc_path = d.join("controlcenter.yaml");
+    let text = std::fs::read_to_string(&cc_path).unwrap();
+    // Revisions tags.yaml has no image for, one in each section.
+    let broken = text
+        .replacen("git_rev: v1.0.151", "git_rev: v8.8.8", 1)
+        .replacen("git_rev: v1.0.146", "git_rev: v9.9.9", 1);
+    std::fs::write(&cc_path, broken).unwrap();
+    let args = [
+        "diff",
+        "--env",
+        "dev",
+        "--against-env",
+        "prod",
+        "--no-cache",
+    ];
+    let first = cc(d, &args);
+    assert_eq!(first.status.code(), Some(1), "{}", transcript(&first));
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    let (dev, prod) = (stderr.find("v8.8.8"), stderr.find("v9.9.9"));
+    assert!(dev.is_some() && prod.is_some() && dev < prod, "{stderr}");
+    // The two sides are rendered at once; what they report is not.
+    for _ in 0..8 {
+        assert_eq!(cc(d, &args).stderr, first.stderr);
+    }
+}
+
+#[test]
 fn two_environments_of_one_revision() {
     let h = history();
     let out = cc(
