@@ -99,11 +99,17 @@ pub fn trace_lines_printed() -> usize {
     TRACE_PRINTED.load(Ordering::SeqCst)
 }
 
-/// Prints `std.trace` to stderr: located, secrets scrubbed, long lines
-/// cut, at most [`set_trace_budget`] lines per process.
+/// `std.trace` texts held back by a worker, to be printed in unit order.
+type HeldTraces = Rc<std::cell::RefCell<Vec<String>>>;
+
+/// Takes `std.trace` output: located, secrets scrubbed, and printed
+/// ([`print_traces`]) at once, or held when units evaluate on several
+/// threads (printed as they come, their order would change from run to
+/// run).
 struct TraceSink {
     secrets: SecretValues,
     print: bool,
+    held: Option<HeldTraces>,
 }
 trace_acyclic!(TraceSink);
 
@@ -117,18 +123,43 @@ impl TracePrinter for TraceSink {
             format!(" {}:{line}", span.0.source_path())
         });
         let text = self.secrets.scrub(&format!("TRACE:{place} {value}"));
-        let mut out = String::new();
+        match &self.held {
+            Some(held) => {
+                // No more than the budget can show, however much is traced.
+                let mut held = held.borrow_mut();
+                let budget = TRACE_BUDGET.load(Ordering::SeqCst);
+                if held.iter().map(|t| t.lines().count()).sum::<usize>() <= budget {
+                    held.push(
+                        text.lines()
+                            .take(budget + 1)
+                            .map(|l| {
+                                l.chars().take(MAX_TRACE_LINE_CHARS + 1).collect::<String>() + "\n"
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            None => print_traces(std::iter::once(text)),
+        }
+    }
+}
+
+/// Prints trace texts to stderr, long lines cut, at most
+/// [`set_trace_budget`] lines per process.
+fn print_traces(texts: impl IntoIterator<Item = String>) {
+    let mut out = String::new();
+    'texts: for text in texts {
         for line in text.lines() {
             let budget = TRACE_BUDGET.load(Ordering::SeqCst);
             let n = TRACE_PRINTED.fetch_add(1, Ordering::SeqCst);
             if n > budget {
-                break;
+                break 'texts;
             }
             if n == budget {
                 out.push_str(&format!(
                     "TRACE: … further std.trace output suppressed (at most {budget} lines)\n"
                 ));
-                break;
+                break 'texts;
             }
             // A traced value may hold escape sequences (a state value):
             // shown escaped, as in messages.
@@ -140,6 +171,8 @@ impl TracePrinter for TraceSink {
             out.push_str(&line);
             out.push('\n');
         }
+    }
+    if !out.is_empty() {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
     }
 }
@@ -352,10 +385,14 @@ struct Session {
     probed: ProbedFiles,
     undecodable: UndecodableFiles,
     entry: super::imports::SandboxPath,
+    /// Trace output held back, when it is ([`TraceSink`]).
+    traces: Option<HeldTraces>,
 }
 
 impl Session {
-    fn new(job: &EvalJob) -> Self {
+    /// A jrsonnet state for `job`; `hold_traces` keeps `std.trace` output
+    /// in [`Session::traces`] instead of printing it.
+    fn new(job: &EvalJob, hold_traces: bool) -> Self {
         let failed_import = FailedImportSlot::default();
         let loaded = LoadedFiles::default();
         let probed = ProbedFiles::default();
@@ -370,9 +407,11 @@ impl Session {
         );
         let entry = sandbox.path(job.entry.0, &job.entry.1);
         let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
+        let traces = hold_traces.then(HeldTraces::default);
         std.settings_mut().trace_printer = Rc::new(TraceSink {
             secrets: job.secrets.clone(),
             print: job.trace,
+            held: traces.clone(),
         });
         for (name, value) in &job.ext {
             std.settings_mut()
@@ -389,7 +428,16 @@ impl Session {
             probed,
             undecodable,
             entry,
+            traces,
         }
+    }
+
+    /// The trace output held back since the last call.
+    fn take_traces(&self) -> Vec<String> {
+        self.traces
+            .as_ref()
+            .map(|t| std::mem::take(&mut *t.borrow_mut()))
+            .unwrap_or_default()
     }
 
     /// The entry point's value (imports are cached: a second call is free).
@@ -492,7 +540,7 @@ fn import_expression(mut keyword: FrameLocation) -> FrameLocation {
 
 fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
-    let session = Session::new(&job);
+    let session = Session::new(&job, false);
     let _entered = session.state.enter();
     let result = (|| {
         let val = session.entry()?;
@@ -581,6 +629,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         next: AtomicUsize::new(0),
         budget: OutputBudget::default(),
         results: std::sync::Mutex::new(vec![None; count]),
+        traces: std::sync::Mutex::new(vec![Vec::new(); count]),
     });
     let job = Arc::new(job);
     let (tx, rx) = mpsc::channel::<WorkerDone>();
@@ -630,6 +679,9 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
             Err(_) => break,
         }
     }
+    if let Ok(mut traces) = queue.traces.lock() {
+        print_traces(std::mem::take(&mut *traces).into_iter().flatten());
+    }
     // Taken, not cloned: a worker left behind by the deadline finds no
     // slot for what it finishes later.
     let mut results = queue
@@ -663,6 +715,8 @@ struct UnitQueue {
     next: AtomicUsize,
     budget: OutputBudget,
     results: std::sync::Mutex<Vec<Option<Result<UnitOutput, EvalFailure>>>>,
+    /// Each unit's trace output, printed in unit order once all are done.
+    traces: std::sync::Mutex<Vec<Vec<String>>>,
 }
 
 /// The output limits, counted over every unit of a render.
@@ -793,7 +847,7 @@ const SMALL_TASK_BYTES: usize = 256 << 10;
 /// deadline has passed. Returns whether the share was small.
 fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool {
     let _depth = limit_stack_depth(job.max_stack);
-    let session = Session::new(job);
+    let session = Session::new(job, true);
     let mut bytes = 0;
     let mut shared = None;
     let mut gc = Collector::new();
@@ -820,6 +874,14 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool
                 job.parse_values,
             )
             .map_err(|e| session.failure(&e));
+            let traces = session.take_traces();
+            if !traces.is_empty() {
+                if let Ok(mut held) = queue.traces.lock() {
+                    if let Some(slot) = held.get_mut(i) {
+                        *slot = traces;
+                    }
+                }
+            }
             drop(unit);
             // A failure says nothing of how much it made: left to the
             // next collection.
@@ -1134,7 +1196,7 @@ pub fn trace_objects(
     let timeout = job.timeout;
     on_eval_thread(timeout, left, move || {
         let _depth = limit_stack_depth(job.max_stack);
-        let session = Session::new(&job);
+        let session = Session::new(&job, false);
         let _entered = session.state.enter();
         jrsonnet_evaluator::track_field_locations(true);
         let result = (|| {

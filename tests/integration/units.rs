@@ -457,6 +457,34 @@ fn a_template_that_reads_another_service_fails_clearly_unless_the_environment_is
 }
 
 #[test]
+fn traces_of_units_evaluated_at_once_come_in_unit_order() {
+    let repo = generated(40);
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    serviceManifests(svc):: std.trace('unit ' + svc.key, super.serviceManifests(svc)),\n    extraManifests:: std.trace('environment', []),\n  }).manifests\n",
+    )
+    .unwrap();
+    let traces = |extra: &[&str]| -> String {
+        let out = render(repo.path(), "dev", None, extra);
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.starts_with("TRACE:"))
+            .map(|l| format!("{}\n", l.rsplit(' ').next().unwrap()))
+            .collect()
+    };
+    let expected: String = (0..40)
+        .map(|i| format!("svc_{i:04}\n"))
+        .chain(["environment\n".to_owned()])
+        .collect();
+    for _ in 0..4 {
+        assert_eq!(traces(&["--jobs", "2"]), expected);
+    }
+    assert_eq!(traces(&["--jobs", "1"]), expected);
+}
+
+#[test]
 fn environment_level_objects_cannot_read_the_services_in_per_service_mode() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
     std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
