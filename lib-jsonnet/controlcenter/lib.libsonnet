@@ -55,13 +55,16 @@ local workspace = import 'k8s/workspace.libsonnet';
     // never app.kubernetes.io/instance.
     commonLabels:: util.withoutInstance(state.labels),
 
-    // The services to render, in key order. Override to filter or patch
-    // services before any object is built. Each carries its ConfigMap,
-    // built once (see configMapOf); a service patched with `+` rebuilds it
-    // for itself.
+    // The services to render, in key order: in a service's unit, that
+    // service. Override to filter or patch services before any object is
+    // built. Each carries its ConfigMap, built once (see configMapOf); a
+    // service patched with `+` rebuilds it for itself.
     services:: [
       state.services[k] + { configMapBuilt:: lib.configMap(self) }
-      for k in std.objectFields(state.services)
+      for k in (
+        if lib.unit == 'service' then [state.unit_service]
+        else std.objectFields(state.services)
+      )
     ],
 
     // ---- shared pieces --------------------------------------------------
@@ -211,8 +214,9 @@ local workspace = import 'k8s/workspace.libsonnet';
     // ---- output ----------------------------------------------------------
 
     // unit: which objects this evaluation renders. controlcenter evaluates
-    // each service on its own (state.unit: 'service', state.services holding
-    // that service only) and the environment-level objects apart
+    // each service on its own (state.unit: 'service', state.unit_service
+    // its key; state.services names every service but holds that one's
+    // state only) and the environment-level objects apart
     // (state.unit: 'environment'); a state without `unit` (any other
     // engine, or settings.evaluation: environment) renders everything.
     unit:: if std.objectHas(state, 'unit') then state.unit else 'all',

@@ -109,7 +109,7 @@ pub fn explain(
         .map(|s| s.key.clone());
     let evaluation = project.settings.evaluation;
     let templates = project.templates().clone();
-    let Some(input) = templates.unit_input(&resolved.state, evaluation, service.as_deref()) else {
+    let Some(input) = templates.unit_input(&resolved, evaluation, service.as_deref()) else {
         return Err(vec![not_rendered_here(resource)]);
     };
     let id = resource.id.clone();
@@ -309,7 +309,7 @@ fn state_roots(
     let fields: BTreeSet<&str> = own.chain(shared).collect();
     fields
         .into_iter()
-        .filter(|f| *f != crate::evaluate::UNIT_FIELD)
+        .filter(|f| *f != crate::evaluate::UNIT_FIELD && *f != crate::evaluate::UNIT_SERVICE_FIELD)
         .flat_map(|f| match (f, evaluation, service) {
             ("services", Evaluation::Environment, Some(key)) => {
                 vec![vec![f.to_owned(), key.to_owned()]]

@@ -20,7 +20,8 @@ use jrsonnet_evaluator::stack::limit_stack_depth;
 use jrsonnet_evaluator::tla::TlaArg;
 use jrsonnet_evaluator::trace::PathResolver;
 use jrsonnet_evaluator::{
-    apply_tla, error::ErrorKind, NumValue, ObjValueBuilder, State, Thunk, Val,
+    apply_tla, error::ErrorKind, val::ThunkValue, NumValue, ObjValue, ObjValueBuilder, State,
+    Thunk, Val,
 };
 use jrsonnet_interner::IStr;
 use serde_json::Value as Json;
@@ -573,6 +574,12 @@ pub struct UnitInput {
     /// Fields present in name only: reading one fails with the given
     /// message (what the unit must not see).
     pub withheld: Vec<(String, String)>,
+    /// When set, `services` holds every one of these service keys: those
+    /// of services the unit has no state for fail when read (so a count
+    /// or a test of a name is the whole environment's, and a read of
+    /// another service fails instead of finding nothing). Shared by the
+    /// units of a render.
+    pub service_names: Option<Arc<Vec<String>>>,
 }
 
 /// What one unit returned: each element of the array it evaluated to, as
@@ -849,7 +856,7 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool
     let _depth = limit_stack_depth(job.max_stack);
     let session = Session::new(job, true);
     let mut bytes = 0;
-    let mut shared = None;
+    let mut shared = WorkerShared::default();
     let mut gc = Collector::new();
     {
         let _entered = session.state.enter();
@@ -915,7 +922,7 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool
 fn evaluate_unit(
     session: &Session,
     unit: &UnitInput,
-    shared: &mut Option<(usize, SharedFields)>,
+    shared: &mut WorkerShared,
     budget: &OutputBudget,
     parse_values: bool,
 ) -> jrsonnet_evaluator::Result<UnitOutput> {
@@ -981,37 +988,97 @@ fn parse(text: &str) -> jrsonnet_evaluator::Result<Json> {
     })
 }
 
-/// The shared fields of a render as engine values, made once per worker.
-type SharedFields = Vec<(IStr, Val)>;
+/// What every unit of a render has in common, as engine values, made
+/// once per worker: the shared fields, and the `services` object holding
+/// every service's name (see [`UnitInput::service_names`]). Each is kept
+/// with the address of what it was made from.
+#[derive(Default)]
+struct WorkerShared {
+    fields: Option<(usize, Vec<(IStr, Val)>)>,
+    names: Option<(usize, ObjValue)>,
+}
+
+/// A service's state in a unit that does not see it: reading it fails,
+/// naming the service.
+struct OtherService(IStr);
+trace_acyclic!(OtherService);
+
+impl ThunkValue for OtherService {
+    type Output = Val;
+
+    fn get(&self) -> jrsonnet_evaluator::Result<Val> {
+        Err(ErrorKind::RuntimeError(
+            format!("{OTHER_SERVICE}`{}` is not visible to this unit", self.0).into(),
+        )
+        .into())
+    }
+}
+
+/// Start of the message for a read of another service's state in a unit.
+pub const OTHER_SERVICE: &str = "the state of service ";
 
 /// The unit's state as an engine value: built from the JSON tree (never
 /// through text, and never through `Val::from_serde`, which turns integers
 /// into strings), withheld fields failing when read.
-fn unit_state(unit: &UnitInput, shared: &mut Option<(usize, SharedFields)>) -> Val {
+fn unit_state(unit: &UnitInput, shared: &mut WorkerShared) -> Val {
     let key = Arc::as_ptr(&unit.shared) as usize;
-    if shared.as_ref().is_none_or(|(k, _)| *k != key) {
+    if shared.fields.as_ref().is_none_or(|(k, _)| *k != key) {
         let fields = unit
             .shared
             .iter()
             .map(|(k, v)| (IStr::from(k.as_str()), json_val(v)))
             .collect();
-        *shared = Some((key, fields));
+        shared.fields = Some((key, fields));
     }
+    let names = unit.service_names.as_ref().map(|names| {
+        let key = Arc::as_ptr(names) as usize;
+        match &shared.names {
+            Some((k, obj)) if *k == key => obj.clone(),
+            _ => {
+                let mut obj = ObjValueBuilder::with_capacity(names.len());
+                for name in names.iter() {
+                    let name = IStr::from(name.as_str());
+                    obj.field(name.clone())
+                        .thunk(Thunk::new(OtherService(name)));
+                }
+                let obj = obj.build();
+                shared.names = Some((key, obj.clone()));
+                obj
+            }
+        }
+    });
     let fields = shared
+        .fields
         .as_ref()
         .map(|(_, f)| f.as_slice())
         .unwrap_or_default();
     let mut obj =
-        ObjValueBuilder::with_capacity(fields.len() + unit.own.len() + unit.withheld.len());
-    let own =
-        |k: &str| unit.own.iter().any(|(o, _)| o == k) || unit.withheld.iter().any(|(o, _)| o == k);
+        ObjValueBuilder::with_capacity(fields.len() + unit.own.len() + unit.withheld.len() + 1);
+    let own = |k: &str| {
+        (names.is_some() && k == "services")
+            || unit.own.iter().any(|(o, _)| o == k)
+            || unit.withheld.iter().any(|(o, _)| o == k)
+    };
     for (k, v) in fields {
         if !own(k) {
             obj.field(k.clone()).value(v.clone());
         }
     }
     for (k, v) in unit.own.iter() {
-        obj.field(k.as_str()).value(json_val(v));
+        if names.is_none() || k != "services" {
+            obj.field(k.as_str()).value(json_val(v));
+        }
+    }
+    if let Some(names) = names {
+        // Every name, failing when read, under the unit's own services.
+        let mut services = ObjValueBuilder::new();
+        services.with_super(names);
+        if let Some((_, Json::Object(seen))) = unit.own.iter().find(|(k, _)| k == "services") {
+            for (k, v) in seen {
+                services.field(k.as_str()).value(json_val(v));
+            }
+        }
+        obj.field("services").value(Val::Obj(services.build()));
     }
     for (k, message) in &unit.withheld {
         let error: jrsonnet_evaluator::Error =
@@ -1201,8 +1268,7 @@ pub fn trace_objects(
         jrsonnet_evaluator::track_field_locations(true);
         let result = (|| {
             let entry = session.entry()?;
-            let mut shared = None;
-            let state = unit_state(&unit, &mut shared);
+            let state = unit_state(&unit, &mut WorkerShared::default());
             let mut tla: HashMap<IStr, TlaArg> = HashMap::with_capacity(1);
             tla.insert(IStr::from("state"), TlaArg::Val(state));
             let val = apply_tla(&tla, entry)?;

@@ -98,6 +98,26 @@ pub const ENVIRONMENT_OBJECTS: &str = "@environment";
 /// unit renders (absent: all of them).
 pub const UNIT_FIELD: &str = "unit";
 
+/// The field of a service unit's state naming its service (a key of
+/// `services`).
+pub const UNIT_SERVICE_FIELD: &str = "unit_service";
+
+/// Every enabled service's key, sorted: those resolved and those a
+/// selection left unresolved. Every unit of a per-service render sees
+/// them all as the names of `state.services`.
+fn service_names(resolved: &ResolvedEnv) -> Arc<Vec<String>> {
+    let mut names: Vec<String> = resolved
+        .state
+        .services
+        .keys()
+        .chain(&resolved.unresolved)
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    Arc::new(names)
+}
+
 /// The templates of a render: the repository's and the library's Jsonnet,
 /// evaluated within limits.
 #[derive(Clone)]
@@ -222,6 +242,7 @@ impl Templates {
         // a hit builds no input (a warm render of thousands of units is
         // mostly this).
         let planned = planned_units(&resolved.state, plan);
+        let names = service_names(resolved);
         let secrets = sources.secrets().clone();
         let cache = self.cache.as_ref().filter(|_| plan.cache != CacheUse::Off);
         // The call depth allowed is part of what evaluates a unit: a unit
@@ -234,7 +255,13 @@ impl Templates {
         let mut dependency_digests: BTreeMap<String, String> = BTreeMap::new();
 
         let keys: Vec<Option<String>> = match &digest {
-            Some(d) => unit_keys(&resolved.state, plan.evaluation, &planned, d, self.workers),
+            Some(d) => unit_keys(
+                &resolved.state,
+                (plan.evaluation, &names),
+                &planned,
+                d,
+                self.workers,
+            ),
             None => vec![None; planned.len()],
         };
         // Records are kept when each value stays its unit's: not when a
@@ -348,6 +375,7 @@ impl Templates {
                     services: Some(&missed),
                     ..plan
                 },
+                &names,
             )
             .into_iter()
             .map(|u| u.input)
@@ -366,7 +394,7 @@ impl Templates {
             let units = if failed.is_empty() {
                 Vec::new()
             } else {
-                plan_units(&resolved.state, plan)
+                plan_units(&resolved.state, plan, &names)
             };
             // One mistake in a template fails every unit: say it once, and
             // blame a service only for what fails in some services alone.
@@ -513,9 +541,9 @@ impl Templates {
             }
             _ => None,
         };
-        let other = match (&unit.service, plan.evaluation) {
-            (Some(own), Evaluation::PerService) => reads_other_service(&f, own, resolved),
-            _ => None,
+        let other = match plan.evaluation {
+            Evaluation::PerService => reads_other_service(&f, unit.service.as_deref(), resolved),
+            Evaluation::Environment => None,
         };
         let missing = plan.outputs.and_then(|o| {
             self.missing_output(&f, unit, resolved)
@@ -526,11 +554,15 @@ impl Templates {
             d = missing_output_diagnostic(d, outputs, &name, &resolved.state);
         }
         if let Some(other) = other {
-            d = d
-                .note(format!(
-                    "`{other}` is another service: with per-service evaluation, a service's templates see the environment and that service only"
-                ))
-                .help("read only `svc` and the environment, or set `settings.evaluation: environment` in controlcenter.yaml to evaluate every service at once");
+            let note = match &unit.service {
+                Some(_) => format!(
+                    "`{other}` is another service: with per-service evaluation, a service's templates see the environment, that service, and the other services' names only"
+                ),
+                None => "with per-service evaluation, environment-level objects (SealedSecrets, extraManifests) see the environment and the services' names only".to_owned(),
+            };
+            d = d.note(note).help(
+                "read only `svc` and the environment, or set `settings.evaluation: environment` in controlcenter.yaml to evaluate every service at once",
+            );
         }
         match culprit {
             Some(key) => {
@@ -588,7 +620,7 @@ impl Templates {
     /// environment-level objects), as a render evaluates it.
     pub fn unit_input(
         &self,
-        state: &State,
+        resolved: &ResolvedEnv,
         evaluation: Evaluation,
         service: Option<&str>,
     ) -> Option<UnitInput> {
@@ -601,7 +633,10 @@ impl Templates {
             outputs: None,
             verdicts: None,
         };
-        plan_units(state, plan).into_iter().next().map(|u| u.input)
+        plan_units(&resolved.state, plan, &service_names(resolved))
+            .into_iter()
+            .next()
+            .map(|u| u.input)
     }
 
     /// Evaluates one unit with field locations tracked: the output objects
@@ -648,6 +683,7 @@ impl Templates {
             shared: Arc::new(fields),
             own: Arc::default(),
             withheld: Vec::new(),
+            service_names: None,
         };
         engine::evaluate_units(job, vec![input], 1)
             .results
@@ -810,7 +846,7 @@ fn planned_units(state: &State, plan: Plan<'_>) -> Vec<Option<String>> {
 /// The cache key of each planned unit, under the templates' digest.
 fn unit_keys(
     state: &State,
-    evaluation: Evaluation,
+    (evaluation, names): (Evaluation, &[String]),
     planned: &[Option<String>],
     templates: &str,
     workers: usize,
@@ -819,7 +855,7 @@ fn unit_keys(
     // not once per unit. A part that cannot be written leaves its units
     // without a key: they are evaluated, not cached.
     let mut shared = Vec::new();
-    let Ok(()) = write_environment_key_part(state, evaluation, &mut shared) else {
+    let Ok(()) = write_environment_key_part(state, evaluation, names, &mut shared) else {
         return vec![None; planned.len()];
     };
     let shared = cache::digest(&shared);
@@ -831,19 +867,22 @@ fn unit_keys(
     })
 }
 
-/// What every unit's key hashes of the state: the environment's part
-/// (per service), or the whole state (whole environment). Serialized from
+/// What every unit's key hashes of the state: the environment's part and
+/// the services' names (per service), or the whole state (whole
+/// environment). Serialized from
 /// the state itself, secrets included (they are hashed), and which values
 /// are secret ([`crate::redact::write_keyed`]).
 fn write_environment_key_part(
     state: &State,
     evaluation: Evaluation,
+    names: &[String],
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     if evaluation == Evaluation::Environment {
         crate::redact::write_keyed(state, out)
     } else {
-        crate::redact::write_keyed(&EnvironmentPart::of(state), out)
+        // Every unit sees every service's name.
+        crate::redact::write_keyed(&(EnvironmentPart::of(state), names), out)
     }
 }
 
@@ -867,7 +906,7 @@ fn write_unit_key_part(
 /// The units of a render. Per service: one per (selected) service, in key
 /// order, then the environment-level unit (unless services are selected).
 /// Whole environment: one unit with the full state.
-fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
+fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Unit> {
     if plan.evaluation == Evaluation::Environment {
         let Json::Object(base) = state_json(state) else {
             return Vec::new();
@@ -880,6 +919,7 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                 shared: Arc::new(base),
                 own: Arc::default(),
                 withheld: Vec::new(),
+                service_names: None,
             },
         }];
     }
@@ -902,6 +942,7 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                 shared: shared.clone(),
                 own: Arc::new(vec![
                     (UNIT_FIELD.to_owned(), Json::from("service")),
+                    (UNIT_SERVICE_FIELD.to_owned(), Json::from(key.as_str())),
                     (
                         "services".to_owned(),
                         Json::Object([(key.clone(), svc)].into_iter().collect()),
@@ -911,6 +952,7 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                     "sealed_secrets".to_owned(),
                     "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
                 )],
+                service_names: Some(names.clone()),
             },
             service: Some(key.clone()),
         })
@@ -932,10 +974,8 @@ fn plan_units(state: &State, plan: Plan<'_>) -> Vec<Unit> {
                         }),
                     ),
                 ]),
-                withheld: vec![(
-                    "services".to_owned(),
-                    "state.services is not visible to environment-level objects (SealedSecrets, extraManifests): with per-service evaluation they are evaluated apart from the services; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
-                )],
+                withheld: Vec::new(),
+                service_names: Some(names.clone()),
             },
         });
     }
@@ -959,18 +999,22 @@ fn of_selected_service(value: &Json, state: &State, selected: Option<&BTreeSet<S
     })
 }
 
-/// The other service a unit's failure reads, when it is a missing field
-/// named like one.
-fn reads_other_service(f: &EvalFailure, own: &str, resolved: &ResolvedEnv) -> Option<String> {
+/// The other service whose state a unit's failure reads (`own`: the
+/// unit's service, if any).
+fn reads_other_service(
+    f: &EvalFailure,
+    own: Option<&str>,
+    resolved: &ResolvedEnv,
+) -> Option<String> {
     resolved
         .state
         .services
         .keys()
         .chain(&resolved.unresolved)
-        .filter(|k| k.as_str() != own)
+        .filter(|k| Some(k.as_str()) != own)
         .find(|k| {
-            f.message.contains(&format!("field does not exist: {k}"))
-                || f.message.contains(&format!("no such field: {k}"))
+            f.message
+                .contains(&format!("{}`{k}` is not visible", engine::OTHER_SERVICE))
         })
         .cloned()
 }
@@ -1150,7 +1194,11 @@ mod tests {
         let state = platform_dev().state;
         let plan = every_service();
         let planned = planned_units(&state, plan);
-        let keys = |state: &State, evaluation| unit_keys(state, evaluation, &planned, "t", 2);
+        let names: Vec<String> = state.services.keys().cloned().collect();
+        let keys = |state: &State, evaluation| {
+            let names: Vec<String> = state.services.keys().cloned().collect();
+            unit_keys(state, (evaluation, &names), &planned, "t", 2)
+        };
         let base = keys(&state, Evaluation::PerService);
         assert_eq!(base.len(), state.services.len() + 1);
         assert_eq!(base.iter().collect::<HashSet<_>>().len(), base.len());
@@ -1218,8 +1266,16 @@ mod tests {
             keys(&secret, Evaluation::PerService)[1..]
         );
 
+        // The services' names (a service added, or removed): every unit,
+        // as each sees them.
+        let mut more = names.clone();
+        more.push("zz_new".to_owned());
+        let renamed = unit_keys(&state, (Evaluation::PerService, &more), &planned, "t", 2);
+        assert!(renamed.iter().zip(&base).all(|(a, b)| a != b));
+
         // Whole environment: one key, which any change moves.
-        let whole = |state: &State| unit_keys(state, Evaluation::Environment, &[None], "t", 1);
+        let whole =
+            |state: &State| unit_keys(state, (Evaluation::Environment, &names), &[None], "t", 1);
         assert_ne!(whole(&state), whole(&one));
         assert_ne!(whole(&state), whole(&sealed));
     }
@@ -1234,11 +1290,11 @@ mod tests {
         let plan = every_service();
         let mut whole = serde_json::Map::new();
         let mut services = serde_json::Map::new();
-        for unit in plan_units(state, plan) {
+        for unit in plan_units(state, plan, &service_names(&resolved)) {
             whole.extend(unit.input.shared.as_ref().clone());
             for (name, value) in unit.input.own.iter() {
                 match (name.as_str(), value) {
-                    (UNIT_FIELD, _) => {}
+                    (UNIT_FIELD | UNIT_SERVICE_FIELD, _) => {}
                     ("services", Json::Object(one)) => services.extend(one.clone()),
                     _ => {
                         whole.insert(name.clone(), value.clone());

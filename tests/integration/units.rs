@@ -485,24 +485,74 @@ fn traces_of_units_evaluated_at_once_come_in_unit_order() {
 }
 
 #[test]
-fn environment_level_objects_cannot_read_the_services_in_per_service_mode() {
+fn environment_level_objects_see_the_services_names_only_in_per_service_mode() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
     std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    let main = repo.path().join("jsonnet/main.jsonnet");
+    let entry = |data: &str| {
+        format!("local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {{\n    extraManifests:: [{{ apiVersion: 'v1', kind: 'ConfigMap', metadata: {{ name: 'count', namespace: state.namespace }}, data: {data} }}],\n  }}).manifests\n")
+    };
+    // How many services there are: the whole environment's answer.
     std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
-        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    extraManifests:: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'count', namespace: state.namespace }, data: { n: std.toString(std.length(state.services)) } }],\n  }).manifests\n",
+        &main,
+        entry("{ count: std.toString(std.length(state.services)) }"),
     )
     .unwrap();
+    assert!(ok(&render(repo.path(), "dev", None, &[])).contains("count: \"2\""));
+    // What one of them holds: not visible.
+    std::fs::write(&main, entry("{ peer: state.services.service_rpps.name }")).unwrap();
     let out = render(repo.path(), "dev", None, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("state.services is not visible to environment-level objects"),
+        stderr.contains("the state of service `service_rpps` is not visible to this unit"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("environment-level objects (SealedSecrets, extraManifests) see the environment and the services' names only"),
         "{stderr}"
     );
     assert!(stderr.contains("jsonnet/main.jsonnet:4:"), "{stderr}");
     set_evaluation(repo.path(), "environment");
-    assert!(ok(&render(repo.path(), "dev", None, &[])).contains("name: count"));
+    assert!(ok(&render(repo.path(), "dev", None, &[])).contains("peer: service-rpps"));
+}
+
+#[test]
+fn what_a_unit_sees_of_other_services_is_the_whole_environment_s_or_an_error() {
+    // Names, counts and tests of a name need no other service's state:
+    // per service, as one, or as a whole environment, the same objects.
+    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) (cc.new(state) + {\n  serviceManifests(svc):: super.serviceManifests(svc) + [{\n    apiVersion: 'v1', kind: 'ConfigMap',\n    metadata: { name: svc.name + '-peers', namespace: state.namespace, labels: { 'app.kubernetes.io/name': svc.name } },\n    data: {\n      count: std.toString(std.length(state.services)),\n      has_common: std.toString(std.objectHas(state.services, 'service_common')),\n      names: std.join(',', std.objectFields(state.services)),\n    },\n  }],\n}).manifests\n",
+    )
+    .unwrap();
+    let per_service = ok(&render(repo.path(), "dev", None, &[]));
+    assert!(per_service.contains("count: \"2\""), "{per_service}");
+    assert!(
+        per_service.contains("has_common: \"true\""),
+        "{per_service}"
+    );
+    assert!(per_service.contains("names: service_common,service_rpps"));
+    let one = ok(&render(
+        repo.path(),
+        "dev",
+        None,
+        &["--service", "service_rpps"],
+    ));
+    set_evaluation(repo.path(), "environment");
+    let whole = ok(&render(repo.path(), "dev", None, &[]));
+    assert_eq!(per_service, whole);
+    assert_eq!(
+        one,
+        ok(&render(
+            repo.path(),
+            "dev",
+            None,
+            &["--service", "service_rpps"]
+        ))
+    );
 }
 
 #[test]
