@@ -259,6 +259,9 @@ fn build_indented(
         if read.is_ok() && fast.errors.is_empty() {
             return Ok(fast.built());
         }
+        // What it built (up to a limit, maybe: millions of values) goes
+        // before the same text is built again.
+        drop(fast);
     }
     builder(range).run()
 }

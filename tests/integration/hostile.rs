@@ -356,6 +356,27 @@ fn memory_bombs_stop_with_an_error_well_under_a_gibibyte() {
         "  ".repeat(30),
         vec!["x"; 150_000].join(", ")
     ));
+    let list = |n| vec!["0"; n].join(",");
+    let article_cc = std::fs::read_to_string(
+        crate::common::root().join("controlcenter-examples/article/controlcenter.yaml"),
+    )
+    .unwrap();
+    let dense = article_cc
+        .replace(
+            "dev:\n  elk_endpoint",
+            &format!(
+                "dev:\n  params:\n    big: [{}]\n  elk_endpoint",
+                list(2_100_000)
+            ),
+        )
+        .replace(
+            "\nprod:\n  elk_endpoint",
+            &format!(
+                "\nprod:\n  params:\n    big: [{}]\n  elk_endpoint",
+                list(2_000_000)
+            ),
+        );
+    assert!(dense.len() > 8_000_000);
     let cases: Vec<(&str, Vec<(&str, &[u8])>, &[&str])> = vec![
         (
             "a million objects",
@@ -371,6 +392,13 @@ fn memory_bombs_stop_with_an_error_well_under_a_gibibyte() {
             &["CC0403", "CC0901"],
         ),
         ("nested anchors", vec![("tags.yaml", anchors.as_bytes())], &["CC0105"]),
+        // The densest text past the value limit: the limit, located, not
+        // the memory guard (each parser's tree goes before the next).
+        (
+            "values past the limit",
+            vec![("controlcenter.yaml", dense.as_bytes())],
+            &["CC0105"],
+        ),
     ];
     for (name, files, codes) in cases {
         let repo = article(&files);
