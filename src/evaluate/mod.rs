@@ -472,6 +472,12 @@ impl Templates {
         let mut output = Vec::with_capacity(outputs.iter().flatten().map(|o| o.items.len()).sum());
         let mut records = Vec::with_capacity(outputs.iter().flatten().count());
         let mut index = 0;
+        // A whole-environment render narrowed to some services picks
+        // each object by its owner.
+        let owners = plan
+            .services
+            .filter(|_| plan.evaluation == Evaluation::Environment)
+            .map(|selected| (owners_by_name(&resolved.state), selected));
         for (i, out) in outputs.into_iter().enumerate() {
             let Some(out) = out else { continue };
             let (first, array) = (output.len(), out.array);
@@ -482,13 +488,12 @@ impl Templates {
                     String::new()
                 };
                 index += 1;
-                if plan.evaluation == Evaluation::Environment
-                    && plan.services.is_some()
-                    && !serde_json::from_str(&item).is_ok_and(|value| {
-                        of_selected_service(&value, &resolved.state, plan.services)
-                    })
-                {
-                    continue;
+                if let Some((owners, selected)) = &owners {
+                    if !serde_json::from_str(&item)
+                        .is_ok_and(|value| of_selected(&value, owners, selected))
+                    {
+                        continue;
+                    }
                 }
                 output.push((path, item));
             }
@@ -982,21 +987,34 @@ fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Un
     units
 }
 
-/// Whether an object of a whole-environment render belongs to one of the
-/// selected services (by its `app.kubernetes.io/name` label).
-fn of_selected_service(value: &Json, state: &State, selected: Option<&BTreeSet<String>>) -> bool {
-    let Some(selected) = selected else {
-        return true;
-    };
-    let name = crate::process::at(value, &["metadata", "labels"])
+/// Each service's key by its name (`app.kubernetes.io/name` of its
+/// objects).
+fn owners_by_name(state: &State) -> std::collections::HashMap<&str, &str> {
+    state
+        .services
+        .iter()
+        .map(|(key, s)| (s.name.as_str(), key.as_str()))
+        .collect()
+}
+
+/// Whether an object of a whole-environment render is selected: a
+/// service's object (its `app.kubernetes.io/name` label names the service)
+/// when that service is, any other object when the environment-level
+/// objects are. So every object belongs to exactly one selection, and
+/// one Application per selection drops none.
+fn of_selected(
+    value: &Json,
+    owners: &std::collections::HashMap<&str, &str>,
+    selected: &BTreeSet<String>,
+) -> bool {
+    let owner = crate::process::at(value, &["metadata", "labels"])
         .and_then(|l| l.get("app.kubernetes.io/name"))
-        .and_then(Json::as_str);
-    name.is_some_and(|name| {
-        selected
-            .iter()
-            .filter_map(|k| state.services.get(k))
-            .any(|s| s.name == name)
-    })
+        .and_then(Json::as_str)
+        .and_then(|name| owners.get(name));
+    match owner {
+        Some(key) => selected.contains(*key),
+        None => selected.contains(ENVIRONMENT_OBJECTS),
+    }
 }
 
 /// The other service whose state a unit's failure reads (`own`: the

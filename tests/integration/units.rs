@@ -627,6 +627,65 @@ fn service_selection_renders_that_service_only() {
 }
 
 #[test]
+fn selections_of_every_service_and_the_environment_partition_the_render() {
+    // One Application per selection (an ApplicationSet) deploys every
+    // object exactly once, per service or as a whole environment, even an
+    // object that names no service.
+    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) (cc.new(state) + {\n  extraManifests:: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unlabelled', namespace: state.namespace } }],\n}).manifests\n",
+    )
+    .unwrap();
+    let state = controlcenter()
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["state", "--env", "prod"])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    let mut selections: Vec<String> = state["services"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    selections.push("@environment".to_owned());
+    let docs = |text: String| -> Vec<String> {
+        let mut docs: Vec<String> = text
+            .split("---\n")
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .collect();
+        docs.sort();
+        docs
+    };
+    let cc_path = repo.path().join("controlcenter.yaml");
+    let per_service = std::fs::read_to_string(&cc_path).unwrap();
+    for mode in ["per-service", "environment"] {
+        std::fs::write(&cc_path, &per_service).unwrap();
+        if mode == "environment" {
+            set_evaluation(repo.path(), mode);
+        }
+        let full = docs(ok(&render(repo.path(), "prod", None, &[])));
+        let mut parts: Vec<String> = Vec::new();
+        for selection in &selections {
+            let part = ok(&render(
+                repo.path(),
+                "prod",
+                None,
+                &["--service", selection],
+            ));
+            parts.extend(docs(part));
+        }
+        parts.sort();
+        assert_eq!(parts, full, "{mode}");
+        assert!(full.iter().any(|d| d.contains("name: unlabelled")));
+    }
+}
+
+#[test]
 fn a_selection_resolves_its_services_and_still_names_every_other() {
     let repo = generated(3);
     let cc_path = repo.path().join("controlcenter.yaml");
