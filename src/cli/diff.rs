@@ -98,9 +98,14 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
     let options = |side: &(Arc<dyn RepoFiles>, String, String)| {
         cli.render_options(side.0.clone(), None, &args.services)
     };
-    let (old_options, new_options) = match (options(&old_side), options(&new_side)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(code), _) | (_, Err(code)) => return code,
+    // One after the other: a failure is reported once.
+    let old_options = match options(&old_side) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let new_options = match options(&new_side) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let (old, new) = std::thread::scope(|s| {
         let old = s.spawn(|| cli.render_snapshot(old_options, &old_side.1, &old_side.2));
@@ -110,7 +115,9 @@ pub(super) fn run(cli: &Cli, args: &DiffArgs) -> i32 {
     // Reported once both are done, the old side first.
     let ((old, mut secrets), (new, new_secrets)) = match (old, new) {
         (Ok(Ok(a)), Ok(b)) => (a, b),
-        (Err(_), _) => return EXIT_INVALID,
+        (Err(_), new) => {
+            return new.err().map_or(EXIT_INVALID, |f| f.report(cli));
+        }
         (Ok(old), new) => {
             let failed = [old.err(), new.err()].into_iter().flatten();
             return failed.fold(EXIT_INVALID, |_, f| f.report(cli));

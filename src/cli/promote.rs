@@ -63,12 +63,13 @@ pub(super) fn run(cli: &Cli, args: &PromoteArgs) -> i32 {
         source,
         target: target.clone(),
     });
-    let (before_options, after_options) = match (
-        cli.render_options(target, None, &[]),
-        cli.render_options(promoted, None, &[]),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(code), _) | (_, Err(code)) => return code,
+    let before_options = match cli.render_options(target, None, &[]) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let after_options = match cli.render_options(promoted, None, &[]) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let (before, mut secrets) = match cli.render_snapshot(before_options, &args.to, &target_label) {
         Ok(r) => r,

@@ -800,8 +800,19 @@ impl Packs {
         let now = SystemTime::now();
         for ((path, _, _), used) in self.files.iter().zip(&self.used) {
             if used.load(Ordering::Relaxed) {
-                if let Ok(file) = fs::File::options().append(true).open(path) {
-                    let _ = file.set_modified(now);
+                // Opened as any cache file is: a FIFO or link put in the
+                // pack's place meanwhile is not waited on or followed.
+                let mut options = fs::File::options();
+                options.append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::custom_flags(
+                    &mut options,
+                    libc::O_NONBLOCK | libc::O_NOFOLLOW,
+                );
+                if let Ok(file) = options.open(path) {
+                    if file.metadata().is_ok_and(|m| m.is_file()) {
+                        let _ = file.set_modified(now);
+                    }
                 }
             }
         }

@@ -257,6 +257,30 @@ fn when_both_sides_fail_their_errors_come_in_order() {
 }
 
 #[test]
+fn an_option_error_of_a_comparison_is_reported_once() {
+    let h = history();
+    for args in [
+        &["diff", "--env", "dev", "--against-env", "prod"][..],
+        &["promote", "--from", "dev", "--to", "preprod", "--dry-run"][..],
+    ] {
+        let out = common::controlcenter()
+            .arg("--repo")
+            .arg(h.dir.path())
+            .args(args)
+            .env("CONTROLCENTER_CACHE_SIZE_MB", "lots")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", transcript(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("CONTROLCENTER_CACHE_SIZE_MB").count(),
+            1,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn two_environments_of_one_revision() {
     let h = history();
     let out = cc(
