@@ -100,17 +100,13 @@ pub fn trace_lines_printed() -> usize {
     TRACE_PRINTED.load(Ordering::SeqCst)
 }
 
-/// `std.trace` texts held back by a worker, to be printed in unit order.
-type HeldTraces = Rc<std::cell::RefCell<Vec<String>>>;
-
 /// Takes `std.trace` output: located, secrets scrubbed, and printed
-/// ([`print_traces`]) at once, or held when units evaluate on several
-/// threads (printed as they come, their order would change from run to
-/// run).
+/// ([`print_traces`]) at once, or, when units are evaluated at once, in
+/// unit order ([`UnitTraces`]).
 struct TraceSink {
     secrets: SecretValues,
     print: bool,
-    held: Option<HeldTraces>,
+    units: Option<(Rc<std::cell::Cell<usize>>, Arc<UnitTraces>)>,
 }
 trace_acyclic!(TraceSink);
 
@@ -124,23 +120,93 @@ impl TracePrinter for TraceSink {
             format!(" {}:{line}", span.0.source_path())
         });
         let text = self.secrets.scrub(&format!("TRACE:{place} {value}"));
-        match &self.held {
-            Some(held) => {
-                // No more than the budget can show, however much is traced.
-                let mut held = held.borrow_mut();
-                let budget = TRACE_BUDGET.load(Ordering::SeqCst);
-                if held.iter().map(|t| t.lines().count()).sum::<usize>() <= budget {
-                    held.push(
-                        text.lines()
-                            .take(budget + 1)
-                            .map(|l| {
-                                l.chars().take(MAX_TRACE_LINE_CHARS + 1).collect::<String>() + "\n"
-                            })
-                            .collect(),
-                    );
-                }
-            }
+        match &self.units {
+            Some((unit, traces)) => traces.trace(unit.get(), text),
             None => print_traces(std::iter::once(text)),
+        }
+    }
+}
+
+/// The trace output of units evaluated at once, printed in unit order
+/// (as it came, the order would change from run to run): the first unit
+/// not done prints as it traces, later ones are held until it is. What is
+/// held is no more than what the budget can still print, whatever the
+/// units trace.
+struct UnitTraces {
+    order: std::sync::Mutex<TraceOrder>,
+}
+
+#[derive(Default)]
+struct TraceOrder {
+    /// The first unit not done.
+    next: usize,
+    done: std::collections::BTreeSet<usize>,
+    /// Lines of later units, by unit.
+    held: std::collections::BTreeMap<usize, Vec<String>>,
+    held_lines: usize,
+}
+
+impl UnitTraces {
+    fn new() -> Self {
+        UnitTraces {
+            order: std::sync::Mutex::new(TraceOrder::default()),
+        }
+    }
+
+    fn trace(&self, unit: usize, text: String) {
+        let Ok(mut order) = self.order.lock() else {
+            return;
+        };
+        if unit == order.next {
+            print_traces(std::iter::once(text));
+            return;
+        }
+        // Only the first lines in unit order can print: past what the
+        // budget leaves, the last held go (this text's own, or a later
+        // unit's).
+        let budget = TRACE_BUDGET.load(Ordering::SeqCst);
+        let room = (budget + 1).saturating_sub(TRACE_PRINTED.load(Ordering::SeqCst));
+        let order = &mut *order;
+        for line in text.lines() {
+            let line: String = line.chars().take(MAX_TRACE_LINE_CHARS + 1).collect();
+            order.held.entry(unit).or_default().push(line);
+            order.held_lines += 1;
+            while order.held_lines > room {
+                let Some(mut last) = order.held.last_entry() else {
+                    break;
+                };
+                last.get_mut().pop();
+                if last.get().is_empty() {
+                    last.remove();
+                }
+                order.held_lines -= 1;
+            }
+        }
+    }
+
+    /// Unit `unit` is done: the next ones' held lines print, up to the
+    /// first unit still running.
+    fn done(&self, unit: usize) {
+        let Ok(mut order) = self.order.lock() else {
+            return;
+        };
+        order.done.insert(unit);
+        while order.done.contains(&order.next) {
+            order.next += 1;
+            let next = order.next;
+            if let Some(lines) = order.held.remove(&next) {
+                order.held_lines -= lines.len();
+                print_traces(lines);
+            }
+        }
+    }
+
+    /// Prints whatever is held, in unit order (once the render is over,
+    /// or its time is up).
+    fn flush(&self) {
+        if let Ok(mut order) = self.order.lock() {
+            order.held_lines = 0;
+            print_traces(std::mem::take(&mut order.held).into_values().flatten());
         }
     }
 }
@@ -386,14 +452,14 @@ struct Session {
     probed: ProbedFiles,
     undecodable: UndecodableFiles,
     entry: super::imports::SandboxPath,
-    /// Trace output held back, when it is ([`TraceSink`]).
-    traces: Option<HeldTraces>,
+    /// The unit being evaluated, when traces go in unit order.
+    unit: Rc<std::cell::Cell<usize>>,
 }
 
 impl Session {
-    /// A jrsonnet state for `job`; `hold_traces` keeps `std.trace` output
-    /// in [`Session::traces`] instead of printing it.
-    fn new(job: &EvalJob, hold_traces: bool) -> Self {
+    /// A jrsonnet state for `job`; `std.trace` output goes to `traces`
+    /// in unit order ([`Session::unit`]), else straight to stderr.
+    fn new(job: &EvalJob, traces: Option<Arc<UnitTraces>>) -> Self {
         let failed_import = FailedImportSlot::default();
         let loaded = LoadedFiles::default();
         let probed = ProbedFiles::default();
@@ -408,11 +474,11 @@ impl Session {
         );
         let entry = sandbox.path(job.entry.0, &job.entry.1);
         let std = jrsonnet_stdlib::ContextInitializer::new(PathResolver::Absolute);
-        let traces = hold_traces.then(HeldTraces::default);
+        let unit = Rc::new(std::cell::Cell::new(0));
         std.settings_mut().trace_printer = Rc::new(TraceSink {
             secrets: job.secrets.clone(),
             print: job.trace,
-            held: traces.clone(),
+            units: traces.map(|t| (unit.clone(), t)),
         });
         for (name, value) in &job.ext {
             std.settings_mut()
@@ -429,16 +495,8 @@ impl Session {
             probed,
             undecodable,
             entry,
-            traces,
+            unit,
         }
-    }
-
-    /// The trace output held back since the last call.
-    fn take_traces(&self) -> Vec<String> {
-        self.traces
-            .as_ref()
-            .map(|t| std::mem::take(&mut *t.borrow_mut()))
-            .unwrap_or_default()
     }
 
     /// The entry point's value (imports are cached: a second call is free).
@@ -541,7 +599,7 @@ fn import_expression(mut keyword: FrameLocation) -> FrameLocation {
 
 fn evaluate_here(job: EvalJob) -> Result<Evaluated, EvalFailure> {
     let _depth = limit_stack_depth(job.max_stack);
-    let session = Session::new(&job, false);
+    let session = Session::new(&job, None);
     let _entered = session.state.enter();
     let result = (|| {
         let val = session.entry()?;
@@ -636,7 +694,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
         next: AtomicUsize::new(0),
         budget: OutputBudget::default(),
         results: std::sync::Mutex::new(vec![None; count]),
-        traces: std::sync::Mutex::new(vec![Vec::new(); count]),
+        traces: Arc::new(UnitTraces::new()),
     });
     let job = Arc::new(job);
     let (tx, rx) = mpsc::channel::<WorkerDone>();
@@ -686,9 +744,7 @@ pub fn evaluate_units(job: EvalJob, units: Vec<UnitInput>, workers: usize) -> Un
             Err(_) => break,
         }
     }
-    if let Ok(mut traces) = queue.traces.lock() {
-        print_traces(std::mem::take(&mut *traces).into_iter().flatten());
-    }
+    queue.traces.flush();
     // Taken, not cloned: a worker left behind by the deadline finds no
     // slot for what it finishes later.
     let mut results = queue
@@ -722,8 +778,8 @@ struct UnitQueue {
     next: AtomicUsize,
     budget: OutputBudget,
     results: std::sync::Mutex<Vec<Option<Result<UnitOutput, EvalFailure>>>>,
-    /// Each unit's trace output, printed in unit order once all are done.
-    traces: std::sync::Mutex<Vec<Vec<String>>>,
+    /// The units' trace output, printed in unit order.
+    traces: Arc<UnitTraces>,
 }
 
 /// The output limits, counted over every unit of a render.
@@ -854,7 +910,7 @@ const SMALL_TASK_BYTES: usize = 256 << 10;
 /// deadline has passed. Returns whether the share was small.
 fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool {
     let _depth = limit_stack_depth(job.max_stack);
-    let session = Session::new(job, true);
+    let session = Session::new(job, Some(queue.traces.clone()));
     let mut bytes = 0;
     let mut shared = WorkerShared::default();
     let mut gc = Collector::new();
@@ -873,6 +929,7 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool
             if Instant::now() >= job.deadline {
                 break;
             }
+            session.unit.set(i);
             let result = evaluate_unit(
                 &session,
                 &unit,
@@ -881,14 +938,7 @@ fn work(job: &EvalJob, queue: &UnitQueue, tx: &mpsc::Sender<WorkerDone>) -> bool
                 job.parse_values,
             )
             .map_err(|e| session.failure(&e));
-            let traces = session.take_traces();
-            if !traces.is_empty() {
-                if let Ok(mut held) = queue.traces.lock() {
-                    if let Some(slot) = held.get_mut(i) {
-                        *slot = traces;
-                    }
-                }
-            }
+            queue.traces.done(i);
             drop(unit);
             // A failure says nothing of how much it made: left to the
             // next collection.
@@ -1263,7 +1313,7 @@ pub fn trace_objects(
     let timeout = job.timeout;
     on_eval_thread(timeout, left, move || {
         let _depth = limit_stack_depth(job.max_stack);
-        let session = Session::new(&job, false);
+        let session = Session::new(&job, None);
         let _entered = session.state.enter();
         jrsonnet_evaluator::track_field_locations(true);
         let result = (|| {
@@ -1358,6 +1408,41 @@ fn span_location(span: &jrsonnet_evaluator::Span) -> FrameLocation {
         code: span.0.code().into(),
         start: span.1 as usize,
         end: span.2 as usize,
+    }
+}
+
+#[cfg(test)]
+mod trace_order_tests {
+    use super::*;
+
+    #[test]
+    fn later_units_hold_no_more_than_the_budget_can_print_and_earlier_lines_win() {
+        let traces = UnitTraces::new();
+        let held = |unit: usize| {
+            let order = traces.order.lock().unwrap();
+            (order.held.get(&unit).map_or(0, Vec::len), order.held_lines)
+        };
+        let room = (TRACE_BUDGET.load(Ordering::SeqCst) + 1)
+            .saturating_sub(TRACE_PRINTED.load(Ordering::SeqCst));
+        // Unit 0 runs (and would print); units 3 and 9 trace meanwhile.
+        for _ in 0..10_000 {
+            traces.trace(9, "TRACE: x.jsonnet:1 nine\nsecond line".to_owned());
+        }
+        assert_eq!(held(9), (room, room));
+        for _ in 0..10 {
+            traces.trace(3, "TRACE: x.jsonnet:1 three".to_owned());
+        }
+        // The first lines in unit order are kept: unit 3's, then unit 9's.
+        assert_eq!(held(3).0, room.min(10));
+        assert_eq!(held(9).0, room - room.min(10));
+        let long = "y".repeat(10 * MAX_TRACE_LINE_CHARS);
+        traces.trace(3, long);
+        let order = traces.order.lock().unwrap();
+        assert!(order
+            .held
+            .values()
+            .flatten()
+            .all(|l| l.chars().count() <= MAX_TRACE_LINE_CHARS + 1));
     }
 }
 

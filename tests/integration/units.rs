@@ -485,6 +485,29 @@ fn traces_of_units_evaluated_at_once_come_in_unit_order() {
 }
 
 #[test]
+fn traces_before_a_unit_runs_out_of_time_are_printed_in_order() {
+    let repo = generated(4);
+    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
+    std::fs::write(
+        repo.path().join("jsonnet/main.jsonnet"),
+        "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    serviceManifests(svc):: std.trace('unit ' + svc.key, if svc.key == 'svc_0001' then [std.foldl(function(a, b) a + b, std.range(1, 1000000000), 0)] else super.serviceManifests(svc)),\n  }).manifests\n",
+    )
+    .unwrap();
+    let out = render(repo.path(), "dev", None, &["--timeout", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = |key: &str| stderr.find(&format!("unit {key}\n"));
+    let (first, stuck) = (at("svc_0000"), at("svc_0001"));
+    assert!(
+        first.is_some() && stuck.is_some() && first < stuck,
+        "{stderr}"
+    );
+    if let Some(later) = at("svc_0002") {
+        assert!(stuck < Some(later), "{stderr}");
+    }
+}
+
+#[test]
 fn environment_level_objects_see_the_services_names_only_in_per_service_mode() {
     let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
     std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
