@@ -428,8 +428,8 @@ impl Project {
             secret_fields: self.schemas.secret_service_fields(),
             env,
             default_namespace: self.default_namespace.as_deref(),
-            // A service's unit sees no other service: per service, a
-            // selection resolves only what it renders.
+            // A service's unit sees no other service's state (only its
+            // name): per service, a selection resolves only what it renders.
             only: self
                 .services
                 .as_ref()

@@ -566,7 +566,7 @@ impl Templates {
                 None => "with per-service evaluation, environment-level objects (SealedSecrets, extraManifests) see the environment and the services' names only".to_owned(),
             };
             d = d.note(note).help(
-                "read only `svc` and the environment, or set `settings.evaluation: environment` in controlcenter.yaml to evaluate every service at once",
+                "read only `svc` and the environment (a unit's own service is `state.services[state.unit_service]`), or set `settings.evaluation: environment` in controlcenter.yaml to evaluate every service at once",
             );
         }
         match culprit {
@@ -955,7 +955,7 @@ fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Un
                 ]),
                 withheld: vec![(
                     "sealed_secrets".to_owned(),
-                    "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment and that service only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
+                    "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment, that service and the other services' names only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
                 )],
                 service_names: Some(names.clone()),
             },

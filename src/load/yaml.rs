@@ -520,15 +520,18 @@ fn parse_runs(
     Some((root, copies))
 }
 
-/// Whether the last value of `node` (its last descendant) is a block
-/// scalar with no content: parsed alone up to a cut it reads as a line
+/// Whether the last value of `node` (its last descendant, or the last
+/// key) is a block scalar with no content: parsed alone up to a cut it reads as a line
 /// break spanning from its indicator, where the whole parse reads it as
 /// empty, at the next token.
 fn ends_in_empty_block_scalar(node: &Node, text: &str) -> bool {
     match &node.value {
-        Value::Map(entries) => entries
-            .last()
-            .is_some_and(|e| ends_in_empty_block_scalar(&e.value, text)),
+        // A key can be one too (`? |`).
+        Value::Map(entries) => entries.last().is_some_and(|e| {
+            (e.key.bytes().all(|b| b == b'\n')
+                && !matches!(text.as_bytes().get(e.key_span.start), Some(b'\'' | b'"')))
+                || ends_in_empty_block_scalar(&e.value, text)
+        }),
         Value::Seq(items) => items
             .last()
             .is_some_and(|n| ends_in_empty_block_scalar(n, text)),
@@ -1798,8 +1801,20 @@ mod parallel_tests {
             "dev:\n  a:\n    b: |-\n  # c\nprod: {}\nqa: |\n",
             "dev: one\n  two\n# c\nprod: x\n",
             "dev: |\n  t\n\n\n# c\nprod: x\nqa: >\n  y\n\n",
+            // An empty block scalar as a key.
+            "dev:\n  p:\n    ? |\nprod:\n  b: 2\n",
+            "dev:\n  ? |\n# c\nprod:\n  b: 2\nqa: 1\n",
+            "dev:\n  ? !!str |\nprod: 1\n",
+            "dev:\n  ? ''\nprod: 1\n",
+            "dev:\n  ?\nprod: 1\n",
         ] {
             same_as_whole_leaving_out(text);
+        }
+        for text in [
+            "dev:\n  a: 1\n  ? |\n  c: 3\n  d: 4\n  e: 5\n",
+            "dev:\n  a: 1\n  b:\n    ? >\n  c: 3\n  d: 4\n",
+        ] {
+            same_as_whole(text);
         }
     }
 
