@@ -433,18 +433,26 @@ impl Cache {
             };
             let p = packs.files.len();
             let mut found = false;
+            let mut wanted_bytes: u64 = 0;
             let read = read_index(&mut file, len, |key, offset, length| {
                 if wanted.contains(key) {
-                    packs
-                        .index
-                        .entry(key.to_owned())
-                        .or_insert((p, offset, length));
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        packs.index.entry(key.to_owned())
+                    {
+                        slot.insert((p, offset, length));
+                        wanted_bytes = wanted_bytes.saturating_add(length);
+                    }
                     found = true;
                 }
                 true
             });
             if read.is_some() {
                 packs.files.push((path, file, len));
+                // Read whole only when much of it is wanted: a render of
+                // one service takes its record alone from an environment's.
+                packs
+                    .worth_whole
+                    .push(wanted_bytes.saturating_mul(4) >= len);
                 packs.read_whole.push(OnceLock::new());
                 packs.used.push(AtomicBool::new(false));
             } else if found {
@@ -738,10 +746,13 @@ fn packs_to_merge(
 pub struct Packs {
     /// Each pack, open: entries are read at their offset, by any thread.
     files: Vec<(PathBuf, fs::File, u64)>,
-    /// Each pack read whole into memory, once a record is read from it (a
-    /// warm render reads thousands of records: one read, and each object's
-    /// text stays where it lies in it).
+    /// Each pack worth it read whole into memory, once a record is read
+    /// from it (a warm render reads thousands of records: one read, and
+    /// each object's text stays where it lies in it).
     read_whole: Vec<OnceLock<Option<Arc<Buffer>>>>,
+    /// Whether a quarter of the pack or more is wanted, so worth reading
+    /// whole rather than record by record.
+    worth_whole: Vec<bool>,
     index: HashMap<String, (usize, u64, u64)>,
     used: Vec<AtomicBool>,
 }
@@ -764,7 +775,10 @@ impl Packs {
     pub fn get_record(&self, key: &str) -> Option<Record> {
         let &(p, offset, len) = self.index.get(key)?;
         let (path, file, whole) = &self.files[p];
-        let record = match self.read_whole[p].get_or_init(|| read_whole(path, file, *whole)) {
+        let buffer = self.worth_whole[p]
+            .then(|| self.read_whole[p].get_or_init(|| read_whole(path, file, *whole)))
+            .and_then(Option::as_ref);
+        let record = match buffer {
             Some(buf) => {
                 let start = usize::try_from(offset).ok()?;
                 decode_record(
@@ -1512,6 +1526,38 @@ mod tests {
             assert!(made.is_ok_and(|s| s.success()));
             assert_eq!(cache.verdict(&good), None);
         }
+    }
+
+    #[test]
+    fn a_records_pack_is_read_whole_only_when_much_of_it_is_wanted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_path_buf());
+        let keys: Vec<String> = (0..8u8).map(|i| unit_key("r", &[i])).collect();
+        let record = Record {
+            array: true,
+            depends: Vec::new(),
+            values: 1,
+            body: Buffer::string("x".repeat(1000)),
+            body_range: 0..1000,
+        };
+        let pack = keys
+            .iter()
+            .map(|k| (k.clone(), encode_record(k, &record).unwrap()));
+        cache.write_pack(pack, &|_| false);
+        let len = fs::metadata(packs(&cache).remove(0)).unwrap().len() as usize;
+        let read = |wanted: &[String]| {
+            let packs = cache.open(&wanted.iter().map(String::as_str).collect());
+            let got = packs.get_record(&wanted[0]).unwrap();
+            assert_eq!(
+                &got.body.bytes()[got.body_range.clone()],
+                "x".repeat(1000).as_bytes()
+            );
+            got.body.bytes().len()
+        };
+        // One record of eight: that record alone is read.
+        assert!(read(&keys[..1]) < len / 4);
+        // All of them: the pack, in one read.
+        assert_eq!(read(&keys), len);
     }
 
     #[test]
