@@ -814,19 +814,10 @@ impl Packs {
         let now = SystemTime::now();
         for ((path, _, _), used) in self.files.iter().zip(&self.used) {
             if used.load(Ordering::Relaxed) {
-                // Opened as any cache file is: a FIFO or link put in the
-                // pack's place meanwhile is not waited on or followed.
                 let mut options = fs::File::options();
                 options.append(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::custom_flags(
-                    &mut options,
-                    libc::O_NONBLOCK | libc::O_NOFOLLOW,
-                );
-                if let Ok(file) = options.open(path) {
-                    if file.metadata().is_ok_and(|m| m.is_file()) {
-                        let _ = file.set_modified(now);
-                    }
+                if let Some(file) = open_regular(path, options) {
+                    let _ = file.set_modified(now);
                 }
             }
         }
@@ -842,22 +833,27 @@ fn read_whole(path: &Path, file: &fs::File, len: u64) -> Option<Arc<Buffer>> {
     Some(Buffer::bytes_of(bytes))
 }
 
-/// Opens a file of the cache for reading when it is a regular file of at
-/// most `max_len` bytes, with its length: a FIFO, device or link put in
-/// its place is never waited on or followed, and nothing larger than the
-/// cache could have written is read.
-fn open_cache_file(path: &Path, max_len: u64) -> Option<(fs::File, u64)> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
+/// Opens a file of the cache with `options` when it is a regular file: a
+/// FIFO, device or link put in its place is never waited on or followed.
+fn open_regular(path: &Path, mut options: fs::OpenOptions) -> Option<fs::File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(
         &mut options,
         libc::O_NONBLOCK | libc::O_NOFOLLOW,
     );
     let file = options.open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    let len = meta.len();
-    (meta.is_file() && len <= max_len).then_some((file, len))
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// Opens a file of the cache for reading ([`open_regular`]) when it holds
+/// at most `max_len` bytes, with its length: nothing larger than the
+/// cache could have written is read.
+fn open_cache_file(path: &Path, max_len: u64) -> Option<(fs::File, u64)> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    let file = open_regular(path, options)?;
+    let len = file.metadata().ok()?.len();
+    (len <= max_len).then_some((file, len))
 }
 
 /// Fills `bytes` from `offset` of an open file, without moving a shared

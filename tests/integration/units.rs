@@ -17,6 +17,19 @@ fn copy_repo(src: &Path) -> tempfile::TempDir {
     dir
 }
 
+/// Makes `main` the entry point of `repo`.
+fn set_entry_point(repo: &Path, main: &str) {
+    std::fs::create_dir_all(repo.join("jsonnet")).unwrap();
+    std::fs::write(repo.join("jsonnet/main.jsonnet"), main).unwrap();
+}
+
+/// A copy of the example `name` whose entry point is `main`.
+fn example_with_entry_point(name: &str, main: &str) -> tempfile::TempDir {
+    let repo = copy_repo(&common::root().join("controlcenter-examples").join(name));
+    set_entry_point(repo.path(), main);
+    repo
+}
+
 /// A repository of `n` services in `dev`, with HPAs, PDBs, ingresses,
 /// secrets and a sealed secret.
 fn generated(n: usize) -> tempfile::TempDir {
@@ -419,13 +432,7 @@ const READS_ANOTHER_SERVICE: &str = "local cc = import 'controlcenter/lib.libson
 
 #[test]
 fn a_template_that_reads_another_service_fails_clearly_unless_the_environment_is_whole() {
-    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
-    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-    std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
-        READS_ANOTHER_SERVICE,
-    )
-    .unwrap();
+    let repo = example_with_entry_point("article", READS_ANOTHER_SERVICE);
     let out = render(repo.path(), "dev", None, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let stderr =
@@ -459,12 +466,10 @@ fn a_template_that_reads_another_service_fails_clearly_unless_the_environment_is
 #[test]
 fn traces_of_units_evaluated_at_once_come_in_unit_order() {
     let repo = generated(40);
-    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-    std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
+    set_entry_point(
+        repo.path(),
         "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    serviceManifests(svc):: std.trace('unit ' + svc.key, super.serviceManifests(svc)),\n    extraManifests:: std.trace('environment', []),\n  }).manifests\n",
-    )
-    .unwrap();
+    );
     let traces = |extra: &[&str]| -> String {
         let out = render(repo.path(), "dev", None, extra);
         ok(&out);
@@ -487,12 +492,10 @@ fn traces_of_units_evaluated_at_once_come_in_unit_order() {
 #[test]
 fn traces_before_a_unit_runs_out_of_time_are_printed_in_order() {
     let repo = generated(4);
-    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-    std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
+    set_entry_point(
+        repo.path(),
         "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  (cc.new(state) + {\n    serviceManifests(svc):: std.trace('unit ' + svc.key, if svc.key == 'svc_0001' then [std.foldl(function(a, b) a + b, std.range(1, 1000000000), 0)] else super.serviceManifests(svc)),\n  }).manifests\n",
-    )
-    .unwrap();
+    );
     let out = render(repo.path(), "dev", None, &["--timeout", "2"]);
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -544,13 +547,10 @@ fn environment_level_objects_see_the_services_names_only_in_per_service_mode() {
 fn what_a_unit_sees_of_other_services_is_the_whole_environment_s_or_an_error() {
     // Names, counts and tests of a name need no other service's state:
     // per service, as one, or as a whole environment, the same objects.
-    let repo = copy_repo(&common::root().join("controlcenter-examples/article"));
-    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-    std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
+    let repo = example_with_entry_point(
+        "article",
         "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) (cc.new(state) + {\n  serviceManifests(svc):: super.serviceManifests(svc) + [{\n    apiVersion: 'v1', kind: 'ConfigMap',\n    metadata: { name: svc.name + '-peers', namespace: state.namespace, labels: { 'app.kubernetes.io/name': svc.name } },\n    data: {\n      count: std.toString(std.length(state.services)),\n      has_common: std.toString(std.objectHas(state.services, 'service_common')),\n      names: std.join(',', std.objectFields(state.services)),\n    },\n  }],\n}).manifests\n",
-    )
-    .unwrap();
+    );
     let per_service = ok(&render(repo.path(), "dev", None, &[]));
     assert!(per_service.contains("count: \"2\""), "{per_service}");
     assert!(
@@ -654,13 +654,10 @@ fn selections_of_every_service_and_the_environment_partition_the_render() {
     // One Application per selection (an ApplicationSet) deploys every
     // object exactly once, per service or as a whole environment, even an
     // object that names no service.
-    let repo = copy_repo(&common::root().join("controlcenter-examples/platform"));
-    std::fs::create_dir_all(repo.path().join("jsonnet")).unwrap();
-    std::fs::write(
-        repo.path().join("jsonnet/main.jsonnet"),
+    let repo = example_with_entry_point(
+        "platform",
         "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state) (cc.new(state) + {\n  extraManifests:: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'unlabelled', namespace: state.namespace } }],\n}).manifests\n",
-    )
-    .unwrap();
+    );
     let state = controlcenter()
         .arg("--repo")
         .arg(repo.path())
