@@ -64,6 +64,17 @@ fn std_trace_names_the_file_and_line_of_the_call() {
     );
 }
 
+/// An array element that fails reports its own error wherever it is
+/// read again (it read as "infinite recursion detected").
+#[test]
+fn a_failed_array_element_reports_its_error() {
+    let out = eval("failed_element", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("element two is wrong"), "{stderr}");
+    assert!(!stderr.contains("infinite recursion"), "{stderr}");
+}
+
 /// A doubling recursion past the stack limit is reported as a stack
 /// overflow (the timeout took it before: every frame of the failing
 /// path copied the whole trace).

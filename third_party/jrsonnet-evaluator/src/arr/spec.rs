@@ -153,7 +153,17 @@ impl ArrayLike for ExprArray {
 			unreachable!()
 		};
 
-		let new_value: Val = evaluate(self.ctx.clone(), &self.src[index as usize])?;
+		// Patched: a failed element is recorded as failed, as in the other
+		// arrays; left pending, reading it again (std.filter reads an
+		// element a second time after a failed eager pass) reported
+		// "infinite recursion detected" instead of its error.
+		let new_value: Val = match evaluate(self.ctx.clone(), &self.src[index as usize]) {
+			Ok(v) => v,
+			Err(e) => {
+				self.cached.borrow_mut()[index as usize] = ArrayThunk::Errored(e.clone());
+				return Err(e);
+			}
+		};
 		self.cached.borrow_mut()[index as usize] = ArrayThunk::Computed(new_value.clone());
 		Ok(Some(new_value))
 	}
