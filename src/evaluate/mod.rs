@@ -380,6 +380,11 @@ impl Templates {
             .into_iter()
             .map(|u| u.input)
             .collect();
+            // A render that evaluates most of its units is mostly a
+            // churning heap: small pages suit it.
+            if engine::small_pages_suit(misses.len(), planned.len()) {
+                engine::use_small_pages();
+            }
             let evaluated = engine::evaluate_units(job, inputs, self.workers);
             files = evaluated.files;
             let probed = evaluated.probed;
