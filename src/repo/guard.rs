@@ -56,19 +56,24 @@ impl InputGuard {
         );
         names.sort();
         names.dedup();
-        let mut found: Vec<(String, String, Vec<u8>)> = names
+        // Only the files that hold secrets are read: of the others (the
+        // largest inputs) the guard keeps where they are.
+        let mut found: Vec<(String, String, Option<Vec<u8>>)> = names
             .into_iter()
             .filter_map(|name| {
+                if name == CONTROLCENTER_FILE || name == TAGS_FILE {
+                    let real = files.real_path(&name).ok().flatten()?;
+                    return Some((name, real, None));
+                }
                 let (real, bytes) = files.read_real(&name).ok().flatten()?;
-                Some((name, real, bytes))
+                Some((name, real, Some(bytes)))
             })
             .collect();
         // The file that is itself at the real path owns it; other names
         // leading there are links, read under the owner's name only.
         found.sort_by_key(|(name, real, _)| real != name);
         for (name, real, bytes) in found {
-            let holds_secrets = name != CONTROLCENTER_FILE && name != TAGS_FILE;
-            if holds_secrets && bytes.len() >= MIN_GUARDED_CONTENT {
+            if let Some(bytes) = bytes.filter(|b| b.len() >= MIN_GUARDED_CONTENT) {
                 // (an env file identical to another is read as itself)
                 self.secret_contents.push((
                     bytes.len(),

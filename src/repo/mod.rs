@@ -63,6 +63,13 @@ pub trait RepoFiles: Send + Sync {
         Ok(self.read(rel)?.map(|bytes| (real, bytes)))
     }
 
+    /// Which file a repo-relative path really is ([`RepoFiles::read_real`]),
+    /// refused as that read would be; where reading costs more than
+    /// resolving, without reading it.
+    fn real_path(&self, rel: &str) -> Result<Option<String>, ReadError> {
+        Ok(self.read_real(rel)?.map(|(real, _)| real))
+    }
+
     /// Other snapshots this one is made of (a promotion's source and
     /// target): whatever is true of their input files holds here too.
     fn parts(&self) -> Vec<std::sync::Arc<dyn RepoFiles>> {
@@ -206,6 +213,42 @@ impl WorkTree {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// The file at repo-relative `rel`, every link resolved and confined:
+    /// its name in the tree (in full when in another directory of the
+    /// sandbox), its path and its length. `Ok(None)` when nothing is
+    /// there (a dangling link included).
+    fn resolve(&self, rel: &str) -> Result<Option<(String, PathBuf, u64)>, ReadError> {
+        let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
+        let path = self.root.join(&rel);
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        // Resolve symlinks, then confine: a link may point anywhere.
+        let real = match path.canonicalize() {
+            Ok(p) => p,
+            Err(_) => return Ok(None), // dangling symlink
+        };
+        let inside = match real.strip_prefix(&self.root) {
+            Ok(inside) => inside,
+            // Into another directory of the sandbox: named in full, so it
+            // is never taken for one of this tree's files.
+            Err(_) if self.also.iter().any(|dir| real.starts_with(dir)) => &real,
+            Err(_) => return Err(ReadError::OutsideRepo),
+        };
+        let inside = inside
+            .to_str()
+            .ok_or_else(|| ReadError::Io("the path is not UTF-8".into()))?
+            .to_owned();
+        let meta = fs::metadata(&real).map_err(|e| ReadError::Io(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(ReadError::NotAFile);
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(ReadError::TooLarge(meta.len()));
+        }
+        Ok(Some((inside, real, meta.len())))
+    }
 }
 
 impl WorkTree {
@@ -262,35 +305,10 @@ impl RepoFiles for WorkTree {
     }
 
     fn read_real(&self, rel: &str) -> Result<Option<(String, Vec<u8>)>, ReadError> {
-        let rel = normalize(rel).ok_or(ReadError::OutsideRepo)?;
-        let path = self.root.join(&rel);
-        if fs::symlink_metadata(&path).is_err() {
+        let Some((inside, real, len)) = self.resolve(rel)? else {
             return Ok(None);
-        }
-        // Resolve symlinks, then confine: a link may point anywhere.
-        let real = match path.canonicalize() {
-            Ok(p) => p,
-            Err(_) => return Ok(None), // dangling symlink
         };
-        let inside = match real.strip_prefix(&self.root) {
-            Ok(inside) => inside,
-            // Into another directory of the sandbox: named in full, so it
-            // is never taken for one of this tree's files.
-            Err(_) if self.also.iter().any(|dir| real.starts_with(dir)) => &real,
-            Err(_) => return Err(ReadError::OutsideRepo),
-        };
-        let inside = inside
-            .to_str()
-            .ok_or_else(|| ReadError::Io("the path is not UTF-8".into()))?
-            .to_owned();
-        let meta = fs::metadata(&real).map_err(|e| ReadError::Io(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(ReadError::NotAFile);
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(ReadError::TooLarge(meta.len()));
-        }
-        let mut buf = Vec::with_capacity(meta.len() as usize);
+        let mut buf = Vec::with_capacity(len as usize);
         fs::File::open(&real)
             .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf))
             .map_err(|e| ReadError::Io(e.to_string()))?;
@@ -298,6 +316,10 @@ impl RepoFiles for WorkTree {
             return Err(ReadError::TooLarge(buf.len() as u64));
         }
         Ok(Some((inside, buf)))
+    }
+
+    fn real_path(&self, rel: &str) -> Result<Option<String>, ReadError> {
+        Ok(self.resolve(rel)?.map(|(inside, _, _)| inside))
     }
 }
 
@@ -328,6 +350,33 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(wt.read("link"), Err(ReadError::OutsideRepo));
         assert_eq!(wt.read("../x"), Err(ReadError::OutsideRepo));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn where_a_file_really_is_is_said_as_a_read_would_say_it() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("data")).unwrap();
+        std::fs::write(repo.path().join("data/real.yaml"), "a: 1").unwrap();
+        std::os::unix::fs::symlink("data/real.yaml", repo.path().join("link.yaml")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", repo.path().join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink("nowhere", repo.path().join("dangling.yaml")).unwrap();
+        let wt = WorkTree::open(repo.path()).unwrap();
+        for path in [
+            "link.yaml",
+            "data/real.yaml",
+            "out.yaml",
+            "dangling.yaml",
+            "none.yaml",
+            "data",
+        ] {
+            let read = wt.read_real(path).map(|r| r.map(|(real, _)| real));
+            assert_eq!(wt.real_path(path), read, "{path}");
+        }
+        assert_eq!(
+            wt.real_path("link.yaml"),
+            Ok(Some("data/real.yaml".to_owned()))
+        );
     }
 
     #[cfg(unix)]
