@@ -71,7 +71,8 @@ thread_local! {
 
 #[derive(Default)]
 struct Keyed {
-    written: usize,
+    /// Bytes written so far: counted by the writer, read by a secret.
+    written: std::rc::Rc<Cell<usize>>,
     secrets: Vec<usize>,
 }
 
@@ -80,7 +81,7 @@ impl<T: Serialize> Serialize for Secret<T> {
         if EXPOSED.with(Cell::get) {
             KEYED.with_borrow_mut(|k| {
                 if let Some(k) = k {
-                    k.secrets.push(k.written);
+                    k.secrets.push(k.written.get());
                 }
             });
             self.0.serialize(s)
@@ -96,21 +97,20 @@ impl<T: Serialize> Serialize for Secret<T> {
 /// plain, changes what is written even when its text does not; the
 /// secrets are only ever hashed.
 pub fn write_keyed(value: &impl Serialize, out: &mut dyn Write) -> std::io::Result<()> {
-    /// Counts what the serializer writes (it writes straight through,
-    /// token by token, so a secret starts where the count stands).
-    struct Counting<'w>(&'w mut dyn Write);
+    /// Counts what the serializer writes (it writes token by token, so a
+    /// secret starts where the count stands).
+    struct Counting<'w> {
+        out: &'w mut Vec<u8>,
+        written: std::rc::Rc<Cell<usize>>,
+    }
     impl Write for Counting<'_> {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = self.0.write(buf)?;
-            KEYED.with_borrow_mut(|k| {
-                if let Some(k) = k {
-                    k.written += n;
-                }
-            });
-            Ok(n)
+            self.out.extend_from_slice(buf);
+            self.written.set(self.written.get() + buf.len());
+            Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            self.0.flush()
+            Ok(())
         }
     }
     /// Puts back what an enclosing call was counting, however this ends.
@@ -121,9 +121,24 @@ pub fn write_keyed(value: &impl Serialize, out: &mut dyn Write) -> std::io::Resu
             KEYED.with_borrow_mut(|k| *k = outer);
         }
     }
-    let _reset = Reset(KEYED.with_borrow_mut(|k| k.replace(Keyed::default())));
-    exposed(|| serde_json::to_writer(Counting(&mut *out), value))?;
+    let keyed = Keyed::default();
+    let written = keyed.written.clone();
+    let _reset = Reset(KEYED.with_borrow_mut(|k| k.replace(keyed)));
+    // Made whole in memory, then handed on at once: thousands of units'
+    // keys are hashed from this, and a write per token through `out` cost
+    // more than the hash.
+    let mut json = Vec::with_capacity(4096);
+    exposed(|| {
+        serde_json::to_writer(
+            Counting {
+                out: &mut json,
+                written,
+            },
+            value,
+        )
+    })?;
     let secrets = KEYED.with_borrow_mut(|k| k.take().map(|k| k.secrets).unwrap_or_default());
+    out.write_all(&json)?;
     out.write_all(b"\n")?;
     for at in secrets {
         write!(out, "{at} ")?;
