@@ -171,7 +171,7 @@ impl ResourceId {
 /// rank looked up once per item rather than at every comparison. Their
 /// places are sorted, and the items moved once: a sort of the items
 /// themselves moves each of them many times.
-pub fn sort_in_output_order<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &ResourceId) {
+pub fn sort_in_output_order<T>(items: &mut [T], id: impl Fn(&T) -> &ResourceId) {
     let mut order: Vec<(usize, usize)> = items
         .iter()
         .enumerate()
@@ -182,9 +182,21 @@ pub fn sort_in_output_order<T>(items: &mut Vec<T>, id: impl Fn(&T) -> &ResourceI
             .cmp(rank_b)
             .then_with(|| id(&items[*a]).order_in_rank(id(&items[*b]), *rank_a))
     });
-    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
-    // Each place is in the order once: every item is taken.
-    items.extend(order.iter().filter_map(|(_, at)| slots[*at].take()));
+    // Moved into place along each cycle of the order: no second list of
+    // tens of thousands of objects.
+    let mut placed = vec![false; items.len()];
+    for start in 0..items.len() {
+        let mut at = start;
+        while !placed[at] {
+            placed[at] = true;
+            let from = order[at].1;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +237,32 @@ mod tests {
                 "Widget/a/x"
             ]
         );
+    }
+
+    #[test]
+    fn objects_are_moved_into_output_order_in_place() {
+        // Enough objects, in a scrambled order, for long cycles.
+        let kinds = ["Deployment", "Service", "ConfigMap", "Namespace", "Widget"];
+        let ids: Vec<ResourceId> = (0..500usize)
+            .map(|i| {
+                let n = (i * 7919) % 500;
+                id(
+                    "v1",
+                    kinds[n % kinds.len()],
+                    "ns",
+                    &format!("obj-{:03}", n / 5),
+                )
+            })
+            .collect();
+        let mut expected = ids.clone();
+        expected.sort_by(|a, b| {
+            a.kind_rank()
+                .cmp(&b.kind_rank())
+                .then_with(|| a.order_in_rank(b, a.kind_rank()))
+        });
+        let mut sorted = ids;
+        sort_in_output_order(&mut sorted, |id| id);
+        assert_eq!(sorted, expected);
     }
 
     #[test]

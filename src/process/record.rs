@@ -61,7 +61,11 @@ pub fn restore(
     kept: &mut Vec<Resource>,
 ) {
     for o in record {
-        let origin = display_origin(&format!("{path}{}", o.suffix));
+        let origin = if o.suffix.is_empty() {
+            display_origin(path)
+        } else {
+            display_origin(&format!("{path}{}", o.suffix))
+        };
         if let Some(k) = o.kept {
             kept.push(Resource::of_text(o.id.clone(), k, origin.clone(), None));
         }
@@ -119,11 +123,15 @@ pub fn decode(buf: &Arc<Buffer>, range: std::ops::Range<usize>) -> Option<Vec<Ve
         *at += end + 1;
         std::str::from_utf8(&rest[..end]).ok()
     };
+    // Sized from the counts (each object takes a line at least, so a
+    // damaged count cannot ask for more than the record's length): grown
+    // by doubling, a warm render's thousands of lists would take fresh
+    // memory twice over.
     let count: usize = line(&mut at)?.parse().ok()?;
-    let mut values = Vec::new();
+    let mut values = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {
         let objects: usize = line(&mut at)?.parse().ok()?;
-        let mut decoded = Vec::new();
+        let mut decoded = Vec::with_capacity(objects.min(bytes.len() - at));
         for _ in 0..objects {
             let mut lengths = [None; 8];
             let mut words = line(&mut at)?.split(' ');
