@@ -1,7 +1,6 @@
 //! Text held once and shared: an object's JSON or YAML alone, or as a part
-//! of a larger buffer (a cache record, or a whole cache pack read or mapped
-//! into memory at once), so a warm render copies no object out of what it
-//! read.
+//! of a larger buffer (a cache record, or a whole cache pack read into
+//! memory at once), so a warm render copies no object out of what it read.
 
 use std::sync::Arc;
 
@@ -13,12 +12,9 @@ enum Backing {
     String(String),
     /// A cache pack, read whole in one go: a private copy, so what a part
     /// was checked to be it stays, whatever another program does to the
-    /// file meanwhile.
+    /// file meanwhile (a mapping of it would change under a truncation or
+    /// a rewrite in place).
     Bytes(Box<[u8]>),
-    /// Bytes held by another owner (a cache pack mapped while no other
-    /// program may write it): parts are checked again as they are read,
-    /// the owner's promise standing for nothing.
-    Held(Box<dyn AsRef<[u8]> + Send + Sync>),
 }
 
 impl Buffer {
@@ -32,17 +28,11 @@ impl Buffer {
         Arc::new(Buffer(Backing::Bytes(bytes.into_boxed_slice())))
     }
 
-    /// The bytes `owner` holds, not necessarily UTF-8.
-    pub fn held(owner: impl AsRef<[u8]> + Send + Sync + 'static) -> Arc<Self> {
-        Arc::new(Buffer(Backing::Held(Box::new(owner))))
-    }
-
     /// All of its bytes.
     pub fn bytes(&self) -> &[u8] {
         match &self.0 {
             Backing::String(s) => s.as_bytes(),
             Backing::Bytes(b) => b,
-            Backing::Held(h) => h.as_ref().as_ref(),
         }
     }
 
@@ -50,9 +40,7 @@ impl Buffer {
     pub fn str(&self, range: std::ops::Range<usize>) -> Option<&str> {
         match &self.0 {
             Backing::String(s) => s.get(range),
-            Backing::Bytes(_) | Backing::Held(_) => {
-                std::str::from_utf8(self.bytes().get(range)?).ok()
-            }
+            Backing::Bytes(b) => std::str::from_utf8(b.get(range)?).ok(),
         }
     }
 }
@@ -62,7 +50,6 @@ impl std::fmt::Debug for Buffer {
         let kind = match self.0 {
             Backing::String(_) => "string",
             Backing::Bytes(_) => "bytes",
-            Backing::Held(_) => "held",
         };
         write!(f, "Buffer({kind}, {} bytes)", self.bytes().len())
     }
@@ -114,15 +101,6 @@ impl Text {
         }))
     }
 
-    /// The text's bytes, as they are held: where they are written out
-    /// whole, nothing needs them checked to be UTF-8 once more.
-    pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Own(text) => text.as_bytes(),
-            Repr::Part { buf, start, end } => &buf.bytes()[*start as usize..*end as usize],
-        }
-    }
-
     /// The text.
     pub fn as_str(&self) -> &str {
         match &self.0 {
@@ -134,8 +112,6 @@ impl Text {
                     // SAFETY: `Text::part` checked these bytes to be
                     // UTF-8, and a buffer's bytes never change.
                     Backing::Bytes(b) => unsafe { std::str::from_utf8_unchecked(&b[range]) },
-                    // Checked again: another program could change these.
-                    Backing::Held(_) => buf.str(range).unwrap_or_default(),
                 }
             }
         }
@@ -157,21 +133,6 @@ impl PartialEq for Text {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parts_of_held_bytes_are_checked_as_they_are_taken_and_read() {
-        let buf = Buffer::held(b"plain \xff caf\xc3\xa9".to_vec());
-        let plain = Text::part(&buf, 0..5).unwrap();
-        assert_eq!(plain.as_str(), "plain");
-        assert_eq!(plain.as_bytes(), b"plain");
-        assert!(Text::part(&buf, 4..8).is_none(), "an invalid byte");
-        assert!(Text::part(&buf, 8..12).is_none(), "half a character");
-        assert_eq!(
-            Text::part(&buf, 8..13).unwrap().as_bytes(),
-            "café".as_bytes()
-        );
-        assert_eq!(Text::new("own".to_owned()).as_bytes(), b"own");
-    }
 
     #[test]
     fn parts_of_bytes_are_taken_only_where_they_are_utf8() {

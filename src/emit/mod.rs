@@ -151,10 +151,10 @@ pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std
             for round in resources.chunks(ROUND) {
                 // Documents already made (taken from the cache) are written
                 // as they are held; the others are made on every core.
-                if round.iter().all(|r| r.yaml_bytes().is_some()) {
-                    for yaml in round.iter().filter_map(Resource::yaml_bytes) {
+                if round.iter().all(|r| r.yaml().is_some()) {
+                    for yaml in round.iter().filter_map(Resource::yaml) {
                         out.write_all(b"---\n")?;
-                        out.write_all(yaml)?;
+                        out.write_all(yaml.as_bytes())?;
                     }
                 } else {
                     for share in shares(round, yaml_entry) {

@@ -19,12 +19,10 @@
 //! that also covers everything the checks depend on: a warm render takes
 //! those objects as they are, without parsing or checking them again.
 //!
-//! A records pack is taken whole in one go, and each object's YAML stays
-//! where it lies in it: a warm render takes thousands of objects at once.
-//! On Linux it is mapped under a read lease, which keeps every other
-//! program from writing or truncating it meanwhile (a copy would cost as
-//! much fresh memory as the pack is long); where no lease can be had, it
-//! is read into memory.
+//! A records pack is read whole in one go, and each object's YAML stays
+//! where it lies in that copy: a warm render takes thousands of objects
+//! with one read. (Not mapped: a mapping changes under another program
+//! that truncates or rewrites the file in place.)
 //!
 //! A render that evaluated anything stores what it evaluated as one pack
 //! (`packs/*.pack`: the entries, then an index of keys), and the records it
@@ -814,13 +812,13 @@ impl Packs {
     /// packs are trimmed).
     pub fn touch_used(&self) {
         let now = SystemTime::now();
-        for ((_, file, _), used) in self.files.iter().zip(&self.used) {
-            // Through the open pack, which its owner may do: opening it for
-            // writing would wait for the lease of any render mapping it,
-            // this one's included. (Failing, the order of trimming is all
-            // that is lost.)
+        for ((path, _, _), used) in self.files.iter().zip(&self.used) {
             if used.load(Ordering::Relaxed) {
-                let _ = file.set_modified(now);
+                let mut options = fs::File::options();
+                options.append(true);
+                if let Some(file) = open_regular(path, options) {
+                    let _ = file.set_modified(now);
+                }
             }
         }
     }
@@ -830,113 +828,9 @@ impl Packs {
 /// cut short meanwhile: its records are then read one by one, and a short
 /// one is a miss).
 fn read_whole(path: &Path, file: &fs::File, len: u64) -> Option<Arc<Buffer>> {
-    #[cfg(target_os = "linux")]
-    if let Some(mapped) = leased::Mapped::of(file, len) {
-        return Some(Buffer::held(mapped));
-    }
     let mut bytes = vec![0; usize::try_from(len).ok()?];
     read_at(path, file, 0, &mut bytes)?;
     Some(Buffer::bytes_of(bytes))
-}
-
-/// Packs mapped into memory rather than read: a warm render takes tens of
-/// MB of records from one, and a copy costs as many MB of fresh memory,
-/// which the kernel must zero first (on a virtual machine whose host took
-/// its free memory back, most of a warm render's time).
-///
-/// A mapping is taken only under a read lease (`F_SETLEASE`): while it is
-/// held, no program can open the pack for writing or truncate it (they
-/// wait until this process ends, or the system's lease-break time), so the
-/// mapped bytes are what was checked and never vanish under a read. Where
-/// no lease can be had (another file system, another owner, the pack open
-/// for writing somewhere), the pack is read as before.
-#[cfg(target_os = "linux")]
-mod leased {
-    use std::fs;
-    use std::os::fd::AsRawFd as _;
-
-    /// A pack mapped read-only, with the open file that holds its lease.
-    pub struct Mapped {
-        at: std::ptr::NonNull<u8>,
-        len: usize,
-        /// Closing the last handle of the open file ends the lease.
-        _file: fs::File,
-    }
-
-    // SAFETY: the mapping is read-only and private to this value; it is
-    // unmapped only when the value is dropped.
-    unsafe impl Send for Mapped {}
-    // SAFETY: as above: nothing writes through it.
-    unsafe impl Sync for Mapped {}
-
-    impl Mapped {
-        /// The first `len` bytes of `file` (a pack open for reading,
-        /// `len` long when its index was read), mapped under a read lease;
-        /// `None` when no lease can be had or the file changed length.
-        pub fn of(file: &fs::File, len: u64) -> Option<Self> {
-            let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
-            ignore_lease_breaks();
-            // The same open file: the lease lasts as long as this handle.
-            let file = file.try_clone().ok()?;
-            // SAFETY: fcntl on an open descriptor, with integer arguments.
-            let leased = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
-            if leased != 0 {
-                return None;
-            }
-            // Under the lease its length stays what it is now: it must be
-            // the one its index was checked against.
-            if file.metadata().ok()?.len() != len as u64 {
-                return None;
-            }
-            // SAFETY: a fresh read-only private mapping of an open file;
-            // its address is checked below, and it is unmapped on drop.
-            let at = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                    file.as_raw_fd(),
-                    0,
-                )
-            };
-            if at == libc::MAP_FAILED {
-                return None;
-            }
-            let at = std::ptr::NonNull::new(at.cast::<u8>())?;
-            Some(Mapped {
-                at,
-                len,
-                _file: file,
-            })
-        }
-    }
-
-    impl AsRef<[u8]> for Mapped {
-        fn as_ref(&self) -> &[u8] {
-            // SAFETY: `len` bytes mapped readable at `at` until drop; the
-            // lease keeps the file from being cut short under them.
-            unsafe { std::slice::from_raw_parts(self.at.as_ptr(), self.len) }
-        }
-    }
-
-    impl Drop for Mapped {
-        fn drop(&mut self) {
-            // SAFETY: the mapping made in `of`, unmapped once.
-            unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
-        }
-    }
-
-    /// A program that opens a leased pack for writing makes the kernel
-    /// signal this process (`SIGIO`, which would end it): the signal is
-    /// ignored, and the program waits for the lease to end.
-    fn ignore_lease_breaks() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: sets SIGIO's disposition; nothing else uses it.
-            unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
-        });
-    }
 }
 
 /// Opens a file of the cache with `options` when it is a regular file: a
@@ -1660,89 +1554,6 @@ mod tests {
         assert!(read(&keys[..1]) < len / 4);
         // All of them: the pack, in one read.
         assert_eq!(read(&keys), len);
-    }
-
-    /// Writes a records pack of eight records and opens it wanting all:
-    /// the pack's path, and what the render would read of it.
-    fn records_pack(dir: &Path) -> (PathBuf, Packs, Vec<String>) {
-        let cache = Cache::new(dir.to_path_buf());
-        let keys: Vec<String> = (0..8u8).map(|i| unit_key("r", &[i])).collect();
-        let record = Record {
-            array: true,
-            depends: Vec::new(),
-            values: 1,
-            body: Buffer::string("y".repeat(1000)),
-            body_range: 0..1000,
-        };
-        let pack = keys
-            .iter()
-            .map(|k| (k.clone(), encode_record(k, &record).unwrap()));
-        cache.write_pack(pack, &|_| false);
-        let path = packs(&cache).remove(0);
-        let packs = cache.open(&keys.iter().map(String::as_str).collect());
-        (path, packs, keys)
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_mapped_pack_cannot_be_opened_for_writing_until_it_is_let_go() {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let (path, packs, keys) = records_pack(dir.path());
-        // Not blocking: a lease makes an open for writing wait, and this
-        // one says it would.
-        let open_for_writing = || {
-            fs::File::options()
-                .append(true)
-                .custom_flags(libc::O_NONBLOCK)
-                .open(&path)
-        };
-        // Where the file system keeps no leases (some overlays), packs are
-        // read as copies: nothing to see here.
-        let probe = fs::File::open(&path).unwrap();
-        // SAFETY: fcntl on an open descriptor, with integer arguments.
-        let leases = unsafe {
-            use std::os::fd::AsRawFd as _;
-            libc::fcntl(probe.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) == 0
-        };
-        drop(probe);
-        if !leases {
-            eprintln!("no leases on this file system: packs are read as copies");
-            return;
-        }
-        let record = packs.get_record(&keys[0]).unwrap();
-        assert!(
-            format!("{:?}", record.body).contains("held"),
-            "mapped, not copied"
-        );
-        assert_eq!(
-            &record.body.bytes()[record.body_range.clone()],
-            "y".repeat(1000).as_bytes()
-        );
-        let refused = open_for_writing().unwrap_err();
-        assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
-        // Marking the pack used goes through the open pack, not around the
-        // lease (it would wait for it).
-        packs.touch_used();
-        drop(record);
-        drop(packs);
-        open_for_writing().unwrap();
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn a_pack_open_for_writing_elsewhere_is_read_as_a_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, packs, keys) = records_pack(dir.path());
-        // No read lease can be had on a file open for writing: no mapping.
-        let writer = fs::File::options().append(true).open(&path).unwrap();
-        let record = packs.get_record(&keys[0]).unwrap();
-        assert!(format!("{:?}", record.body).contains("bytes"), "copied");
-        assert_eq!(
-            &record.body.bytes()[record.body_range.clone()],
-            "y".repeat(1000).as_bytes()
-        );
-        drop(writer);
     }
 
     #[test]

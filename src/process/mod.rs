@@ -68,11 +68,6 @@ impl Resource {
         self.yaml.as_ref().map(Text::as_str)
     }
 
-    /// [`Resource::yaml`] as the bytes held, for writing out whole.
-    pub fn yaml_bytes(&self) -> Option<&[u8]> {
-        self.yaml.as_ref().map(Text::as_bytes)
-    }
-
     /// The resource of a value with an identity, for tests and tools.
     pub fn of_value(value: &Json) -> Option<Self> {
         Some(Resource::new(ResourceId::of(value)?, value, String::new()))
