@@ -169,8 +169,9 @@ impl ResourceId {
 
 /// Sorts `items` in [`ResourceId::output_order`] (stably), each kind's
 /// rank looked up once per item rather than at every comparison. Their
-/// places are sorted, and the items moved once: a sort of the items
-/// themselves moves each of them many times.
+/// places are sorted, then the items swapped into place along the cycles
+/// of that order: a sort of the items themselves moves each of them many
+/// times.
 pub fn sort_in_output_order<T>(items: &mut [T], id: impl Fn(&T) -> &ResourceId) {
     let mut order: Vec<(usize, usize)> = items
         .iter()
@@ -260,9 +261,38 @@ mod tests {
                 .cmp(&b.kind_rank())
                 .then_with(|| a.order_in_rank(b, a.kind_rank()))
         });
-        let mut sorted = ids;
+        let mut sorted = ids.clone();
         sort_in_output_order(&mut sorted, |id| id);
         assert_eq!(sorted, expected);
+
+        // Stable: objects of one identity keep their order.
+        let tagged: Vec<(ResourceId, usize)> = ids
+            .into_iter()
+            .map(|i| (i, 0))
+            .chain(
+                expected
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .enumerate()
+                    .map(|(n, i)| (i, n + 1)),
+            )
+            .collect();
+        let mut stable = tagged.clone();
+        stable.sort_by(|(a, _), (b, _)| {
+            a.kind_rank()
+                .cmp(&b.kind_rank())
+                .then_with(|| a.order_in_rank(b, a.kind_rank()))
+        });
+        let mut moved = tagged;
+        sort_in_output_order(&mut moved, |(id, _)| id);
+        assert_eq!(moved, stable);
+
+        for mut few in [Vec::new(), vec![expected[0].clone()]] {
+            let before = few.clone();
+            sort_in_output_order(&mut few, |id| id);
+            assert_eq!(few, before);
+        }
     }
 
     #[test]

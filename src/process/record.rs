@@ -123,15 +123,15 @@ pub fn decode(buf: &Arc<Buffer>, range: std::ops::Range<usize>) -> Option<Vec<Ve
         *at += end + 1;
         std::str::from_utf8(&rest[..end]).ok()
     };
-    // Sized from the counts (each object takes a line at least, so a
-    // damaged count cannot ask for more than the record's length): grown
-    // by doubling, a warm render's thousands of lists would take fresh
-    // memory twice over.
+    // Sized from the counts: grown by doubling, a warm render's thousands
+    // of lists would take fresh memory twice over. A value takes two bytes
+    // at least (its count's line) and an object sixteen (its line of
+    // lengths), so a damaged count reserves no more than the record holds.
     let count: usize = line(&mut at)?.parse().ok()?;
-    let mut values = Vec::with_capacity(count.min(bytes.len()));
+    let mut values = Vec::with_capacity(count.min(bytes.len() / 2));
     for _ in 0..count {
         let objects: usize = line(&mut at)?.parse().ok()?;
-        let mut decoded = Vec::with_capacity(objects.min(bytes.len() - at));
+        let mut decoded = Vec::with_capacity(objects.min((bytes.len() - at) / 16));
         for _ in 0..objects {
             let mut lengths = [None; 8];
             let mut words = line(&mut at)?.split(' ');
