@@ -61,7 +61,7 @@ impl InputGuard {
         let mut found: Vec<(String, String, Option<Vec<u8>>)> = names
             .into_iter()
             .filter_map(|name| {
-                if name == CONTROLCENTER_FILE || name == TAGS_FILE {
+                if !holds_secrets(&name) {
                     let real = files.real_path(&name).ok().flatten()?;
                     return Some((name, real, None));
                 }
@@ -105,8 +105,7 @@ impl InputGuard {
                 .map(String::as_str)
                 .or_else(|| is_input_file(real).then_some(real));
             if let Some(name) = by_path {
-                let holds_secrets = name != CONTROLCENTER_FILE && name != TAGS_FILE;
-                if holds_secrets || other(name).is_some() {
+                if holds_secrets(name) || other(name).is_some() {
                     return other(name);
                 }
                 // controlcenter.yaml or tags.yaml: still not a copy of a
@@ -122,6 +121,12 @@ impl InputGuard {
             (d == *hash).then(|| other(name)).flatten()
         })
     }
+}
+
+/// Whether the input file `name` may hold secrets: every input but
+/// controlcenter.yaml and tags.yaml (env files, secrets.yaml).
+fn holds_secrets(name: &str) -> bool {
+    name != CONTROLCENTER_FILE && name != TAGS_FILE
 }
 
 /// A tree whose reads never return an input file's bytes under another

@@ -355,11 +355,14 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn where_a_file_really_is_is_said_as_a_read_would_say_it() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
         let repo = tempfile::tempdir().unwrap();
         std::fs::create_dir(repo.path().join("data")).unwrap();
         std::fs::write(repo.path().join("data/real.yaml"), "a: 1").unwrap();
         std::os::unix::fs::symlink("data/real.yaml", repo.path().join("link.yaml")).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", repo.path().join("out.yaml")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), repo.path().join("out.yaml"))
+            .unwrap();
         std::os::unix::fs::symlink("nowhere", repo.path().join("dangling.yaml")).unwrap();
         let wt = WorkTree::open(repo.path()).unwrap();
         for path in [
@@ -377,6 +380,7 @@ mod tests {
             wt.real_path("link.yaml"),
             Ok(Some("data/real.yaml".to_owned()))
         );
+        assert_eq!(wt.real_path("out.yaml"), Err(ReadError::OutsideRepo));
     }
 
     #[cfg(unix)]
