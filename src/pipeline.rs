@@ -105,6 +105,8 @@ pub struct Project {
     narrowed: Option<String>,
     /// The env file (or placeholders) of the last environment resolved.
     env_file: Option<crate::load::Input>,
+    /// Services the last render took from the memo unresolved.
+    memoized: usize,
 }
 
 /// Renders whose template output is larger than this (compact JSON) keep
@@ -245,6 +247,7 @@ impl Project {
             outputs: None,
             env_file: None,
             narrowed: None,
+            memoized: 0,
         };
         project.timings.stages.push(StageTiming {
             stage: "load",
@@ -309,9 +312,15 @@ impl Project {
         placeholders: bool,
     ) -> Outcome<(Vec<Resource>, TerraformOutputs)> {
         let start = Instant::now();
-        let (resolved, outputs) = self.resolve_with(env, placeholders)?;
+        // Placeholder renders are never cached: nothing to take from it.
+        let memo = self.memo(env).filter(|_| !placeholders);
+        let (mut resolved, outputs) = self.resolve_using(env, placeholders, memo.as_ref())?;
         self.timings.record("resolve", start.elapsed());
+        self.memoized = resolved.memoized.len();
         let rendered = self.render_resolved(&resolved);
+        if let (Some(memo), Ok(_)) = (&memo, &rendered) {
+            memo.store(&mut resolved.memo_entries);
+        }
         self.outputs = None;
         // The state of thousands of services is freed beside what follows
         // (writing the output), not before it.
@@ -350,6 +359,28 @@ impl Project {
         &mut self,
         env: &str,
         placeholders: bool,
+    ) -> Outcome<(ResolvedEnv, TerraformOutputs)> {
+        self.resolve_using(env, placeholders, None)
+    }
+
+    /// What services of `env` resolved to in earlier renders, when this
+    /// render can use it: every service rendered per service, with a
+    /// cache to find their units in.
+    fn memo(&self, env: &str) -> Option<resolve::memo::ServiceMemo> {
+        let cache = self.templates.cache.as_ref()?;
+        if self.services.is_some() || self.settings.evaluation != Evaluation::PerService {
+            return None;
+        }
+        resolve::memo::ServiceMemo::open(cache.clone(), &self.inputs, env)
+    }
+
+    /// [`Self::resolve_with`], leaving unresolved the services whose
+    /// inputs `memo` knows.
+    fn resolve_using(
+        &mut self,
+        env: &str,
+        placeholders: bool,
+        memo: Option<&resolve::memo::ServiceMemo>,
     ) -> Outcome<(ResolvedEnv, TerraformOutputs)> {
         if let Some(only) = self.narrowed.as_ref().filter(|only| *only != env) {
             return Err(vec![resolve::unknown_env(&self.inputs, env)
@@ -434,6 +465,7 @@ impl Project {
                 .services
                 .as_ref()
                 .filter(|_| self.settings.evaluation == Evaluation::PerService),
+            memo,
         })?;
         self.outputs = Some(source);
         self.env_file = Some(env_file);
@@ -458,21 +490,36 @@ impl Project {
         if !unknown.is_empty() {
             return Err(unknown);
         }
-        match self.evaluate_and_check(resolved, CacheUse::ReadWrite) {
+        let rendered = match self.evaluate_and_check(resolved, CacheUse::ReadWrite) {
             // Problems are located in the templates that made the objects:
             // when cached units loaded none, evaluate them again to show
             // where. Should that pass, what the cache held was wrong: it is
             // stored again.
             Err(_) if self.units.cached > 0 => self.evaluate_and_check(resolved, CacheUse::Rewrite),
             result => result,
+        }?;
+        match rendered {
+            Some(resources) => Ok(resources),
+            // A memoized service must be evaluated after all (its unit is
+            // not in the cache, or a unit failed): every service is
+            // resolved, and the render made again.
+            None => {
+                self.memoized = 0;
+                let (full, _) = self.resolve_with(&resolved.state.env, false)?;
+                let rendered = self.render_resolved(&full);
+                crate::parallel::drop_beside(full);
+                rendered
+            }
         }
     }
 
+    /// Evaluates, processes and checks `resolved`; `Ok(None)` when a
+    /// memoized service needs its state ([`crate::evaluate::Templates::render`]).
     fn evaluate_and_check(
         &mut self,
         resolved: &ResolvedEnv,
         cache: CacheUse,
-    ) -> Outcome<Vec<Resource>> {
+    ) -> Outcome<Option<Vec<Resource>>> {
         let placeholders = self.outputs.as_ref().is_some_and(|o| o.placeholders);
         // What the checks depend on, for records: only with a cache.
         let verdicts = self.templates.cache.as_ref().map(|_| {
@@ -494,12 +541,15 @@ impl Project {
             verdicts: verdicts.as_deref(),
         };
         let start = Instant::now();
-        let mut rendered = self.templates.render(
+        let Some(mut rendered) = self.templates.render(
             resolved,
             &self.inputs.controlcenter.root,
             &mut self.sources,
             plan,
-        )?;
+        )?
+        else {
+            return Ok(None);
+        };
         self.units = rendered.units;
         self.timings.record("evaluate", start.elapsed());
         let start = Instant::now();
@@ -581,7 +631,7 @@ impl Project {
             return Err(diagnostics);
         }
         self.store_records(resolved, &rendered.records, &processed.records);
-        Ok(resources)
+        Ok(Some(resources))
     }
 
     /// Stores the records of the units of a clean render that had none,
@@ -681,6 +731,12 @@ impl Project {
     /// before (`validate::verdicts`).
     pub fn sections_found_valid_before(&self) -> usize {
         self.inputs.left_out.len()
+    }
+
+    /// Services the last render left unresolved, their inputs unchanged
+    /// since a render that resolved them (`resolve::memo`).
+    pub fn services_memoized(&self) -> usize {
+        self.memoized
     }
 
     /// Units evaluated and taken from the cache by the last render.

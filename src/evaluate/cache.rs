@@ -68,7 +68,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// First word of every entry; changes whenever the entry format, or what
 /// the engine makes of the same input, does.
-const FORMAT: &str = "controlcenter-cache-5";
+const FORMAT: &str = "controlcenter-cache-6";
 
 /// First word of every pack; then where its index starts and its length,
 /// in bytes (20 digits each). The entries come before the index.
@@ -114,6 +114,17 @@ const MAX_VERDICT_BYTES: u64 = 256;
 fn verdict_bytes(key: &str, values: usize) -> Vec<u8> {
     format!("{VERDICT_FORMAT} {key} {values}\n").into_bytes()
 }
+
+/// First line of every memo file.
+const MEMO_FORMAT: &str = "controlcenter-memo-1";
+
+/// Memo files kept (one per environment and build): past this, the
+/// oldest go.
+const MAX_MEMOS: usize = 64;
+
+/// The largest memo file read: 64 bytes per service, for far more
+/// services than a document may hold.
+const MAX_MEMO_BYTES: u64 = 16 << 20;
 
 /// Most files of the template trees digested (a bound, not a limit users
 /// meet: past it, nothing is cached).
@@ -177,7 +188,8 @@ fn checksum(parts: &[&[u8]]) -> String {
     hex(&h.digest128().to_le_bytes())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()
@@ -643,6 +655,71 @@ impl Cache {
         if verdicts.len() > MAX_VERDICTS {
             verdicts.sort();
             for (_, path) in &verdicts[..verdicts.len() - MAX_VERDICTS] {
+                let _ = fs::remove_file(path);
+            }
+        }
+    }
+
+    fn memos_dir(&self) -> PathBuf {
+        self.dir.join("memos")
+    }
+
+    /// The body of the memo stored as `name` (a hex digest), if there is
+    /// one whose format and checksum hold: what another run stored, never
+    /// damaged (a damaged memo reads as none, and is written again).
+    pub fn memo(&self, name: &str) -> Option<Vec<u8>> {
+        if !is_hex(name) {
+            return None;
+        }
+        let (file, len) = open_cache_file(&self.memos_dir().join(name), MAX_MEMO_BYTES)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).ok()?);
+        file.take(MAX_MEMO_BYTES).read_to_end(&mut bytes).ok()?;
+        let header = format!("{MEMO_FORMAT} {name}\n");
+        let rest = bytes.strip_prefix(header.as_bytes())?;
+        let (body, sum) = rest.split_at_checked(rest.len().checked_sub(33)?)?;
+        let sum = sum.strip_suffix(b"\n")?;
+        if sum != checksum(&[header.as_bytes(), body]).as_bytes() {
+            return None;
+        }
+        let body_len = body.len();
+        bytes.drain(..header.len());
+        bytes.truncate(body_len);
+        Some(bytes)
+    }
+
+    /// Stores `body` as the memo `name` (a hex digest), atomically, with
+    /// its checksum; past [`MAX_MEMOS`], the oldest go. Nothing is stored
+    /// when the cache may hold nothing. Failures are ignored.
+    pub fn store_memo(&self, name: &str, body: &[u8]) {
+        let dir = self.memos_dir();
+        if !is_hex(name)
+            || self.max_bytes == 0
+            || body.len() as u64 > MAX_MEMO_BYTES / 2
+            || fs::create_dir_all(&dir).is_err()
+        {
+            return;
+        }
+        let header = format!("{MEMO_FORMAT} {name}\n");
+        let sum = checksum(&[header.as_bytes(), body]);
+        let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) else {
+            return;
+        };
+        let written = [header.as_bytes(), body, sum.as_bytes(), b"\n"]
+            .iter()
+            .try_for_each(|part| tmp.write_all(part));
+        if written.is_ok() {
+            let _ = tmp.persist(dir.join(name));
+        }
+        let Ok(files) = fs::read_dir(&dir) else {
+            return;
+        };
+        let mut memos: Vec<(SystemTime, PathBuf)> = files
+            .flatten()
+            .filter_map(|f| Some((f.metadata().ok()?.modified().ok()?, f.path())))
+            .collect();
+        if memos.len() > MAX_MEMOS {
+            memos.sort();
+            for (_, path) in &memos[..memos.len() - MAX_MEMOS] {
                 let _ = fs::remove_file(path);
             }
         }

@@ -107,9 +107,8 @@ pub const UNIT_SERVICE_FIELD: &str = "unit_service";
 /// them all as the names of `state.services`.
 fn service_names(resolved: &ResolvedEnv) -> Arc<Vec<String>> {
     let mut names: Vec<String> = resolved
-        .state
-        .services
-        .keys()
+        .rendered_keys()
+        .into_iter()
         .chain(&resolved.unresolved)
         .cloned()
         .collect();
@@ -230,18 +229,20 @@ struct Unit {
 impl Templates {
     /// Evaluates the entry point on the resolved state, unit by unit. A
     /// failure is a diagnostic at the failing template, pointing at the
-    /// input of the service that causes it when one does.
+    /// input of the service that causes it when one does. `Ok(None)` when
+    /// a memoized service ([`ResolvedEnv::memoized`]) must be evaluated
+    /// (its unit is not in the cache) or explained: it has no state here.
     pub fn render(
         &self,
         resolved: &ResolvedEnv,
         controlcenter: &Node,
         sources: &mut Sources,
         plan: Plan<'_>,
-    ) -> Result<Rendered, Vec<Diagnostic>> {
+    ) -> Result<Option<Rendered>, Vec<Diagnostic>> {
         // Which units, and their keys: hashed from the state itself, so
         // a hit builds no input (a warm render of thousands of units is
         // mostly this).
-        let planned = planned_units(&resolved.state, plan);
+        let planned = planned_units(&resolved.rendered_keys(), plan);
         let names = service_names(resolved);
         let secrets = sources.secrets().clone();
         let cache = self.cache.as_ref().filter(|_| plan.cache != CacheUse::Off);
@@ -256,7 +257,7 @@ impl Templates {
 
         let keys: Vec<Option<String>> = match &digest {
             Some(d) => unit_keys(
-                &resolved.state,
+                (&resolved.state, &resolved.digests),
                 (plan.evaluation, &names),
                 &planned,
                 d,
@@ -346,6 +347,14 @@ impl Templates {
         let misses: Vec<usize> = (0..planned.len())
             .filter(|i| outputs[*i].is_none())
             .collect();
+        let memoized = |i: &usize| {
+            planned[*i]
+                .as_ref()
+                .is_some_and(|k| resolved.memoized.contains(k))
+        };
+        if misses.iter().any(memoized) {
+            return Ok(None);
+        }
         // Units whose output is in the cache: hits, and misses once stored.
         let mut in_cache: Vec<bool> = outputs.iter().map(Option::is_some).collect();
         let mut files = Vec::new();
@@ -395,7 +404,11 @@ impl Templates {
                     Err(f) => failed.push((i, f)),
                 }
             }
-            // Explaining a failure reads the units' inputs again.
+            // Explaining a failure reads the units' inputs again, every
+            // service's.
+            if !failed.is_empty() && !resolved.memoized.is_empty() {
+                return Ok(None);
+            }
             let units = if failed.is_empty() {
                 Vec::new()
             } else {
@@ -519,12 +532,12 @@ impl Templates {
             .into_iter()
             .map(|(path, text)| (sources.add(path, text.clone()), text))
             .collect();
-        Ok(Rendered {
+        Ok(Some(Rendered {
             output,
             files,
             units: counts,
             records,
-        })
+        }))
     }
 
     /// A unit's failure as a diagnostic, at the service that causes it.
@@ -834,15 +847,14 @@ pub fn unstorable_secrets(seen: &SecretValues, state: &State) -> SecretValues {
 /// The units [`plan_units`] makes, in its order, without their inputs:
 /// each one's service key (`None` for the environment-level unit, or the
 /// whole environment).
-fn planned_units(state: &State, plan: Plan<'_>) -> Vec<Option<String>> {
+fn planned_units(services: &[&String], plan: Plan<'_>) -> Vec<Option<String>> {
     if plan.evaluation == Evaluation::Environment {
         return vec![None];
     }
-    let mut units: Vec<Option<String>> = state
-        .services
-        .keys()
-        .filter(|k| plan.services.is_none_or(|s| s.contains(*k)))
-        .map(|k| Some(k.clone()))
+    let mut units: Vec<Option<String>> = services
+        .iter()
+        .filter(|k| plan.services.is_none_or(|s| s.contains(**k)))
+        .map(|k| Some((*k).clone()))
         .collect();
     if plan
         .services
@@ -853,9 +865,11 @@ fn planned_units(state: &State, plan: Plan<'_>) -> Vec<Option<String>> {
     units
 }
 
-/// The cache key of each planned unit, under the templates' digest.
+/// The cache key of each planned unit, under the templates' digest; a
+/// service's state is hashed by its digest, taken from `digests` where
+/// known ([`crate::resolve::memo`]).
 fn unit_keys(
-    state: &State,
+    (state, digests): (&State, &foldhash::HashMap<String, [u8; 32]>),
     (evaluation, names): (Evaluation, &[String]),
     planned: &[Option<String>],
     templates: &str,
@@ -872,7 +886,7 @@ fn unit_keys(
     crate::parallel::map(planned, workers, |service| {
         cache::unit_key_with(templates, &mut |out| {
             out.write_all(shared.as_bytes())?;
-            write_unit_key_part(state, evaluation, service.as_deref(), out)
+            write_unit_key_part((state, digests), evaluation, service.as_deref(), out)
         })
     })
 }
@@ -899,7 +913,7 @@ fn write_environment_key_part(
 /// What one unit's key hashes of the state besides the environment's
 /// part: its service, or the SealedSecrets of the environment-level unit.
 fn write_unit_key_part(
-    state: &State,
+    (state, digests): (&State, &foldhash::HashMap<String, [u8; 32]>),
     evaluation: Evaluation,
     service: Option<&str>,
     out: &mut dyn Write,
@@ -907,10 +921,21 @@ fn write_unit_key_part(
     if evaluation == Evaluation::Environment {
         return Ok(());
     }
-    match service {
-        Some(key) => crate::redact::write_keyed(&("service", key, state.services.get(key)), out),
-        None => crate::redact::write_keyed(&("environment", &state.sealed_secrets), out),
-    }
+    let Some(key) = service else {
+        return crate::redact::write_keyed(&("environment", &state.sealed_secrets), out);
+    };
+    // A service's state is hashed by its digest: a memoized service has
+    // that alone.
+    let digest = match digests.get(key) {
+        Some(d) => *d,
+        None => state
+            .services
+            .get(key)
+            .and_then(|svc| crate::resolve::memo::service_digest(key, svc))
+            .ok_or_else(|| std::io::Error::other("a service without a state"))?,
+    };
+    out.write_all(b"service ")?;
+    out.write_all(&digest)
 }
 
 /// The units of a render. Per service: one per (selected) service, in key
@@ -1216,11 +1241,17 @@ mod tests {
     fn unit_keys_change_with_what_each_unit_sees() {
         let state = platform_dev().state;
         let plan = every_service();
-        let planned = planned_units(&state, plan);
+        let planned = planned_units(&state.services.keys().collect::<Vec<_>>(), plan);
         let names: Vec<String> = state.services.keys().cloned().collect();
         let keys = |state: &State, evaluation| {
             let names: Vec<String> = state.services.keys().cloned().collect();
-            unit_keys(state, (evaluation, &names), &planned, "t", 2)
+            unit_keys(
+                (state, &foldhash::HashMap::default()),
+                (evaluation, &names),
+                &planned,
+                "t",
+                2,
+            )
         };
         let base = keys(&state, Evaluation::PerService);
         assert_eq!(base.len(), state.services.len() + 1);
@@ -1293,12 +1324,25 @@ mod tests {
         // as each sees them.
         let mut more = names.clone();
         more.push("zz_new".to_owned());
-        let renamed = unit_keys(&state, (Evaluation::PerService, &more), &planned, "t", 2);
+        let renamed = unit_keys(
+            (&state, &foldhash::HashMap::default()),
+            (Evaluation::PerService, &more),
+            &planned,
+            "t",
+            2,
+        );
         assert!(renamed.iter().zip(&base).all(|(a, b)| a != b));
 
         // Whole environment: one key, which any change moves.
-        let whole =
-            |state: &State| unit_keys(state, (Evaluation::Environment, &names), &[None], "t", 1);
+        let whole = |state: &State| {
+            unit_keys(
+                (state, &foldhash::HashMap::default()),
+                (Evaluation::Environment, &names),
+                &[None],
+                "t",
+                1,
+            )
+        };
         assert_ne!(whole(&state), whole(&one));
         assert_ne!(whole(&state), whole(&sealed));
     }

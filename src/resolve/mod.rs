@@ -5,6 +5,7 @@
 //!
 //! Every problem is collected: one bad service does not hide another.
 
+pub mod memo;
 pub mod merge;
 pub mod provenance;
 pub mod secrets;
@@ -36,17 +37,44 @@ pub struct ResolvedEnv {
     /// Keys of the enabled services a selection left unresolved (their
     /// names were still checked for collisions).
     pub unresolved: Vec<String>,
+    /// Enabled services left unresolved because the memo knew their
+    /// inputs ([`memo`]): not in `state.services`, but rendered.
+    pub memoized: std::collections::BTreeSet<String>,
+    /// The digest of each service's state ([`memo::service_digest`]) by
+    /// key, where known: every memoized service, and, with a memo, every
+    /// service resolved.
+    pub digests: foldhash::HashMap<String, [u8; 32]>,
+    /// What the memo is to hold after this render: each service's input
+    /// key and state digest ([`memo::entry`]).
+    pub memo_entries: Vec<[u8; memo::ENTRY_BYTES]>,
 }
 
 impl ResolvedEnv {
     /// Each enabled service's key span by its Kubernetes name (what
     /// rendered objects carry in `app.kubernetes.io/name`).
     pub fn spans_by_name(&self) -> BTreeMap<String, Span> {
-        self.state
+        let resolved = self
+            .state
             .services
             .values()
-            .filter_map(|s| Some((s.name.clone(), *self.service_spans.get(&s.key)?)))
+            .map(|s| (&s.key, s.name.clone()));
+        let memoized = self
+            .memoized
+            .iter()
+            .filter_map(|k| Some((k, names::dns_label(k)?)));
+        resolved
+            .chain(memoized)
+            .filter_map(|(key, name)| Some((name, *self.service_spans.get(key)?)))
             .collect()
+    }
+
+    /// The keys of the services rendered: resolved or memoized, sorted.
+    pub fn rendered_keys(&self) -> Vec<&String> {
+        let mut keys: Vec<&String> = self.state.services.keys().chain(&self.memoized).collect();
+        if !self.memoized.is_empty() {
+            keys.sort_unstable();
+        }
+        keys
     }
 }
 
@@ -128,6 +156,9 @@ pub struct ResolveInput<'a> {
     /// Resolve only these services (`--service`): the others are only
     /// named, for collisions. `None` for every service.
     pub only: Option<&'a std::collections::BTreeSet<String>>,
+    /// What services resolved to before: those whose inputs it knows are
+    /// left unresolved ([`ResolvedEnv::memoized`]).
+    pub memo: Option<&'a memo::ServiceMemo>,
 }
 
 /// Resolves one environment into the state the library receives.
@@ -142,6 +173,7 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         env,
         default_namespace,
         only,
+        memo,
     } = *input;
     let root = &inputs.controlcenter.root;
     let section = root
@@ -253,19 +285,45 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
     // Services resolve independently, on every core; collisions are
     // found after, in file order. A service a selection leaves out is
     // only named: its name can still collide with a selected one's.
+    let memo = memo.filter(|_| only.is_none()).and_then(|m| {
+        Some((
+            m,
+            memo::MemoContext::new(inputs, sources, env, ctx.terraform)?,
+        ))
+    });
+    let mut memoized = Vec::new();
+    let mut digests = foldhash::HashMap::default();
+    let mut memo_entries = Vec::new();
     let resolved = crate::parallel::map(&service_nodes, crate::parallel::cores(), |e| {
         if only.is_some_and(|o| !o.contains(&e.key)) {
-            return Ok(services::enabled_name(&e.key, &e.value).map(Named::Only));
+            return (
+                Ok(services::enabled_name(&e.key, &e.value).map(Named::Only)),
+                None,
+            );
         }
-        services::resolve_service(&ctx, &e.key, e.key_span, &e.value)
-            .map(|s| s.map(|s| Named::Resolved(Box::new(s))))
+        let memo_key = memo.as_ref().and_then(|(_, c)| c.key(&e.key));
+        let known = memo_key.and_then(|k| Some((k, memo.as_ref()?.0.get(&k)?)));
+        if let Some((key, digest)) = known {
+            if let Some(name) = names::dns_label(&e.key) {
+                return (Ok(Some(Named::Memoized(name))), Some((key, digest)));
+            }
+        }
+        let resolved = services::resolve_service(&ctx, &e.key, e.key_span, &e.value);
+        let digest = match (&resolved, memo_key) {
+            (Ok(Some(svc)), Some(key)) => memo::service_digest(&e.key, svc).map(|d| (key, d)),
+            _ => None,
+        };
+        (
+            resolved.map(|s| s.map(|s| Named::Resolved(Box::new(s)))),
+            digest,
+        )
     });
-    for (e, result) in service_nodes.iter().zip(resolved) {
+    for (e, (result, digest)) in service_nodes.iter().zip(resolved) {
         match result {
             Ok(None) => {}
             Ok(Some(named)) => {
                 let name = match &named {
-                    Named::Only(name) => name,
+                    Named::Only(name) | Named::Memoized(name) => name,
                     Named::Resolved(svc) => &svc.name,
                 };
                 if let Some((other, other_span)) = by_name.get(name) {
@@ -281,8 +339,16 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
                     continue;
                 }
                 by_name.insert(name.clone(), (e.key.clone(), e.key_span));
+                if let Some((key, digest)) = digest {
+                    digests.insert(e.key.clone(), digest);
+                    memo_entries.push(memo::entry(&key, &digest));
+                }
                 match named {
                     Named::Only(_) => unresolved.push(e.key.clone()),
+                    Named::Memoized(_) => {
+                        service_spans.insert(e.key.clone(), e.key_span);
+                        memoized.push(e.key.clone());
+                    }
                     Named::Resolved(svc) => {
                         service_spans.insert(e.key.clone(), e.key_span);
                         resolved_services.push((e.key.clone(), svc));
@@ -337,6 +403,9 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
         service_spans,
         env_span: root.entry(env).map_or(root.span, |e| e.key_span),
         unresolved,
+        memoized: memoized.into_iter().collect(),
+        digests,
+        memo_entries,
     })
 }
 
@@ -344,6 +413,8 @@ pub fn resolve_env(input: &ResolveInput<'_>) -> Outcome<ResolvedEnv> {
 /// only named.
 enum Named {
     Resolved(Box<ServiceState>),
+    /// Left unresolved: the memo knew its inputs (its name).
+    Memoized(String),
     Only(String),
 }
 

@@ -15,6 +15,7 @@ mod hydrate;
 mod jsonnet_compat;
 mod k8s_schemas;
 mod library;
+mod memo;
 mod outputs;
 mod policies;
 mod precommit;

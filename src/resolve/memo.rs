@@ -1,0 +1,386 @@
+//! What services resolved to, by what resolving them read.
+//!
+//! A warm render of thousands of services, one of them edited, resolved
+//! every one only to hash its state into its unit's cache key: a fifth of
+//! its time. Resolving a service reads its own entry of the environment's
+//! section, its entry of tags.yaml, and a context shared by every service
+//! (the build, the repository's schema extension, `settings`, `defaults`,
+//! the environment and its Terraform outputs). So once a render has
+//! resolved a service, the cache keeps, under a digest of the exact text
+//! of all that, the digest of the state it resolved to
+//! ([`crate::evaluate::service_digest`]), which is what its unit's key
+//! hashes. A later render whose inputs hash the same takes that digest
+//! and leaves the service unresolved; should its unit not be in the cache
+//! after all, the render resolves the environment again, every service.
+//!
+//! Nothing is memoized, and every service resolved, when an input is not
+//! plain enough to cut into entries by their keys' positions: when the
+//! schema extension declares secret (`writeOnly`) fields, when
+//! controlcenter.d/ is merged in, when controlcenter.yaml or tags.yaml
+//! holds an anchor, an alias or a merge key, or when a mapping repeats a
+//! key. A service is kept only when it resolved without a diagnostic.
+
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt as _};
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::{FileId, Sources};
+use crate::evaluate::cache::{self, Cache};
+use crate::load::yaml::Entry;
+use crate::load::{Input, RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
+use crate::resolve::ServiceState;
+
+/// First word of what every memo key hashes; changes whenever what
+/// resolving a service reads does.
+const FORMAT: &str = "controlcenter-service-memo-1";
+
+/// Bytes of one memo entry: the digest of a service's inputs, then the
+/// digest of its state.
+pub const ENTRY_BYTES: usize = 64;
+
+/// The memo of one environment, as the last render that stored it left it.
+pub struct ServiceMemo {
+    cache: Arc<Cache>,
+    /// The memo's file name: the environment under this build.
+    name: String,
+    /// Each service's input key then state digest, sorted by key.
+    found: Vec<[u8; ENTRY_BYTES]>,
+}
+
+impl ServiceMemo {
+    /// The memo of `env` in `cache` (empty when there is none, or it is
+    /// damaged); `None` when services of this repository are not memoized
+    /// at all (see the module's documentation).
+    pub fn open(cache: Arc<Cache>, inputs: &RepoInputs, env: &str) -> Option<Self> {
+        let schema_has_secrets = inputs
+            .service_schema
+            .as_ref()
+            .is_some_and(crate::validate::schema::declares_write_only);
+        if schema_has_secrets {
+            return None;
+        }
+        let mut h = Sha256::new();
+        for part in [FORMAT, cache::build_id(), env] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let name = cache::hex_digest(h);
+        // Looked up by halving: a memo is kept sorted, and one that is not
+        // is not one.
+        let found = cache
+            .memo(&name)
+            .and_then(|body| {
+                let (entries, rest) = body.as_chunks::<ENTRY_BYTES>();
+                let sorted = entries.windows(2).all(|w| w[0][..32] < w[1][..32]);
+                (rest.is_empty() && sorted).then(|| entries.to_vec())
+            })
+            .unwrap_or_default();
+        Some(ServiceMemo { cache, name, found })
+    }
+
+    /// The digest of the state a service resolved to, by the key of its
+    /// inputs ([`MemoContext::key`]).
+    pub fn get(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
+        let at = self
+            .found
+            .binary_search_by(|e| e[..32].cmp(key.as_slice()))
+            .ok()?;
+        Some(digest_array(&self.found[at][32..]))
+    }
+
+    /// Stores what this render resolved (each service's input key then
+    /// state digest: [`entry`]), when it differs from what was found.
+    pub fn store(&self, resolved: &mut [[u8; ENTRY_BYTES]]) {
+        resolved.sort_unstable();
+        let unique = resolved.windows(2).all(|w| w[0][..32] < w[1][..32]);
+        if !unique || resolved.is_empty() || resolved == self.found.as_slice() {
+            return;
+        }
+        self.cache.store_memo(&self.name, resolved.as_flattened());
+    }
+}
+
+/// A memo entry: a service's input key, then the digest of its state.
+pub fn entry(key: &[u8; 32], digest: &[u8; 32]) -> [u8; ENTRY_BYTES] {
+    let mut e = [0; ENTRY_BYTES];
+    e[..32].copy_from_slice(key);
+    e[32..].copy_from_slice(digest);
+    e
+}
+
+/// What every service of one environment's resolution shares, hashed, and
+/// the text of each service's own inputs: what its memo key covers.
+pub struct MemoContext<'t> {
+    shared: Sha256,
+    /// Each entry of the environment's section: its text, by key.
+    entries: HashMap<&'t str, &'t str>,
+    /// Each entry of tags.yaml: its text, by key.
+    tags: HashMap<&'t str, &'t str>,
+}
+
+impl<'t> MemoContext<'t> {
+    /// The context of resolving `env` (its Terraform outputs as the
+    /// resolver gives them to services, `terraform`), when its inputs are
+    /// plain enough to cut into entries.
+    pub fn new(
+        inputs: &'t RepoInputs,
+        sources: &'t Sources,
+        env: &str,
+        terraform: Option<&serde_json::Value>,
+    ) -> Option<Self> {
+        let cc = &inputs.controlcenter;
+        if !plain(cc) || inputs.tags.as_ref().is_some_and(|t| !plain(t)) {
+            return None;
+        }
+        let text: &'t str = &sources.get(cc.file).text;
+        let root = cc.root.as_map()?;
+        // Every top-level key of the file, parsed or left out, in order:
+        // each section's text runs to the next one's key.
+        let mut starts: Vec<usize> = root
+            .iter()
+            .map(|e| e.key_span)
+            .chain(inputs.left_out.iter().map(|s| s.key_span))
+            .map(|s| (s.file == cc.file).then_some(s.start))
+            .collect::<Option<_>>()?;
+        starts.sort_unstable();
+        let section_text = |key: &str| -> Option<&'t str> {
+            let Some(e) = root.iter().find(|e| e.key == key) else {
+                return Some("");
+            };
+            let start = e.key_span.start;
+            let end = starts
+                .iter()
+                .copied()
+                .find(|s| *s > start)
+                .unwrap_or(text.len());
+            text.get(start..end)
+        };
+        let section = root.iter().find(|e| e.key == env)?;
+        let section_end = starts
+            .iter()
+            .copied()
+            .find(|s| *s > section.key_span.start)
+            .unwrap_or(text.len());
+        let service_entries = section.value.as_map()?;
+        let entries = entry_texts(service_entries, cc.file, text, section_end)?;
+        let header = text.get(
+            section.key_span.start
+                ..service_entries
+                    .first()
+                    .map_or(section_end, |e| e.key_span.start),
+        )?;
+        let tags = match &inputs.tags {
+            Some(t) => {
+                let tags_text: &'t str = &sources.get(t.file).text;
+                match t.root.as_map() {
+                    Some(map) => entry_texts(map, t.file, tags_text, tags_text.len())?,
+                    // Not a mapping: every lookup fails, and is not kept.
+                    None => HashMap::new(),
+                }
+            }
+            None => HashMap::new(),
+        };
+        let mut shared = Sha256::new();
+        let schema = inputs
+            .service_schema
+            .as_ref()
+            .map_or_else(|| "absent".to_owned(), ToString::to_string);
+        let terraform = terraform.map_or_else(String::new, ToString::to_string);
+        let tags_present = if inputs.tags.is_some() {
+            "tags"
+        } else {
+            "no tags"
+        };
+        for part in [
+            FORMAT,
+            cache::build_id(),
+            env,
+            &schema,
+            section_text(SETTINGS_KEY)?,
+            section_text(DEFAULTS_KEY)?,
+            header,
+            &terraform,
+            tags_present,
+        ] {
+            shared.update(part.len().to_le_bytes());
+            shared.update(part.as_bytes());
+        }
+        Some(MemoContext {
+            shared,
+            entries,
+            tags,
+        })
+    }
+
+    /// The memo key of service `key`: `None` when it has no entry of its
+    /// own in the section (it comes from `defaults` alone).
+    pub fn key(&self, key: &str) -> Option<[u8; 32]> {
+        let entry = self.entries.get(key)?;
+        let tags = self.tags.get(key);
+        let mut h = self.shared.clone();
+        for part in [key, entry, tags.copied().unwrap_or("")] {
+            h.update(part.len().to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update([u8::from(tags.is_some())]);
+        Some(digest_array(&h.finalize()))
+    }
+}
+
+/// The digest of service `key`'s state, as its unit's cache key hashes
+/// it (secrets included, and which values are secret:
+/// [`crate::redact::write_keyed`]); `None` when it cannot be written.
+pub fn service_digest(key: &str, service: &ServiceState) -> Option<[u8; 32]> {
+    let mut bytes = Vec::new();
+    crate::redact::write_keyed(&("service", key, service), &mut bytes).ok()?;
+    Some(Sha256::digest(&bytes).into())
+}
+
+/// Whether nothing in `input` is copied from elsewhere in it (no anchor,
+/// alias or merge key): each entry's value is its own text's.
+fn plain(input: &Input) -> bool {
+    let c = &input.copies;
+    c.aliases.is_empty() && c.anchored.is_empty() && c.merged.is_empty()
+}
+
+/// The text of each of `entries` (from its key to the next entry's key,
+/// the last to `end`) by key; `None` unless every key is in `file`, in
+/// increasing order, once.
+fn entry_texts<'t>(
+    entries: &'t [Entry],
+    file: FileId,
+    text: &'t str,
+    end: usize,
+) -> Option<HashMap<&'t str, &'t str>> {
+    let mut texts = HashMap::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let next = entries.get(i + 1).map_or(end, |n| n.key_span.start);
+        if e.key_span.file != file || next <= e.key_span.start {
+            return None;
+        }
+        let own = text.get(e.key_span.start..next)?;
+        if texts.insert(e.key.as_str(), own).is_some() {
+            return None;
+        }
+    }
+    Some(texts)
+}
+
+fn digest_array(bytes: &[u8]) -> [u8; 32] {
+    let mut a = [0; 32];
+    a.copy_from_slice(&bytes[..32]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CC: &str = "settings:\n  part_of: shop\ndefaults:\n  log_level: info\ndev:\n  a:\n    git_rev: v1\n  b:\n    git_rev: v2\n    replicas: 2\nprod:\n  a:\n    git_rev: v1\n";
+    const TAGS: &str = "a:\n  v1: r.io/a:1\nb:\n  v2: r.io/b:2\n";
+
+    /// The memo keys of `dev`'s services `a` and `b`; `None` without a
+    /// context.
+    fn keys(cc: &str, tags: &str, terraform: &serde_json::Value) -> Option<[[u8; 32]; 2]> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("controlcenter.yaml"), cc).unwrap();
+        std::fs::write(dir.path().join("tags.yaml"), tags).unwrap();
+        let repo = crate::repo::WorkTree::open(dir.path()).unwrap();
+        let mut sources = Sources::default();
+        let inputs = crate::load::load_repo(&repo, &mut sources).unwrap();
+        let context = MemoContext::new(&inputs, &sources, "dev", Some(terraform))?;
+        Some([context.key("a")?, context.key("b")?])
+    }
+
+    #[test]
+    fn a_service_s_key_moves_with_what_resolving_it_reads_and_only_that() {
+        let tf = json!({"irsa_role_arns": {"a": "arn:1"}});
+        let [a, b] = keys(CC, TAGS, &tf).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(keys(CC, TAGS, &tf), Some([a, b]));
+        // Its own entry, or its entry of tags.yaml: that service alone.
+        let own = keys(&CC.replace("replicas: 2", "replicas: 3"), TAGS, &tf).unwrap();
+        assert_eq!(own[0], a);
+        assert_ne!(own[1], b);
+        let tagged = keys(CC, &TAGS.replace("b:2", "b:3"), &tf).unwrap();
+        assert_eq!(tagged[0], a);
+        assert_ne!(tagged[1], b);
+        // Another environment's section: neither.
+        let prod = "prod:\n  a:\n    git_rev: v1\n";
+        let other = keys(
+            &CC.replace(prod, &format!("{prod}    port: 1\n")),
+            TAGS,
+            &tf,
+        )
+        .unwrap();
+        assert_eq!(other, [a, b]);
+        // What every service reads: both.
+        let shared = [
+            keys(&CC.replace("part_of: shop", "part_of: shop2"), TAGS, &tf),
+            keys(
+                &CC.replace("log_level: info", "log_level: debug"),
+                TAGS,
+                &tf,
+            ),
+            keys(&CC.replace("dev:\n", "dev: # the services\n"), TAGS, &tf),
+            keys(CC, TAGS, &json!({"irsa_role_arns": {"a": "arn:2"}})),
+        ];
+        for moved in shared {
+            let [a2, b2] = moved.unwrap();
+            assert!(a2 != a && b2 != b);
+        }
+    }
+
+    #[test]
+    fn no_context_when_a_value_may_be_copied_from_elsewhere() {
+        let tf = json!({});
+        assert!(keys(&CC.replace("git_rev: v2", "git_rev: &rev v2"), TAGS, &tf).is_none());
+        assert!(keys(CC, &TAGS.replace("v2: ", "v2: &image "), &tf).is_none());
+        let merged = CC.replace("    replicas: 2", "    <<: {port: 81}\n    replicas: 2");
+        assert!(keys(&merged, TAGS, &tf).is_none());
+    }
+
+    #[test]
+    fn a_memo_is_read_back_exactly_and_a_damaged_or_unsorted_one_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Arc::new(Cache::new(dir.path().to_owned()));
+        let repo_dir = tempfile::tempdir().unwrap();
+        std::fs::write(repo_dir.path().join("controlcenter.yaml"), CC).unwrap();
+        let repo = crate::repo::WorkTree::open(repo_dir.path()).unwrap();
+        let inputs = crate::load::load_repo(&repo, &mut Sources::default()).unwrap();
+        let open = || ServiceMemo::open(cache.clone(), &inputs, "dev").unwrap();
+        let mut entries: Vec<[u8; ENTRY_BYTES]> = (0..200u8)
+            .map(|i| entry(&[i.wrapping_mul(37); 32], &[i; 32]))
+            .collect();
+        open().store(&mut entries);
+        let memo = open();
+        for i in 0..200u8 {
+            assert_eq!(memo.get(&[i.wrapping_mul(37); 32]), Some([i; 32]));
+        }
+        let mut absent = [0; 32];
+        absent[31] = 1;
+        assert_eq!(memo.get(&absent), None);
+        // Another environment's memo is another file.
+        assert!(ServiceMemo::open(cache.clone(), &inputs, "prod")
+            .unwrap()
+            .found
+            .is_empty());
+
+        let path = dir.path().join("memos").join(&memo.name);
+        let bytes = std::fs::read(&path).unwrap();
+        let mut flipped = bytes.clone();
+        flipped[100] ^= 0x20;
+        for damaged in [bytes[..bytes.len() - 1].to_vec(), flipped, Vec::new()] {
+            std::fs::write(&path, damaged).unwrap();
+            assert!(open().found.is_empty());
+        }
+        // Stored unsorted (by another build, or by hand), with a valid
+        // checksum: not one.
+        let mut body = entries.as_flattened().to_vec();
+        body.rotate_left(ENTRY_BYTES);
+        cache.store_memo(&memo.name, &body);
+        assert!(open().found.is_empty());
+    }
+}

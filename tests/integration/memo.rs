@@ -1,0 +1,300 @@
+//! Services memoized: a render with a cache leaves unresolved the services
+//! whose inputs did not change since a render resolved them, yet any
+//! change to what resolving one reads (its entry, its tags, `settings`,
+//! `defaults`, the Terraform outputs, the schema) is seen, and a memo whose
+//! units left the cache, or that is damaged, is never trusted. Every render
+//! is compared with a render without a cache; the count comes from
+//! `CONTROLCENTER_TIMINGS`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{controlcenter, transcript};
+
+/// Services of the generated repository.
+const SERVICES: usize = 40;
+
+/// A repository of [`SERVICES`] services in `dev`, some with an IRSA role
+/// from the Terraform outputs.
+fn generated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cc = String::from("settings:\n  part_of: shop\ndefaults:\n  log_level: info\ndev:\n");
+    let mut tags = String::new();
+    let mut env = String::from("vpc_id: vpc-1\nirsa_role_arns:\n");
+    for i in 0..SERVICES {
+        let _ = write!(
+            cc,
+            "  svc_{i:02}:\n    git_rev: v{i}\n    replicas: 2\n    memory_min: 64Mi\n    memory_max: 64Mi\n    env: {{INDEX: \"{i}\"}}\n"
+        );
+        let _ = writeln!(tags, "svc_{i:02}:\n  v{i}: registry.example.com/svc:{i}");
+        if i % 4 == 0 {
+            let _ = writeln!(
+                env,
+                "  svc_{i:02}: arn:aws:iam::123456789012:role/svc-{i:02}"
+            );
+        }
+    }
+    std::fs::write(dir.path().join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(dir.path().join("tags.yaml"), tags).unwrap();
+    std::fs::write(dir.path().join("env-dev.yaml"), env).unwrap();
+    dir
+}
+
+/// `render --env dev` of `repo` with the cache in `cache` (or none), and
+/// `extra` arguments.
+fn render(repo: &Path, cache: Option<&Path>, extra: &[&str]) -> Output {
+    let mut cmd = controlcenter();
+    cmd.arg("--repo").arg(repo).args(["render", "--env", "dev"]);
+    cmd.args(extra).env("CONTROLCENTER_TIMINGS", "1");
+    match cache {
+        Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
+        None => cmd.arg("--no-cache"),
+    };
+    cmd.output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", transcript(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Services the render memoized.
+fn memoized(out: &Output) -> usize {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("timings:"))
+        .unwrap_or_else(|| panic!("no timings line\n{}", transcript(out)));
+    let end = line.find(" services memoized").unwrap();
+    line[..end].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Renders with the cache, checks the output is the one a render without
+/// a cache makes, and says how many services were memoized.
+fn render_checked(repo: &Path, cache: &Path) -> (usize, String) {
+    let warm = render(repo, Some(cache), &[]);
+    let cold = render(repo, None, &[]);
+    assert_eq!(ok(&warm), ok(&cold), "{}", transcript(&warm));
+    (memoized(&warm), ok(&warm))
+}
+
+/// Replaces the first `from` after `after` in `file` of `repo`.
+fn edit(repo: &Path, file: &str, after: &str, from: &str, to: &str) {
+    let path = repo.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} in {file}"));
+    let i = at + text[at..].find(from).unwrap();
+    let text = format!("{}{to}{}", &text[..i], &text[i + from.len()..]);
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn a_service_whose_inputs_did_not_change_is_not_resolved_again_and_any_change_is_seen() {
+    let repo = generated();
+    let repo = repo.path();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    let (first, mut before) = render_checked(repo, cache);
+    assert_eq!(first, 0);
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+
+    // Each change, and how many services it leaves memoized: the
+    // service's own entry, its tags, its entry's text alone (a comment),
+    // then what every service reads.
+    let changes: [(&str, &str, &str, &str, usize, bool); 7] = [
+        (
+            "controlcenter.yaml",
+            "svc_05:",
+            "replicas: 2",
+            "replicas: 3",
+            SERVICES - 1,
+            true,
+        ),
+        (
+            "tags.yaml",
+            "svc_07:",
+            "svc:7",
+            "svc:7b",
+            SERVICES - 1,
+            true,
+        ),
+        (
+            "controlcenter.yaml",
+            "svc_09:",
+            "replicas: 2",
+            "replicas: 2 # two",
+            SERVICES - 1,
+            false,
+        ),
+        (
+            "env-dev.yaml",
+            "svc_04:",
+            "role/svc-04",
+            "role/other",
+            0,
+            true,
+        ),
+        (
+            "controlcenter.yaml",
+            "defaults:",
+            "log_level: info",
+            "log_level: info\n  svc_11: {port: 9090}",
+            0,
+            true,
+        ),
+        (
+            "controlcenter.yaml",
+            "settings:",
+            "part_of: shop",
+            "part_of: shop2",
+            0,
+            true,
+        ),
+        (
+            "controlcenter.yaml",
+            "dev:",
+            "dev:\n",
+            "dev:\n  namespace: shop\n",
+            0,
+            true,
+        ),
+    ];
+    for (file, after, from, to, left, changes_output) in changes {
+        edit(repo, file, after, from, to);
+        let (count, output) = render_checked(repo, cache);
+        assert_eq!(count, left, "after changing {from} to {to} in {file}");
+        assert_eq!(
+            output != before,
+            changes_output,
+            "after changing {from} to {to} in {file}"
+        );
+        before = output;
+        // And the render after it takes every service from the memo.
+        assert_eq!(render_checked(repo, cache).0, SERVICES);
+    }
+
+    // A service added: every unit sees the services' names, so each is
+    // evaluated again, its service resolved again.
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "dev:",
+        "  svc_00:",
+        "  svc_new:\n    git_rev: v0\n    memory_min: 64Mi\n    memory_max: 64Mi\n  svc_00:",
+    );
+    edit(
+        repo,
+        "tags.yaml",
+        "",
+        "svc_00:",
+        "svc_new:\n  v0: registry.example.com/new:0\nsvc_00:",
+    );
+    let (count, _) = render_checked(repo, cache);
+    assert_eq!(count, 0);
+    assert_eq!(render_checked(repo, cache).0, SERVICES + 1);
+}
+
+#[test]
+fn a_memo_whose_units_left_the_cache_or_that_is_damaged_is_not_trusted() {
+    let repo = generated();
+    let repo = repo.path();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    render_checked(repo, cache);
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+
+    // The units are gone, the memo stays: its services are resolved
+    // again (the render says none was memoized), and stored.
+    std::fs::remove_dir_all(cache.join("packs")).unwrap();
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_03:",
+        "replicas: 2",
+        "replicas: 4",
+    );
+    assert_eq!(render_checked(repo, cache).0, 0);
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+
+    // Damaged memos: cut short, a byte changed, or not a file.
+    let memos: Vec<_> = std::fs::read_dir(cache.join("memos"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    assert_eq!(memos.len(), 1);
+    let memo = &memos[0];
+    let bytes = std::fs::read(memo).unwrap();
+    let flipped = {
+        let mut b = bytes.clone();
+        let at = b.len() / 2;
+        b[at] ^= 1;
+        b
+    };
+    for damaged in [bytes[..bytes.len() - 10].to_vec(), flipped, Vec::new()] {
+        std::fs::write(memo, damaged).unwrap();
+        assert_eq!(render_checked(repo, cache).0, 0);
+        // Written again whole.
+        assert_eq!(render_checked(repo, cache).0, SERVICES);
+    }
+    std::fs::remove_file(memo).unwrap();
+    std::fs::create_dir(memo).unwrap();
+    assert_eq!(render_checked(repo, cache).0, 0);
+}
+
+#[test]
+fn nothing_is_memoized_that_an_alias_a_secret_field_or_a_selection_reaches() {
+    let cases: [(&str, &str, &str, &str); 3] = [
+        // An anchor in a service (an alias could copy it elsewhere), in
+        // tags.yaml, and a merge key.
+        (
+            "controlcenter.yaml",
+            "svc_01:",
+            "replicas: 2",
+            "replicas: &two 2",
+        ),
+        ("tags.yaml", "svc_01:", "v1:", "v1: &image"),
+        (
+            "controlcenter.yaml",
+            "svc_02:",
+            "replicas: 2",
+            "<<: {port: 8081}\n    replicas: 2",
+        ),
+    ];
+    for (file, after, from, to) in cases {
+        let repo = generated();
+        let cache = tempfile::tempdir().unwrap();
+        edit(repo.path(), file, after, from, to);
+        ok(&render(repo.path(), Some(cache.path()), &[]));
+        let second = render(repo.path(), Some(cache.path()), &[]);
+        assert_eq!(memoized(&second), 0, "{from} → {to} in {file}");
+        assert_eq!(ok(&second), ok(&render(repo.path(), None, &[])));
+    }
+
+    // A secret (writeOnly) field in the schema: nothing is memoized.
+    let repo = generated();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join("schemas")).unwrap();
+    std::fs::write(
+        repo.path().join("schemas/service.schema.json"),
+        r#"{"properties": {"token": {"type": "string", "writeOnly": true}}}"#,
+    )
+    .unwrap();
+    render(repo.path(), Some(cache.path()), &[]);
+    let again = render(repo.path(), Some(cache.path()), &[]);
+    assert_eq!(memoized(&again), 0, "{}", transcript(&again));
+
+    // A selection resolves the services it renders, and no memo.
+    let repo = generated();
+    let cache = tempfile::tempdir().unwrap();
+    render(repo.path(), Some(cache.path()), &[]);
+    let one = render(repo.path(), Some(cache.path()), &["--service", "svc_01"]);
+    assert_eq!(memoized(&one), 0, "{}", transcript(&one));
+    assert_eq!(
+        ok(&one),
+        ok(&render(repo.path(), None, &["--service", "svc_01"]))
+    );
+}
