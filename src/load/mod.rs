@@ -44,6 +44,9 @@ pub struct RepoInputs {
     /// rendered whose exact text was found valid before (see
     /// `Project::load`). `controlcenter.root` does not hold them.
     pub left_out: Vec<LeftOut>,
+    /// Whether controlcenter.d/ parts were merged into `controlcenter`:
+    /// its tree is then not the text of one file.
+    pub split: bool,
 }
 
 /// A section of controlcenter.yaml left out of its tree.
@@ -459,6 +462,7 @@ pub fn load_repo_leaving_out(
             secrets,
             service_schema,
             left_out,
+            split: !no_split,
         }),
         _ => Err(diags),
     }

@@ -130,7 +130,7 @@ impl<'t> MemoContext<'t> {
         terraform: Option<&serde_json::Value>,
     ) -> Option<Self> {
         let cc = &inputs.controlcenter;
-        if !plain(cc) || inputs.tags.as_ref().is_some_and(|t| !plain(t)) {
+        if inputs.split || !plain(cc) || inputs.tags.as_ref().is_some_and(|t| !plain(t)) {
             return None;
         }
         let text: &'t str = &sources.get(cc.file).text;

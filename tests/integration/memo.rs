@@ -287,6 +287,22 @@ fn nothing_is_memoized_that_an_alias_a_secret_field_or_a_selection_reaches() {
     let again = render(repo.path(), Some(cache.path()), &[]);
     assert_eq!(memoized(&again), 0, "{}", transcript(&again));
 
+    // controlcenter.d/ parts: a part can add to any section, so nothing
+    // is memoized, and a change to a part is seen.
+    let repo = generated();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir(repo.path().join("controlcenter.d")).unwrap();
+    let part = repo.path().join("controlcenter.d/team.yaml");
+    std::fs::write(&part, "defaults:\n  svc_03: {port: 9000}\n").unwrap();
+    render(repo.path(), Some(cache.path()), &[]);
+    let before = render(repo.path(), Some(cache.path()), &[]);
+    assert_eq!(memoized(&before), 0, "{}", transcript(&before));
+    std::fs::write(&part, "defaults:\n  svc_03: {port: 9001}\n").unwrap();
+    let after = render(repo.path(), Some(cache.path()), &[]);
+    assert_eq!(memoized(&after), 0, "{}", transcript(&after));
+    assert_ne!(ok(&after), ok(&before));
+    assert_eq!(ok(&after), ok(&render(repo.path(), None, &[])));
+
     // A selection resolves the services it renders, and no memo.
     let repo = generated();
     let cache = tempfile::tempdir().unwrap();
