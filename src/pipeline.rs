@@ -107,6 +107,13 @@ pub struct Project {
     env_file: Option<crate::load::Input>,
     /// Services the last render took from the memo unresolved.
     memoized: usize,
+    /// The memo of the environment this project was loaded to render,
+    /// opened to validate its section (`resolve::memo`).
+    memo: Option<(String, resolve::memo::ServiceMemo)>,
+    /// The validity key of each entry of that section.
+    validity: Vec<[u8; 32]>,
+    /// Entries of that section found valid before, not validated again.
+    entries_found_valid: usize,
 }
 
 /// Renders whose template output is larger than this (compact JSON) keep
@@ -213,7 +220,28 @@ impl Project {
         };
         let loaded = start.elapsed();
         let loaded_peak = peak_kib().filter(|_| std::env::var_os(TIMINGS_VAR).is_some());
-        let validated = validate::repo(&inputs, &mut sources);
+        // Entries of the section rendered found valid before are not
+        // validated again (`resolve::memo`).
+        let memo = match (&options.env, &options.cache) {
+            (Some(env), Some(cache)) if options.services.is_none() => {
+                resolve::memo::ServiceMemo::open(cache.clone(), &inputs, env)
+                    .map(|m| (env.clone(), m))
+            }
+            _ => None,
+        };
+        let validity = memo
+            .as_ref()
+            .and_then(|(env, _)| resolve::memo::validity_keys(&inputs, &sources, env))
+            .unwrap_or_default();
+        let found_valid: Vec<bool> = match &memo {
+            Some((_, m)) => validity.iter().map(|k| m.found_valid(k)).collect(),
+            None => Vec::new(),
+        };
+        let known = memo
+            .as_ref()
+            .filter(|_| !validity.is_empty())
+            .map(|(env, _)| (env.as_str(), found_valid.as_slice()));
+        let validated = validate::repo(&inputs, &mut sources, known);
         let policies = rules::repo_policies::load(repo.as_ref(), &mut sources);
         let (schemas, policies) = match (validated, policies) {
             (Ok(s), Ok(p)) => (s, p),
@@ -248,6 +276,9 @@ impl Project {
             env_file: None,
             narrowed: None,
             memoized: 0,
+            entries_found_valid: found_valid.iter().filter(|v| **v).count(),
+            memo,
+            validity,
         };
         project.timings.stages.push(StageTiming {
             stage: "load",
@@ -314,12 +345,19 @@ impl Project {
         let start = Instant::now();
         // Placeholder renders are never cached: nothing to take from it.
         let memo = self.memo(env).filter(|_| !placeholders);
+        // Every entry of the section was validated (or known valid): the
+        // memo keeps them all.
+        let mut validity = match &memo {
+            Some((true, _)) => Some(std::mem::take(&mut self.validity)),
+            _ => None,
+        };
+        let memo = memo.map(|(_, m)| m);
         let (mut resolved, outputs) = self.resolve_using(env, placeholders, memo.as_ref())?;
         self.timings.record("resolve", start.elapsed());
         self.memoized = resolved.memoized.len();
         let rendered = self.render_resolved(&resolved);
         if let (Some(memo), Ok(_)) = (&memo, &rendered) {
-            memo.store(&mut resolved.memo_entries);
+            memo.store(&mut resolved.memo_entries, validity.as_deref_mut());
         }
         self.outputs = None;
         // The state of thousands of services is freed beside what follows
@@ -366,12 +404,17 @@ impl Project {
     /// What services of `env` resolved to in earlier renders, when this
     /// render can use it: every service rendered per service, with a
     /// cache to find their units in.
-    fn memo(&self, env: &str) -> Option<resolve::memo::ServiceMemo> {
-        let cache = self.templates.cache.as_ref()?;
+    /// Whether it was the one opened to validate `env`'s section (whose
+    /// validity keys the project holds).
+    fn memo(&mut self, env: &str) -> Option<(bool, resolve::memo::ServiceMemo)> {
+        let cache = self.templates.cache.clone()?;
         if self.services.is_some() || self.settings.evaluation != Evaluation::PerService {
             return None;
         }
-        resolve::memo::ServiceMemo::open(cache.clone(), &self.inputs, env)
+        match self.memo.take() {
+            Some((opened_for, memo)) if opened_for == env => Some((true, memo)),
+            _ => resolve::memo::ServiceMemo::open(cache, &self.inputs, env).map(|m| (false, m)),
+        }
     }
 
     /// [`Self::resolve_with`], leaving unresolved the services whose
@@ -731,6 +774,12 @@ impl Project {
     /// before (`validate::verdicts`).
     pub fn sections_found_valid_before(&self) -> usize {
         self.inputs.left_out.len()
+    }
+
+    /// Entries of the rendered environment's section found valid before
+    /// (their text unchanged), not validated again (`resolve::memo`).
+    pub fn entries_found_valid_before(&self) -> usize {
+        self.entries_found_valid
     }
 
     /// Services the last render left unresolved, their inputs unchanged

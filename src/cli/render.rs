@@ -104,11 +104,12 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         let peak = crate::pipeline::peak_kib()
             .map_or_else(String::new, |kib| format!(", peak {} MiB", kib / 1024));
         eprintln!(
-            "timings: {} ({} units evaluated, {} cached, {} sections found valid before, {} services memoized{peak})",
+            "timings: {} ({} units evaluated, {} cached, {} sections found valid before, {} entries found valid before, {} services memoized{peak})",
             stages.join(", "),
             units.evaluated,
             units.cached,
             project.sections_found_valid_before(),
+            project.entries_found_valid_before(),
             project.services_memoized()
         );
     }

@@ -35,6 +35,10 @@ use crate::resolve::ServiceState;
 /// resolving a service reads does.
 const FORMAT: &str = "controlcenter-service-memo-1";
 
+/// First word of what every validity key hashes; changes whenever what
+/// validating an entry means does.
+const VALID_FORMAT: &str = "controlcenter-entry-valid-1";
+
 /// Bytes of one memo entry: the digest of a service's inputs, then the
 /// digest of its state.
 pub const ENTRY_BYTES: usize = 64;
@@ -46,6 +50,9 @@ pub struct ServiceMemo {
     name: String,
     /// Each service's input key then state digest, sorted by key.
     found: Vec<[u8; ENTRY_BYTES]>,
+    /// The validity keys ([`validity_keys`]) of entries found valid,
+    /// sorted.
+    valid: Vec<[u8; 32]>,
 }
 
 impl ServiceMemo {
@@ -66,17 +73,21 @@ impl ServiceMemo {
             h.update([0]);
         }
         let name = cache::hex_digest(h);
-        // Looked up by halving: a memo is kept sorted, and one that is not
-        // is not one.
-        let found = cache
+        let (found, valid) = cache
             .memo(&name)
-            .and_then(|body| {
-                let (entries, rest) = body.as_chunks::<ENTRY_BYTES>();
-                let sorted = entries.windows(2).all(|w| w[0][..32] < w[1][..32]);
-                (rest.is_empty() && sorted).then(|| entries.to_vec())
-            })
+            .and_then(|body| parse(&body))
             .unwrap_or_default();
-        Some(ServiceMemo { cache, name, found })
+        Some(ServiceMemo {
+            cache,
+            name,
+            found,
+            valid,
+        })
+    }
+
+    /// Whether the entry whose validity key is `key` was found valid.
+    pub fn found_valid(&self, key: &[u8; 32]) -> bool {
+        self.valid.binary_search(key).is_ok()
     }
 
     /// The digest of the state a service resolved to, by the key of its
@@ -90,15 +101,44 @@ impl ServiceMemo {
     }
 
     /// Stores what this render resolved (each service's input key then
-    /// state digest: [`entry`]), when it differs from what was found.
-    pub fn store(&self, resolved: &mut [[u8; ENTRY_BYTES]]) {
+    /// state digest: [`entry`]) and the validity keys of the entries it
+    /// found valid (`None`: those found before), when they differ from
+    /// what was found.
+    pub fn store(&self, resolved: &mut [[u8; ENTRY_BYTES]], valid: Option<&mut [[u8; 32]]>) {
         resolved.sort_unstable();
-        let unique = resolved.windows(2).all(|w| w[0][..32] < w[1][..32]);
-        if !unique || resolved.is_empty() || resolved == self.found.as_slice() {
+        let valid: &[[u8; 32]] = match valid {
+            Some(v) => {
+                v.sort_unstable();
+                v
+            }
+            None => &self.valid,
+        };
+        let unique = resolved.windows(2).all(|w| w[0][..32] < w[1][..32])
+            && valid.windows(2).all(|w| w[0] < w[1]);
+        let same = resolved == self.found.as_slice() && valid == self.valid.as_slice();
+        if !unique || same || resolved.is_empty() {
             return;
         }
-        self.cache.store_memo(&self.name, resolved.as_flattened());
+        let mut body = Vec::with_capacity(8 + resolved.len() * ENTRY_BYTES + valid.len() * 32);
+        body.extend_from_slice(&(resolved.len() as u64).to_le_bytes());
+        body.extend_from_slice(resolved.as_flattened());
+        body.extend_from_slice(valid.as_flattened());
+        self.cache.store_memo(&self.name, &body);
     }
+}
+
+/// A memo's body: how many services it holds, each service's entry, then
+/// the validity keys; `None` unless it is exactly that, each part sorted
+/// (it is looked up by halving).
+fn parse(body: &[u8]) -> Option<(Vec<[u8; ENTRY_BYTES]>, Vec<[u8; 32]>)> {
+    let (count, rest) = body.split_first_chunk::<8>()?;
+    let services = usize::try_from(u64::from_le_bytes(*count)).ok()?;
+    let (found, valid) = rest.split_at_checked(services.checked_mul(ENTRY_BYTES)?)?;
+    let (found, no_rest) = found.as_chunks::<ENTRY_BYTES>();
+    let (valid, rest) = valid.as_chunks::<32>();
+    let sorted =
+        found.windows(2).all(|w| w[0][..32] < w[1][..32]) && valid.windows(2).all(|w| w[0] < w[1]);
+    (no_rest.is_empty() && rest.is_empty() && sorted).then(|| (found.to_vec(), valid.to_vec()))
 }
 
 /// A memo entry: a service's input key, then the digest of its state.
@@ -129,47 +169,8 @@ impl<'t> MemoContext<'t> {
         env: &str,
         terraform: Option<&serde_json::Value>,
     ) -> Option<Self> {
-        let cc = &inputs.controlcenter;
-        if inputs.split || !plain(cc) || inputs.tags.as_ref().is_some_and(|t| !plain(t)) {
-            return None;
-        }
-        let text: &'t str = &sources.get(cc.file).text;
-        let root = cc.root.as_map()?;
-        // Every top-level key of the file, parsed or left out, in order:
-        // each section's text runs to the next one's key.
-        let mut starts: Vec<usize> = root
-            .iter()
-            .map(|e| e.key_span)
-            .chain(inputs.left_out.iter().map(|s| s.key_span))
-            .map(|s| (s.file == cc.file).then_some(s.start))
-            .collect::<Option<_>>()?;
-        starts.sort_unstable();
-        let section_text = |key: &str| -> Option<&'t str> {
-            let Some(e) = root.iter().find(|e| e.key == key) else {
-                return Some("");
-            };
-            let start = e.key_span.start;
-            let end = starts
-                .iter()
-                .copied()
-                .find(|s| *s > start)
-                .unwrap_or(text.len());
-            text.get(start..end)
-        };
-        let section = root.iter().find(|e| e.key == env)?;
-        let section_end = starts
-            .iter()
-            .copied()
-            .find(|s| *s > section.key_span.start)
-            .unwrap_or(text.len());
-        let service_entries = section.value.as_map()?;
-        let entries = entry_texts(service_entries, cc.file, text, section_end)?;
-        let header = text.get(
-            section.key_span.start
-                ..service_entries
-                    .first()
-                    .map_or(section_end, |e| e.key_span.start),
-        )?;
+        let sections = Sections::of(inputs, sources)?;
+        let (_, entries, header) = sections.section(env)?;
         let tags = match &inputs.tags {
             Some(t) => {
                 let tags_text: &'t str = &sources.get(t.file).text;
@@ -182,10 +183,7 @@ impl<'t> MemoContext<'t> {
             None => HashMap::new(),
         };
         let mut shared = Sha256::new();
-        let schema = inputs
-            .service_schema
-            .as_ref()
-            .map_or_else(|| "absent".to_owned(), ToString::to_string);
+        let schema = schema_text(inputs);
         let terraform = terraform.map_or_else(String::new, ToString::to_string);
         let tags_present = if inputs.tags.is_some() {
             "tags"
@@ -197,8 +195,8 @@ impl<'t> MemoContext<'t> {
             cache::build_id(),
             env,
             &schema,
-            section_text(SETTINGS_KEY)?,
-            section_text(DEFAULTS_KEY)?,
+            sections.text_of(SETTINGS_KEY)?,
+            sections.text_of(DEFAULTS_KEY)?,
             header,
             &terraform,
             tags_present,
@@ -225,6 +223,104 @@ impl<'t> MemoContext<'t> {
         }
         h.update([u8::from(tags.is_some())]);
         Some(digest_array(&h.finalize()))
+    }
+}
+
+/// The key of each entry of `env`'s section (in order) under which the
+/// memo says it was found valid: a digest of what validating it reads
+/// (the build, the schema extension, the environment, and the entry's
+/// text). `None` when the file is not plain enough to cut into entries.
+pub fn validity_keys(inputs: &RepoInputs, sources: &Sources, env: &str) -> Option<Vec<[u8; 32]>> {
+    let sections = Sections::of(inputs, sources)?;
+    let (entries, texts, _) = sections.section(env)?;
+    let mut shared = Sha256::new();
+    for part in [VALID_FORMAT, cache::build_id(), env, &schema_text(inputs)] {
+        shared.update(part.len().to_le_bytes());
+        shared.update(part.as_bytes());
+    }
+    entries
+        .iter()
+        .map(|e| {
+            let mut h = shared.clone();
+            for part in [e.key.as_str(), texts.get(e.key.as_str())?] {
+                h.update(part.len().to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            Some(h.finalize().into())
+        })
+        .collect()
+}
+
+/// The repository's schema extension as every key hashes it.
+fn schema_text(inputs: &RepoInputs) -> String {
+    inputs
+        .service_schema
+        .as_ref()
+        .map_or_else(|| "absent".to_owned(), ToString::to_string)
+}
+
+/// controlcenter.yaml cut into its top-level sections by their keys'
+/// positions, when nothing in it or tags.yaml may be copied from
+/// elsewhere and it is the configuration's one file.
+struct Sections<'t> {
+    text: &'t str,
+    root: &'t [Entry],
+    file: FileId,
+    /// Every top-level key's start, parsed or left out, in order: each
+    /// section's text runs to the next one's key.
+    starts: Vec<usize>,
+}
+
+impl<'t> Sections<'t> {
+    fn of(inputs: &'t RepoInputs, sources: &'t Sources) -> Option<Self> {
+        let cc = &inputs.controlcenter;
+        if inputs.split || !plain(cc) || inputs.tags.as_ref().is_some_and(|t| !plain(t)) {
+            return None;
+        }
+        let root = cc.root.as_map()?;
+        let mut starts: Vec<usize> = root
+            .iter()
+            .map(|e| e.key_span)
+            .chain(inputs.left_out.iter().map(|s| s.key_span))
+            .map(|s| (s.file == cc.file).then_some(s.start))
+            .collect::<Option<_>>()?;
+        starts.sort_unstable();
+        Some(Sections {
+            text: &sources.get(cc.file).text,
+            root,
+            file: cc.file,
+            starts,
+        })
+    }
+
+    /// Where the section whose key starts at `start` ends.
+    fn end_of(&self, start: usize) -> usize {
+        self.starts
+            .iter()
+            .copied()
+            .find(|s| *s > start)
+            .unwrap_or(self.text.len())
+    }
+
+    /// The text of section `key` (empty when there is none).
+    fn text_of(&self, key: &str) -> Option<&'t str> {
+        let Some(e) = self.root.iter().find(|e| e.key == key) else {
+            return Some("");
+        };
+        self.text
+            .get(e.key_span.start..self.end_of(e.key_span.start))
+    }
+
+    /// Section `env`'s entries, the text of each by key, and the
+    /// section's header (from its key to its first entry's).
+    fn section(&self, env: &str) -> Option<(&'t [Entry], HashMap<&'t str, &'t str>, &'t str)> {
+        let section = self.root.iter().find(|e| e.key == env)?;
+        let end = self.end_of(section.key_span.start);
+        let entries = section.value.as_map()?;
+        let texts = entry_texts(entries, self.file, self.text, end)?;
+        let first = entries.first().map_or(end, |e| e.key_span.start);
+        let header = self.text.get(section.key_span.start..first)?;
+        Some((entries, texts, header))
     }
 }
 
@@ -354,7 +450,8 @@ mod tests {
         let mut entries: Vec<[u8; ENTRY_BYTES]> = (0..200u8)
             .map(|i| entry(&[i.wrapping_mul(37); 32], &[i; 32]))
             .collect();
-        open().store(&mut entries);
+        let mut valid: Vec<[u8; 32]> = (0..50u8).map(|i| [i.wrapping_mul(91); 32]).collect();
+        open().store(&mut entries, Some(&mut valid));
         let memo = open();
         for i in 0..200u8 {
             assert_eq!(memo.get(&[i.wrapping_mul(37); 32]), Some([i; 32]));
@@ -362,6 +459,8 @@ mod tests {
         let mut absent = [0; 32];
         absent[31] = 1;
         assert_eq!(memo.get(&absent), None);
+        assert!((0..50u8).all(|i| memo.found_valid(&[i.wrapping_mul(91); 32])));
+        assert!(!memo.found_valid(&absent));
         // Another environment's memo is another file.
         assert!(ServiceMemo::open(cache.clone(), &inputs, "prod")
             .unwrap()
@@ -378,8 +477,16 @@ mod tests {
         }
         // Stored unsorted (by another build, or by hand), with a valid
         // checksum: not one.
-        let mut body = entries.as_flattened().to_vec();
-        body.rotate_left(ENTRY_BYTES);
+        let mut body = (entries.len() as u64).to_le_bytes().to_vec();
+        body.extend_from_slice(entries.as_flattened());
+        body.extend_from_slice(valid.as_flattened());
+        cache.store_memo(&memo.name, &body);
+        assert_eq!(open().found.len(), entries.len());
+        body[8..].rotate_left(ENTRY_BYTES);
+        cache.store_memo(&memo.name, &body);
+        assert!(open().found.is_empty());
+        // A count past the body.
+        body[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         cache.store_memo(&memo.name, &body);
         assert!(open().found.is_empty());
     }

@@ -19,11 +19,21 @@ use schema::{InputKind, SchemaSet};
 /// schemas (with the repository's extension), and environment names. The
 /// values of fields the schema marks secret are registered as secrets
 /// first, so no snippet shows them. All problems are reported at once.
-pub fn repo(inputs: &RepoInputs, sources: &mut Sources) -> Outcome<SchemaSet> {
+/// `known`: which entries of one section were found valid before
+/// ([`schema::SchemaSet::check_knowing`]).
+pub fn repo(
+    inputs: &RepoInputs,
+    sources: &mut Sources,
+    known: Option<(&str, &[bool])>,
+) -> Outcome<SchemaSet> {
     let schemas = SchemaSet::new(inputs.service_schema.as_ref())
         .map_err(|why| vec![extension_invalid(why, sources)])?;
     let mut diags = mask_secret_fields(inputs, &schemas, sources);
-    diags.extend(schemas.check(InputKind::ControlCenter, &inputs.controlcenter.root));
+    diags.extend(schemas.check_knowing(
+        InputKind::ControlCenter,
+        &inputs.controlcenter.root,
+        known,
+    ));
     diags.extend(env_names(inputs));
     if let Some(tags) = &inputs.tags {
         diags.extend(schemas.check(InputKind::Tags, &tags.root));

@@ -168,6 +168,19 @@ impl SchemaSet {
     /// Validates a document; every violation becomes a located diagnostic.
     /// Values are never quoted in messages (they may be secrets).
     pub fn check(&self, kind: InputKind, root: &Node) -> Vec<Diagnostic> {
+        self.check_knowing(kind, root, None)
+    }
+
+    /// [`Self::check`], knowing which entries of one section of
+    /// controlcenter.yaml were found valid before (`(section, valid)`,
+    /// one flag per entry, in order): those are not validated again. The
+    /// document is validated whole, every entry, when the rest is not valid.
+    pub fn check_knowing(
+        &self,
+        kind: InputKind,
+        root: &Node,
+        known: Option<(&str, &[bool])>,
+    ) -> Vec<Diagnostic> {
         let validator = match kind {
             InputKind::ControlCenter => &self.controlcenter,
             InputKind::Tags => &self.tags,
@@ -175,7 +188,9 @@ impl SchemaSet {
             InputKind::Secrets => &self.secrets,
         };
         let valid_in_parts = match kind {
-            InputKind::ControlCenter => self.split_sections && valid_in_parts(validator, root),
+            InputKind::ControlCenter => {
+                self.split_sections && valid_in_parts(validator, root, known)
+            }
             InputKind::Tags => {
                 self.split_tags
                     && root
@@ -353,10 +368,10 @@ fn per_entry(schema: Option<&Json>) -> bool {
 }
 
 /// A run of a mapping's entries as an object of its own.
-fn object_of(entries: &[Entry]) -> Json {
+fn object_of<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Json {
     Json::Object(
         entries
-            .iter()
+            .into_iter()
             .map(|e| (e.key.clone(), e.value.to_json()))
             .collect(),
     )
@@ -367,7 +382,7 @@ fn object_of(entries: &[Entry]) -> Json {
 fn entries_valid_in_parts(validator: &Validator, entries: &[Entry]) -> bool {
     let runs: Vec<&[Entry]> = entries.chunks(ENTRIES_PER_PART).collect();
     crate::parallel::map(&runs, crate::parallel::cores(), |run| {
-        validator.is_valid(&object_of(run))
+        validator.is_valid(&object_of(*run))
     })
     .into_iter()
     .all(|v| v)
@@ -379,27 +394,46 @@ const ENTRIES_PER_PART: usize = 256;
 /// Validates controlcenter.yaml a part at a time on every core: each
 /// section's entries in runs, each run a document of its own, so a
 /// document of tens of thousands of services is never converted whole.
-/// `settings` is validated whole.
-fn valid_in_parts(validator: &Validator, root: &Node) -> bool {
+/// `settings` is validated whole. The entries `known` says were found
+/// valid before are left out of their section's runs (each entry is
+/// judged apart from the others, so they are valid still).
+fn valid_in_parts(validator: &Validator, root: &Node, known: Option<(&str, &[bool])>) -> bool {
     let Some(sections) = root.as_map() else {
         return validator.is_valid(&root.to_json());
     };
-    let mut parts: Vec<(&str, &Node, std::ops::Range<usize>)> = Vec::new();
+    let mut parts: Vec<(&str, Option<Vec<&Entry>>, &Node)> = Vec::new();
     for e in sections {
+        let found = known.filter(|(section, _)| *section == e.key).map(|k| k.1);
         match e.value.as_map() {
-            Some(entries) if e.key != "settings" && entries.len() > ENTRIES_PER_PART => {
-                for start in (0..entries.len()).step_by(ENTRIES_PER_PART) {
-                    let end = (start + ENTRIES_PER_PART).min(entries.len());
-                    parts.push((&e.key, &e.value, start..end));
+            Some(entries)
+                if e.key != "settings"
+                    && (found.is_some_and(|f| f.len() == entries.len())
+                        || entries.len() > ENTRIES_PER_PART) =>
+            {
+                let unknown: Vec<&Entry> = match found.filter(|f| f.len() == entries.len()) {
+                    Some(found) => entries
+                        .iter()
+                        .zip(found)
+                        .filter(|(_, valid)| !**valid)
+                        .map(|(e, _)| e)
+                        .collect(),
+                    None => entries.iter().collect(),
+                };
+                // A section with nothing left to validate is still one.
+                if unknown.is_empty() {
+                    parts.push((&e.key, Some(Vec::new()), &e.value));
+                }
+                for run in unknown.chunks(ENTRIES_PER_PART) {
+                    parts.push((&e.key, Some(run.to_vec()), &e.value));
                 }
             }
-            _ => parts.push((&e.key, &e.value, 0..usize::MAX)),
+            _ => parts.push((&e.key, None, &e.value)),
         }
     }
-    let valid = crate::parallel::map(&parts, crate::parallel::cores(), |(key, node, range)| {
-        let value = match node.as_map() {
-            Some(entries) if range.end != usize::MAX => object_of(&entries[range.clone()]),
-            _ => node.to_json(),
+    let valid = crate::parallel::map(&parts, crate::parallel::cores(), |(key, run, node)| {
+        let value = match run {
+            Some(run) => object_of(run.iter().copied()),
+            None => node.to_json(),
         };
         let part = Json::Object([((*key).to_owned(), value)].into_iter().collect());
         validator.is_valid(&part)
@@ -622,7 +656,7 @@ mod tests {
             InputKind::ControlCenter,
             &set.controlcenter,
             &docs,
-            |root| valid_in_parts(&set.controlcenter, root),
+            |root| valid_in_parts(&set.controlcenter, root, None),
         );
     }
 

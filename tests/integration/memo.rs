@@ -59,15 +59,25 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-/// Services the render memoized.
-fn memoized(out: &Output) -> usize {
+/// The count before `what` on the render's timings line.
+fn count(out: &Output, what: &str) -> usize {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr
         .lines()
         .find(|l| l.starts_with("timings:"))
         .unwrap_or_else(|| panic!("no timings line\n{}", transcript(out)));
-    let end = line.find(" services memoized").unwrap();
+    let end = line.find(what).unwrap();
     line[..end].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Services the render memoized.
+fn memoized(out: &Output) -> usize {
+    count(out, " services memoized")
+}
+
+/// Entries of the section the render found valid before.
+fn found_valid(out: &Output) -> usize {
+    count(out, " entries found valid before")
 }
 
 /// Renders with the cache, checks the output is the one a render without
@@ -313,4 +323,72 @@ fn nothing_is_memoized_that_an_alias_a_secret_field_or_a_selection_reaches() {
         ok(&one),
         ok(&render(repo.path(), None, &["--service", "svc_01"]))
     );
+}
+
+/// Stderr without the timings line.
+fn problems(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("timings:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn an_entry_found_valid_before_is_not_validated_again_and_a_change_to_it_is() {
+    let repo = generated();
+    let repo = repo.path();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    let first = render(repo, Some(cache), &[]);
+    assert_eq!(found_valid(&first), 0, "{}", transcript(&first));
+    let again = render(repo, Some(cache), &[]);
+    assert_eq!(found_valid(&again), SERVICES, "{}", transcript(&again));
+
+    // A broken entry is refused, as without a cache; fixed, it is the one
+    // entry validated again.
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_05:",
+        "replicas: 2",
+        "replica: 2",
+    );
+    let broken = render(repo, Some(cache), &[]);
+    let uncached = render(repo, None, &[]);
+    assert_eq!(broken.status.code(), Some(1), "{}", transcript(&broken));
+    assert_eq!(uncached.status.code(), Some(1));
+    assert_eq!(problems(&broken), problems(&uncached));
+    assert!(problems(&broken).contains("unknown field `replica`"));
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_05:",
+        "replica: 2",
+        "replicas: 3",
+    );
+    let fixed = render(repo, Some(cache), &[]);
+    assert_eq!(found_valid(&fixed), SERVICES - 1, "{}", transcript(&fixed));
+    assert_eq!(ok(&fixed), ok(&render(repo, None, &[])));
+
+    // An entry found valid under a schema extension that admitted its
+    // field is validated again once the extension changes.
+    std::fs::create_dir_all(repo.join("schemas")).unwrap();
+    let schema = repo.join("schemas/service.schema.json");
+    std::fs::write(&schema, r#"{"properties": {"team": {"type": "string"}}}"#).unwrap();
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_06:",
+        "replicas: 2",
+        "replicas: 2\n    team: a",
+    );
+    ok(&render(repo, Some(cache), &[]));
+    let known = render(repo, Some(cache), &[]);
+    assert_eq!(found_valid(&known), SERVICES, "{}", transcript(&known));
+    std::fs::write(&schema, r#"{"properties": {"owner": {"type": "string"}}}"#).unwrap();
+    let refused = render(repo, Some(cache), &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", transcript(&refused));
+    assert!(problems(&refused).contains("unknown field `team`"));
+    assert_eq!(problems(&refused), problems(&render(repo, None, &[])));
 }
