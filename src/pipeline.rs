@@ -107,6 +107,8 @@ pub struct Project {
     env_file: Option<crate::load::Input>,
     /// Services the last render took from the memo unresolved.
     memoized: usize,
+    /// Services whose units are not in the cache after the last render.
+    uncached: Vec<String>,
     /// The memo of the environment this project was loaded to render,
     /// opened to validate its section (`resolve::memo`).
     memo: Option<(String, resolve::memo::ServiceMemo)>,
@@ -224,7 +226,7 @@ impl Project {
         // validated again (`resolve::memo`).
         let memo = match (&options.env, &options.cache) {
             (Some(env), Some(cache)) if options.services.is_none() => {
-                resolve::memo::ServiceMemo::open(cache.clone(), &inputs, env)
+                resolve::memo::ServiceMemo::open(cache.clone(), &inputs, &sources, env)
                     .map(|m| (env.clone(), m))
             }
             _ => None,
@@ -276,6 +278,7 @@ impl Project {
             env_file: None,
             narrowed: None,
             memoized: 0,
+            uncached: Vec::new(),
             entries_found_valid: found_valid.iter().filter(|v| **v).count(),
             memo,
             validity,
@@ -357,6 +360,19 @@ impl Project {
         self.memoized = resolved.memoized.len();
         let rendered = self.render_resolved(&resolved);
         if let (Some(memo), Ok(_)) = (&memo, &rendered) {
+            // A service whose unit is not in the cache is not memoized: its
+            // unit may never be (it holds a secret in clear), and every
+            // render would then resolve them all again.
+            let uncached: std::collections::HashSet<[u8; 32]> = self
+                .uncached
+                .iter()
+                .filter_map(|k| resolved.digests.get(k).copied())
+                .collect();
+            if !uncached.is_empty() {
+                resolved
+                    .memo_entries
+                    .retain(|e| !uncached.contains(&e[resolve::memo::ENTRY_BYTES / 2..]));
+            }
             memo.store(&mut resolved.memo_entries, validity.as_deref_mut());
         }
         self.outputs = None;
@@ -413,7 +429,8 @@ impl Project {
         }
         match self.memo.take() {
             Some((opened_for, memo)) if opened_for == env => Some((true, memo)),
-            _ => resolve::memo::ServiceMemo::open(cache, &self.inputs, env).map(|m| (false, m)),
+            _ => resolve::memo::ServiceMemo::open(cache, &self.inputs, &self.sources, env)
+                .map(|m| (false, m)),
         }
     }
 
@@ -556,8 +573,9 @@ impl Project {
         }
     }
 
-    /// Evaluates, processes and checks `resolved`; `Ok(None)` when a
-    /// memoized service needs its state ([`crate::evaluate::Templates::render`]).
+    /// Evaluates, processes and checks `resolved`; `Ok(None)` when
+    /// memoized services need their state
+    /// ([`crate::evaluate::RenderOutcome::NeedsState`]).
     fn evaluate_and_check(
         &mut self,
         resolved: &ResolvedEnv,
@@ -584,16 +602,17 @@ impl Project {
             verdicts: verdicts.as_deref(),
         };
         let start = Instant::now();
-        let Some(mut rendered) = self.templates.render(
+        let mut rendered = match self.templates.render(
             resolved,
             &self.inputs.controlcenter.root,
             &mut self.sources,
             plan,
-        )?
-        else {
-            return Ok(None);
+        )? {
+            crate::evaluate::RenderOutcome::Rendered(rendered) => rendered,
+            crate::evaluate::RenderOutcome::NeedsState => return Ok(None),
         };
         self.units = rendered.units;
+        self.uncached = std::mem::take(&mut rendered.uncached);
         self.timings.record("evaluate", start.elapsed());
         let start = Instant::now();
         let entry = self.entry_span();

@@ -687,6 +687,19 @@ impl Cache {
         Some(bytes)
     }
 
+    /// Marks the memo `name` used now: past [`MAX_MEMOS`], the memos
+    /// used longest ago go. Failures are ignored.
+    pub fn touch_memo(&self, name: &str) {
+        if !is_hex(name) {
+            return;
+        }
+        let mut options = fs::OpenOptions::new();
+        options.write(true);
+        if let Some(file) = open_regular(&self.memos_dir().join(name), options) {
+            let _ = file.set_modified(SystemTime::now());
+        }
+    }
+
     /// Stores `body` as the memo `name` (a hex digest), atomically, with
     /// its checksum; past [`MAX_MEMOS`], the oldest go. Nothing is stored
     /// when the cache may hold nothing. Failures are ignored.
@@ -1569,6 +1582,31 @@ mod tests {
         assert_eq!(
             templates_digest(&Unlistable(tree(), "jsonnet/a"), &lib),
             None
+        );
+    }
+
+    #[test]
+    fn the_memos_used_longest_ago_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned());
+        let name = |i: usize| format!("{i:064x}");
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        for i in 0..MAX_MEMOS {
+            cache.store_memo(&name(i), b"body");
+            let path = dir.path().join("memos").join(name(i));
+            let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+            file.set_modified(old + std::time::Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        // The first written, used now: it stays; the next oldest goes.
+        cache.touch_memo(&name(0));
+        cache.store_memo(&name(MAX_MEMOS), b"body");
+        assert_eq!(cache.memo(&name(0)).as_deref(), Some(&b"body"[..]));
+        assert_eq!(cache.memo(&name(1)), None);
+        assert!(cache.memo(&name(MAX_MEMOS)).is_some());
+        assert_eq!(
+            fs::read_dir(dir.path().join("memos")).unwrap().count(),
+            MAX_MEMOS
         );
     }
 

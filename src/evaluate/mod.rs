@@ -175,6 +175,16 @@ pub struct OutputsSource {
     pub placeholders: bool,
 }
 
+/// What [`Templates::render`] came to.
+pub enum RenderOutcome {
+    /// The templates' output.
+    Rendered(Rendered),
+    /// Memoized services ([`ResolvedEnv::memoized`]), which have no state
+    /// here, must be evaluated (their units are not in the cache) or
+    /// explained (a unit failed).
+    NeedsState,
+}
+
 /// What the templates made of one environment.
 pub struct Rendered {
     /// Every value the templates returned, as compact JSON, with where it
@@ -188,6 +198,9 @@ pub struct Rendered {
     /// Each unit's part of `output`, with its record when records are
     /// kept (empty otherwise).
     pub records: Vec<UnitRecord>,
+    /// With a cache, the services whose units are not in it after this
+    /// render (an output holding a secret in clear is never stored).
+    pub uncached: Vec<String>,
 }
 
 /// One unit's values in a render's output, and where what post-processing
@@ -229,16 +242,14 @@ struct Unit {
 impl Templates {
     /// Evaluates the entry point on the resolved state, unit by unit. A
     /// failure is a diagnostic at the failing template, pointing at the
-    /// input of the service that causes it when one does. `Ok(None)` when
-    /// a memoized service ([`ResolvedEnv::memoized`]) must be evaluated
-    /// (its unit is not in the cache) or explained: it has no state here.
+    /// input of the service that causes it when one does.
     pub fn render(
         &self,
         resolved: &ResolvedEnv,
         controlcenter: &Node,
         sources: &mut Sources,
         plan: Plan<'_>,
-    ) -> Result<Option<Rendered>, Vec<Diagnostic>> {
+    ) -> Result<RenderOutcome, Vec<Diagnostic>> {
         // Which units, and their keys: hashed from the state itself, so
         // a hit builds no input (a warm render of thousands of units is
         // mostly this).
@@ -353,7 +364,7 @@ impl Templates {
                 .is_some_and(|k| resolved.memoized.contains(k))
         };
         if misses.iter().any(memoized) {
-            return Ok(None);
+            return Ok(RenderOutcome::NeedsState);
         }
         // Units whose output is in the cache: hits, and misses once stored.
         let mut in_cache: Vec<bool> = outputs.iter().map(Option::is_some).collect();
@@ -407,7 +418,7 @@ impl Templates {
             // Explaining a failure reads the units' inputs again, every
             // service's.
             if !failed.is_empty() && !resolved.memoized.is_empty() {
-                return Ok(None);
+                return Ok(RenderOutcome::NeedsState);
             }
             let units = if failed.is_empty() {
                 Vec::new()
@@ -483,6 +494,13 @@ impl Templates {
             }
         }
 
+        let uncached = match cache {
+            Some(_) => (0..planned.len())
+                .filter(|i| !in_cache[*i])
+                .filter_map(|i| planned[i].clone())
+                .collect(),
+            None => Vec::new(),
+        };
         // The units' outputs, in order, as one output: the indices are
         // those of the whole environment's array.
         // Sized once: grown by doubling, each step would copy the whole
@@ -532,11 +550,12 @@ impl Templates {
             .into_iter()
             .map(|(path, text)| (sources.add(path, text.clone()), text))
             .collect();
-        Ok(Some(Rendered {
+        Ok(RenderOutcome::Rendered(Rendered {
             output,
             files,
             units: counts,
             records,
+            uncached,
         }))
     }
 

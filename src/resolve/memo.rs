@@ -59,7 +59,18 @@ impl ServiceMemo {
     /// The memo of `env` in `cache` (empty when there is none, or it is
     /// damaged); `None` when services of this repository are not memoized
     /// at all (see the module's documentation).
-    pub fn open(cache: Arc<Cache>, inputs: &RepoInputs, env: &str) -> Option<Self> {
+    ///
+    /// The memo is named by what all of the section's entries share that
+    /// controlcenter.yaml says (the build, the environment, the schema
+    /// extension, `settings`, `defaults`, the section's header): renders
+    /// of repositories or branches that differ there, sharing a cache,
+    /// keep a memo each instead of replacing each other's.
+    pub fn open(
+        cache: Arc<Cache>,
+        inputs: &RepoInputs,
+        sources: &Sources,
+        env: &str,
+    ) -> Option<Self> {
         let schema_has_secrets = inputs
             .service_schema
             .as_ref()
@@ -67,10 +78,20 @@ impl ServiceMemo {
         if schema_has_secrets {
             return None;
         }
+        let sections = Sections::of(inputs, sources)?;
+        let (_, _, header) = sections.section(env)?;
         let mut h = Sha256::new();
-        for part in [FORMAT, cache::build_id(), env] {
+        for part in [
+            FORMAT,
+            cache::build_id(),
+            env,
+            &schema_text(inputs),
+            sections.text_of(SETTINGS_KEY)?,
+            sections.text_of(DEFAULTS_KEY)?,
+            header,
+        ] {
+            h.update(part.len().to_le_bytes());
             h.update(part.as_bytes());
-            h.update([0]);
         }
         let name = cache::hex_digest(h);
         let (found, valid) = cache
@@ -116,6 +137,10 @@ impl ServiceMemo {
         let unique = resolved.windows(2).all(|w| w[0][..32] < w[1][..32])
             && valid.windows(2).all(|w| w[0] < w[1]);
         let same = resolved == self.found.as_slice() && valid == self.valid.as_slice();
+        if same {
+            // Used: the oldest memos are the ones let go.
+            self.cache.touch_memo(&self.name);
+        }
         if !unique || same || resolved.is_empty() {
             return;
         }
@@ -445,8 +470,9 @@ mod tests {
         let repo_dir = tempfile::tempdir().unwrap();
         std::fs::write(repo_dir.path().join("controlcenter.yaml"), CC).unwrap();
         let repo = crate::repo::WorkTree::open(repo_dir.path()).unwrap();
-        let inputs = crate::load::load_repo(&repo, &mut Sources::default()).unwrap();
-        let open = || ServiceMemo::open(cache.clone(), &inputs, "dev").unwrap();
+        let mut sources = Sources::default();
+        let inputs = crate::load::load_repo(&repo, &mut sources).unwrap();
+        let open = || ServiceMemo::open(cache.clone(), &inputs, &sources, "dev").unwrap();
         let mut entries: Vec<[u8; ENTRY_BYTES]> = (0..200u8)
             .map(|i| entry(&[i.wrapping_mul(37); 32], &[i; 32]))
             .collect();
@@ -462,7 +488,7 @@ mod tests {
         assert!((0..50u8).all(|i| memo.found_valid(&[i.wrapping_mul(91); 32])));
         assert!(!memo.found_valid(&absent));
         // Another environment's memo is another file.
-        assert!(ServiceMemo::open(cache.clone(), &inputs, "prod")
+        assert!(ServiceMemo::open(cache.clone(), &inputs, &sources, "prod")
             .unwrap()
             .found
             .is_empty());

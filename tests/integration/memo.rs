@@ -392,3 +392,51 @@ fn an_entry_found_valid_before_is_not_validated_again_and_a_change_to_it_is() {
     assert!(problems(&refused).contains("unknown field `team`"));
     assert_eq!(problems(&refused), problems(&render(repo, None, &[])));
 }
+
+#[test]
+fn a_service_whose_unit_is_never_stored_is_not_memoized_again() {
+    // svc_01's objects hold a sensitive Terraform output's value in clear:
+    // its unit is never stored.
+    let repo = generated();
+    let repo = repo.path();
+    let env = repo.join("env-dev.yaml");
+    let mut outputs = std::fs::read_to_string(&env).unwrap();
+    outputs.push_str("db_password:\n  value: hunter2hunter2\n  sensitive: true\n");
+    std::fs::write(&env, outputs).unwrap();
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_01:",
+        "env: {",
+        "env: {PW: hunter2hunter2, ",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    assert_eq!(render_checked(repo, cache).0, 0);
+    // Left out of the memo: memoized, its unit would never be found, and
+    // every render would resolve every service again.
+    for _ in 0..2 {
+        assert_eq!(render_checked(repo, cache).0, SERVICES - 1);
+    }
+}
+
+#[test]
+fn repositories_sharing_a_cache_keep_a_memo_each() {
+    let a = generated();
+    let b = generated();
+    edit(
+        b.path(),
+        "controlcenter.yaml",
+        "settings:",
+        "part_of: shop",
+        "part_of: other",
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    for repo in [a.path(), b.path()] {
+        render_checked(repo, cache);
+    }
+    for repo in [a.path(), b.path(), a.path()] {
+        assert_eq!(render_checked(repo, cache).0, SERVICES);
+    }
+}
