@@ -700,26 +700,29 @@ impl Cache {
         }
     }
 
-    /// Stores `body` as the memo `name` (a hex digest), atomically, with
-    /// its checksum; past [`MAX_MEMOS`], the oldest go. Nothing is stored
-    /// when the cache may hold nothing. Failures are ignored.
-    pub fn store_memo(&self, name: &str, body: &[u8]) {
+    /// Stores the memo `name` (a hex digest) whose body is `body`'s parts
+    /// in turn, atomically, with its checksum; past [`MAX_MEMOS`], the
+    /// least recently used go. Nothing is stored when the cache may hold
+    /// nothing. Failures are ignored.
+    pub fn store_memo(&self, name: &str, body: &[&[u8]]) {
         let dir = self.memos_dir();
+        let len: usize = body.iter().map(|part| part.len()).sum();
         if !is_hex(name)
             || self.max_bytes == 0
-            || body.len() as u64 > MAX_MEMO_BYTES / 2
+            || len as u64 > MAX_MEMO_BYTES / 2
             || fs::create_dir_all(&dir).is_err()
         {
             return;
         }
         let header = format!("{MEMO_FORMAT} {name}\n");
-        let sum = checksum(&[header.as_bytes(), body]);
+        let mut parts = vec![header.as_bytes()];
+        parts.extend_from_slice(body);
+        let sum = checksum(&parts);
         let Ok(mut tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) else {
             return;
         };
-        let written = [header.as_bytes(), body, sum.as_bytes(), b"\n"]
-            .iter()
-            .try_for_each(|part| tmp.write_all(part));
+        parts.extend([sum.as_bytes(), b"\n"]);
+        let written = parts.iter().try_for_each(|part| tmp.write_all(part));
         if written.is_ok() {
             let _ = tmp.persist(dir.join(name));
         }
@@ -1592,7 +1595,7 @@ mod tests {
         let name = |i: usize| format!("{i:064x}");
         let old = SystemTime::now() - std::time::Duration::from_secs(3600);
         for i in 0..MAX_MEMOS {
-            cache.store_memo(&name(i), b"body");
+            cache.store_memo(&name(i), &[b"body"]);
             let path = dir.path().join("memos").join(name(i));
             let file = fs::OpenOptions::new().write(true).open(path).unwrap();
             file.set_modified(old + std::time::Duration::from_secs(i as u64))
@@ -1600,7 +1603,7 @@ mod tests {
         }
         // The first written, used now: it stays; the next oldest goes.
         cache.touch_memo(&name(0));
-        cache.store_memo(&name(MAX_MEMOS), b"body");
+        cache.store_memo(&name(MAX_MEMOS), &[b"body"]);
         assert_eq!(cache.memo(&name(0)).as_deref(), Some(&b"body"[..]));
         assert_eq!(cache.memo(&name(1)), None);
         assert!(cache.memo(&name(MAX_MEMOS)).is_some());

@@ -48,11 +48,13 @@ pub struct ServiceMemo {
     cache: Arc<Cache>,
     /// The memo's file name: the environment under this build.
     name: String,
-    /// Each service's input key then state digest, sorted by key.
-    found: Vec<[u8; ENTRY_BYTES]>,
-    /// The validity keys ([`validity_keys`]) of entries found valid,
-    /// sorted.
-    valid: Vec<[u8; 32]>,
+    /// The memo's body as read ([`parse`] holds), empty when there was
+    /// none: how many services, each service's input key then state
+    /// digest (sorted by key), then the validity keys ([`validity_keys`])
+    /// of entries found valid (sorted).
+    body: Vec<u8>,
+    /// How many services it holds.
+    services: usize,
 }
 
 impl ServiceMemo {
@@ -94,31 +96,42 @@ impl ServiceMemo {
             h.update(part.as_bytes());
         }
         let name = cache::hex_digest(h);
-        let (found, valid) = cache
+        let body = cache
             .memo(&name)
-            .and_then(|body| parse(&body))
+            .filter(|body| parse(body).is_some())
             .unwrap_or_default();
+        let services = parse(&body).map_or(0, |(found, _)| found.len());
         Some(ServiceMemo {
             cache,
             name,
-            found,
-            valid,
+            body,
+            services,
         })
+    }
+
+    /// Each service's entry, and the validity keys, as found (the body
+    /// was parsed once, when read).
+    fn found(&self) -> (&[[u8; ENTRY_BYTES]], &[[u8; 32]]) {
+        let rest = self.body.get(8..).unwrap_or_default();
+        let (found, valid) = rest
+            .split_at_checked(self.services * ENTRY_BYTES)
+            .unwrap_or_default();
+        (found.as_chunks().0, valid.as_chunks().0)
     }
 
     /// Whether the entry whose validity key is `key` was found valid.
     pub fn found_valid(&self, key: &[u8; 32]) -> bool {
-        self.valid.binary_search(key).is_ok()
+        self.found().1.binary_search(key).is_ok()
     }
 
     /// The digest of the state a service resolved to, by the key of its
     /// inputs ([`MemoContext::key`]).
     pub fn get(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
-        let at = self
-            .found
+        let found = self.found().0;
+        let at = found
             .binary_search_by(|e| e[..32].cmp(key.as_slice()))
             .ok()?;
-        Some(digest_array(&self.found[at][32..]))
+        Some(digest_array(&found[at][32..]))
     }
 
     /// Stores what this render resolved (each service's input key then
@@ -127,16 +140,17 @@ impl ServiceMemo {
     /// what was found.
     pub fn store(&self, resolved: &mut [[u8; ENTRY_BYTES]], valid: Option<&mut [[u8; 32]]>) {
         resolved.sort_unstable();
+        let (found, found_valid) = self.found();
         let valid: &[[u8; 32]] = match valid {
             Some(v) => {
                 v.sort_unstable();
                 v
             }
-            None => &self.valid,
+            None => found_valid,
         };
         let unique = resolved.windows(2).all(|w| w[0][..32] < w[1][..32])
             && valid.windows(2).all(|w| w[0] < w[1]);
-        let same = resolved == self.found.as_slice() && valid == self.valid.as_slice();
+        let same = resolved == found && valid == found_valid;
         if same {
             // Used: the oldest memos are the ones let go.
             self.cache.touch_memo(&self.name);
@@ -144,10 +158,8 @@ impl ServiceMemo {
         if !unique || same || resolved.is_empty() {
             return;
         }
-        let mut body = Vec::with_capacity(8 + resolved.len() * ENTRY_BYTES + valid.len() * 32);
-        body.extend_from_slice(&(resolved.len() as u64).to_le_bytes());
-        body.extend_from_slice(resolved.as_flattened());
-        body.extend_from_slice(valid.as_flattened());
+        let count = (resolved.len() as u64).to_le_bytes();
+        let body = [&count[..], resolved.as_flattened(), valid.as_flattened()];
         self.cache.store_memo(&self.name, &body);
     }
 }
@@ -155,7 +167,7 @@ impl ServiceMemo {
 /// A memo's body: how many services it holds, each service's entry, then
 /// the validity keys; `None` unless it is exactly that, each part sorted
 /// (it is looked up by halving).
-fn parse(body: &[u8]) -> Option<(Vec<[u8; ENTRY_BYTES]>, Vec<[u8; 32]>)> {
+fn parse(body: &[u8]) -> Option<(&[[u8; ENTRY_BYTES]], &[[u8; 32]])> {
     let (count, rest) = body.split_first_chunk::<8>()?;
     let services = usize::try_from(u64::from_le_bytes(*count)).ok()?;
     let (found, valid) = rest.split_at_checked(services.checked_mul(ENTRY_BYTES)?)?;
@@ -163,7 +175,7 @@ fn parse(body: &[u8]) -> Option<(Vec<[u8; ENTRY_BYTES]>, Vec<[u8; 32]>)> {
     let (valid, rest) = valid.as_chunks::<32>();
     let sorted =
         found.windows(2).all(|w| w[0][..32] < w[1][..32]) && valid.windows(2).all(|w| w[0] < w[1]);
-    (no_rest.is_empty() && rest.is_empty() && sorted).then(|| (found.to_vec(), valid.to_vec()))
+    (no_rest.is_empty() && rest.is_empty() && sorted).then_some((found, valid))
 }
 
 /// A memo entry: a service's input key, then the digest of its state.
@@ -490,7 +502,8 @@ mod tests {
         // Another environment's memo is another file.
         assert!(ServiceMemo::open(cache.clone(), &inputs, &sources, "prod")
             .unwrap()
-            .found
+            .found()
+            .0
             .is_empty());
 
         let path = dir.path().join("memos").join(&memo.name);
@@ -499,21 +512,21 @@ mod tests {
         flipped[100] ^= 0x20;
         for damaged in [bytes[..bytes.len() - 1].to_vec(), flipped, Vec::new()] {
             std::fs::write(&path, damaged).unwrap();
-            assert!(open().found.is_empty());
+            assert!(open().found().0.is_empty());
         }
         // Stored unsorted (by another build, or by hand), with a valid
         // checksum: not one.
         let mut body = (entries.len() as u64).to_le_bytes().to_vec();
         body.extend_from_slice(entries.as_flattened());
         body.extend_from_slice(valid.as_flattened());
-        cache.store_memo(&memo.name, &body);
-        assert_eq!(open().found.len(), entries.len());
+        cache.store_memo(&memo.name, &[&body]);
+        assert_eq!(open().found().0.len(), entries.len());
         body[8..].rotate_left(ENTRY_BYTES);
-        cache.store_memo(&memo.name, &body);
-        assert!(open().found.is_empty());
+        cache.store_memo(&memo.name, &[&body]);
+        assert!(open().found().0.is_empty());
         // A count past the body.
         body[..8].copy_from_slice(&u64::MAX.to_le_bytes());
-        cache.store_memo(&memo.name, &body);
-        assert!(open().found.is_empty());
+        cache.store_memo(&memo.name, &[&body]);
+        assert!(open().found().0.is_empty());
     }
 }
