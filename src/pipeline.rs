@@ -252,6 +252,11 @@ impl Project {
                 return Err(fail(sources, diagnostics));
             }
         };
+        // Left out of validation only when it goes in parts.
+        let entries_found_valid = match schemas.validates_in_parts() {
+            true => found_valid.iter().filter(|v| **v).count(),
+            false => 0,
+        };
         let mut project = Project {
             settings: Settings::from_inputs(&inputs),
             sources,
@@ -279,7 +284,7 @@ impl Project {
             narrowed: None,
             memoized: 0,
             uncached: Vec::new(),
-            entries_found_valid: found_valid.iter().filter(|v| **v).count(),
+            entries_found_valid,
             memo,
             validity,
         };
@@ -368,12 +373,11 @@ impl Project {
                 .iter()
                 .filter_map(|k| resolved.digests.get(k).copied())
                 .collect();
-            if !uncached.is_empty() {
-                resolved
-                    .memo_entries
-                    .retain(|e| !uncached.contains(&e[resolve::memo::ENTRY_BYTES / 2..]));
-            }
-            memo.store(&mut resolved.memo_entries, validity.as_deref_mut());
+            memo.store(
+                &mut resolved.memo_entries,
+                &uncached,
+                validity.as_deref_mut(),
+            );
         }
         self.outputs = None;
         // The state of thousands of services is freed beside what follows
@@ -551,6 +555,9 @@ impl Project {
             return Err(unknown);
         }
         let rendered = match self.evaluate_and_check(resolved, CacheUse::ReadWrite) {
+            // Memoized services have no state to evaluate again with: the
+            // render is made again from every service's (below).
+            Err(_) if !resolved.memoized.is_empty() => Ok(None),
             // Problems are located in the templates that made the objects:
             // when cached units loaded none, evaluate them again to show
             // where. Should that pass, what the cache held was wrong: it is
@@ -561,8 +568,10 @@ impl Project {
         match rendered {
             Some(resources) => Ok(resources),
             // A memoized service must be evaluated after all (its unit is
-            // not in the cache, or a unit failed): every service is
-            // resolved, and the render made again.
+            // not in the cache, or the render failed): every service is
+            // resolved, and the render made again. (Services are memoized
+            // only when the env file gave the Terraform outputs, so this
+            // resolves against it too.)
             None => {
                 self.memoized = 0;
                 let (full, _) = self.resolve_with(&resolved.state.env, false)?;
@@ -741,7 +750,7 @@ impl Project {
             .flatten()
             .peekable();
         if pack.peek().is_some() {
-            cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes));
+            let _ = cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes));
         }
     }
 

@@ -188,8 +188,7 @@ fn checksum(parts: &[&[u8]]) -> String {
     hex(&h.digest128().to_le_bytes())
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()
@@ -486,18 +485,19 @@ impl Cache {
     /// cache's whole bound is not written.
     /// Failures are ignored: the cache only ever saves work. An entry
     /// carried from an older pack that `refused` says must not be kept (it
-    /// holds what is a secret now) is dropped instead.
+    /// holds what is a secret now) is dropped instead. Says whether every
+    /// entry given is stored (none given: they are).
     pub fn write_pack(
         &self,
         entries: impl Iterator<Item = (String, Vec<u8>)>,
         refused: &dyn Fn(&[u8]) -> bool,
-    ) {
+    ) -> bool {
         let dir = self.packs_dir();
         if fs::create_dir_all(&dir).is_err() {
-            return;
+            return false;
         }
         let Ok(tmp) = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir) else {
-            return;
+            return false;
         };
         // The header, written last, gives where the index starts: the
         // entries go first, the index after them.
@@ -537,7 +537,9 @@ impl Cache {
             keys.insert(key);
             true
         };
+        let mut given = false;
         for (key, bytes) in entries {
+            given = true;
             let mut bytes = Some(bytes);
             add(key, &mut || bytes.take(), &mut out, false);
         }
@@ -571,10 +573,10 @@ impl Cache {
             }
         }
         if !written || index.is_empty() {
-            return;
+            return written && !given;
         }
         let Ok(mut tmp) = out.into_inner() else {
-            return;
+            return false;
         };
         let finished = tmp.write_all(index.as_bytes()).is_ok()
             && tmp.seek(SeekFrom::Start(0)).is_ok()
@@ -582,13 +584,13 @@ impl Cache {
                 .write_all(header(offset, index.len()).as_bytes())
                 .is_ok();
         if !finished {
-            return;
+            return false;
         }
         // Named by its content: two processes writing the same pack write
         // the same file.
         let path = dir.join(format!("{}.pack", &digest(index.as_bytes())[..32]));
         let Ok(file) = tmp.persist(&path) else {
-            return;
+            return false;
         };
         // Newer than any pack this render touched: the file system's own
         // time for a new file can lag the clock by a tick.
@@ -601,6 +603,7 @@ impl Cache {
             let _ = fs::remove_file(old);
         }
         self.trim(Some(&path));
+        true
     }
 
     fn verdicts_dir(&self) -> PathBuf {
@@ -729,10 +732,25 @@ impl Cache {
         let Ok(files) = fs::read_dir(&dir) else {
             return;
         };
-        let mut memos: Vec<(SystemTime, PathBuf)> = files
-            .flatten()
-            .filter_map(|f| Some((f.metadata().ok()?.modified().ok()?, f.path())))
-            .collect();
+        // Memos, not what other writers are filling (a temporary file a
+        // killed process left goes after an hour).
+        let now = SystemTime::now();
+        let mut memos: Vec<(SystemTime, PathBuf)> = Vec::new();
+        for f in files.flatten() {
+            let Some(modified) = f.metadata().and_then(|m| m.modified()).ok() else {
+                continue;
+            };
+            let name = f.file_name();
+            let name = name.to_string_lossy();
+            let stale = now
+                .duration_since(modified)
+                .is_ok_and(|d| d.as_secs() > 3600);
+            if is_hex(&name) {
+                memos.push((modified, f.path()));
+            } else if name.starts_with(".tmp-") && stale {
+                let _ = fs::remove_file(f.path());
+            }
+        }
         if memos.len() > MAX_MEMOS {
             memos.sort();
             for (_, path) in &memos[..memos.len() - MAX_MEMOS] {
@@ -1492,10 +1510,14 @@ mod tests {
         }
         // This one's entries fit; the pack it would carry does not.
         let cache = bounded(24_000);
-        cache.write_pack(std::iter::once(sized("new", 12_000)), &|_| false);
+        assert!(cache.write_pack(std::iter::once(sized("new", 12_000)), &|_| false));
         assert!(get(&cache, "new").is_some());
         let total: u64 = cache.packs().iter().map(|p| p.1).sum();
         assert!(total <= 24_000, "{total}");
+        // Entries that do not fit the bound: given up, and said so.
+        assert!(!cache.write_pack(std::iter::once(sized("big", 30_000)), &|_| false));
+        assert!(get(&cache, "big").is_none());
+        assert!(cache.write_pack(std::iter::empty(), &|_| false));
     }
 
     #[test]

@@ -485,7 +485,10 @@ impl Templates {
                     in_cache[i] = true;
                     Some((key.clone(), bytes))
                 });
-                cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes));
+                // A pack given up (over the bound, a full disk) stored none.
+                if !cache.write_pack(pack, &|bytes| secrets.found_in_bytes(bytes)) {
+                    misses.iter().for_each(|&i| in_cache[i] = false);
+                }
                 for &i in &misses {
                     if in_cache[i] {
                         unit_depends[i] = depends.clone();

