@@ -85,11 +85,12 @@ impl ServiceMemo {
         let mut h = Sha256::new();
         hash_parts(
             &mut h,
+            &[FORMAT, cache::build_id(), env, &schema_text(inputs)],
+        );
+        hash_pieces(
+            &mut h,
+            sections.text,
             &[
-                FORMAT,
-                cache::build_id(),
-                env,
-                &schema_text(inputs),
                 sections.preamble,
                 sections.text_of(SETTINGS_KEY)?,
                 sections.text_of(DEFAULTS_KEY)?,
@@ -202,6 +203,10 @@ pub fn entry(key: &[u8; 32], digest: &[u8; 32]) -> [u8; ENTRY_BYTES] {
 /// the text of each service's own inputs: what its memo key covers.
 pub struct MemoContext<'t> {
     shared: Sha256,
+    /// controlcenter.yaml's text.
+    text: &'t str,
+    /// tags.yaml's text (empty without one).
+    tags_text: &'t str,
     /// Each entry of the environment's section: its text, by key.
     entries: HashMap<&'t str, &'t str>,
     /// Each entry of tags.yaml: its text, by key.
@@ -222,20 +227,20 @@ impl<'t> MemoContext<'t> {
         let (entries, texts, header) = sections.section(env)?;
         let entries = by_key(entries, texts)?;
         // tags.yaml's entries, and its text before them.
-        let (tags, tags_preamble) = match &inputs.tags {
+        let (tags, tags_text, tags_preamble) = match &inputs.tags {
             Some(t) => {
                 let text: &'t str = &sources.get(t.file).text;
                 match t.root.as_map() {
                     Some(map) => {
                         let texts = entry_texts(map, t.file, text, text.len())?;
                         let first = map.first().map_or(text.len(), |e| e.key_span.start);
-                        (by_key(map, texts)?, text.get(..first)?)
+                        (by_key(map, texts)?, text, text.get(..first)?)
                     }
                     // Not a mapping: every lookup fails, and is not kept.
-                    None => (HashMap::new(), text),
+                    None => (HashMap::new(), text, text),
                 }
             }
-            None => (HashMap::new(), "no tags.yaml"),
+            None => (HashMap::new(), "", "no tags.yaml"),
         };
         let mut shared = Sha256::new();
         let terraform = terraform.map_or_else(String::new, ToString::to_string);
@@ -246,16 +251,24 @@ impl<'t> MemoContext<'t> {
                 cache::build_id(),
                 env,
                 &schema_text(inputs),
+                &terraform,
+            ],
+        );
+        hash_pieces(
+            &mut shared,
+            sections.text,
+            &[
                 sections.preamble,
                 sections.text_of(SETTINGS_KEY)?,
                 sections.text_of(DEFAULTS_KEY)?,
                 header,
-                &terraform,
-                tags_preamble,
             ],
         );
+        hash_pieces(&mut shared, tags_text, &[tags_preamble]);
         Some(MemoContext {
             shared,
+            text: sections.text,
+            tags_text,
             entries,
             tags,
         })
@@ -267,7 +280,9 @@ impl<'t> MemoContext<'t> {
         let entry = self.entries.get(key)?;
         let tags = self.tags.get(key);
         let mut h = self.shared.clone();
-        hash_parts(&mut h, &[key, entry, tags.copied().unwrap_or("")]);
+        hash_parts(&mut h, &[key]);
+        hash_pieces(&mut h, self.text, &[entry]);
+        hash_pieces(&mut h, self.tags_text, &[tags.copied().unwrap_or("")]);
         h.update([u8::from(tags.is_some())]);
         Some(digest_array(&h.finalize()))
     }
@@ -283,24 +298,33 @@ pub fn validity_keys(inputs: &RepoInputs, sources: &Sources, env: &str) -> Optio
     let mut shared = Sha256::new();
     hash_parts(
         &mut shared,
-        &[
-            VALID_FORMAT,
-            cache::build_id(),
-            env,
-            &schema_text(inputs),
-            sections.preamble,
-        ],
+        &[VALID_FORMAT, cache::build_id(), env, &schema_text(inputs)],
     );
+    hash_pieces(&mut shared, sections.text, &[sections.preamble]);
     let keys = entries
         .iter()
         .zip(texts)
         .map(|(e, text)| {
             let mut h = shared.clone();
-            hash_parts(&mut h, &[e.key.as_str(), text]);
+            hash_parts(&mut h, &[e.key.as_str()]);
+            hash_pieces(&mut h, sections.text, &[text]);
             h.finalize().into()
         })
         .collect();
     Some(keys)
+}
+
+/// Hashes each of `pieces` of `file` ([`hash_parts`]) and whether it runs
+/// to the end of the file: what a value means can depend on it (an empty
+/// block scalar, `key: |`, is a line break at the end of the file and
+/// empty before another key).
+pub fn hash_pieces(h: &mut Sha256, file: &str, pieces: &[&str]) {
+    let file_end = file.as_ptr().wrapping_add(file.len());
+    for piece in pieces {
+        hash_parts(h, &[piece]);
+        let to_end = !file.is_empty() && piece.as_ptr().wrapping_add(piece.len()) == file_end;
+        h.update([u8::from(to_end)]);
+    }
 }
 
 /// Hashes each of `parts` after its length: no two lists of parts hash

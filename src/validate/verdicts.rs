@@ -30,10 +30,11 @@ use crate::load::yaml::{self, Section};
 use crate::load::{RepoInputs, DEFAULTS_KEY, SETTINGS_KEY};
 use crate::repo::layout::SERVICE_SCHEMA_FILE;
 use crate::repo::RepoFiles;
+use crate::resolve::memo::hash_pieces;
 
 /// First word of what every verdict key hashes; changes whenever what
 /// validating a section means does.
-const FORMAT: &str = "controlcenter-section-verdict-1";
+const FORMAT: &str = "controlcenter-section-verdict-2";
 
 /// The verdicts of one run, which renders `env`.
 pub struct SectionVerdicts {
@@ -100,20 +101,23 @@ impl SectionVerdicts {
                 .find(|s| s.key == key)
                 .map_or("", |s| &text[s.range.clone()])
         };
+        // Each text with whether it runs to the end of the file, which an
+        // empty block scalar's value depends on.
         let mut shared = self.base.clone();
-        for part in [text_of(SETTINGS_KEY), text_of(DEFAULTS_KEY)] {
-            shared.update(part.len().to_le_bytes());
-            shared.update(part.as_bytes());
-        }
+        hash_pieces(
+            &mut shared,
+            text,
+            &[text_of(SETTINGS_KEY), text_of(DEFAULTS_KEY)],
+        );
         let keyed: Vec<(Section, String)> = sections
             .iter()
             .filter(|s| ![self.env.as_str(), SETTINGS_KEY, DEFAULTS_KEY].contains(&s.key.as_str()))
-            .map(|s| {
+            .filter_map(|s| {
                 let mut h = shared.clone();
                 h.update(s.key.as_bytes());
                 h.update([0]);
-                h.update(&text.as_bytes()[s.range.clone()]);
-                (s.clone(), cache::hex_digest(h))
+                hash_pieces(&mut h, text, &[text.get(s.range.clone())?]);
+                Some((s.clone(), cache::hex_digest(h)))
             })
             .collect();
         let left_out = keyed

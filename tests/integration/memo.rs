@@ -507,3 +507,53 @@ fn a_render_that_fails_beside_memoized_services_fails_as_without_a_cache() {
     }
     assert_eq!(render_checked(repo, cache).0, SERVICES);
 }
+
+#[test]
+fn an_empty_block_scalar_at_the_end_of_the_file_is_not_the_one_before_a_key() {
+    // `FOO: |` reads as a line break at the end of the file, and as empty
+    // before another key: the same text, another value.
+    let repo = tempfile::tempdir().unwrap();
+    let repo = repo.path();
+    let service = "dev:\n  web:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 64Mi\n    env:\n      FOO: |\n";
+    std::fs::write(repo.join("controlcenter.yaml"), service).unwrap();
+    std::fs::write(
+        repo.join("tags.yaml"),
+        "web:\n  v1: registry.example.com/web:1\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("env-dev.yaml"), "vpc_id: vpc-1\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    let (_, at_end) = render_checked(repo, cache);
+    render_checked(repo, cache);
+    // A section after it, then none again.
+    let with_prod = format!("{service}prod:\n  x: 1\n");
+    std::fs::write(repo.join("controlcenter.yaml"), &with_prod).unwrap();
+    let (_, before_key) = render_checked(repo, cache);
+    assert_ne!(at_end, before_key);
+    std::fs::write(repo.join("controlcenter.yaml"), service).unwrap();
+    assert_eq!(render_checked(repo, cache).1, at_end);
+
+    // Validation: a field that may not be empty, empty only before a key.
+    std::fs::create_dir_all(repo.join("schemas")).unwrap();
+    std::fs::write(
+        repo.join("schemas/service.schema.json"),
+        r#"{"properties": {"team": {"type": "string", "minLength": 2}}}"#,
+    )
+    .unwrap();
+    let team = service.replace("    env:\n      FOO: |\n", "    team: |\n");
+    std::fs::write(repo.join("controlcenter.yaml"), &team).unwrap();
+    let first = render(repo, Some(cache), &[]);
+    let again = render(repo, Some(cache), &[]);
+    assert_eq!(first.status.code(), again.status.code());
+    std::fs::write(
+        repo.join("controlcenter.yaml"),
+        format!("{team}prod:\n  x: 1\n"),
+    )
+    .unwrap();
+    let warm = render(repo, Some(cache), &[]);
+    let cold = render(repo, None, &[]);
+    assert_eq!(cold.status.code(), Some(1), "{}", transcript(&cold));
+    assert_eq!(warm.status.code(), Some(1), "{}", transcript(&warm));
+    assert_eq!(problems(&warm), problems(&cold));
+}

@@ -251,3 +251,31 @@ fn what_a_scan_of_lines_cannot_see_is_parsed_whole() {
         assert_eq!(report(&cached), report(&uncached), "{to:?}");
     }
 }
+
+#[test]
+fn a_section_that_ends_the_file_is_not_the_one_before_another() {
+    // prod's last value, `git_rev: |`, is a line break at the end of the
+    // file, and empty (refused) before another section.
+    let repo = tempfile::tempdir().unwrap();
+    let cc = "dev:\n  web:\n    git_rev: v1\n    memory_min: 64Mi\n    memory_max: 64Mi\nprod:\n  web:\n    memory_min: 64Mi\n    git_rev: |\n";
+    std::fs::write(repo.path().join("controlcenter.yaml"), cc).unwrap();
+    std::fs::write(
+        repo.path().join("tags.yaml"),
+        "web:\n  v1: registry.example.com/web:1\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("env-dev.yaml"), "vpc_id: vpc-1\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    ok(&render_dev(repo.path(), cache.path(), &[]));
+    let again = render_dev(repo.path(), cache.path(), &[]);
+    assert_eq!(found_valid_before(&again), 1);
+    std::fs::write(
+        repo.path().join("controlcenter.yaml"),
+        format!("{cc}staging:\n  x: 1\n"),
+    )
+    .unwrap();
+    let after = render_dev(repo.path(), cache.path(), &[]);
+    assert_eq!(after.status.code(), Some(1), "{}", transcript(&after));
+    let stderr = String::from_utf8_lossy(&after.stderr);
+    assert!(stderr.contains("prod.web.git_rev"), "{stderr}");
+}
