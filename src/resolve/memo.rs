@@ -87,16 +87,7 @@ impl ServiceMemo {
             &mut h,
             &[FORMAT, cache::build_id(), env, &schema_text(inputs)],
         );
-        hash_pieces(
-            &mut h,
-            sections.text,
-            &[
-                sections.preamble,
-                sections.text_of(SETTINGS_KEY)?,
-                sections.text_of(DEFAULTS_KEY)?,
-                header,
-            ],
-        );
+        sections.hash_shared(&mut h, header)?;
         let name = cache::hex_digest(h);
         let (body, services) = cache
             .memo(&name)
@@ -254,16 +245,7 @@ impl<'t> MemoContext<'t> {
                 &terraform,
             ],
         );
-        hash_pieces(
-            &mut shared,
-            sections.text,
-            &[
-                sections.preamble,
-                sections.text_of(SETTINGS_KEY)?,
-                sections.text_of(DEFAULTS_KEY)?,
-                header,
-            ],
-        );
+        sections.hash_shared(&mut shared, header)?;
         hash_pieces(&mut shared, tags_text, &[tags_preamble]);
         Some(MemoContext {
             shared,
@@ -398,6 +380,20 @@ impl<'t> Sections<'t> {
         };
         self.text
             .get(e.key_span.start..self.end_of(e.key_span.start))
+    }
+
+    /// Hashes what every entry of a section shares that the file says:
+    /// the text before its keys, `settings`, `defaults`, and the section's
+    /// `header`.
+    fn hash_shared(&self, h: &mut Sha256, header: &str) -> Option<()> {
+        let pieces = [
+            self.preamble,
+            self.text_of(SETTINGS_KEY)?,
+            self.text_of(DEFAULTS_KEY)?,
+            header,
+        ];
+        hash_pieces(h, self.text, &pieces);
+        Some(())
     }
 
     /// Section `env`'s entries, the text of each (in order), and the
