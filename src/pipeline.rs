@@ -351,8 +351,7 @@ impl Project {
         placeholders: bool,
     ) -> Outcome<(Vec<Resource>, TerraformOutputs)> {
         let start = Instant::now();
-        // Placeholder renders are never cached: nothing to take from it.
-        let memo = self.memo(env).filter(|_| !placeholders);
+        let memo = self.memo(env);
         // Every entry of the section was validated (or known valid): the
         // memo keeps them all.
         let mut validity = match &memo {
@@ -422,10 +421,9 @@ impl Project {
     }
 
     /// What services of `env` resolved to in earlier renders, when this
-    /// render can use it: every service rendered per service, with a
-    /// cache to find their units in.
-    /// Whether it was the one opened to validate `env`'s section (whose
-    /// validity keys the project holds).
+    /// render can use it (every service rendered per service, with a cache
+    /// to find their units in), and whether it is the one opened at load
+    /// to validate `env`'s section (whose validity keys the project holds).
     fn memo(&mut self, env: &str) -> Option<(bool, resolve::memo::ServiceMemo)> {
         let cache = self.templates.cache.clone()?;
         if self.services.is_some() || self.settings.evaluation != Evaluation::PerService {
@@ -439,7 +437,8 @@ impl Project {
     }
 
     /// [`Self::resolve_with`], leaving unresolved the services whose
-    /// inputs `memo` knows.
+    /// inputs `memo` knows (none against placeholders: such a render is
+    /// never cached).
     fn resolve_using(
         &mut self,
         env: &str,
@@ -514,6 +513,7 @@ impl Project {
                 return Err(vec![d]);
             }
         };
+        let memo = memo.filter(|_| !source.placeholders);
         let resolved = resolve::resolve_env(&resolve::ResolveInput {
             inputs: &self.inputs,
             env_file: &env_file,

@@ -557,3 +557,58 @@ fn an_empty_block_scalar_at_the_end_of_the_file_is_not_the_one_before_a_key() {
     assert_eq!(warm.status.code(), Some(1), "{}", transcript(&warm));
     assert_eq!(problems(&warm), problems(&cold));
 }
+
+/// `validate --env dev` of `repo` with the cache in `cache` (or none).
+fn validate(repo: &Path, cache: Option<&Path>) -> Output {
+    let mut cmd = controlcenter();
+    cmd.arg("--repo")
+        .arg(repo)
+        .args(["validate", "--env", "dev"]);
+    match cache {
+        Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
+        None => cmd.arg("--no-cache"),
+    };
+    cmd.output().unwrap()
+}
+
+#[test]
+fn validate_uses_the_memo_and_says_what_it_says_without_a_cache() {
+    let repo = generated();
+    let repo = repo.path();
+    let cache = tempfile::tempdir().unwrap();
+    let cache = cache.path();
+    let same = |repo: &Path| {
+        let warm = validate(repo, Some(cache));
+        let cold = validate(repo, None);
+        assert_eq!(
+            warm.status.code(),
+            cold.status.code(),
+            "{}",
+            transcript(&warm)
+        );
+        assert_eq!(warm.stdout, cold.stdout);
+        assert_eq!(problems(&warm), problems(&cold));
+        warm.status.code()
+    };
+    assert_eq!(same(repo), Some(0));
+    assert_eq!(same(repo), Some(0));
+    // What validate stored, a render takes.
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_05:",
+        "replicas: 2",
+        "replica: 2",
+    );
+    assert_eq!(same(repo), Some(1));
+    edit(
+        repo,
+        "controlcenter.yaml",
+        "svc_05:",
+        "replica: 2",
+        "replicas: 3",
+    );
+    assert_eq!(same(repo), Some(0));
+    assert_eq!(render_checked(repo, cache).0, SERVICES);
+}
