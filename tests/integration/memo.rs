@@ -44,17 +44,23 @@ fn generated() -> tempfile::TempDir {
     dir
 }
 
-/// `render --env dev` of `repo` with the cache in `cache` (or none), and
-/// `extra` arguments.
-fn render(repo: &Path, cache: Option<&Path>, extra: &[&str]) -> Output {
+/// The command `args` on `repo` with the cache in `cache` (or none),
+/// timed.
+fn run(repo: &Path, cache: Option<&Path>, args: &[&str]) -> Output {
     let mut cmd = controlcenter();
-    cmd.arg("--repo").arg(repo).args(["render", "--env", "dev"]);
-    cmd.args(extra).env("CONTROLCENTER_TIMINGS", "1");
+    cmd.arg("--repo").arg(repo).args(args);
+    cmd.env("CONTROLCENTER_TIMINGS", "1");
     match cache {
         Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
         None => cmd.arg("--no-cache"),
     };
     cmd.output().unwrap()
+}
+
+/// `render --env dev` of `repo` with the cache in `cache` (or none), and
+/// `extra` arguments.
+fn render(repo: &Path, cache: Option<&Path>, extra: &[&str]) -> Output {
+    run(repo, cache, &[&["render", "--env", "dev"], extra].concat())
 }
 
 fn ok(out: &Output) -> String {
@@ -560,15 +566,7 @@ fn an_empty_block_scalar_at_the_end_of_the_file_is_not_the_one_before_a_key() {
 
 /// `validate --env dev` of `repo` with the cache in `cache` (or none).
 fn validate(repo: &Path, cache: Option<&Path>) -> Output {
-    let mut cmd = controlcenter();
-    cmd.arg("--repo")
-        .arg(repo)
-        .args(["validate", "--env", "dev"]);
-    match cache {
-        Some(dir) => cmd.env("CONTROLCENTER_CACHE_DIR", dir),
-        None => cmd.arg("--no-cache"),
-    };
-    cmd.output().unwrap()
+    run(repo, cache, &["validate", "--env", "dev"])
 }
 
 #[test]
