@@ -93,6 +93,33 @@ fn fact(r: &Resource) -> Fact {
     }
 }
 
+/// Workloads by (namespace, pod label name, value).
+type ByLabel<'a> = HashMap<(&'a str, &'a str, &'a Json), Vec<usize>>;
+
+/// The workloads a PDB's selector can match: those carrying its rarest
+/// label. Its first label would do, but a label every workload carries
+/// (`app.kubernetes.io/part-of`) first in every selector makes the check
+/// quadratic.
+fn candidates<'a, 'k>(
+    namespace: &'k str,
+    selector: &'k Labels,
+    by_label: &'a ByLabel<'k>,
+    all: &'a [usize],
+) -> &'a [usize] {
+    if selector.is_empty() {
+        return all;
+    }
+    selector
+        .iter()
+        .map(|(k, v)| {
+            by_label
+                .get(&(namespace, k.as_str(), v))
+                .map_or(&[][..], Vec::as_slice)
+        })
+        .min_by_key(|c| c.len())
+        .unwrap_or(&[])
+}
+
 fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     // Without a disruption budget there is nothing to check: the kind is
     // known without reading an object.
@@ -124,7 +151,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     }
     // Workloads by (namespace, pod label): a PDB per service would make a
     // scan of every workload per PDB quadratic.
-    let mut by_label: HashMap<(&str, &str, &Json), Vec<usize>> = HashMap::new();
+    let mut by_label: ByLabel<'_> = HashMap::new();
     for (i, (w, labels, _)) in workloads.iter().enumerate() {
         for (k, v) in labels {
             by_label
@@ -136,13 +163,7 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
     let all: Vec<usize> = (0..workloads.len()).collect();
     let mut diags = Vec::new();
     for (pdb, selector) in &pdbs {
-        // Only workloads carrying the selector's first label can match.
-        let candidates: &[usize] = match selector.first() {
-            Some((k, v)) => by_label
-                .get(&(pdb.id.namespace.as_str(), k.as_str(), v))
-                .map_or(&[], Vec::as_slice),
-            None => &all,
-        };
+        let candidates = candidates(pdb.id.namespace.as_str(), selector, &by_label, &all);
         for (w, labels, replicas) in candidates.iter().map(|i| &workloads[*i]) {
             if w.id.namespace != pdb.id.namespace
                 || !selector
@@ -178,4 +199,40 @@ fn check(resources: &[Resource], ctx: &RenderContext<'_>) -> Vec<Diagnostic> {
         }
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_selector_is_matched_through_its_rarest_label() {
+        let (shared, name_a, name_b) = (json!("bench"), json!("a"), json!("b"));
+        let mut by_label: ByLabel<'_> = HashMap::new();
+        for (i, name) in [&name_a, &name_b, &name_b].into_iter().enumerate() {
+            by_label.entry(("ns", "group", &shared)).or_default().push(i);
+            by_label.entry(("ns", "name", name)).or_default().push(i);
+        }
+        let all = [0, 1, 2];
+        // `group` sorts first and every workload carries it.
+        let selector = vec![
+            ("name".to_owned(), json!("a")),
+            ("group".to_owned(), json!("bench")),
+        ];
+        assert_eq!(candidates("ns", &selector, &by_label, &all), &[0]);
+        let selector = vec![("group".to_owned(), json!("bench"))];
+        assert_eq!(candidates("ns", &selector, &by_label, &all), &[0, 1, 2]);
+        // A label no workload carries matches none; nor does another namespace.
+        let selector = vec![
+            ("group".to_owned(), json!("bench")),
+            ("name".to_owned(), json!("c")),
+        ];
+        assert!(candidates("ns", &selector, &by_label, &all).is_empty());
+        let selector = vec![("name".to_owned(), json!("a"))];
+        assert!(candidates("other", &selector, &by_label, &all).is_empty());
+        // An empty selector selects every pod of its namespace.
+        assert_eq!(candidates("ns", &Vec::new(), &by_label, &all), &all);
+    }
 }
