@@ -110,6 +110,19 @@ pub trait CcDyn {
     /// - Operate on the object.
     fn gc_clone(&self) -> Box<dyn GcClone>;
 
+    /// Patched: what `gc_clone` does without boxing: takes a reference
+    /// that only [`CcDyn::gc_release`] gives back (a collection keeps
+    /// each object of its garbage so, without an allocation per object).
+    fn gc_retain(&self);
+
+    /// Patched: [`GcClone::gc_drop_t`] of an object retained.
+    fn gc_drop_retained_t(&self);
+
+    /// Patched: gives back the reference [`CcDyn::gc_retain`] took, as
+    /// dropping the boxed clone did (freeing the object when it was the
+    /// last). `self` must not be used after.
+    fn gc_release(&self);
+
     #[cfg(feature = "debug")]
     /// Name used in collect.rs.
     fn gc_debug_name(&self) -> String {
@@ -147,6 +160,15 @@ impl CcDyn for CcDummy {
     fn gc_traverse(&self, _tracer: &mut Tracer) {}
     fn gc_clone(&self) -> Box<dyn GcClone> {
         panic!("bug: CcDummy::gc_clone should never be called");
+    }
+    fn gc_retain(&self) {
+        panic!("bug: CcDummy::gc_retain should never be called");
+    }
+    fn gc_drop_retained_t(&self) {
+        panic!("bug: CcDummy::gc_drop_retained_t should never be called");
+    }
+    fn gc_release(&self) {
+        panic!("bug: CcDummy::gc_release should never be called");
     }
 }
 
@@ -706,6 +728,22 @@ impl<T: Trace + ?Sized, O: AbstractObjectSpace> CcDyn for RawCcBox<T, O> {
             unsafe { NonNull::new_unchecked(self as *const _ as *mut _) };
         let cc = RawCc::<T, O>(ptr);
         Box::new(cc)
+    }
+
+    fn gc_retain(&self) {
+        self.ref_count.inc_ref();
+    }
+
+    fn gc_drop_retained_t(&self) {
+        self.drop_t()
+    }
+
+    fn gc_release(&self) {
+        // safety: as in gc_clone; the reference taken by gc_retain is the
+        // one this RawCc gives back when dropped.
+        let ptr: NonNull<RawCcBox<T, O>> =
+            unsafe { NonNull::new_unchecked(self as *const _ as *mut _) };
+        drop(RawCc::<T, O>(ptr));
     }
 
     #[cfg(feature = "debug")]

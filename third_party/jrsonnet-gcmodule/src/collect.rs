@@ -9,7 +9,6 @@ use crate::Cc;
 use crate::Trace;
 use crate::cc::CcDummy;
 use crate::cc::CcDyn;
-use crate::cc::GcClone;
 use crate::debug;
 use crate::ref_count::RefCount;
 use crate::ref_count::SingleThreadRefCount;
@@ -449,31 +448,29 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
     // by A's non-zero gc_ref_count.
     mark_reachable(list);
 
-    let mut count = 0;
-
-    // Count unreachable objects. This is an optimization to avoid realloc.
-    visit_list(list, |header| {
-        if is_unreachable(header) {
-            count += 1;
-        }
-    });
-
-    debug::log(|| ("collect", format!("{} unreachable objects", count)));
-
-    // Build a list of what to drop. The collecting steps change the linked list
-    // so `visit_list` cannot be used.
+    // Build a list of what to drop, and restore "prev" (so deleting nodes
+    // from the linked list can work) in the same walk: a header's flags
+    // are read before its "prev" is restored, and `gc_clone` touches only
+    // the reference count. Patched: one walk where there were three (the
+    // first counted the garbage to size the list).
     //
     // Here we keep extra references to the `CcBox<T>` to keep them alive. This
-    // ensures metadata fields like `ref_count` is available.
-    let mut to_drop: Vec<Box<dyn GcClone>> = Vec::with_capacity(count);
+    // ensures metadata fields like `ref_count` is available. Patched: the
+    // references are counted, not boxed clones (an allocation per object).
+    let mut to_drop: Vec<*const dyn CcDyn> = Vec::new();
+    let mut prev: *const L = list;
     visit_list(list, |header| {
         if is_unreachable(header) {
-            to_drop.push(header.value().gc_clone());
+            let value = header.value();
+            value.gc_retain();
+            to_drop.push(value as *const dyn CcDyn);
         }
+        header.set_prev(prev);
+        prev = header;
     });
+    let count = to_drop.len();
 
-    // Restore "prev" so deleting nodes from the linked list can work.
-    restore_prev(list);
+    debug::log(|| ("collect", format!("{} unreachable objects", count)));
 
     // Drop the lock so deref() can work, reference counts and the linked list
     // can be changed. This is needed because gc_drop_t might change the ref
@@ -492,38 +489,34 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
     // Drop `T` without releasing memory of `CcBox<T>`. This might trigger some
     // recursive drops of other `Cc<T>`. `CcBox<T>` need to stay alive so
     // `Cc<T>::drop` can read the ref count metadata.
-    for value in to_drop.iter() {
-        value.gc_drop_t();
+    // safety: each object is kept alive by the reference gc_retain took.
+    for &value in to_drop.iter() {
+        unsafe { &*value }.gc_drop_retained_t();
     }
 
-    // At this point the only references to the `CcBox<T>`s are inside the
-    // `to_drop` list. Dropping `to_drop` would release the memory.
-    for value in to_drop.iter() {
-        let ref_count = value.gc_ref_count();
-        assert_eq!(
-            ref_count, 1,
-            concat!(
-                "bug: unexpected ref-count after dropping cycles\n",
-                "This usually indicates a buggy Trace or Drop implementation."
-            )
-        );
-    }
+    // At this point the only references to the `CcBox<T>`s are the ones
+    // retained for `to_drop`. Releasing them (below) releases the memory.
 
     #[cfg(feature = "debug")]
     {
         crate::debug::GC_DROPPING.with(|d| d.set(false));
     }
 
-    count
-}
+    for &value in to_drop.iter() {
+        // safety: released once, and not used after.
+        let value = unsafe { &*value };
+        assert_eq!(
+            value.gc_ref_count(),
+            1,
+            concat!(
+                "bug: unexpected ref-count after dropping cycles\n",
+                "This usually indicates a buggy Trace or Drop implementation."
+            )
+        );
+        value.gc_release();
+    }
 
-/// Restore `GcHeader.prev` as a pointer used in the linked list.
-fn restore_prev<L: Linked>(list: &L) {
-    let mut prev = list;
-    visit_list(list, |header| {
-        header.set_prev(prev);
-        prev = header;
-    });
+    count
 }
 
 fn is_unreachable<L: Linked>(header: &L) -> bool {

@@ -614,10 +614,40 @@ impl ObjValue {
 		)
 	}
 
+	/// Patched: about how many fields the object's layers write, at most
+	/// 16 (an object over a large one may be read for a field or two).
+	fn fields_hint(&self) -> usize {
+		let mut hint = 0;
+		for core in &self.0.cores {
+			let core: &dyn Any = &*core.0;
+			hint += core
+				.downcast_ref::<oop::OopObject>()
+				.map_or(4, oop::OopObject::len);
+			if hint >= 16 {
+				return 16;
+			}
+		}
+		hint
+	}
+
+	/// Patched: the object's only layer, when it has one plain layer.
+	fn single_layer(&self) -> Option<&oop::OopObject> {
+		let [core] = self.0.cores.as_slice() else {
+			return None;
+		};
+		let core: &dyn Any = &*core.0;
+		core.downcast_ref::<oop::OopObject>()
+	}
+
 	fn get_idx(&self, key: IStr, core: CoreIdx) -> Result<Option<Val>> {
 		let cache_key = (key.clone(), core);
 		{
 			let mut cache = self.0.value_cache.borrow_mut();
+			// Patched: sized once for the fields of the object's layers,
+			// rather than grown (and rehashed) as they are read.
+			if cache.capacity() == 0 {
+				cache.reserve(self.fields_hint());
+			}
 			// entry_ref candidate?
 			match cache.entry(cache_key.clone()) {
 				Entry::Occupied(v) => match v.get() {
@@ -960,6 +990,13 @@ impl ObjValue {
 			return fields;
 		}
 
+		// Patched: an object of one plain layer (most of what is
+		// manifested) lists its own fields, without a map of visibilities.
+		if let Some(layer) = self.single_layer() {
+			let mut fields = layer.field_names(include_hidden);
+			fields.sort_unstable();
+			return fields;
+		}
 		let mut fields: Vec<_> = self
 			.fields_visibility()
 			.into_iter()

@@ -40,6 +40,20 @@ impl OopObject {
 	fn is_empty(&self) -> bool {
 		self.assertion.is_none() && self.this_entries.is_empty()
 	}
+	/// Patched: the names of the fields this layer writes, visible ones
+	/// only unless `include_hidden`, unsorted: an object of one layer
+	/// lists its fields without the visibility map of several.
+	pub(super) fn field_names(&self, include_hidden: bool) -> Vec<IStr> {
+		self.this_entries
+			.iter()
+			.filter(|(_, (member, _))| include_hidden || member.flags.visibility().is_visible())
+			.map(|(name, _)| name.clone())
+			.collect()
+	}
+	/// Patched: how many fields this layer writes.
+	pub(super) fn len(&self) -> usize {
+		self.this_entries.len()
+	}
 }
 impl OopObject {
 	pub fn new(
