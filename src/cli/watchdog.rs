@@ -103,6 +103,9 @@ mod tests {
             .unwrap();
         let kib = resident_kib().unwrap();
         // Read a moment apart, by threads that may allocate meanwhile.
-        assert!(kib.abs_diff(status_kib) < 16 * 1024, "{kib} vs {status_kib}");
+        assert!(
+            kib.abs_diff(status_kib) < 16 * 1024,
+            "{kib} vs {status_kib}"
+        );
     }
 }

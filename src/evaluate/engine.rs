@@ -629,6 +629,11 @@ pub struct UnitInput {
     /// The unit's own fields; they win over shared ones. Shared, so that
     /// handing a unit to a worker copies no state.
     pub own: Arc<Vec<(String, Json)>>,
+    /// The unit's service's state as compact JSON (its key, the text),
+    /// when a render hands it over so: `services` then holds it. Made as
+    /// text, a service's state takes a tenth of the fresh memory it takes
+    /// as a value, and the worker reads it straight into engine values.
+    pub service_text: Option<(String, String)>,
     /// Fields present in name only: reading one fails with the given
     /// message (what the unit must not see).
     pub withheld: Vec<(String, String)>,
@@ -1156,6 +1161,17 @@ fn unit_state(unit: &UnitInput, shared: &mut WorkerShared) -> Val {
                 services.field(k.as_str()).value(json_val(v));
             }
         }
+        if let Some((key, text)) = &unit.service_text {
+            match text_val(text) {
+                Ok(value) => services.field(key.as_str()).value(value),
+                Err(e) => {
+                    let message = format!("the state of service `{key}` cannot be read: {e}");
+                    let error: jrsonnet_evaluator::Error =
+                        ErrorKind::RuntimeError(message.into()).into();
+                    services.field(key.as_str()).thunk(Thunk::errored(error));
+                }
+            }
+        }
         obj.field("services").value(Val::Obj(services.build()));
     }
     for (k, message) in &unit.withheld {
@@ -1186,6 +1202,73 @@ fn json_val(v: &Json) -> Val {
             }
             Val::Obj(obj.build())
         }
+    }
+}
+
+/// JSON text as an engine value, read straight into one (no JSON tree
+/// between): numbers as [`json_val`] makes them. As deep as the text is
+/// (the state is as deep as its YAML, which is bounded).
+fn text_val(text: &str) -> Result<Val, serde_json::Error> {
+    let mut reader = serde_json::Deserializer::from_str(text);
+    reader.disable_recursion_limit();
+    serde::de::Deserializer::deserialize_any(&mut reader, ValVisitor)
+}
+
+/// Builds engine values from what a JSON reader finds.
+struct ValVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValVisitor {
+    type Value = Val;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Val, E> {
+        Ok(Val::Null)
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Val, E> {
+        Ok(Val::Bool(b))
+    }
+    // As `serde_json::Number::as_f64` does for `json_val`.
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Val, E> {
+        self.visit_f64(n as f64)
+    }
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Val, E> {
+        self.visit_f64(n as f64)
+    }
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Val, E> {
+        Ok(NumValue::new(n).map_or(Val::Null, Val::Num))
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Val, E> {
+        Ok(Val::string(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Val, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element_seed(ValSeed)? {
+            items.push(item);
+        }
+        Ok(Val::arr(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
+        let mut obj = ObjValueBuilder::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let value = map.next_value_seed(ValSeed)?;
+            obj.field(key.as_ref()).value(value);
+        }
+        Ok(Val::Obj(obj.build()))
+    }
+}
+
+/// [`ValVisitor`] as a seed, for the values inside arrays and objects.
+struct ValSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValSeed {
+    type Value = Val;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Val, D::Error> {
+        d.deserialize_any(ValVisitor)
     }
 }
 
@@ -1478,12 +1561,52 @@ mod trace_order_tests {
 mod tests {
     use std::cell::RefCell;
 
+    use serde_json::Value as Json;
+
     use super::{small_pages_suit, use_small_pages};
 
     use jrsonnet_gcmodule::{
         collect_thread_cycles, collect_thread_young_cycles, count_thread_tracked, Cc, Trace,
         TraceBox,
     };
+
+    /// The state a render hands over as text is the value it would hand
+    /// over as JSON: the same numbers, strings and nesting.
+    #[test]
+    fn state_read_from_text_is_the_state_made_from_values() {
+        let mut deep = String::new();
+        for _ in 0..70 {
+            deep.push_str("{\"a\":[");
+        }
+        for _ in 0..70 {
+            deep.push_str("]}");
+        }
+        let texts = [
+            r#"{"replicas":3,"big":18446744073709551615,"neg":-9223372036854775808,"f":0.1,"e":1e300,"z":-0.0}"#.to_owned(),
+            r#"{"s":"é\u00e9\n\"q\"","empty":{},"list":[],"n":null,"t":true,"nested":{"x":[1,{"y":"z"}]}}"#.to_owned(),
+            r#"[1,"two",[3],{"four":4}]"#.to_owned(),
+            deep,
+        ];
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || {
+                for text in &texts {
+                    let json: Json = {
+                        let mut reader = serde_json::Deserializer::from_str(text);
+                        reader.disable_recursion_limit();
+                        serde::Deserialize::deserialize(&mut reader).unwrap()
+                    };
+                    let from_text = super::text_val(text).unwrap();
+                    let from_value = super::json_val(&json);
+                    let manifest = |v: &super::Val| v.manifest(super::JsonFormat::cli(0)).unwrap();
+                    assert_eq!(manifest(&from_text), manifest(&from_value), "{text}");
+                }
+                assert!(super::text_val("{\"a\":").is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 
     /// An object that may point at others (a type the collector can walk
     /// without recursing into its own definition).

@@ -396,6 +396,7 @@ impl Templates {
                     ..plan
                 },
                 &names,
+                StateForm::Text,
             )
             .into_iter()
             .map(|u| u.input)
@@ -423,7 +424,7 @@ impl Templates {
             let units = if failed.is_empty() {
                 Vec::new()
             } else {
-                plan_units(&resolved.state, plan, &names)
+                plan_units(&resolved.state, plan, &names, StateForm::Values)
             };
             // One mistake in a template fails every unit: say it once, and
             // blame a service only for what fails in some services alone.
@@ -678,10 +679,15 @@ impl Templates {
             outputs: None,
             verdicts: None,
         };
-        plan_units(&resolved.state, plan, &service_names(resolved))
-            .into_iter()
-            .next()
-            .map(|u| u.input)
+        plan_units(
+            &resolved.state,
+            plan,
+            &service_names(resolved),
+            StateForm::Values,
+        )
+        .into_iter()
+        .next()
+        .map(|u| u.input)
     }
 
     /// Evaluates one unit with field locations tracked: the output objects
@@ -727,6 +733,7 @@ impl Templates {
         let input = UnitInput {
             shared: Arc::new(fields),
             own: Arc::default(),
+            service_text: None,
             withheld: Vec::new(),
             service_names: None,
         };
@@ -960,10 +967,25 @@ fn write_unit_key_part(
     out.write_all(&digest)
 }
 
+/// How a unit's service state is handed over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StateForm {
+    /// As a JSON value in `own` (what explaining a unit changes).
+    Values,
+    /// As compact JSON text ([`UnitInput::service_text`]): what a render
+    /// evaluates.
+    Text,
+}
+
 /// The units of a render. Per service: one per (selected) service, in key
 /// order, then the environment-level unit (unless services are selected).
 /// Whole environment: one unit with the full state.
-fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Unit> {
+fn plan_units(
+    state: &State,
+    plan: Plan<'_>,
+    names: &Arc<Vec<String>>,
+    form: StateForm,
+) -> Vec<Unit> {
     if plan.evaluation == Evaluation::Environment {
         let Json::Object(base) = state_json(state) else {
             return Vec::new();
@@ -975,6 +997,7 @@ fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Un
             input: UnitInput {
                 shared: Arc::new(base),
                 own: Arc::default(),
+                service_text: None,
                 withheld: Vec::new(),
                 service_names: None,
             },
@@ -988,23 +1011,33 @@ fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Un
         .filter(|(k, _)| plan.services.is_none_or(|s| s.contains(*k)))
         .collect();
     let services = crate::parallel::map(&selected, crate::parallel::cores(), |(_, svc)| {
-        crate::redact::exposed(|| serde_json::to_value(svc).unwrap_or_default())
+        crate::redact::exposed(|| match form {
+            StateForm::Values => (Some(serde_json::to_value(svc).unwrap_or_default()), None),
+            StateForm::Text => (None, Some(serde_json::to_string(svc).unwrap_or_default())),
+        })
     });
     let shared = Arc::new(environment_json(state));
     let mut units: Vec<Unit> = selected
         .into_iter()
         .zip(services)
-        .map(|((key, _), svc)| Unit {
+        .map(|((key, _), (value, text))| Unit {
             input: UnitInput {
                 shared: shared.clone(),
-                own: Arc::new(vec![
-                    (UNIT_FIELD.to_owned(), Json::from("service")),
-                    (UNIT_SERVICE_FIELD.to_owned(), Json::from(key.as_str())),
-                    (
-                        "services".to_owned(),
-                        Json::Object([(key.clone(), svc)].into_iter().collect()),
-                    ),
-                ]),
+                own: Arc::new(
+                    [
+                        (UNIT_FIELD.to_owned(), Json::from("service")),
+                        (UNIT_SERVICE_FIELD.to_owned(), Json::from(key.as_str())),
+                    ]
+                    .into_iter()
+                    .chain(value.map(|svc| {
+                        (
+                            "services".to_owned(),
+                            Json::Object([(key.clone(), svc)].into_iter().collect()),
+                        )
+                    }))
+                    .collect(),
+                ),
+                service_text: text.map(|text| (key.clone(), text)),
                 withheld: vec![(
                     "sealed_secrets".to_owned(),
                     "state.sealed_secrets is not visible to a service's objects: with per-service evaluation, a service's templates see the environment, that service and the other services' names only; set `settings.evaluation: environment` to evaluate every service at once".to_owned(),
@@ -1031,6 +1064,7 @@ fn plan_units(state: &State, plan: Plan<'_>, names: &Arc<Vec<String>>) -> Vec<Un
                         }),
                     ),
                 ]),
+                service_text: None,
                 withheld: Vec::new(),
                 service_names: Some(names.clone()),
             },
@@ -1379,7 +1413,7 @@ mod tests {
         let plan = every_service();
         let mut whole = serde_json::Map::new();
         let mut services = serde_json::Map::new();
-        for unit in plan_units(state, plan, &service_names(&resolved)) {
+        for unit in plan_units(state, plan, &service_names(&resolved), StateForm::Values) {
             whole.extend(unit.input.shared.as_ref().clone());
             for (name, value) in unit.input.own.iter() {
                 match (name.as_str(), value) {
