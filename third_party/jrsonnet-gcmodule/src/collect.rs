@@ -450,20 +450,28 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
 
     // Build a list of what to drop, and restore "prev" (so deleting nodes
     // from the linked list can work) in the same walk: a header's flags
-    // are read before its "prev" is restored, and `gc_clone` touches only
+    // are read before its "prev" is restored, and `gc_retain` touches only
     // the reference count. Patched: one walk where there were three (the
     // first counted the garbage to size the list).
     //
     // Here we keep extra references to the `CcBox<T>` to keep them alive. This
     // ensures metadata fields like `ref_count` is available. Patched: the
     // references are counted, not boxed clones (an allocation per object).
-    let mut to_drop: Vec<*const dyn CcDyn> = Vec::new();
+    // At thread exit (the object space collecting as it is dropped) the
+    // kept list may be gone already: a new one then.
+    let mut to_drop = GARBAGE.try_with(|g| g.take()).unwrap_or_default();
+    to_drop.clear();
     let mut prev: *const L = list;
     visit_list(list, |header| {
         if is_unreachable(header) {
             let value = header.value();
             value.gc_retain();
-            to_drop.push(value as *const dyn CcDyn);
+            // safety: only the lifetime bound changes; the pointer is used
+            // while the object is retained, and cleared before the list is
+            // kept for the next collection.
+            let value: *const (dyn CcDyn + 'static) =
+                unsafe { mem::transmute(value as *const dyn CcDyn) };
+            to_drop.push(value);
         }
         header.set_prev(prev);
         prev = header;
@@ -515,9 +523,24 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
         );
         value.gc_release();
     }
+    to_drop.clear();
+    if to_drop.capacity() <= MAX_KEPT_GARBAGE_LIST {
+        let _ = GARBAGE.try_with(|g| g.replace(to_drop));
+    }
 
     count
 }
+
+thread_local! {
+    /// Patched: the list of a collection's garbage, kept for the next one
+    /// of the thread (empty, its capacity kept): collections after every
+    /// evaluation unit would otherwise grow a list from nothing each time.
+    static GARBAGE: std::cell::Cell<Vec<*const dyn CcDyn>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Patched: the capacity of a garbage list kept for the next collection,
+/// at most (16 MiB of pointers after a collection of a whole heap).
+const MAX_KEPT_GARBAGE_LIST: usize = 1 << 20;
 
 fn is_unreachable<L: Linked>(header: &L) -> bool {
     let prev = header.prev().addr();
