@@ -502,7 +502,9 @@ impl Cache {
         // The header, written last, gives where the index starts: the
         // entries go first, the index after them.
         let header = |at: u64, len: usize| format!("{PACK_FORMAT} {at:020} {len:020}\n");
-        let mut out = std::io::BufWriter::new(tmp);
+        // Entries are a few KB each: written a MiB at a time, not one
+        // system call per unit.
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp);
         let mut index = String::new();
         let mut keys: HashSet<String> = HashSet::new();
         let mut offset = header(0, 0).len() as u64;
@@ -1057,7 +1059,14 @@ fn encode(
     if key.contains(['\n', ' ']) {
         return None;
     }
-    let mut body = format!("key {key}\n");
+    // The checksum line is written in front of the body once the body is
+    // made: its place is kept (a checksum is 32 hex digits), so a unit's
+    // output is copied once, into a buffer sized for it.
+    let checksum_line = FORMAT.len() + 1 + 32 + 1;
+    let items_len: usize = items.iter().map(|i| i.len() + 1).sum();
+    let mut body = String::with_capacity(checksum_line + key.len() + 64 + items_len);
+    body.push_str(&" ".repeat(checksum_line));
+    body.push_str(&format!("key {key}\n"));
     body.push_str(if array { "array\n" } else { "value\n" });
     body.push_str(&format!("depends {}\n", depends.len()));
     for (path, d) in depends {
@@ -1075,7 +1084,15 @@ fn encode(
         body.push_str(item);
         body.push('\n');
     }
-    Some(format!("{FORMAT} {}\n{body}", checksum(&[body.as_bytes()])))
+    let line = format!(
+        "{FORMAT} {}\n",
+        checksum(&[&body.as_bytes()[checksum_line..]])
+    );
+    if line.len() != checksum_line {
+        return None;
+    }
+    body.replace_range(..checksum_line, &line);
+    Some(body)
 }
 
 /// The key under which what post-processing made of a unit is stored:
@@ -1134,7 +1151,9 @@ pub fn encode_record(key: &str, record: &Record) -> Option<Vec<u8>> {
     }
     let body = record.body.bytes().get(record.body_range.clone())?;
     let sum = checksum(&[key.as_bytes(), &[0], head.as_bytes(), body]);
-    let mut out = format!("{RECORD_FORMAT} {sum} {key}\n{head}").into_bytes();
+    let first = format!("{RECORD_FORMAT} {sum} {key}\n{head}");
+    let mut out = Vec::with_capacity(first.len() + body.len());
+    out.extend_from_slice(first.as_bytes());
     out.extend_from_slice(body);
     Some(out)
 }

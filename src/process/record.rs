@@ -84,7 +84,24 @@ fn suffix(path: &str, origin: &str) -> Option<String> {
 
 /// The records of a unit's values, in order, as bytes.
 pub fn encode(values: &[&[CheckedObject]]) -> Vec<u8> {
-    let mut out = Vec::new();
+    // Sized once: a unit's records run to tens of KB, grown by doubling
+    // they were copied several times over.
+    let texts: usize = values
+        .iter()
+        .flat_map(|objects| objects.iter())
+        .map(|o| {
+            o.suffix.len()
+                + o.id.api_version.len()
+                + o.id.kind.len()
+                + o.id.namespace.len()
+                + o.id.name.len()
+                + o.json.as_str().len()
+                + o.yaml.as_ref().map_or(0, |t| t.as_str().len())
+                + o.kept.as_ref().map_or(0, |t| t.as_str().len())
+                + 8 * 8
+        })
+        .sum();
+    let mut out = Vec::with_capacity(texts + 16 * (values.len() + 1));
     out.extend_from_slice(format!("{}\n", values.len()).as_bytes());
     for objects in values {
         out.extend_from_slice(format!("{}\n", objects.len()).as_bytes());
