@@ -1645,6 +1645,44 @@ mod tests {
         assert_eq!(disabled, 1);
     }
 
+    use jrsonnet_gcmodule::trace_acyclic;
+
+    /// Panics when dropped.
+    struct Bomb;
+    trace_acyclic!(Bomb);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("a drop that fails");
+        }
+    }
+
+    #[test]
+    fn a_collection_whose_garbage_panics_when_dropped_still_frees_the_rest() {
+        std::thread::spawn(|| {
+            let mut cycles = Vec::new();
+            for _ in 0..3 {
+                cycles.push(cycle());
+            }
+            cycles[1].0.borrow_mut().push(TraceBox(Box::new(Bomb)));
+            drop(cycles);
+            assert_eq!(count_thread_tracked(), 6);
+            let quiet = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let collected = std::panic::catch_unwind(collect_thread_young_cycles);
+            std::panic::set_hook(quiet);
+            assert!(collected.is_err());
+            // The references the collection held were given back as the
+            // panic unwound: what it had not dropped yet is garbage the
+            // next collection frees, and nothing is held for good.
+            let (a, b) = cycle();
+            drop((a, b));
+            assert!(collect_thread_young_cycles() >= 2);
+            assert_eq!(count_thread_tracked(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn young_collections_free_new_cycles_and_leave_old_garbage_to_full_ones() {
         // A thread of its own: the collector's lists are per thread.

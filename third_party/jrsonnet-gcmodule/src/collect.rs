@@ -459,8 +459,11 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
     // references are counted, not boxed clones (an allocation per object).
     // At thread exit (the object space collecting as it is dropped) the
     // kept list may be gone already: a new one then.
-    let mut to_drop = GARBAGE.try_with(|g| g.take()).unwrap_or_default();
-    to_drop.clear();
+    let mut to_drop = Retained {
+        list: GARBAGE.try_with(|g| g.take()).unwrap_or_default(),
+        released: 0,
+    };
+    to_drop.list.clear();
     let mut prev: *const L = list;
     visit_list(list, |header| {
         if is_unreachable(header) {
@@ -471,12 +474,12 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
             // kept for the next collection.
             let value: *const (dyn CcDyn + 'static) =
                 unsafe { mem::transmute(value as *const dyn CcDyn) };
-            to_drop.push(value);
+            to_drop.list.push(value);
         }
         header.set_prev(prev);
         prev = header;
     });
-    let count = to_drop.len();
+    let count = to_drop.list.len();
 
     debug::log(|| ("collect", format!("{} unreachable objects", count)));
 
@@ -498,7 +501,7 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
     // recursive drops of other `Cc<T>`. `CcBox<T>` need to stay alive so
     // `Cc<T>::drop` can read the ref count metadata.
     // safety: each object is kept alive by the reference gc_retain took.
-    for &value in to_drop.iter() {
+    for &value in to_drop.list.iter() {
         unsafe { &*value }.gc_drop_retained_t();
     }
 
@@ -510,9 +513,9 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
         crate::debug::GC_DROPPING.with(|d| d.set(false));
     }
 
-    for &value in to_drop.iter() {
+    for i in 0..to_drop.list.len() {
         // safety: released once, and not used after.
-        let value = unsafe { &*value };
+        let value = unsafe { &*to_drop.list[i] };
         assert_eq!(
             value.gc_ref_count(),
             1,
@@ -522,13 +525,34 @@ fn release_unreachable<L: Linked, K>(list: &L, lock: K) -> usize {
             )
         );
         value.gc_release();
-    }
-    to_drop.clear();
-    if to_drop.capacity() <= MAX_KEPT_GARBAGE_LIST {
-        let _ = GARBAGE.try_with(|g| g.replace(to_drop));
+        to_drop.released = i + 1;
     }
 
     count
+}
+
+/// Patched: the references a collection retained on its garbage. Those
+/// not released yet are given back when it is dropped: all of them if a
+/// `Drop` of the garbage panics (as the boxed clones were when unwinding).
+/// The list is then kept, empty, for the thread's next collection.
+struct Retained {
+    list: Vec<*const (dyn CcDyn + 'static)>,
+    released: usize,
+}
+
+impl Drop for Retained {
+    fn drop(&mut self) {
+        for &value in &self.list[self.released.min(self.list.len())..] {
+            // safety: retained by this collection and not released yet.
+            unsafe { &*value }.gc_release();
+        }
+        self.list.clear();
+        if self.list.capacity() <= MAX_KEPT_GARBAGE_LIST {
+            let list = mem::take(&mut self.list);
+            // At thread exit the kept list may be gone already.
+            let _ = GARBAGE.try_with(|g| g.replace(list));
+        }
+    }
 }
 
 thread_local! {
@@ -539,8 +563,8 @@ thread_local! {
 }
 
 /// Patched: the capacity of a garbage list kept for the next collection,
-/// at most (16 MiB of pointers after a collection of a whole heap).
-const MAX_KEPT_GARBAGE_LIST: usize = 1 << 20;
+/// at most (1 MiB of pointers; a unit's garbage takes a few hundred).
+const MAX_KEPT_GARBAGE_LIST: usize = 1 << 16;
 
 fn is_unreachable<L: Linked>(header: &L) -> bool {
     let prev = header.prev().addr();
