@@ -1566,8 +1566,8 @@ mod tests {
     use super::{small_pages_suit, use_small_pages};
 
     use jrsonnet_gcmodule::{
-        collect_thread_cycles, collect_thread_young_cycles, count_thread_tracked, Cc, Trace,
-        TraceBox,
+        collect_thread_cycles, collect_thread_young_cycles, count_thread_tracked, trace_acyclic,
+        Cc, Trace, TraceBox,
     };
 
     /// The state a render hands over as text is the value it would hand
@@ -1644,8 +1644,6 @@ mod tests {
         let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
         assert_eq!(disabled, 1);
     }
-
-    use jrsonnet_gcmodule::trace_acyclic;
 
     /// Panics when dropped.
     struct Bomb;
