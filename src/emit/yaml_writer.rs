@@ -64,6 +64,7 @@ pub fn write_document(json: &str, out: &mut String) -> Option<()> {
         let from = out.len();
         let mut writer = Writer {
             json: json.as_bytes(),
+            text: json,
             at: 0,
             out,
             styles: &mut styles,
@@ -88,6 +89,9 @@ enum Next {
 
 struct Writer<'j, 'o> {
     json: &'j [u8],
+    /// The same, as text: what is copied out is cut from it where the
+    /// bytes are ASCII, so it needs no check again.
+    text: &'j str,
     at: usize,
     out: &'o mut String,
     styles: &'o mut ScalarStyles,
@@ -142,8 +146,12 @@ impl<'j> Writer<'j, '_> {
     }
 
     fn indent(&mut self, columns: usize) {
-        for _ in 0..columns {
-            self.out.push(' ');
+        const SPACES: &str = "                                ";
+        let mut left = columns;
+        while left > 0 {
+            let n = left.min(SPACES.len());
+            self.out.push_str(&SPACES[..n]);
+            left -= n;
         }
     }
 
@@ -249,17 +257,17 @@ impl<'j> Writer<'j, '_> {
             return None;
         }
         let start = self.at + 1;
-        let len = json[start..].iter().position(|&b| b == b'"')?;
-        let text = &json[start..start + len];
-        if len > MAX_STRING
-            || text
-                .iter()
-                .any(|&b| !(b' '..=b'~').contains(&b) || b == b'\\')
-        {
+        // One pass to the closing quote, refusing what is not printable
+        // ASCII or is escaped.
+        let len = json[start..]
+            .iter()
+            .take(MAX_STRING + 1)
+            .position(|&b| b == b'"' || !(b' '..=b'~').contains(&b) || b == b'\\')?;
+        if len > MAX_STRING || json[start + len] != b'"' {
             return None;
         }
         self.at = start + len + 1;
-        std::str::from_utf8(text).ok()
+        self.text.get(start..start + len)
     }
 
     fn scalar(&mut self, position: Position) -> Option<()> {
@@ -303,7 +311,7 @@ impl<'j> Writer<'j, '_> {
         if !canonical || matches!(rest.get(end), Some(b'.' | b'e' | b'E')) {
             return None;
         }
-        self.out.push_str(std::str::from_utf8(&rest[..end]).ok()?);
+        self.out.push_str(self.text.get(self.at..self.at + end)?);
         self.at += end;
         Some(())
     }
@@ -338,11 +346,12 @@ fn is_plain_word(s: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
-        && ![
-            "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
-        ]
-        .iter()
-        .any(|word| s.eq_ignore_ascii_case(word))
+        && (s.len() > 5
+            || ![
+                "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
+            ]
+            .iter()
+            .any(|word| s.eq_ignore_ascii_case(word)))
 }
 
 /// How serde-saphyr writes `s` at `position`, when it is one scalar on the

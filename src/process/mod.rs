@@ -6,6 +6,7 @@
 //! empty renders are refused. (Rules about the objects' content, plain
 //! Secrets included, live in `rules/`.)
 
+mod canonical;
 pub mod identity;
 
 pub mod record;
@@ -348,16 +349,23 @@ fn process_value(
             Text::new(s)
         }
     };
+    // A value that is one object is nearly always written as writing its
+    // value would write it: its text is kept as it was made, not written
+    // again (nor held twice while the render is processed).
+    let as_written =
+        matches!(&found[..], [o] if o.origin == whole) && canonical::is_canonical(&text);
+    let mut text = Some(text);
     resources.extend(found.into_iter().map(|o| {
-        let json = serde_json::to_string(&o.value).unwrap_or_default();
+        let json = match text.take_if(|_| as_written) {
+            Some(text) => text,
+            None => serde_json::to_string(&o.value).unwrap_or_default(),
+        };
         let yaml = opts.yaml.then(|| text_of(crate::emit::yaml_of_json(&json)));
         Resource::of_text(o.id, text_of(json), o.origin, yaml)
     }));
-    // A value that is one object is usually written as it was made: its
-    // text is kept rather than a copy (the render's objects are not held
-    // twice while they are processed, nor their texts freed and made
-    // again).
-    if let [r] = &mut resources[first..] {
+    // Written again alike all the same (a float, say): the text is kept
+    // rather than the copy.
+    if let (Some(text), [r]) = (text, &mut resources[first..]) {
         if r.origin == whole && r.json() == text {
             r.json = text_of(text);
         }
