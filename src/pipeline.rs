@@ -116,9 +116,6 @@ pub struct Project {
     validity: Vec<[u8; 32]>,
     /// Entries of that section found valid before, not validated again.
     entries_found_valid: usize,
-    /// Renders are written as YAML: each object's document is made as it
-    /// is checked ([`Project::write_yaml`]).
-    yaml_documents: bool,
 }
 
 /// Renders whose template output is larger than this (compact JSON) keep
@@ -290,7 +287,6 @@ impl Project {
             entries_found_valid,
             memo,
             validity,
-            yaml_documents: false,
         };
         project.timings.stages.push(StageTiming {
             stage: "load",
@@ -688,9 +684,8 @@ impl Project {
                 workers: self.templates.workers,
                 records: keep_records,
                 // Records hold each object's YAML document (made once,
-                // then taken from the cache); a render written as YAML
-                // makes it here too, as the objects are checked.
-                yaml: keep_records || (self.yaml_documents && output_bytes <= RECORD_MAX_BYTES),
+                // then taken from the cache).
+                yaml: keep_records,
             },
             |objects| rules::check_objects(objects, &ctx),
         );
@@ -819,13 +814,6 @@ impl Project {
     /// since a render that resolved them (`resolve::memo`).
     pub fn services_memoized(&self) -> usize {
         self.memoized
-    }
-
-    /// Renders will be written as YAML: each object's document is then made
-    /// as it is checked, on every core, not once the render is sorted
-    /// (unless the render is too large to hold its documents).
-    pub fn write_yaml(&mut self) {
-        self.yaml_documents = true;
     }
 
     /// Units evaluated and taken from the cache by the last render.

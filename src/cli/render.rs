@@ -82,9 +82,6 @@ pub(super) fn run(cli: &Cli, args: &RenderArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    if args.out_dir.is_some() || args.format == FormatArg::Yaml {
-        project.write_yaml();
-    }
     let (resources, outputs) = match project.render_with(&args.env, args.placeholders) {
         Ok(r) => r,
         Err(d) => {
