@@ -118,6 +118,10 @@ pub struct Project {
     entries_found_valid: usize,
 }
 
+/// Objects from which the checks of the whole render run on a thread of
+/// their own while the objects are ordered.
+const PARALLEL_CHECKS_FROM: usize = 1024;
+
 /// Renders whose template output is larger than this (compact JSON) keep
 /// no records of what post-processing made of their units: holding every
 /// object's record and YAML document until the render is written would
@@ -668,34 +672,52 @@ impl Project {
                 .sum::<usize>();
         let keep_records = !rendered.records.is_empty() && output_bytes <= RECORD_MAX_BYTES;
         // Objects are checked as they are parsed, a share at a time; the
-        // checks that need the whole render run on it once it is made.
-        let processed = process::process(
-            rendered.output,
-            records,
-            &process::ProcessOptions {
-                env: &resolved.state.env,
-                // A selection of services renders what they have, maybe nothing.
-                allow_empty: self.services.is_some()
-                    || self.settings.allow_empty_envs.contains(&resolved.state.env),
-                service_spans: &service_spans,
-                entry,
-                env_span: Some(resolved.env_span),
-                per_service: self.settings.evaluation == Evaluation::PerService,
-                workers: self.templates.workers,
-                records: keep_records,
-                // Records hold each object's YAML document (made once,
-                // then taken from the cache).
-                yaml: keep_records,
-            },
-            |objects| rules::check_objects(objects, &ctx),
-        );
+        // checks that need the whole render then run on what was kept of
+        // them while the objects are ordered.
+        let opts = process::ProcessOptions {
+            env: &resolved.state.env,
+            // A selection of services renders what they have, maybe nothing.
+            allow_empty: self.services.is_some()
+                || self.settings.allow_empty_envs.contains(&resolved.state.env),
+            service_spans: &service_spans,
+            entry,
+            env_span: Some(resolved.env_span),
+            per_service: self.settings.evaluation == Evaluation::PerService,
+            workers: self.templates.workers,
+            records: keep_records,
+            // Records hold each object's YAML document (made once,
+            // then taken from the cache).
+            yaml: keep_records,
+        };
+        let mut processed = process::process_values(rendered.output, records, &opts, |objects| {
+            rules::check_objects(objects, &ctx)
+        });
+        let kept = std::mem::take(&mut processed.kept);
+        let whole = |stage| rules::check_render(stage, &kept, &ctx);
+        // Beside a large ordering, the checks of the checks stage run too,
+        // whether or not they will be reported (they are reported only
+        // when nothing else is).
+        let beside =
+            processed.resources.len() >= PARALLEL_CHECKS_FROM && self.templates.workers > 1;
+        let (at_process, at_check) = if beside {
+            std::thread::scope(|s| {
+                let checks = s.spawn(|| (whole(Stage::Process), Some(whole(Stage::Check))));
+                process::finish(&mut processed.resources, &mut processed.problems, &opts);
+                checks
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+        } else {
+            process::finish(&mut processed.resources, &mut processed.problems, &opts);
+            (whole(Stage::Process), None)
+        };
         let (resources, mut diagnostics) = (processed.resources, processed.problems);
-        diagnostics.extend(rules::check_render(Stage::Process, &processed.kept, &ctx));
+        diagnostics.extend(at_process);
         self.timings.record("process", start.elapsed());
         let start = Instant::now();
         if diagnostics.is_empty() {
             diagnostics.extend(processed.later);
-            diagnostics.extend(rules::check_render(Stage::Check, &processed.kept, &ctx));
+            diagnostics.extend(at_check.unwrap_or_else(|| whole(Stage::Check)));
         }
         self.timings.record("check", start.elapsed());
         if !diagnostics.is_empty() {

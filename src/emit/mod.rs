@@ -40,6 +40,36 @@ mod tests {
     }
 
     #[test]
+    fn rounds_cover_the_resources_in_order_within_their_size() {
+        let resources: Vec<crate::process::Resource> = (0..7)
+            .map(|i| {
+                let name = "n".repeat(1 + i * 10);
+                crate::process::Resource::of_value(
+                    &serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": name}}),
+                )
+                .unwrap()
+            })
+            .collect();
+        for max in [0, 60, 150, 1 << 20] {
+            let rounds: Vec<&[crate::process::Resource]> = super::rounds(&resources, max).collect();
+            assert_eq!(
+                rounds.iter().map(|r| r.len()).sum::<usize>(),
+                resources.len()
+            );
+            for round in &rounds {
+                let bytes: usize = round.iter().map(|r| r.json().len()).sum();
+                assert!(round.len() == 1 || bytes <= max, "{max}: {bytes}");
+            }
+            let joined = rounds.concat();
+            let names: Vec<&str> = joined.iter().map(|r| r.id.name.as_str()).collect();
+            let all: Vec<&str> = resources.iter().map(|r| r.id.name.as_str()).collect();
+            assert_eq!(names, all);
+        }
+        assert_eq!(super::rounds(&resources, 1 << 20).count(), 1);
+        assert_eq!(super::rounds(&resources[..0], 10).count(), 0);
+    }
+
+    #[test]
     fn placeholder_lines_are_marked_and_listed() {
         let values = vec![
             ("nat_ips[0]".to_owned(), serde_json::json!("192.0.2.1")),
@@ -148,7 +178,7 @@ pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std
             }
         }
         Format::Yaml => {
-            for round in resources.chunks(ROUND) {
+            for round in rounds(resources, ROUND_BYTES) {
                 // Documents already made (taken from the cache) are written
                 // as they are held; the others are made on every core.
                 if round.iter().all(|r| r.yaml().is_some()) {
@@ -167,8 +197,33 @@ pub fn write(resources: &[Resource], format: Format, out: &mut dyn Write) -> std
     out.flush()
 }
 
-/// Resources written per round of [`write`].
-const ROUND: usize = 1024;
+/// Compact JSON written per round of [`write`], at most (a round's YAML
+/// is held whole): a render of a few thousand objects is one round, made
+/// on every core at once.
+const ROUND_BYTES: usize = 32 << 20;
+
+/// `resources` in rounds of at most `max_bytes` of JSON (a larger
+/// resource is a round of its own).
+fn rounds(resources: &[Resource], max_bytes: usize) -> impl Iterator<Item = &[Resource]> {
+    let mut rest = resources;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let len = rest
+            .iter()
+            .position(|r| {
+                bytes += r.json().len();
+                bytes > max_bytes
+            })
+            .unwrap_or(rest.len())
+            .max(1);
+        let (round, after) = rest.split_at(len);
+        rest = after;
+        Some(round)
+    })
+}
 
 /// Resources under which one thread writes them all.
 const PARALLEL_FROM: usize = 512;

@@ -212,6 +212,21 @@ pub fn process(
     opts: &ProcessOptions<'_>,
     check: impl Fn(&[Object]) -> Findings + Sync,
 ) -> Processed {
+    let mut processed = process_values(output, records, opts, check);
+    finish(&mut processed.resources, &mut processed.problems, opts);
+    processed
+}
+
+/// The first half of [`process`]: every value parsed, extracted and
+/// checked (or taken from its record), its objects in output order. What
+/// the checks kept is then complete: checks of the whole render can run
+/// on it while [`finish`] orders the objects.
+pub fn process_values(
+    output: Vec<(String, String)>,
+    records: Vec<Option<Vec<CheckedObject>>>,
+    opts: &ProcessOptions<'_>,
+    check: impl Fn(&[Object]) -> Findings + Sync,
+) -> Processed {
     let workers = if output.len() < PARALLEL_FROM {
         1
     } else {
@@ -261,16 +276,28 @@ pub fn process(
         processed.resources.extend(resources);
         processed.records.extend(made);
     }
+    processed
+}
+
+/// The second half of [`process`], on the objects of [`process_values`]
+/// and its problems: an identity seen again is refused (the first stays),
+/// an empty render too unless allowed, and the objects are sorted in
+/// install order.
+pub fn finish(
+    resources: &mut Vec<Resource>,
+    problems: &mut Vec<Diagnostic>,
+    opts: &ProcessOptions<'_>,
+) {
     // The first of each identity stays; keys borrow, nothing is copied.
     let mut repeated = Vec::new();
     {
-        let all = &processed.resources;
+        let all = &*resources;
         let mut seen: HashMap<_, usize> = HashMap::with_capacity(all.len());
         for (i, r) in all.iter().enumerate() {
             let key = r.id.key_parts();
             match seen.get(&key) {
                 Some(&first) => {
-                    processed.problems.push(duplicate(&all[first], r, opts));
+                    problems.push(duplicate(&all[first], r, opts));
                     repeated.push(i);
                 }
                 None => {
@@ -281,12 +308,12 @@ pub fn process(
     }
     if !repeated.is_empty() {
         let mut i = 0;
-        processed.resources.retain(|_| {
+        resources.retain(|_| {
             i += 1;
             repeated.binary_search(&(i - 1)).is_err()
         });
     }
-    if processed.resources.is_empty() && !opts.allow_empty && processed.problems.is_empty() {
+    if resources.is_empty() && !opts.allow_empty && problems.is_empty() {
         let mut d = Diagnostic::error(
             Code::EmptyRender,
             format!("environment `{}` renders no resources", opts.env),
@@ -294,7 +321,7 @@ pub fn process(
         if let Some(span) = opts.env_span {
             d = d.at(span, "this environment renders nothing");
         }
-        processed.problems.push(
+        problems.push(
             d
             .help(format!(
                 "an empty render makes Argo CD prune everything; if that is intended, add `{}` to settings.allow_empty_envs",
@@ -302,8 +329,7 @@ pub fn process(
             )),
         );
     }
-    identity::sort_in_output_order(&mut processed.resources, |r| &r.id);
-    processed
+    identity::sort_in_output_order(resources, |r| &r.id);
 }
 
 /// Parses, extracts and checks one value of the template output, adding
