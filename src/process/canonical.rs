@@ -31,13 +31,9 @@ fn value(b: &[u8], at: &mut usize, depth: usize) -> bool {
 }
 
 fn object(b: &[u8], at: &mut usize, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    *at += 1;
-    if b.get(*at) == Some(&b'}') {
-        *at += 1;
-        return true;
+    match opened(b, at, depth, b'}') {
+        Some(false) => {}
+        empty => return empty.is_some(),
     }
     let mut previous: Option<&[u8]> = None;
     loop {
@@ -56,38 +52,52 @@ fn object(b: &[u8], at: &mut usize, depth: usize) -> bool {
         if !value(b, at, depth) {
             return false;
         }
-        match b.get(*at) {
-            Some(b',') => *at += 1,
-            Some(b'}') => {
-                *at += 1;
-                return true;
-            }
-            _ => return false,
+        match closed(b, at, b'}') {
+            Some(false) => {}
+            end => return end.is_some(),
         }
     }
 }
 
 fn array(b: &[u8], at: &mut usize, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    *at += 1;
-    if b.get(*at) == Some(&b']') {
-        *at += 1;
-        return true;
+    match opened(b, at, depth, b']') {
+        Some(false) => {}
+        empty => return empty.is_some(),
     }
     loop {
         if !value(b, at, depth) {
             return false;
         }
-        match b.get(*at) {
-            Some(b',') => *at += 1,
-            Some(b']') => {
-                *at += 1;
-                return true;
-            }
-            _ => return false,
+        match closed(b, at, b']') {
+            Some(false) => {}
+            end => return end.is_some(),
         }
+    }
+}
+
+/// Past the opening of a collection `depth` deep: whether it is empty
+/// (and then past its `close` too); `None` when it is too deep.
+fn opened(b: &[u8], at: &mut usize, depth: usize, close: u8) -> Option<bool> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    *at += 1;
+    let empty = b.get(*at) == Some(&close);
+    if empty {
+        *at += 1;
+    }
+    Some(empty)
+}
+
+/// Past what follows a member: a `,` (false) or the `close` that ends the
+/// collection (true); `None` for anything else.
+fn closed(b: &[u8], at: &mut usize, close: u8) -> Option<bool> {
+    let next = *b.get(*at)?;
+    *at += 1;
+    match next {
+        b',' => Some(false),
+        _ if next == close => Some(true),
+        _ => None,
     }
 }
 
